@@ -1,0 +1,3 @@
+"""edge-inspect: vision inspection appliance for pharmaceutical packaging lines."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,98 @@
+"""The appliance: the pipeline plus the components config turns on (PLC, MQTT, web UI, ...).
+
+Each component is built by a factory listed in COMPONENTS (imported lazily) that
+returns an object with `start()`, `stop()` and `status() -> dict`, or None when the
+config leaves it off. A new output is a new module plus one line here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge import plugins
+from edge.capture.base import Source, open_source
+from edge.config import AppConfig
+from edge.inspect.base import BatchState, Services
+from edge.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+#: Factories `build(app) -> Component | None`, in start order (outputs before the web UI).
+COMPONENTS: list[str] = []
+
+
+def simulator_batch(source: Source) -> BatchState | None:
+    sim = getattr(source, "sim", None)
+    return getattr(sim, "batch", None)
+
+
+class Appliance:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        *,
+        source: Source | None = None,
+        batch: BatchState | None = None,
+        components: bool = True,
+    ):
+        self.cfg = cfg
+        state = Path(cfg.records.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        if batch is None and cfg.batch is not None:
+            batch = BatchState(cfg.batch.lot, cfg.batch.gtin, cfg.batch.expiry)
+        if source is None:
+            source = open_source(cfg.source, batch=batch) if cfg.source.type == "simulator" else open_source(cfg.source)
+        if batch is None:
+            batch = simulator_batch(source)
+        self.services = Services(serials=_serial_registry(state))
+        self.pipeline = Pipeline(cfg, source=source, services=self.services)
+        if batch is not None and (self.pipeline.batch is None or self.pipeline.batch.lot != batch.lot):
+            self.pipeline.start_batch(batch, by="config")
+        self.components: list[Any] = []
+        if components:
+            for target in COMPONENTS:
+                factory = plugins.load("component", {target: target}, target)
+                comp = factory(self)
+                if comp is not None:
+                    self.components.append(comp)
+
+    def start(self) -> None:
+        for c in self.components:
+            c.start()
+        self.pipeline.start()
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+        for c in reversed(self.components):
+            try:
+                c.stop()
+            except Exception:
+                log.exception("stopping %s", getattr(c, "name", c))
+
+    def status(self) -> dict[str, Any]:
+        out = {"pipeline": self.pipeline.stats.snapshot()}
+        for c in self.components:
+            try:
+                out[c.name] = c.status()
+            except Exception as exc:
+                out[getattr(c, "name", "?")] = {"up": False, "error": str(exc)}
+        return out
+
+
+def _serial_registry(state: Path) -> Any:
+    try:
+        from edge.store.serials import SerialRegistry
+    except ImportError:
+        return None
+    return SerialRegistry(state / "serials.db")

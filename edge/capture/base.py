@@ -1,0 +1,53 @@
+"""The capture-source interface and its registry.
+
+A source yields Frames at trigger time, each with a monotonic timestamp and the
+encoder count of its trigger. It must never block forever: `frames()` ends when the
+source is exhausted or `stop()` is called; a camera that disappears reconnects with
+backoff inside the source, and the pipeline raises a stall alarm meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from edge import plugins
+from edge.domain import Frame
+
+SOURCES: dict[str, str] = {
+    "simulator": "edge.capture.simulator:SimulatorCapture",
+    "folder": "edge.capture.folder:FolderCapture",
+    "opencv": "edge.capture.opencv:OpenCVCapture",
+    "gstreamer": "edge.capture.opencv:GStreamerCapture",
+}
+
+
+class Source:
+    """Base class: subclasses implement `frames()` and check `self.stopped` between frames."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self._stop = threading.Event()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def frames(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep that wakes on stop(); True if stopped."""
+        return self._stop.wait(seconds)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": getattr(self.cfg, "type", "?")}
+
+
+def open_source(cfg: Any, **kw: Any) -> Source:
+    cls = plugins.load("source", SOURCES, cfg.type)
+    return cls(cfg, **kw)

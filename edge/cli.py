@@ -1,0 +1,399 @@
+"""The `edge` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edge.config import AppConfig, ConfigError, load_config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="edge-inspect: vision inspection appliance for pharmaceutical packaging lines.",
+)
+config_app = typer.Typer(no_args_is_help=True, help="Check and show configuration.")
+app.add_typer(config_app, name="config")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: embedded simulator demo)")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(msg, err=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Optional[Path]) -> AppConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"config error in {exc.source}:", err=True)
+        for line in exc.errors:
+            typer.echo(f"  {line}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _override(cfg: AppConfig, **changes: Any) -> AppConfig:
+    """Re-validate the config with dotted-key overrides from the command line."""
+    data = cfg.model_dump(mode="json", exclude={"recipes"})
+    data["recipes"] = {k: v.model_dump(mode="json") for k, v in cfg.recipes.items()}
+    for key, value in changes.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return AppConfig.model_validate(data)
+    except Exception as exc:
+        _fail(f"invalid option: {exc}")
+        raise
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# ------------------------------------------------------------------ config
+
+
+@config_app.command("check")
+def config_check(file: Path = typer.Argument(..., help="YAML config to validate")) -> None:
+    """Validate a config: print every error with its key path; exit non-zero if any."""
+    cfg = _load(file)
+    recipe = cfg.active_recipe()
+    typer.echo(f"{file}: OK (source {cfg.source.type}, recipe {recipe.name}, plc {cfg.plc.type})")
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = ConfigOpt) -> None:
+    """Print the effective config (defaults filled in) as JSON."""
+    cfg = _load(config)
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+# ------------------------------------------------------------------ sim
+
+
+@app.command()
+def sim(
+    scenario: str = typer.Option("vials", help="vials | blisters | cartons"),
+    items: int = typer.Option(100, min=1),
+    seed: int = typer.Option(1),
+    out: Path = typer.Option(..., help="output folder"),
+    defect_rate: Optional[float] = typer.Option(None, min=0, max=1),
+    code_defect_rate: Optional[float] = typer.Option(None, min=0, max=1),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
+    from edge.capture.simulator import export
+
+    cfg = _load(config)
+    src = cfg.source.model_dump() if cfg.source.type == "simulator" else {}
+    src.update(type="simulator", scenario=scenario, seed=seed, items=items, realtime=False)
+    if defect_rate is not None:
+        src["defect_rate"] = defect_rate
+    if code_defect_rate is not None:
+        src["code_defect_rate"] = code_defect_rate
+    cfg = _override(cfg, source=src)
+    t0 = time.perf_counter()
+    summary = export(cfg.source, out, items)
+    dt = time.perf_counter() - t0
+    typer.echo(json.dumps({"out": str(out), "items": items, "seconds": round(dt, 2), **(summary or {})}))
+
+
+# ------------------------------------------------------------------ inspect / eval
+
+
+@app.command()
+def inspect(
+    source: Path = typer.Option(..., help="image folder or `edge sim` output folder"),
+    jsonl: Path = typer.Option(..., help="write one JSON line per item here"),
+    config: Optional[Path] = ConfigOpt,
+    recipe: Optional[str] = typer.Option(None, help="recipe name (default: the folder's scenario)"),
+    state_dir: Optional[Path] = typer.Option(
+        None, help="keep records here (default: a temporary folder, removed after)"
+    ),
+    workers: Optional[int] = typer.Option(None, min=1),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run a folder of images through the same pipeline, offline."""
+    from edge.app import Appliance
+    from edge.inspect.base import BatchState
+
+    _logging(verbose)
+    cfg = _load(config)
+    if not source.is_dir():
+        _fail(f"{source}: not a folder")
+    scenario = None
+    truth = source / "truth.jsonl"
+    if truth.exists():
+        with open(truth, encoding="utf-8") as f:
+            first = f.readline()
+        scenario = json.loads(first).get("scenario") if first.strip() else None
+    recipe = recipe or cfg.recipe or scenario
+    if recipe is not None and recipe not in cfg.recipes:
+        _fail(f"unknown recipe {recipe!r} (known: {', '.join(sorted(cfg.recipes))})")
+    batch = None
+    if (source / "batch.json").exists():
+        b = json.loads((source / "batch.json").read_text())
+        batch = BatchState(b.get("lot"), b.get("gtin"), b.get("expiry"))
+    tmp = None
+    if state_dir is None:
+        tmp = tempfile.mkdtemp(prefix="edge-inspect-")
+        state_dir = Path(tmp)
+    cfg = _override(
+        cfg,
+        source={"type": "folder", "path": str(source)},
+        recipe=recipe,
+        **{
+            "records.state_dir": str(state_dir),
+            "records.sample_pass_every": 0,
+            "records.keep_reject_images": False,
+            "mqtt.enabled": False,
+            "plc": {"type": "none"},
+            "pipeline.workers": workers,
+        },
+    )
+    lines = 0
+    lock = threading.Lock()
+    try:
+        appliance = Appliance(cfg, batch=batch, components=False)
+        with open(jsonl, "w", encoding="utf-8") as out:
+
+            def write(_topic: str, item: Any) -> None:
+                nonlocal lines
+                rec = {
+                    "id": item.frame.name if item.frame and item.frame.name else item.id,
+                    "item_id": item.id,
+                    "image": ((item.frame.truth or {}).get("image") or item.frame.name)
+                    if item.frame
+                    else None,
+                    "verdict": item.verdict.value,
+                    "reasons": item.reasons,
+                    "findings": [f.to_dict() for f in item.findings],
+                    "codes": [c.to_dict() for c in item.codes],
+                    "latency_ms": round(item.latency_ms or 0.0, 2),
+                }
+                with lock:
+                    out.write(json.dumps(rec) + "\n")
+                    lines += 1
+
+            appliance.pipeline.bus.subscribe_sync("verdict", write)
+            appliance.start()
+            appliance.pipeline.wait()
+            appliance.stop()
+        stats = appliance.pipeline.stats.snapshot()
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    typer.echo(
+        json.dumps(
+            {
+                "items": lines,
+                "passed": stats["passed"],
+                "rejected": stats["rejected"],
+                "deadline_misses": stats["deadline_misses"],
+                "p50_ms": stats["p50_ms"],
+                "p99_ms": stats["p99_ms"],
+                "jsonl": str(jsonl),
+            }
+        )
+    )
+
+
+@app.command("eval")
+def eval_cmd(
+    truth: Path = typer.Option(..., help="truth.jsonl from `edge sim`"),
+    pred: Path = typer.Option(..., help="JSONL from `edge inspect`"),
+) -> None:
+    """Compare predictions with truth: escapes, false rejects, per-reason recall, confusion."""
+    from edge.evaluate import evaluate, read_jsonl
+
+    try:
+        report = evaluate(read_jsonl(truth), read_jsonl(pred))
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(f"cannot evaluate: {exc}")
+        return
+    typer.echo(json.dumps(report, indent=2))
+
+
+# ------------------------------------------------------------------ run / demo
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _console(appliance: Any, stop: threading.Event, done: threading.Event) -> None:
+    from rich.live import Live
+    from rich.table import Table
+
+    def render() -> Table:
+        s = appliance.pipeline.stats.snapshot()
+        t = Table(title=f"edge-inspect · {appliance.pipeline.recipe.name}", expand=False)
+        t.add_column("measure")
+        t.add_column("value", justify="right")
+        t.add_row("rate / min", f"{s['rate_per_min']:.0f}")
+        t.add_row("inspected", str(s["items"]))
+        t.add_row("good", str(s["passed"]))
+        t.add_row("rejected", str(s["rejected"]))
+        for reason, n in s["by_reason"].items():
+            t.add_row(f"  {reason}", str(n))
+        t.add_row("yield", f"{(s['yield'] or 0) * 100:.1f} %")
+        t.add_row("p50 / p99 ms", f"{s['p50_ms']} / {s['p99_ms']}")
+        t.add_row("deadline misses", str(s["deadline_misses"]))
+        for a in appliance.pipeline.alarms.active():
+            t.add_row(f"[red]ALARM {a.code}[/red]", a.message)
+        for c in appliance.components:
+            st = c.status()
+            t.add_row(c.name, "up" if st.get("up") else f"[red]down[/red] {st.get('detail', '')}")
+        return t
+
+    with Live(render(), refresh_per_second=4) as live:
+        while not (stop.is_set() or done.is_set()):
+            time.sleep(0.25)
+            live.update(render())
+        live.update(render())
+
+
+def _serve(
+    config: Optional[Path],
+    *,
+    items: Optional[int],
+    rate: Optional[float],
+    headless: bool,
+    as_json: bool,
+    port: Optional[int],
+    mqtt: Optional[str],
+    state_dir: Optional[Path],
+    demo: bool,
+    verbose: bool,
+) -> None:
+    from edge.app import Appliance
+
+    _logging(verbose)
+    cfg = _load(config)
+    overrides: dict[str, Any] = {"web.port": port}
+    if state_dir is not None:
+        overrides["records.state_dir"] = str(state_dir)
+    if cfg.source.type == "simulator":
+        overrides["source.items"] = items
+        overrides["source.rate_per_min"] = rate
+    if mqtt:
+        host, _, p = mqtt.rpartition(":")
+        if not host or not p.isdigit():
+            _fail("--mqtt takes HOST:PORT")
+        overrides.update({"mqtt.enabled": True, "mqtt.host": host, "mqtt.port": int(p)})
+    if demo and cfg.plc.type == "none":
+        overrides["plc"] = {"type": "sim"}
+    cfg = _override(cfg, **overrides)
+    appliance = Appliance(cfg)
+    stop, done = threading.Event(), threading.Event()
+    _install_signal_handlers(stop)
+    appliance.start()
+
+    def waiter() -> None:
+        appliance.pipeline.wait()
+        done.set()
+
+    threading.Thread(target=waiter, daemon=True).start()
+    try:
+        if headless or as_json or not sys.stdout.isatty():
+            while not (stop.is_set() or done.is_set()):
+                time.sleep(0.2)
+        else:
+            _console(appliance, stop, done)
+    finally:
+        appliance.stop()
+    s = appliance.pipeline.stats.snapshot()
+    summary = {
+        "items": s["items"],
+        "passed": s["passed"],
+        "rejected": s["rejected"],
+        "escapes": s["escapes"],
+        "false_rejects": s["false_rejects"],
+        "deadline_misses": s["deadline_misses"],
+        "p50_ms": s["p50_ms"],
+        "p99_ms": s["p99_ms"],
+        "by_reason": s["by_reason"],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    elif headless:
+        typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command()
+def demo(
+    config: Optional[Path] = ConfigOpt,
+    items: Optional[int] = typer.Option(None, help="stop after N items (default: run until Ctrl-C)"),
+    rate: Optional[float] = typer.Option(None, help="items per minute"),
+    headless: bool = typer.Option(False, help="no terminal UI"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
+    port: Optional[int] = typer.Option(None, help="web UI port"),
+    mqtt: Optional[str] = typer.Option(None, help="broker HOST:PORT"),
+    state_dir: Optional[Path] = typer.Option(None, help="records folder (default: config)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the whole appliance on a simulated line (embedded defaults unless --config)."""
+    _serve(
+        config, items=items, rate=rate, headless=headless, as_json=as_json, port=port,
+        mqtt=mqtt, state_dir=state_dir, demo=True, verbose=verbose,
+    )
+
+
+@app.command()
+def run(
+    config: Optional[Path] = ConfigOpt,
+    port: Optional[int] = typer.Option(None, help="web UI port"),
+    mqtt: Optional[str] = typer.Option(None, help="broker HOST:PORT"),
+    headless: bool = typer.Option(True, help="no terminal UI (service mode)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the appliance as configured (the production service)."""
+    _serve(
+        config, items=None, rate=None, headless=headless, as_json=False, port=port, mqtt=mqtt,
+        state_dir=None, demo=False, verbose=verbose,
+    )
+
+
+def _mount_optional() -> None:
+    """Sub-commands whose modules bring heavier imports are mounted when present."""
+    import importlib
+
+    for module, attr in (("edge.train.cli", "register"), ("edge.web.cli", "register")):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        getattr(mod, attr)(app)
+
+
+def main() -> None:
+    _mount_optional()
+    app()
+
+
+if __name__ == "__main__":
+    main()

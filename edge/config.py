@@ -1,0 +1,382 @@
+"""The appliance's one YAML file, as pydantic models.
+
+Sources, inference backends and PLC adapters are discriminated unions keyed by
+`type`; each implementation lives in its own module and is looked up by that key
+(see `edge.plugins`). Tool parameters are validated by each tool's own model when
+the recipe is loaded (`edge.inspect.registry`).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.domain import Action, Severity
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- station
+
+
+class StationConfig(Strict):
+    """Where the appliance sits, in ISA-95 terms (also the MQTT topic prefix)."""
+
+    id: str = "edge-01"
+    enterprise: str = "acme"
+    site: str = "site1"
+    area: str = "packaging"
+    line: str = "line1"
+    cell: str = "inspect1"
+
+
+# --------------------------------------------------------------------------- sources
+
+Scenario = Literal["vials", "blisters", "cartons"]
+
+
+class EncoderConfig(Strict):
+    """Belt model: the simulator's encoder, and the distances tracking works in."""
+
+    counts_per_mm: float = 10.0
+    pitch_mm: float = 80.0  # distance between product centres
+    gate_distance_mm: float = 600.0  # camera -> reject gate
+    safety_margin_mm: float = 40.0
+
+
+class SimulatorSource(Strict):
+    type: Literal["simulator"] = "simulator"
+    scenario: Scenario = "vials"
+    rate_per_min: float = Field(600.0, gt=0)
+    items: int | None = Field(None, ge=0, description="stop after N items (None: run forever)")
+    seed: int = 1
+    width: int = Field(640, ge=160, le=4096)
+    height: int = Field(480, ge=120, le=4096)
+    defect_rate: float = Field(0.1, ge=0, le=1, description="probability an item carries a defect")
+    defect_weights: dict[str, float] = Field(
+        default_factory=dict, description="relative weight per defect class (default: equal)"
+    )
+    code_defect_rate: float = Field(0.0, ge=0, le=1, description="probability of a code defect")
+    drift_per_hour: float = Field(
+        0.0, description="lighting drift, fraction of brightness per hour"
+    )
+    realtime: bool = True  # pace frames at rate_per_min; False: as fast as consumed
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+
+
+class FolderSource(Strict):
+    type: Literal["folder"] = "folder"
+    path: Path
+    rate_per_min: float | None = Field(None, gt=0, description="None: as fast as inspected")
+    loop: bool = False
+    truth: Path | None = Field(None, description="truth.jsonl to attach (evaluation only)")
+
+
+class OpenCVSource(Strict):
+    """USB camera (index), video file, RTSP/HTTP URL."""
+
+    type: Literal["opencv"] = "opencv"
+    device: int | str = 0
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    reconnect_backoff_s: tuple[float, float] = (0.5, 10.0)
+
+
+class GStreamerSource(Strict):
+    """Any GStreamer pipeline ending in appsink (Jetson CSI: nvarguscamerasrc ...)."""
+
+    type: Literal["gstreamer"] = "gstreamer"
+    pipeline: str
+    reconnect_backoff_s: tuple[float, float] = (0.5, 10.0)
+
+    @field_validator("pipeline")
+    @classmethod
+    def _ends_in_appsink(cls, v: str) -> str:
+        if "appsink" not in v:
+            raise ValueError("a GStreamer pipeline must end in an appsink element")
+        return v
+
+
+SourceConfig = Annotated[
+    Union[SimulatorSource, FolderSource, OpenCVSource, GStreamerSource], Field(discriminator="type")
+]
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class PipelineConfig(Strict):
+    workers: int = Field(2, ge=1, le=32)
+    deadline_ms: float = Field(250.0, gt=0, description="trigger -> final verdict")
+    queue_size: int = Field(16, ge=1)
+    stall_timeout_s: float = Field(2.0, gt=0, description="no frame for this long: camera stall")
+
+
+class RecordsConfig(Strict):
+    state_dir: Path = Path(os.environ.get("EDGE_STATE_DIR", "var"))
+    sample_pass_every: int = Field(50, ge=0, description="keep every Nth PASS image (0: none)")
+    keep_reject_images: bool = True
+    synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
+
+
+# --------------------------------------------------------------------------- inference
+
+
+class OnnxBackend(Strict):
+    type: Literal["onnx"] = "onnx"
+    threads: int = Field(2, ge=1)
+    providers: list[str] | None = Field(
+        None, description="None: best available (TensorRT, CUDA, CPU)"
+    )
+    int8: bool = True
+
+
+class TensorRTBackend(Strict):
+    type: Literal["tensorrt"] = "tensorrt"
+    int8: bool = True
+    fp16: bool = True
+    cache_dir: Path | None = None
+    workspace_mb: int = 1024
+
+
+BackendConfig = Annotated[Union[OnnxBackend, TensorRTBackend], Field(discriminator="type")]
+
+
+class InferenceConfig(Strict):
+    backend: BackendConfig = Field(default_factory=OnnxBackend)
+    models_dir: Path = Path("models")
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+class ClassRule(Strict):
+    severity: Severity = Severity.MAJOR
+    action: Action = Action.REJECT
+
+
+class ToolSpec(BaseModel):
+    """One tool in a recipe: `type` picks the tool, the other keys are its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    name: str | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Recipe(Strict):
+    name: str
+    scenario: Scenario | None = None
+    description: str = ""
+    tools: list[ToolSpec] = Field(default_factory=list)
+    classes: dict[str, ClassRule] = Field(default_factory=dict)
+    require_batch: bool = False
+    deadline_ms: float | None = Field(None, gt=0, description="overrides pipeline.deadline_ms")
+    consecutive_rejects_stop: int = Field(0, ge=0, description="line-stop after N rejects in a row")
+
+    @model_validator(mode="after")
+    def _tools_valid(self) -> Recipe:
+        from edge.inspect.registry import validate_tool_spec
+
+        names = set()
+        for spec in self.tools:
+            validate_tool_spec(spec)
+            n = spec.name or spec.type
+            if n in names:
+                raise ValueError(f"two tools named {n!r}: give one a distinct `name`")
+            names.add(n)
+        return self
+
+    def rule(self, code: str) -> ClassRule:
+        """Unknown classes reject as major: a code nobody configured is doubt, not a pass."""
+        return self.classes.get(code, ClassRule())
+
+
+class BatchConfig(Strict):
+    lot: str
+    gtin: str | None = None
+    expiry: str | None = Field(None, description="YYMMDD as printed in AI (17)")
+    recipe: str | None = None
+    operator: str | None = None
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+class NoPLC(Strict):
+    type: Literal["none"] = "none"
+
+
+class SimPLC(Strict):
+    """A simulated PLC: a real Modbus TCP server with a conveyor model, started in-process."""
+
+    type: Literal["sim"] = "sim"
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port
+
+
+class ModbusPLC(Strict):
+    type: Literal["modbus"] = "modbus"
+    host: str = "127.0.0.1"
+    port: int = 502
+    unit: int = 1
+    timeout_s: float = 0.5
+    heartbeat_s: float = 0.5
+    password_file: Path | None = None
+
+
+class OpcUaPLC(Strict):
+    type: Literal["opcua"] = "opcua"
+    url: str = "opc.tcp://127.0.0.1:4840"
+    namespace: str = "urn:edge-inspect"
+    username: str | None = None
+    password_file: Path | None = None
+
+
+class GpioPLC(Strict):
+    type: Literal["gpio"] = "gpio"
+    chip: str = "/dev/gpiochip0"
+    reject_line: int = 17
+    pulse_ms: float = 50.0
+    active_low: bool = False
+
+
+PLCConfig = Annotated[
+    Union[NoPLC, SimPLC, ModbusPLC, OpcUaPLC, GpioPLC], Field(discriminator="type")
+]
+
+
+class TLSConfig(Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+
+class MqttConfig(Strict):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = Field(None, description="secret read from a file, never inline")
+    tls: TLSConfig | None = None
+    keepalive_s: int = 10
+    replay_rate_per_s: float = Field(200.0, gt=0, description="backlog replay rate after an outage")
+    encoding: Literal["json"] = "json"
+
+
+class WebConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    session_key_file: Path | None = None
+    session_timeout_min: int = 30
+
+
+# --------------------------------------------------------------------------- root
+
+
+class AppConfig(Strict):
+    station: StationConfig = Field(default_factory=StationConfig)
+    source: SourceConfig = Field(default_factory=SimulatorSource)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    records: RecordsConfig = Field(default_factory=RecordsConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    recipe: str | None = Field(
+        None, description="active recipe; None: the source scenario's default"
+    )
+    recipes: dict[str, Recipe] = Field(default_factory=dict)
+    batch: BatchConfig | None = None
+    plc: PLCConfig = Field(default_factory=NoPLC)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+
+    @model_validator(mode="after")
+    def _merge_default_recipes(self) -> AppConfig:
+        merged = {**default_recipes(), **self.recipes}
+        self.recipes = merged
+        if self.recipe is not None and self.recipe not in merged:
+            raise ValueError(f"recipe {self.recipe!r} is not defined (known: {sorted(merged)})")
+        if self.batch and self.batch.recipe and self.batch.recipe not in merged:
+            raise ValueError(f"batch.recipe {self.batch.recipe!r} is not defined")
+        return self
+
+    def active_recipe(self) -> Recipe:
+        name = (self.batch.recipe if self.batch and self.batch.recipe else None) or self.recipe
+        if name is None:
+            name = getattr(self.source, "scenario", None) or "vials"
+        return self.recipes[name]
+
+
+# --------------------------------------------------------------------------- loading
+
+_DEFAULTS = resources.files("edge") / "defaults"
+
+
+def default_recipes() -> dict[str, Recipe]:
+    """The recipes shipped in the package, one per simulator scenario."""
+    out: dict[str, Recipe] = {}
+    for entry in sorted(_DEFAULTS.joinpath("recipes").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            data = yaml.safe_load(entry.read_text())
+            out[data["name"]] = Recipe.model_validate(data)
+    return out
+
+
+class ConfigError(Exception):
+    """A config that must not start the line; `errors` holds one line per problem."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors))
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for e in exc.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"{path}: {e['msg']}")
+    return lines
+
+
+def parse_config(data: Any, source: str = "<config>") -> AppConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["(root): the config must be a mapping of keys to values"])
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _format_errors(exc)) from None
+
+
+def load_config(path: str | Path | None = None) -> AppConfig:
+    """Load a YAML config; None gives the embedded simulator demo."""
+    if path is None:
+        text = _DEFAULTS.joinpath("demo.yaml").read_text()
+        return parse_config(yaml.safe_load(text), "embedded demo config")
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(str(p), [f"(file): cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(p), [f"(yaml): {where}{getattr(exc, 'problem', exc)}"]) from None
+    return parse_config(data, str(p))

@@ -1,0 +1,209 @@
+"""The nouns every stage shares: Item, Finding, Verdict, reason codes, severities.
+
+This module imports nothing else of the project, so any stage (and any plugin)
+can depend on it without pulling the rest in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+
+class Verdict(str, Enum):
+    PASS = "PASS"
+    REJECT = "REJECT"
+
+
+class Severity(str, Enum):
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+
+
+class Action(str, Enum):
+    """What a finding does to the item's verdict (set per finding class by the recipe)."""
+
+    REJECT = "reject"
+    WARN = "warn"  # recorded and counted, does not reject
+    IGNORE = "ignore"
+
+
+class Reason(str, Enum):
+    """Reason codes. A REJECT always carries at least one.
+
+    Defect and check codes are the finding classes in upper case; the pipeline's own
+    codes (TIMEOUT, TOOL_ERROR, ...) say why an item could not be proven good.
+    """
+
+    # the pipeline's fail-safe codes
+    TIMEOUT = "TIMEOUT"  # no final verdict by the item's deadline
+    TOOL_ERROR = "TOOL_ERROR"  # a configured tool raised
+    TOOL_MISSING = "TOOL_MISSING"  # a configured tool did not report (positive release)
+    IMAGE_ERROR = "IMAGE_ERROR"  # unreadable or malformed frame
+    NOT_INSPECTED = "NOT_INSPECTED"  # pipeline overloaded: frame could not be queued
+    NO_BATCH = "NO_BATCH"  # no batch running, nothing may pass
+    PLC_LINK_LOST = "PLC_LINK_LOST"  # the gate never received this item's verdict
+    MODEL_ERROR = "MODEL_ERROR"
+    # vials
+    LOW_FILL = "LOW_FILL"
+    HIGH_FILL = "HIGH_FILL"
+    MISSING_CAP = "MISSING_CAP"
+    CAP_TILT = "CAP_TILT"
+    CRACK = "CRACK"
+    PARTICLE = "PARTICLE"
+    SCRATCH = "SCRATCH"
+    MISSING_LABEL = "MISSING_LABEL"
+    NO_PRODUCT = "NO_PRODUCT"
+    # blisters
+    EMPTY_POCKET = "EMPTY_POCKET"
+    BROKEN_TABLET = "BROKEN_TABLET"
+    FOREIGN_TABLET = "FOREIGN_TABLET"
+    # codes
+    NO_READ = "NO_READ"
+    NOT_GS1 = "NOT_GS1"
+    BAD_CHECK_DIGIT = "BAD_CHECK_DIGIT"
+    MISSING_AI = "MISSING_AI"
+    GTIN_MISMATCH = "GTIN_MISMATCH"
+    LOT_MISMATCH = "LOT_MISMATCH"
+    EXPIRY_MISMATCH = "EXPIRY_MISMATCH"
+    EXPIRED = "EXPIRED"
+    SERIAL_INVALID = "SERIAL_INVALID"
+    DUPLICATE_SERIAL = "DUPLICATE_SERIAL"
+    LOW_GRADE = "LOW_GRADE"
+
+
+#: Numeric reason codes for PLC registers (stable: append only, never renumber).
+REASON_NUMBERS: dict[str, int] = {r.value: i + 1 for i, r in enumerate(Reason)}
+
+
+@dataclass(slots=True)
+class Finding:
+    """One observation by one tool. `code` is a reason code (or a recipe-defined class)."""
+
+    tool: str
+    code: str
+    message: str = ""
+    score: float | None = None
+    value: float | None = None
+    bbox: tuple[int, int, int, int] | None = None  # x, y, w, h in image pixels
+    severity: Severity | None = None  # filled by the decision from the recipe
+    action: Action | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"tool": self.tool, "code": self.code}
+        if self.message:
+            d["message"] = self.message
+        for k in ("score", "value"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = round(float(v), 4)
+        if self.bbox is not None:
+            d["bbox"] = [int(v) for v in self.bbox]
+        if self.severity is not None:
+            d["severity"] = self.severity.value
+        if self.action is not None:
+            d["action"] = self.action.value
+        return d
+
+
+@dataclass(slots=True)
+class CodeRead:
+    """A decoded symbol, kept as the decoder gave it (GS separators, symbology identifier)."""
+
+    text: str
+    symbology: str  # e.g. "DataMatrix"
+    symbology_id: str = ""  # e.g. "]d2"
+    gs1: dict[str, str] | None = None  # AI -> value, when the content is GS1
+    grade: float | None = None  # overall scan grade 0..4
+    rung: str = ""  # which retry-ladder rung decoded it
+    bbox: tuple[int, int, int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"text": self.text, "symbology": self.symbology}
+        if self.symbology_id:
+            d["symbology_id"] = self.symbology_id
+        if self.gs1 is not None:
+            d["gs1"] = dict(self.gs1)
+        if self.grade is not None:
+            d["grade"] = round(float(self.grade), 2)
+        if self.rung:
+            d["rung"] = self.rung
+        if self.bbox is not None:
+            d["bbox"] = [int(v) for v in self.bbox]
+        return d
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """What one tool returned for one item: the proof it ran, and what it saw."""
+
+    tool: str
+    version: str
+    findings: list[Finding] = field(default_factory=list)
+    codes: list[CodeRead] = field(default_factory=list)
+    model: dict[str, str] | None = None  # name, version, sha256 of a model that decided
+    ms: float = 0.0
+    error: str | None = None  # set when the tool raised
+
+
+@dataclass(slots=True)
+class Frame:
+    """A captured image with the trigger that produced it."""
+
+    image: np.ndarray | None
+    t_trigger: float  # time.monotonic() at the trigger
+    encoder: int = 0  # encoder count at the trigger
+    source: str = ""
+    name: str = ""  # file name or simulator id, for traceability
+    truth: dict[str, Any] | None = None  # simulator ground truth, never used to decide
+    error: str | None = None  # set when the frame could not be read
+
+
+@dataclass(slots=True)
+class Item:
+    """One product on the line, from trigger to final verdict.
+
+    Registered as REJECT-unless-proven-good; stages only add to it.
+    """
+
+    id: str
+    seq: int
+    t_trigger: float  # monotonic
+    deadline: float  # monotonic
+    wall_trigger: float = field(default_factory=time.time)  # UTC epoch seconds
+    encoder: int = 0
+    frame: Frame | None = None
+    batch: str | None = None
+    recipe: str = ""
+    results: list[ToolResult] = field(default_factory=list)
+    verdict: Verdict = Verdict.REJECT
+    reasons: list[str] = field(default_factory=lambda: [Reason.TIMEOUT.value])
+    t_final: float | None = None  # monotonic time the verdict became final
+    image_sha256: str | None = None
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    @property
+    def codes(self) -> list[CodeRead]:
+        return [c for r in self.results for c in r.codes]
+
+    @property
+    def models(self) -> list[dict[str, str]]:
+        return [r.model for r in self.results if r.model]
+
+    @property
+    def latency_ms(self) -> float | None:
+        if self.t_final is None:
+            return None
+        return (self.t_final - self.t_trigger) * 1000.0
+
+    @property
+    def timed_out(self) -> bool:
+        return Reason.TIMEOUT.value in self.reasons

@@ -1,0 +1,93 @@
+"""Item-level evaluation of predictions against simulator truth (`edge eval`)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+CRITICAL = "critical"
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON: {exc.msg}") from None
+    return out
+
+
+def evaluate(truth: list[dict[str, Any]], pred: list[dict[str, Any]]) -> dict[str, Any]:
+    """Escape, critical-escape and false-reject rates, per-reason recall/precision, confusion."""
+    by_id = {p["id"]: p for p in pred}
+    missing = [t["id"] for t in truth if t["id"] not in by_id]
+    confusion: dict[str, Counter[str]] = {"PASS": Counter(), "REJECT": Counter()}
+    reason_tp: Counter[str] = Counter()
+    reason_fn: Counter[str] = Counter()
+    reason_pred: Counter[str] = Counter()
+    reason_pred_correct: Counter[str] = Counter()
+    escapes = crit_items = crit_escapes = exp_pass = false_rejects = exp_reject = 0
+    escaped_ids: dict[str, list[str]] = defaultdict(list)
+    for t in truth:
+        p = by_id.get(t["id"])
+        got = p["verdict"] if p else "MISSING"
+        exp = t["expected"]
+        confusion[exp][got] += 1
+        preds = set(p.get("reasons", [])) if p else set()
+        exp_reasons = set(t.get("reasons", []))
+        critical = any(d.get("severity") == CRITICAL for d in t.get("defects", []))
+        crit_items += critical
+        if exp == "REJECT":
+            exp_reject += 1
+            if got != "REJECT":
+                escapes += 1
+                crit_escapes += critical
+                for r in exp_reasons:
+                    escaped_ids[r].append(t["id"])
+        else:
+            exp_pass += 1
+            if got != "PASS":
+                false_rejects += 1
+        for r in exp_reasons:
+            if r in preds:
+                reason_tp[r] += 1
+            else:
+                reason_fn[r] += 1
+        for r in preds:
+            reason_pred[r] += 1
+            if r in exp_reasons:
+                reason_pred_correct[r] += 1
+    per_reason = {}
+    for r in sorted(set(reason_tp) | set(reason_fn) | set(reason_pred)):
+        n_exp = reason_tp[r] + reason_fn[r]
+        per_reason[r] = {
+            "expected": n_exp,
+            "predicted": reason_pred[r],
+            "recall": round(reason_tp[r] / n_exp, 4) if n_exp else None,
+            "precision": round(reason_pred_correct[r] / reason_pred[r], 4)
+            if reason_pred[r]
+            else None,
+            "escaped_ids": escaped_ids[r][:10],
+        }
+    return {
+        "items": len(truth),
+        "missing_predictions": len(missing),
+        "expected_reject": exp_reject,
+        "expected_pass": exp_pass,
+        "escapes": escapes,
+        "escape_rate": round(escapes / exp_reject, 5) if exp_reject else 0.0,
+        "critical_items": crit_items,
+        "critical_escapes": crit_escapes,
+        "critical_escape_rate": round(crit_escapes / crit_items, 5) if crit_items else 0.0,
+        "false_rejects": false_rejects,
+        "false_reject_rate": round(false_rejects / exp_pass, 5) if exp_pass else 0.0,
+        "per_reason": per_reason,
+        "confusion": {e: dict(c) for e, c in confusion.items()},
+    }

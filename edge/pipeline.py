@@ -1,0 +1,404 @@
+"""Wires the stages: capture -> inspect -> decide -> record -> outputs.
+
+Threads: one capture thread (the source), N inspection workers (OpenCV, ONNX
+Runtime and zxing-cpp release the GIL), the tracker's deadline thread, and one
+recorder that commits verdicts before they are published on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.alarms import Alarms
+from edge.bus import Bus
+from edge.capture.base import Source, open_source
+from edge.config import AppConfig, Recipe
+from edge.decide import decide
+from edge.domain import Frame, Item, Reason, ToolResult, Verdict
+from edge.inspect.base import BatchState, Services, Tool, ToolContext
+from edge.inspect.registry import build_tools
+from edge.line.tracking import Tracker
+from edge.record import item_row
+from edge.stats import Stats
+from edge.store.db import Database
+from edge.store.images import ImageStore
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class Recorder:
+    """Commits final items (row, outbox message, image reference) in groups, then emits them."""
+
+    def __init__(
+        self,
+        db: Database,
+        images: ImageStore,
+        bus: Bus,
+        stats: Stats,
+        alarms: Alarms,
+        station: str,
+        *,
+        outbox: bool,
+        sample_pass_every: int,
+        keep_reject_images: bool,
+    ):
+        self.db, self.images, self.bus, self.stats, self.alarms = db, images, bus, stats, alarms
+        self.station = station
+        self.outbox = outbox
+        self.sample_pass_every = sample_pass_every
+        self.keep_reject_images = keep_reject_images
+        self.queue: queue.Queue[Any] = queue.Queue()
+        self.recorded = 0
+        self._conn = db.connect()
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Item) -> None:
+        self.queue.put(item)
+
+    def _keep_image(self, item: Item) -> bool:
+        if item.frame is None or item.frame.image is None:
+            return False
+        if item.verdict is Verdict.REJECT:
+            return self.keep_reject_images
+        n = self.sample_pass_every
+        return n > 0 and item.seq % n == 0
+
+    def _run(self) -> None:
+        while True:
+            first = self.queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < 64:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self.queue.put(_STOP)
+                    break
+                batch.append(nxt)
+            self._record(batch)
+
+    def _record(self, items: list[Item]) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                imgs = []
+                for it in items:
+                    if it.image_sha256 is None and self._keep_image(it):
+                        sha, rel = self.images.put(it.frame.image)  # type: ignore[union-attr]
+                        it.image_sha256 = sha
+                        h, w = it.frame.image.shape[:2]  # type: ignore[union-attr]
+                        imgs.append((sha, rel, w, h))
+                rows = [item_row(it, self.station) for it in items]
+                with self.db.transaction(self._conn) as c:
+                    for sha, rel, w, h in imgs:
+                        self.db.add_image(c, sha, rel, w, h)
+                    self.db.insert_items(c, rows, outbox=self.outbox)
+                break
+            except Exception as exc:  # disk full, locked, I/O error: hold the verdicts, never emit
+                log.error("recording %d verdicts failed: %s; retrying", len(items), exc)
+                self.alarms.raise_(
+                    "RECORD_FAILED", f"cannot record verdicts: {exc}", "critical", True
+                )
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        if self.alarms.is_active("RECORD_FAILED"):
+            self.alarms.clear("RECORD_FAILED")
+        for it in items:
+            self.recorded += 1
+            self.stats.update(it)
+            self.bus.publish("verdict", it)
+
+    def close(self) -> None:
+        self.queue.put(_STOP)
+        self._thread.join(30)
+        self._conn.close()
+
+
+class Pipeline:
+    """The inspection line. `start()`, then `wait()` (finite sources) or `stop()`."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        *,
+        source: Source | None = None,
+        db: Database | None = None,
+        batch: BatchState | None = None,
+        recipe: Recipe | None = None,
+        services: Services | None = None,
+        bus: Bus | None = None,
+    ):
+        self.cfg = cfg
+        self.recipe = recipe or cfg.active_recipe()
+        state = Path(cfg.records.state_dir)
+        self.db = db or Database(state / "edge.db", cfg.records.synchronous)
+        self.images = ImageStore(state / "images")
+        self.bus = bus or Bus()
+        self.stats = Stats()
+        self.alarms = Alarms(self.bus)
+        self.services = services or Services()
+        self.services.__dict__.setdefault("models_dir", cfg.inference.models_dir)
+        self.services.__dict__.setdefault("backend", cfg.inference.backend)
+        self.services.__dict__.setdefault("state_dir", state)
+        self.tools: list[Tool] = build_tools(self.recipe, self.services)
+        self.tool_names = [t.name for t in self.tools]
+        self.source = source or open_source(cfg.source)
+        self.deadline_s = (self.recipe.deadline_ms or cfg.pipeline.deadline_ms) / 1000.0
+        self.batch: BatchState | None = None
+        self.recorder = Recorder(
+            self.db,
+            self.images,
+            self.bus,
+            self.stats,
+            self.alarms,
+            cfg.station.id,
+            outbox=cfg.mqtt.enabled,
+            sample_pass_every=cfg.records.sample_pass_every,
+            keep_reject_images=cfg.records.keep_reject_images,
+        )
+        self.tracker = Tracker(self.recorder.submit)
+        self._queue: queue.Queue[Any] = queue.Queue(cfg.pipeline.queue_size)
+        self._seq = self.db.next_seq()
+        self._seq_lock = threading.Lock()
+        self._issued = 0
+        self._slots = threading.Semaphore(cfg.pipeline.workers + 1)
+        self._threads: list[threading.Thread] = []
+        self._capture_done = threading.Event()
+        self._stopping = threading.Event()
+        self.last_frame_at = time.monotonic()
+        self.deadline_hooks: list[Any] = []  # callables(item) -> float|None: earlier deadlines
+        if batch is not None:
+            self.start_batch(batch)
+        else:
+            open_b = self.db.open_batch()
+            if open_b:
+                self.batch = BatchState(
+                    open_b["lot"], open_b["gtin"], open_b["expiry"], open_b["id"]
+                )
+
+    # ------------------------------------------------------------------ batches
+
+    def start_batch(self, batch: BatchState, by: str | None = None, source: str = "local") -> str:
+        if self.batch is not None and self.batch.id:
+            self.db.end_batch(self.batch.id, by)
+        batch_id = batch.id or f"{batch.lot}-{uuid.uuid4().hex[:8]}"
+        self.db.start_batch(
+            {
+                "id": batch_id,
+                "lot": batch.lot,
+                "gtin": batch.gtin,
+                "expiry": batch.expiry,
+                "recipe": self.recipe.name,
+                "started_at": time.time(),
+                "started_by": by,
+                "source": source,
+            }
+        )
+        self.batch = BatchState(batch.lot, batch.gtin, batch.expiry, batch_id)
+        self.bus.publish("batch", {"event": "started", "id": batch_id, "lot": batch.lot})
+        return batch_id
+
+    def stop_batch(self, by: str | None = None) -> str | None:
+        if self.batch is None:
+            return None
+        bid = self.batch.id
+        if bid:
+            self.db.end_batch(bid, by)
+        self.batch = None
+        self.bus.publish("batch", {"event": "stopped", "id": bid})
+        return bid
+
+    # ------------------------------------------------------------------ run
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
+        for i in range(self.cfg.pipeline.workers):
+            self._threads.append(
+                threading.Thread(target=self._worker, name=f"inspect-{i}", daemon=True)
+            )
+        self._threads.append(threading.Thread(target=self._monitor, name="monitor", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a finite source is exhausted and every item is recorded."""
+        end = None if timeout is None else time.monotonic() + timeout
+        if not self._capture_done.wait(timeout):
+            return False
+        while self.tracker.in_flight() or not self.recorder.queue.empty():
+            if end is not None and time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        # the recorder may still hold the last group it took off the queue
+        while self.recorder.recorded < self._issued:
+            if end is not None and time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def stop(self) -> None:
+        """Stop capture, let items in flight reach a verdict, record them, shut down."""
+        self._stopping.set()
+        self.source.stop()
+        self._capture_done.wait(10)
+        deadline = time.monotonic() + self.deadline_s + 5
+        while self.tracker.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(self.cfg.pipeline.workers):
+            self._queue.put(_STOP)
+        for t in self._threads:
+            t.join(5)
+        self.tracker.close()
+        self.recorder.close()
+        for tool in self.tools:
+            try:
+                tool.close()
+            except Exception:
+                log.exception("closing tool %s", tool.name)
+        self.bus.close()
+
+    def run(self, timeout: float | None = None) -> dict[str, Any]:
+        self.start()
+        try:
+            self.wait(timeout)
+        finally:
+            self.stop()
+        return self.stats.snapshot()
+
+    # ------------------------------------------------------------------ stages
+
+    def _next_seq(self) -> int:
+        with self._seq_lock:
+            s = self._seq
+            self._seq += 1
+            self._issued += 1
+            return s
+
+    def new_item(self, frame: Frame) -> Item:
+        seq = self._next_seq()
+        deadline = frame.t_trigger + self.deadline_s
+        item = Item(
+            id=f"{self.cfg.station.id}-{seq:09d}",
+            seq=seq,
+            t_trigger=frame.t_trigger,
+            deadline=deadline,
+            wall_trigger=time.time() - (time.monotonic() - frame.t_trigger),
+            encoder=frame.encoder,
+            frame=frame,
+            batch=self.batch.id if self.batch else None,
+            recipe=self.recipe.name,
+        )
+        for hook in self.deadline_hooks:
+            d = hook(item)
+            if d is not None and d < item.deadline:
+                item.deadline = d
+        return item
+
+    def _frames(self):
+        """Frames from the source; an unpaced source (offline replay) is read just in time,
+        so a file's trigger time is when a worker can take it, not when the disk was fast."""
+        frames = iter(self.source.frames())
+        paced = getattr(self.source, "paced", True)
+        while True:
+            if not paced:
+                self._slots.acquire()
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            yield frame
+
+    def _capture(self) -> None:
+        try:
+            for frame in self._frames():
+                self.last_frame_at = time.monotonic()
+                if self.alarms.is_active("CAMERA_STALL"):
+                    self.alarms.clear("CAMERA_STALL")
+                item = self.new_item(frame)
+                self.tracker.register(item)
+                if frame.image is None or frame.error:
+                    self.tracker.finalize(item, Verdict.REJECT, [Reason.IMAGE_ERROR.value])
+                    self._slots.release()
+                    continue
+                try:
+                    self._queue.put_nowait(item)
+                except queue.Full:
+                    # never drop silently: an uninspected item is a reject with a reason
+                    self.tracker.finalize(item, Verdict.REJECT, [Reason.NOT_INSPECTED.value])
+                    self._slots.release()
+                if self._stopping.is_set():
+                    break
+        except Exception as exc:
+            log.exception("capture source failed")
+            self.alarms.raise_("CAMERA_FAULT", f"capture source failed: {exc}", "critical", True)
+        finally:
+            self._capture_done.set()
+
+    def _monitor(self) -> None:
+        stall = self.cfg.pipeline.stall_timeout_s
+        while not self._capture_done.is_set():
+            if time.monotonic() - self.last_frame_at > stall:
+                self.alarms.raise_(
+                    "CAMERA_STALL", f"no frame for more than {stall:g} s", "critical", True
+                )
+            self._capture_done.wait(min(stall / 4, 0.5))
+
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                self.inspect(item)
+            finally:
+                self._slots.release()
+
+    def inspect(self, item: Item) -> None:
+        image = item.frame.image if item.frame else None
+        verdict, reasons, results = self.evaluate(image, item)
+        self.tracker.finalize(item, verdict, reasons, results)
+
+    def evaluate(
+        self, image: np.ndarray | None, item: Item
+    ) -> tuple[Verdict, list[str], list[ToolResult]]:
+        """Run every tool of the recipe on one image and decide. Never raises."""
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+            return Verdict.REJECT, [Reason.IMAGE_ERROR.value], []
+        ctx = ToolContext(
+            item_id=item.id,
+            seq=item.seq,
+            deadline=item.deadline,
+            batch=self.batch,
+            now=item.wall_trigger,
+        )
+        results: list[ToolResult] = []
+        for tool in self.tools:
+            if time.monotonic() >= item.deadline:
+                break  # the tracker rejects it as TIMEOUT; spend no more CPU on it
+            t0 = time.perf_counter()
+            try:
+                r = tool.inspect(image, ctx)
+            except Exception as exc:
+                log.warning("tool %s raised on %s: %s", tool.name, item.id, exc)
+                r = ToolResult(
+                    tool=tool.name, version=tool.version, error=f"{type(exc).__name__}: {exc}"
+                )
+            r.ms = (time.perf_counter() - t0) * 1000.0
+            results.append(r)
+        batch_ok = self.batch is not None or not self.recipe.require_batch
+        verdict, reasons = decide(self.recipe, self.tool_names, results, batch_ok)
+        return verdict, reasons, results

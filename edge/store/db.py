@@ -1,0 +1,238 @@
+"""The appliance's SQLite database: items, batches, outbox, with versioned migrations.
+
+One writer (the recorder thread) commits each group of verdicts, their outbox
+messages and their image references in one transaction; readers (web UI, CLI)
+open their own connections. WAL mode lets them read while the line writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+#: Ordered migrations. Append only: a migration that shipped is never edited.
+MIGRATIONS: list[str] = [
+    # 1: items, batches, outbox, images
+    """
+    CREATE TABLE batches (
+        id TEXT PRIMARY KEY,
+        lot TEXT NOT NULL,
+        gtin TEXT,
+        expiry TEXT,
+        recipe TEXT,
+        started_at REAL NOT NULL,
+        started_by TEXT,
+        ended_at REAL,
+        ended_by TEXT,
+        source TEXT
+    );
+    CREATE TABLE items (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        batch_id TEXT REFERENCES batches(id),
+        recipe TEXT,
+        trigger_utc REAL NOT NULL,
+        final_utc REAL,
+        latency_ms REAL,
+        encoder INTEGER,
+        verdict TEXT NOT NULL CHECK (verdict IN ('PASS', 'REJECT')),
+        reasons TEXT NOT NULL,
+        findings TEXT NOT NULL,
+        codes TEXT NOT NULL,
+        tools TEXT NOT NULL,
+        models TEXT NOT NULL,
+        image_sha256 TEXT,
+        source_name TEXT
+    );
+    CREATE INDEX items_batch ON items(batch_id, seq);
+    CREATE INDEX items_verdict ON items(verdict, seq);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        item_id TEXT,
+        payload TEXT NOT NULL,
+        created_utc REAL NOT NULL
+    );
+    CREATE TABLE images (
+        sha256 TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        created_utc REAL NOT NULL
+    );
+    """,
+]
+
+
+class Database:
+    """Connection factory and the few queries several modules share."""
+
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.synchronous = synchronous
+        self._local = threading.local()
+        with self.connect() as conn:
+            migrate(conn)
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """A connection private to the calling thread."""
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._local.conn = self.connect()
+        return c
+
+    @contextmanager
+    def transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        c = conn or self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        else:
+            c.execute("COMMIT")
+
+    # ------------------------------------------------------------------ items
+
+    def next_seq(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()
+        return int(row[0]) + 1
+
+    def insert_items(
+        self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], outbox: bool
+    ) -> list[int]:
+        """Insert item rows (and their outbox messages) inside the caller's transaction.
+
+        Returns the outbox sequence numbers assigned, in row order.
+        """
+        conn.executemany(
+            """INSERT INTO items (seq, id, batch_id, recipe, trigger_utc, final_utc, latency_ms,
+                   encoder, verdict, reasons, findings, codes, tools, models, image_sha256,
+                   source_name)
+               VALUES (:seq, :id, :batch_id, :recipe, :trigger_utc, :final_utc, :latency_ms,
+                   :encoder, :verdict, :reasons, :findings, :codes, :tools, :models,
+                   :image_sha256, :source_name)""",
+            [_encode_row(r) for r in rows],
+        )
+        seqs: list[int] = []
+        if outbox:
+            now = time.time()
+            for r in rows:
+                cur = conn.execute(
+                    "INSERT INTO outbox (kind, item_id, payload, created_utc) VALUES (?, ?, ?, ?)",
+                    ("result", r["id"], json.dumps(r["message"], separators=(",", ":")), now),
+                )
+                seqs.append(int(cur.lastrowid))
+        return seqs
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+        return decode_item(row) if row else None
+
+    def items(
+        self, where: str = "", params: Iterable[Any] = (), limit: int = 100
+    ) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM items " + (f"WHERE {where} " if where else "")
+        sql += "ORDER BY seq DESC LIMIT ?"
+        rows = self.conn.execute(sql, (*params, limit)).fetchall()
+        return [decode_item(r) for r in rows]
+
+    # ------------------------------------------------------------------ images
+
+    def add_image(
+        self, conn: sqlite3.Connection, sha256: str, path: str, width: int, height: int
+    ) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO images (sha256, path, width, height, created_utc)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (sha256, path, width, height, time.time()),
+        )
+
+    # ------------------------------------------------------------------ batches
+
+    def start_batch(self, batch: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(
+                """INSERT INTO batches (id, lot, gtin, expiry, recipe, started_at, started_by, source)
+                   VALUES (:id, :lot, :gtin, :expiry, :recipe, :started_at, :started_by, :source)""",
+                {"started_by": None, "source": None, **batch},
+            )
+
+    def end_batch(self, batch_id: str, by: str | None = None) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE batches SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL",
+                (time.time(), by, batch_id),
+            )
+
+    def open_batch(self) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT * FROM batches WHERE ended_at IS NULL ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+        return dict(row) if row else None
+
+
+_JSON_COLS = ("reasons", "findings", "codes", "tools", "models")
+
+
+def _encode_row(r: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in r.items() if k != "message"}
+    for k in _JSON_COLS:
+        out[k] = json.dumps(out.get(k) or ([] if k != "tools" else {}), separators=(",", ":"))
+    return out
+
+
+def decode_item(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for k in _JSON_COLS:
+        d[k] = json.loads(d[k])
+    return d
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) -> int:
+    """Apply the migrations this file has not seen yet, each in its own transaction."""
+    current = schema_version(conn)
+    if current > len(migrations):
+        raise RuntimeError(
+            f"database schema {current} is newer than this software ({len(migrations)}): "
+            "refusing to run an older appliance on it"
+        )
+    for version, script in enumerate(migrations[current:], start=current + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _statements(script):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return schema_version(conn)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+import pytest
+
+from edge.inspect import registry
+
+
+@pytest.fixture(autouse=True)
+def _test_tools(monkeypatch):
+    """Make the test tool type available to recipes in every test."""
+    monkeypatch.setitem(registry.TOOLS, "behaviour", "fake_tools:BehaviourTool")
