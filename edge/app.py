@@ -52,13 +52,20 @@ class Appliance:
         if batch is None and cfg.batch is not None:
             batch = BatchState(cfg.batch.lot, cfg.batch.gtin, cfg.batch.expiry)
         if source is None:
-            source = open_source(cfg.source, batch=batch) if cfg.source.type == "simulator" else open_source(cfg.source)
+            source = (
+                open_source(cfg.source, batch=batch)
+                if cfg.source.type == "simulator"
+                else open_source(cfg.source)
+            )
         if batch is None:
             batch = simulator_batch(source)
         self.services = Services(serials=_serial_registry(state))
         self.pipeline = Pipeline(cfg, source=source, services=self.services)
-        if batch is not None and (self.pipeline.batch is None or self.pipeline.batch.lot != batch.lot):
+        if batch is not None and (
+            self.pipeline.batch is None or self.pipeline.batch.lot != batch.lot
+        ):
             self.pipeline.start_batch(batch, by="config")
+        self.audit = _audit_trail(self.pipeline.db)
         self.components: list[Any] = []
         if components:
             for target in COMPONENTS:
@@ -96,3 +103,12 @@ def _serial_registry(state: Path) -> Any:
     except ImportError:
         return None
     return SerialRegistry(state / "serials.db")
+
+
+def _audit_trail(db: Any) -> Any:
+    """The hash-chained audit trail (edge.store.audit), or None before it exists."""
+    try:
+        from edge.store.audit import AuditTrail
+    except ImportError:
+        return None
+    return AuditTrail(db)

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -25,7 +25,9 @@ app = typer.Typer(
 config_app = typer.Typer(no_args_is_help=True, help="Check and show configuration.")
 app.add_typer(config_app, name="config")
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: embedded simulator demo)")
+ConfigOpt = typer.Option(
+    None, "--config", "-c", help="YAML config (default: embedded simulator demo)"
+)
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -33,7 +35,7 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load(path: Optional[Path]) -> AppConfig:
+def _load(path: Path | None) -> AppConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -82,7 +84,7 @@ def config_check(file: Path = typer.Argument(..., help="YAML config to validate"
 
 
 @config_app.command("show")
-def config_show(config: Optional[Path] = ConfigOpt) -> None:
+def config_show(config: Path | None = ConfigOpt) -> None:
     """Print the effective config (defaults filled in) as JSON."""
     cfg = _load(config)
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
@@ -97,9 +99,9 @@ def sim(
     items: int = typer.Option(100, min=1),
     seed: int = typer.Option(1),
     out: Path = typer.Option(..., help="output folder"),
-    defect_rate: Optional[float] = typer.Option(None, min=0, max=1),
-    code_defect_rate: Optional[float] = typer.Option(None, min=0, max=1),
-    config: Optional[Path] = ConfigOpt,
+    defect_rate: float | None = typer.Option(None, min=0, max=1),
+    code_defect_rate: float | None = typer.Option(None, min=0, max=1),
+    config: Path | None = ConfigOpt,
 ) -> None:
     """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
     from edge.capture.simulator import export
@@ -115,7 +117,9 @@ def sim(
     t0 = time.perf_counter()
     summary = export(cfg.source, out, items)
     dt = time.perf_counter() - t0
-    typer.echo(json.dumps({"out": str(out), "items": items, "seconds": round(dt, 2), **(summary or {})}))
+    typer.echo(
+        json.dumps({"out": str(out), "items": items, "seconds": round(dt, 2), **(summary or {})})
+    )
 
 
 # ------------------------------------------------------------------ inspect / eval
@@ -125,12 +129,12 @@ def sim(
 def inspect(
     source: Path = typer.Option(..., help="image folder or `edge sim` output folder"),
     jsonl: Path = typer.Option(..., help="write one JSON line per item here"),
-    config: Optional[Path] = ConfigOpt,
-    recipe: Optional[str] = typer.Option(None, help="recipe name (default: the folder's scenario)"),
-    state_dir: Optional[Path] = typer.Option(
+    config: Path | None = ConfigOpt,
+    recipe: str | None = typer.Option(None, help="recipe name (default: the folder's scenario)"),
+    state_dir: Path | None = typer.Option(
         None, help="keep records here (default: a temporary folder, removed after)"
     ),
-    workers: Optional[int] = typer.Option(None, min=1),
+    workers: int | None = typer.Option(None, min=1),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a folder of images through the same pipeline, offline."""
@@ -278,15 +282,15 @@ def _console(appliance: Any, stop: threading.Event, done: threading.Event) -> No
 
 
 def _serve(
-    config: Optional[Path],
+    config: Path | None,
     *,
-    items: Optional[int],
-    rate: Optional[float],
+    items: int | None,
+    rate: float | None,
     headless: bool,
     as_json: bool,
-    port: Optional[int],
-    mqtt: Optional[str],
-    state_dir: Optional[Path],
+    port: int | None,
+    mqtt: str | None,
+    state_dir: Path | None,
     demo: bool,
     verbose: bool,
 ) -> None:
@@ -346,35 +350,51 @@ def _serve(
 
 @app.command()
 def demo(
-    config: Optional[Path] = ConfigOpt,
-    items: Optional[int] = typer.Option(None, help="stop after N items (default: run until Ctrl-C)"),
-    rate: Optional[float] = typer.Option(None, help="items per minute"),
+    config: Path | None = ConfigOpt,
+    items: int | None = typer.Option(None, help="stop after N items (default: run until Ctrl-C)"),
+    rate: float | None = typer.Option(None, help="items per minute"),
     headless: bool = typer.Option(False, help="no terminal UI"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON summary at the end"),
-    port: Optional[int] = typer.Option(None, help="web UI port"),
-    mqtt: Optional[str] = typer.Option(None, help="broker HOST:PORT"),
-    state_dir: Optional[Path] = typer.Option(None, help="records folder (default: config)"),
+    port: int | None = typer.Option(None, help="web UI port"),
+    mqtt: str | None = typer.Option(None, help="broker HOST:PORT"),
+    state_dir: Path | None = typer.Option(None, help="records folder (default: config)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the whole appliance on a simulated line (embedded defaults unless --config)."""
     _serve(
-        config, items=items, rate=rate, headless=headless, as_json=as_json, port=port,
-        mqtt=mqtt, state_dir=state_dir, demo=True, verbose=verbose,
+        config,
+        items=items,
+        rate=rate,
+        headless=headless,
+        as_json=as_json,
+        port=port,
+        mqtt=mqtt,
+        state_dir=state_dir,
+        demo=True,
+        verbose=verbose,
     )
 
 
 @app.command()
 def run(
-    config: Optional[Path] = ConfigOpt,
-    port: Optional[int] = typer.Option(None, help="web UI port"),
-    mqtt: Optional[str] = typer.Option(None, help="broker HOST:PORT"),
+    config: Path | None = ConfigOpt,
+    port: int | None = typer.Option(None, help="web UI port"),
+    mqtt: str | None = typer.Option(None, help="broker HOST:PORT"),
     headless: bool = typer.Option(True, help="no terminal UI (service mode)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the appliance as configured (the production service)."""
     _serve(
-        config, items=None, rate=None, headless=headless, as_json=False, port=port, mqtt=mqtt,
-        state_dir=None, demo=False, verbose=verbose,
+        config,
+        items=None,
+        rate=None,
+        headless=headless,
+        as_json=False,
+        port=port,
+        mqtt=mqtt,
+        state_dir=None,
+        demo=False,
+        verbose=verbose,
     )
 
 

@@ -150,9 +150,21 @@ class TensorRTBackend(Strict):
 BackendConfig = Annotated[Union[OnnxBackend, TensorRTBackend], Field(discriminator="type")]
 
 
+def default_models_dir() -> Path:
+    """`EDGE_MODELS_DIR`, else `./models`, else the models shipped beside the package."""
+    env = os.environ.get("EDGE_MODELS_DIR")
+    if env:
+        return Path(env)
+    here = Path("models")
+    if here.is_dir():
+        return here
+    shipped = Path(__file__).resolve().parent.parent / "models"
+    return shipped if shipped.is_dir() else here
+
+
 class InferenceConfig(Strict):
     backend: BackendConfig = Field(default_factory=OnnxBackend)
-    models_dir: Path = Path("models")
+    models_dir: Path = Field(default_factory=default_models_dir)
 
 
 # --------------------------------------------------------------------------- recipes

@@ -15,7 +15,9 @@ GS = "\x1d"
 _ALNUM = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I/O: avoids confusion in human-readable text
 _SERIAL_LEN = 10
 _SERIAL_SPACE = len(_ALNUM) ** _SERIAL_LEN
-_SERIAL_MUL = 2654435761  # coprime with 34**10 (odd, not a multiple of 17): a bijection on i
+# about 0.618 * 34**10, odd and not a multiple of 17: i -> i * MUL mod 34**10 is a bijection,
+# so serials never repeat within a run yet look random
+_SERIAL_MUL = 1_275_546_210_643_537
 
 
 def check_digit(body: str) -> str:

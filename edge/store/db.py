@@ -67,6 +67,54 @@ MIGRATIONS: list[str] = [
         created_utc REAL NOT NULL
     );
     """,
+    # 2: audit trail (hash-chained, append-only), users, e-signatures, image labels
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        ts_utc TEXT NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        old TEXT,
+        new TEXT,
+        reason TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE audit_head (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        last_id INTEGER NOT NULL,
+        last_hash TEXT NOT NULL
+    );
+    CREATE TABLE users (
+        username TEXT PRIMARY KEY,
+        full_name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        pw_hash TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        locked_until REAL,
+        created_utc REAL NOT NULL,
+        password_changed_utc REAL
+    );
+    CREATE TABLE signatures (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        full_name TEXT NOT NULL,
+        meaning TEXT NOT NULL,
+        target TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        ts_utc TEXT NOT NULL,
+        audit_hash TEXT
+    );
+    CREATE INDEX signatures_target ON signatures(target);
+    CREATE TABLE labels (
+        image_sha256 TEXT PRIMARY KEY,
+        boxes TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_utc REAL NOT NULL
+    );
+    """,
 ]
 
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a Debian/Ubuntu machine, then runs lint and the suite.
+# Idempotent: what is already installed is left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in mosquitto libzbar0 chromium systemd; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+if [ -x scripts/install-train.sh ]; then
+  scripts/install-train.sh .venv
+fi
+
+.venv/bin/ruff check edge tests bench scripts
+.venv/bin/ruff format --check edge tests bench scripts
+.venv/bin/python -m pytest -q "$@"
