@@ -29,7 +29,16 @@ class Component(Protocol):
 
 
 #: Factories `build(app) -> Component | None`, in start order (outputs before the web UI).
-COMPONENTS: list[str] = []
+COMPONENTS: list[str] = [
+    "edge.line.plc.component:build",
+    "edge.publish.mqtt:build",
+    "edge.line.packml:build",
+    "edge.ops.metrics:build",
+    "edge.ops.maintenance:build",
+    "edge.ops.logs:build",
+    "edge.ops.watchdog:build",
+    "edge.web.component:build",
+]
 
 
 def simulator_batch(source: Source) -> BatchState | None:

@@ -65,11 +65,10 @@ def _override(cfg: AppConfig, **changes: Any) -> AppConfig:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """JSON lines under systemd (or EDGE_LOG_FORMAT=json), plain text otherwise; secrets redacted."""
+    from edge.ops.logs import configure
+
+    configure(logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
 
 
 # ------------------------------------------------------------------ config

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.domain import Action, Severity
+from edge.ops.config import OpsConfig
 
 
 class Strict(BaseModel):
@@ -143,8 +144,11 @@ class TensorRTBackend(Strict):
     type: Literal["tensorrt"] = "tensorrt"
     int8: bool = True
     fp16: bool = True
-    cache_dir: Path | None = None
+    cache_dir: Path | None = Field(None, description="engine cache (default: beside the model)")
     workspace_mb: int = 1024
+    calibration_dir: Path = Field(
+        Path("calibration/sim-v1"), description="TensorRT 8.x INT8 entropy calibration images"
+    )
 
 
 BackendConfig = Annotated[Union[OnnxBackend, TensorRTBackend], Field(discriminator="type")]
@@ -236,6 +240,11 @@ class SimPLC(Strict):
     type: Literal["sim"] = "sim"
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port
+    unit: int = 1
+    timeout_s: float = 0.5
+    heartbeat_s: float = 0.5
+    poll_s: float = Field(0.02, gt=0, description="input poll period (link loss detection)")
+    bin_capacity: int = Field(0, ge=0, description="rejects until the bin reports full (0: never)")
 
 
 class ModbusPLC(Strict):
@@ -245,6 +254,7 @@ class ModbusPLC(Strict):
     unit: int = 1
     timeout_s: float = 0.5
     heartbeat_s: float = 0.5
+    poll_s: float = Field(0.02, gt=0, description="input poll period (link loss detection)")
     password_file: Path | None = None
 
 
@@ -254,6 +264,9 @@ class OpcUaPLC(Strict):
     namespace: str = "urn:edge-inspect"
     username: str | None = None
     password_file: Path | None = None
+    timeout_s: float = 2.0
+    heartbeat_s: float = 0.5
+    poll_s: float = Field(0.05, gt=0)
 
 
 class GpioPLC(Strict):
@@ -262,6 +275,9 @@ class GpioPLC(Strict):
     reject_line: int = 17
     pulse_ms: float = 50.0
     active_low: bool = False
+    line_stop_line: int | None = None
+    heartbeat_s: float = 0.5
+    poll_s: float = Field(0.05, gt=0)
 
 
 PLCConfig = Annotated[
@@ -287,6 +303,24 @@ class MqttConfig(Strict):
     keepalive_s: int = 10
     replay_rate_per_s: float = Field(200.0, gt=0, description="backlog replay rate after an outage")
     encoding: Literal["json"] = "json"
+    max_inflight: int = Field(200, ge=1, description="results handed to the client, not yet acked")
+    max_command_bytes: int = Field(16384, ge=256, description="larger commands are refused")
+    counters_interval_s: float = Field(5.0, gt=0)
+
+
+class TrackingConfig(Strict):
+    """Encoder tracking to the reject gate: a verdict must reach the PLC before the item does."""
+
+    encoder: EncoderConfig | None = Field(
+        None, description="belt geometry; None: the simulator source's encoder, else no gate deadline"
+    )
+    belt_mm_s: float | None = Field(
+        None, gt=0, description="belt speed; None: measured from the triggers' encoder counts"
+    )
+    write_budget_ms: float = Field(5.0, ge=0, description="time kept for the PLC write itself")
+    confirm_grace_ms: float = Field(
+        250.0, ge=0, description="a reject not confirmed this long after the gate: line stop"
+    )
 
 
 class WebConfig(Strict):
@@ -313,7 +347,9 @@ class AppConfig(Strict):
     batch: BatchConfig | None = None
     plc: PLCConfig = Field(default_factory=NoPLC)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    ops: OpsConfig = Field(default_factory=OpsConfig)
 
     @model_validator(mode="after")
     def _merge_default_recipes(self) -> AppConfig:

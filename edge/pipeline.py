@@ -181,6 +181,7 @@ class Pipeline:
         self._stopping = threading.Event()
         self.last_frame_at = time.monotonic()
         self.deadline_hooks: list[Any] = []  # callables(item) -> float|None: earlier deadlines
+        self._retired_tools: list[Tool] = []
         if batch is not None:
             self.start_batch(batch)
         else:
@@ -221,6 +222,16 @@ class Pipeline:
         self.batch = None
         self.bus.publish("batch", {"event": "stopped", "id": bid})
         return bid
+
+    def set_recipe(self, name: str) -> Recipe:
+        """Switch the active recipe (MES change_recipe); its tools are built before the swap."""
+        recipe = self.cfg.recipes[name]
+        tools = build_tools(recipe, self.services)
+        old = self.tools
+        self.recipe, self.tools, self.tool_names = recipe, tools, [t.name for t in tools]
+        self.deadline_s = (recipe.deadline_ms or self.cfg.pipeline.deadline_ms) / 1000.0
+        self._retired_tools.extend(old)  # a worker may still be using them: closed at stop()
+        return recipe
 
     # ------------------------------------------------------------------ run
 
@@ -264,7 +275,7 @@ class Pipeline:
             t.join(5)
         self.tracker.close()
         self.recorder.close()
-        for tool in self.tools:
+        for tool in self.tools + self._retired_tools:
             try:
                 tool.close()
             except Exception:

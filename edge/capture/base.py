@@ -26,6 +26,10 @@ SOURCES: dict[str, str] = {
 class Source:
     """Base class: subclasses implement `frames()` and check `self.stopped` between frames."""
 
+    #: False for a source that runs as fast as it is consumed (offline replay): the pipeline
+    #: then reads it just in time instead of rejecting what it cannot queue.
+    paced: bool = True
+
     def __init__(self, cfg: Any):
         self.cfg = cfg
         self._stop = threading.Event()

@@ -87,7 +87,7 @@ def other_lot(lot: str, k: int) -> str:
 
 def serial(seed: int, i: int) -> str:
     """A unique, random-looking 10-character serial for item i of a run."""
-    n = (i * _SERIAL_MUL + seed * 1_000_003 + 12345) % _SERIAL_SPACE
+    n = ((i + 1 + seed * 1_000_003) * _SERIAL_MUL) % _SERIAL_SPACE
     chars = []
     for _ in range(_SERIAL_LEN):
         n, r = divmod(n, len(_ALNUM))

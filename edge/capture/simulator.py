@@ -15,7 +15,9 @@ import datetime as dt
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +108,9 @@ def severity_for(defect: str, scenario: str) -> str:
 # --------------------------------------------------------------------------- small helpers
 
 
-def _box_after(m: np.ndarray, box: tuple[float, float, float, float], off: tuple[int, int]) -> list[int]:
+def _box_after(
+    m: np.ndarray, box: tuple[float, float, float, float], off: tuple[int, int]
+) -> list[int]:
     """Axis-aligned [x, y, w, h] of a local box after the affine `m` and offset `off`."""
     x, y, w, h = box
     pts = np.array([[x, y, 1], [x + w, y, 1], [x, y + h, 1], [x + w, y + h, 1]], np.float64)
@@ -142,7 +146,9 @@ def _damage_code(sym: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out[:, : max(3, w // 7)] = 255
     out[h - max(3, h // 7) :, :] = 255
     cx, cy = rng.integers(w // 3, 2 * w // 3), rng.integers(h // 3, 2 * h // 3)
-    cv2.ellipse(out, (int(cx), int(cy)), (w // 3, h // 4), float(rng.uniform(0, 180)), 0, 360, 255, -1)
+    cv2.ellipse(
+        out, (int(cx), int(cy)), (w // 3, h // 4), float(rng.uniform(0, 180)), 0, 360, 255, -1
+    )
     cv2.line(out, (0, int(rng.integers(0, h))), (w, int(rng.integers(0, h))), 0, max(2, w // 10))
     for _ in range(3):
         pad = cv2.copyMakeBorder(out, 8, 8, 8, 8, cv2.BORDER_CONSTANT, value=255)
@@ -271,7 +277,9 @@ class LineSimulator:
             tex = cv2.GaussianBlur(rng.normal(0, 3, (h, w)).astype(np.float32), (0, 0), 6)
         else:  # dark conveyor belt with longitudinal texture
             base = np.full((h, w, 3), (58, 60, 62), np.float32)
-            tex = cv2.GaussianBlur(rng.normal(0, 6, (h, w)).astype(np.float32), (0, 0), sigmaX=8, sigmaY=1)
+            tex = cv2.GaussianBlur(
+                rng.normal(0, 6, (h, w)).astype(np.float32), (0, 0), sigmaX=8, sigmaY=1
+            )
         return np.clip(base + tex[..., None], 0, 255).astype(np.uint8)
 
     def _gain_maps(self, rng: np.random.Generator) -> list[np.ndarray]:
@@ -289,7 +297,9 @@ class LineSimulator:
         tiles = []
         for sigma in (2.0, 3.5, 5.0):
             n = rng.normal(0, sigma, (BASE_H + 32, BASE_W + 32, 3)).astype(np.float32)
-            tiles.append((np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8)))
+            tiles.append(
+                (np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8))
+            )
         return tiles
 
     @staticmethod
@@ -338,14 +348,20 @@ class LineSimulator:
         light = self._light(i, rng)
         code_defect = defect if defect in CODE_DEFECTS else None
         gs1 = self._code_data(i, code_defect, dup_of, rng)
-        fn = {"vials": self._render_vial, "blisters": self._render_blister, "cartons": self._render_carton}
+        fn = {
+            "vials": self._render_vial,
+            "blisters": self._render_blister,
+            "cartons": self._render_carton,
+        }
         canvas = self._bg.copy()
         boxes, code_bbox, printed = fn[self.scenario](canvas, defect, gs1, rng)
         img = self._finish(canvas, rng, light)
         H, W = self.cfg.height, self.cfg.width
         sx, sy = W / BASE_W, H / BASE_H
         if (W, H) != (BASE_W, BASE_H):
-            img = cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR)
+            img = cv2.resize(
+                img, (W, H), interpolation=cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
+            )
 
         def scale(b: list[int]) -> list[int]:
             s = [round(b[0] * sx), round(b[1] * sy), round(b[2] * sx), round(b[3] * sy)]
@@ -419,7 +435,9 @@ class LineSimulator:
         yy = np.arange(H)[:, None].repeat(W, 1)
         base = yy >= self._BASE_Y
         glass[base & (sil > 0)] *= 0.62
-        empty = np.clip(self._bg[10:10 + H, 200:200 + W].astype(np.float32) * glass[..., None], 0, 255)
+        empty = np.clip(
+            self._bg[10 : 10 + H, 200 : 200 + W].astype(np.float32) * glass[..., None], 0, 255
+        )
         interior = (dist >= 6) & ~base & (yy >= 104)
         liquid = np.array([70, 150, 205], np.float32) * (0.78 + 0.2 * wall)[..., None]
         full = empty.copy()
@@ -446,9 +464,36 @@ class LineSimulator:
         paper *= _shade_cyl(lw, 0.8, 1.0)[None, :, None]
         lab = paper.astype(np.uint8)
         cv2.rectangle(lab, (0, 6), (lw - 1, 22), (60, 150, 40), -1)  # green brand band
-        cv2.putText(lab, "EXAMPLAN", (40, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (245, 245, 245), 1, cv2.LINE_AA)
-        cv2.putText(lab, "10 mg/ml  solution for injection", (8, 36), cv2.FONT_HERSHEY_PLAIN, 0.65, (40, 40, 40), 1, cv2.LINE_AA)
-        cv2.putText(lab, "Rx only  5 ml  sterile", (8, 160), cv2.FONT_HERSHEY_PLAIN, 0.65, (40, 40, 40), 1, cv2.LINE_AA)
+        cv2.putText(
+            lab,
+            "EXAMPLAN",
+            (40, 19),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.42,
+            (245, 245, 245),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            lab,
+            "10 mg/ml  solution for injection",
+            (8, 36),
+            cv2.FONT_HERSHEY_PLAIN,
+            0.65,
+            (40, 40, 40),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            lab,
+            "Rx only  5 ml  sterile",
+            (8, 160),
+            cv2.FONT_HERSHEY_PLAIN,
+            0.65,
+            (40, 40, 40),
+            1,
+            cv2.LINE_AA,
+        )
         self._v_label = lab
         # cap (flip-off + aluminium crimp) and a bare rubber stopper
         cx0, cy0, cx1, cy1 = self._CAP
@@ -500,7 +545,12 @@ class LineSimulator:
         np.copyto(p, v, where=self._v_sil3)
         boxes: dict[str, tuple] = {}
         ix0, ix1 = self._v_interior_x
-        boxes["low_fill"] = (ix0, self._NOMINAL_FILL - 8, ix1 - ix0, level + 10 - self._NOMINAL_FILL)
+        boxes["low_fill"] = (
+            ix0,
+            self._NOMINAL_FILL - 8,
+            ix1 - ix0,
+            level + 10 - self._NOMINAL_FILL,
+        )
         # label with code and human-readable text
         lx0, ly0, lx1, ly1 = self._LABEL
         printed = defect != "missing_label"
@@ -512,10 +562,21 @@ class LineSimulator:
                 sym = _damage_code(sym, rng)
             sh, sw = sym.shape
             cy = 48
-            lab[cy : cy + sh, 10 : 10 + sw] = (sym[..., None] * (0.86 if rng.random() < 0.5 else 0.9)).astype(np.uint8) + 8
+            lab[cy : cy + sh, 10 : 10 + sw] = (
+                sym[..., None] * (0.86 if rng.random() < 0.5 else 0.9)
+            ).astype(np.uint8) + 8
             tx = 18 + sw
             for n, ai in enumerate(("01", "17", "10", "21")):
-                cv2.putText(lab, f"({ai}){gs1[ai]}", (tx, cy + 12 + 16 * n), cv2.FONT_HERSHEY_PLAIN, 0.6, (30, 30, 30), 1, cv2.LINE_AA)
+                cv2.putText(
+                    lab,
+                    f"({ai}){gs1[ai]}",
+                    (tx, cy + 12 + 16 * n),
+                    cv2.FONT_HERSHEY_PLAIN,
+                    0.6,
+                    (30, 30, 30),
+                    1,
+                    cv2.LINE_AA,
+                )
             p[ly0:ly1, lx0:lx1] = lab
             code_box = (lx0 + 10, ly0 + cy, sw, sh)
         boxes["missing_label"] = (lx0, ly0, lx1 - lx0, ly1 - ly0)
@@ -595,7 +656,17 @@ class LineSimulator:
             y = int(rng.integers(408, 426))
         x = int(rng.integers(50, 190))
         r = int(rng.integers(3, 6))
-        cv2.ellipse(p, (x, y), (r, max(2, r - 1)), float(rng.uniform(0, 180)), 0, 360, (28, 30, 36), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            p,
+            (x, y),
+            (r, max(2, r - 1)),
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            (28, 30, 36),
+            -1,
+            cv2.LINE_AA,
+        )
         return (x - r - 2, y - r - 2, 2 * r + 5, 2 * r + 5)
 
     # ------------------------------------------------------------------ blisters
@@ -619,16 +690,32 @@ class LineSimulator:
         cv2.rectangle(m, (ox, oy), (ox + self._CW - 1, oy + self._CH - 1), 255, -1)
         card[m > 0] = (150, 158, 146)
         rng = np.random.default_rng([self.cfg.seed, 77])
-        card += cv2.GaussianBlur(rng.normal(0, 4, (H, W)).astype(np.float32), (0, 0), 2)[..., None] * (m > 0)[..., None]
+        card += (
+            cv2.GaussianBlur(rng.normal(0, 4, (H, W)).astype(np.float32), (0, 0), 2)[..., None]
+            * (m > 0)[..., None]
+        )
         card8 = np.clip(card, 0, 255).astype(np.uint8)
         fx = ox + self._FLAP_X
         cv2.line(card8, (fx, oy + 4), (fx, oy + self._CH - 4), (120, 126, 118), 1, cv2.LINE_AA)
-        cv2.rectangle(card8, (fx + 8, oy + 8), (ox + self._CW - 10, oy + self._CH - 10), (232, 234, 234), -1)
-        cv2.putText(card8, "EXAMPLAN 20 mg", (fx + 16, oy + 30), cv2.FONT_HERSHEY_PLAIN, 0.85, (60, 40, 30), 1, cv2.LINE_AA)
+        cv2.rectangle(
+            card8, (fx + 8, oy + 8), (ox + self._CW - 10, oy + self._CH - 10), (232, 234, 234), -1
+        )
+        cv2.putText(
+            card8,
+            "EXAMPLAN 20 mg",
+            (fx + 16, oy + 30),
+            cv2.FONT_HERSHEY_PLAIN,
+            0.85,
+            (60, 40, 30),
+            1,
+            cv2.LINE_AA,
+        )
         for cx, cy in self._pocket_centres():
             cv2.circle(card8, (cx, cy), self._POCKET_R + 3, (110, 116, 108), 3, cv2.LINE_AA)
             cv2.circle(card8, (cx, cy), self._POCKET_R, (168, 176, 166), -1, cv2.LINE_AA)
-            cv2.ellipse(card8, (cx - 12, cy - 14), (10, 5), -35, 0, 360, (215, 220, 215), -1, cv2.LINE_AA)
+            cv2.ellipse(
+                card8, (cx - 12, cy - 14), (10, 5), -35, 0, 360, (215, 220, 215), -1, cv2.LINE_AA
+            )
         self._b_card = card8
         self._b_mask3 = np.repeat((m > 0)[..., None], 3, 2)
         r = self._TABLET_R
@@ -638,7 +725,7 @@ class LineSimulator:
         def round_tab(color, rx, ry):
             d = (xx / rx) ** 2 + (yy / ry) ** 2
             msk = d <= 1.0
-            shade = np.clip(1.05 - 0.25 * d, 0.7, 1.05)
+            shade = np.clip(1.06 - 0.14 * d, 0.88, 1.06)
             img = (np.array(color, np.float32)[None, None] * shade[..., None]).astype(np.uint8)
             return img, msk
 
@@ -646,9 +733,9 @@ class LineSimulator:
             "white": round_tab((232, 234, 236), r, r),
             "yellow": round_tab((70, 200, 232), r, r),
             "pink": round_tab((185, 150, 238), r, r),
-            "oval": round_tab((232, 234, 236), r + 8, r - 9),
+            "oval": round_tab((232, 234, 236), r + 7, r - 6),  # same mass, other shape
         }
-        cap_img, cap_m = round_tab((232, 234, 236), r + 9, r - 12)
+        cap_img, cap_m = round_tab((232, 234, 236), r + 7, r - 12)
         cap_img[:, : s // 2][cap_m[:, : s // 2]] = (200, 120, 40)  # two-tone capsule
         self._b_tabs["capsule"] = (cap_img, cap_m)
         self._b_score = np.abs(xx) < 1.0
@@ -663,7 +750,6 @@ class LineSimulator:
         cents = self._pocket_centres()
         bad = int(rng.integers(0, len(cents))) if defect in PHYSICAL["blisters"] else -1
         boxes: dict[str, tuple] = {}
-        r = self._TABLET_R
         for k, (cx, cy) in enumerate(cents):
             jx, jy = (int(v) for v in rng.integers(-3, 4, 2))
             kind = "white"
@@ -676,9 +762,16 @@ class LineSimulator:
                     kind = ("yellow", "pink", "oval", "capsule")[int(rng.integers(0, 4))]
             img, msk = self._b_tabs[kind]
             if kind in ("oval", "capsule"):
-                rot = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), float(rng.uniform(-40, 40)), 1)
+                rot = cv2.getRotationMatrix2D(
+                    (img.shape[1] / 2, img.shape[0] / 2), float(rng.uniform(-40, 40)), 1
+                )
                 img = cv2.warpAffine(img, rot, img.shape[1::-1])
-                msk = cv2.warpAffine(msk.astype(np.uint8), rot, img.shape[1::-1], flags=cv2.INTER_NEAREST) > 0
+                msk = (
+                    cv2.warpAffine(
+                        msk.astype(np.uint8), rot, img.shape[1::-1], flags=cv2.INTER_NEAREST
+                    )
+                    > 0
+                )
             if kind == "white":
                 img = img.copy()
                 img[self._b_score & msk] = (img[self._b_score & msk] * 0.82).astype(np.uint8)
@@ -698,7 +791,16 @@ class LineSimulator:
         cx, cy = fx + 16, self._B_OFF[1] + 50
         p[cy : cy + sh, cx : cx + sw] = (sym[..., None] * 0.88).astype(np.uint8) + 10
         for n, (lbl, ai) in enumerate((("LOT", "10"), ("EXP", "17"), ("SN", "21"))):
-            cv2.putText(p, f"{lbl} {gs1[ai]}", (fx + 16, cy + sh + 22 + 18 * n), cv2.FONT_HERSHEY_PLAIN, 0.8, (30, 30, 30), 1, cv2.LINE_AA)
+            cv2.putText(
+                p,
+                f"{lbl} {gs1[ai]}",
+                (fx + 16, cy + sh + 22 + 18 * n),
+                cv2.FONT_HERSHEY_PLAIN,
+                0.8,
+                (30, 30, 30),
+                1,
+                cv2.LINE_AA,
+            )
         boxes["code"] = (cx, cy, sw, sh)
         m = self._place(canvas, p, x0, y0, angle, rng)
         out = {k: _box_after(m, b, (x0, y0)) for k, b in boxes.items()}
@@ -716,13 +818,46 @@ class LineSimulator:
         cv2.rectangle(m, (12, 12), (12 + self._KW - 1, 12 + self._KH - 1), 255, -1)
         face[m > 0] = (238, 240, 240)
         cv2.rectangle(face, (12, 12), (12 + self._KW - 1, 80), (140, 70, 20), -1)  # brand band
-        cv2.putText(face, "EXAMPLAN", (36, 62), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (250, 250, 250), 2, cv2.LINE_AA)
-        cv2.putText(face, "20 mg film-coated tablets", (36, 120), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (40, 40, 40), 1, cv2.LINE_AA)
-        cv2.putText(face, "28 tablets  -  oral use", (36, 150), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(
+            face,
+            "EXAMPLAN",
+            (36, 62),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            1.2,
+            (250, 250, 250),
+            2,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            face,
+            "20 mg film-coated tablets",
+            (36, 120),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.7,
+            (40, 40, 40),
+            1,
+            cv2.LINE_AA,
+        )
+        cv2.putText(
+            face,
+            "28 tablets  -  oral use",
+            (36, 150),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.55,
+            (60, 60, 60),
+            1,
+            cv2.LINE_AA,
+        )
         cv2.circle(face, (120, 260), 55, (60, 170, 230), -1, cv2.LINE_AA)
         cv2.circle(face, (120, 260), 35, (238, 240, 240), -1, cv2.LINE_AA)
         px, py, pw, ph = self._PRINT
-        cv2.rectangle(face, (12 + px - 2, 12 + py - 2), (12 + px + pw + 1, 12 + py + ph + 1), (150, 150, 150), 1)
+        cv2.rectangle(
+            face,
+            (12 + px - 2, 12 + py - 2),
+            (12 + px + pw + 1, 12 + py + ph + 1),
+            (150, 150, 150),
+            1,
+        )
         self._k_face = face
         self._k_mask3 = np.repeat((m > 0)[..., None], 3, 2)
         self._k_patch = (W, H)
@@ -746,8 +881,19 @@ class LineSimulator:
             sh, sw = sym.shape
             cx, cy = px + 10, py + (ph - sh) // 2
             p[cy : cy + sh, cx : cx + sw] = (sym[..., None] * 0.9).astype(np.uint8) + 12
-            for n, (lbl, ai) in enumerate((("GTIN", "01"), ("EXP", "17"), ("LOT", "10"), ("SN", "21"))):
-                cv2.putText(p, f"{lbl} {gs1[ai]}", (cx + sw + 10, cy + 14 + 22 * n), cv2.FONT_HERSHEY_PLAIN, 0.8, (25, 25, 25), 1, cv2.LINE_AA)
+            for n, (lbl, ai) in enumerate(
+                (("GTIN", "01"), ("EXP", "17"), ("LOT", "10"), ("SN", "21"))
+            ):
+                cv2.putText(
+                    p,
+                    f"{lbl} {gs1[ai]}",
+                    (cx + sw + 10, cy + 14 + 22 * n),
+                    cv2.FONT_HERSHEY_PLAIN,
+                    0.8,
+                    (25, 25, 25),
+                    1,
+                    cv2.LINE_AA,
+                )
             code_box = (cx, cy, sw, sh)
         for c in CODE_DEFECTS:
             if c != "missing_label":
@@ -758,7 +904,9 @@ class LineSimulator:
             g = cv2.resize(self._glare, (60, 140))
             gx, gy = int(rng.integers(40, 180)), int(rng.integers(150, 220))
             roi = p[gy : gy + 140, gx : gx + 60]
-            p[gy : gy + 140, gx : gx + 60] = cv2.add(roi, cv2.merge([(g * rng.uniform(20, 60)).astype(np.uint8)] * 3))
+            p[gy : gy + 140, gx : gx + 60] = cv2.add(
+                roi, cv2.merge([(g * rng.uniform(20, 60)).astype(np.uint8)] * 3)
+            )
         m = self._place(canvas, p, x0, y0, angle, rng)
         out = {k: _box_after(m, b, (x0, y0)) for k, b in boxes.items() if b is not None}
         return out, out.get("code"), printed
@@ -774,6 +922,7 @@ class SimulatorCapture(Source):
         super().__init__(cfg)
         self.sim = LineSimulator(cfg, batch)
         self.batch = self.sim.batch
+        self.paced = cfg.realtime
 
     def frames(self) -> Iterator[Frame]:
         period = 60.0 / self.cfg.rate_per_min
@@ -784,10 +933,11 @@ class SimulatorCapture(Source):
                 delay = t0 + i * period - time.monotonic()
                 if delay > 0 and self.wait(delay):
                     break
+            t_trigger = time.monotonic()  # the trigger fires, then the camera renders
             img, truth = self.sim.render(i)
             yield Frame(
                 image=img,
-                t_trigger=time.monotonic(),
+                t_trigger=t_trigger,
                 encoder=truth["encoder"],
                 source="simulator",
                 name=truth["id"],
@@ -825,6 +975,19 @@ def yolo_lines(truth: dict[str, Any], width: int, height: int) -> list[str]:
     return out
 
 
+_PNG = [
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+]
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), img, _PNG):
+        raise OSError(f"cannot write {path}")
+
+
 def export(
     cfg: SimulatorSource,
     out_dir: Path,
@@ -840,11 +1003,16 @@ def export(
     (out / "labels").mkdir(parents=True, exist_ok=True)
     sim = LineSimulator(cfg, batch)
     counts: dict[str, int] = {}
-    with open(out / "truth.jsonl", "w") as tf:
+    # PNG encoding costs more than rendering; OpenCV releases the GIL, so two writer
+    # threads overlap it with the next renders (bounded, so memory stays flat)
+    pending: deque[Future] = deque()
+    with open(out / "truth.jsonl", "w") as tf, ThreadPoolExecutor(2) as pool:
         for i in range(items):
             img, truth = sim.render(i)
             name = truth["id"]
-            cv2.imwrite(str(out / "images" / f"{name}.png"), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            pending.append(pool.submit(_write_png, out / "images" / f"{name}.png", img))
+            while len(pending) > 8 or (pending and pending[0].done()):
+                pending.popleft().result()
             (out / "labels" / f"{name}.txt").write_text(
                 "".join(line + "\n" for line in yolo_lines(truth, cfg.width, cfg.height))
             )
@@ -854,6 +1022,8 @@ def export(
                 counts[d["class"]] = counts.get(d["class"], 0) + 1
             if on_progress:
                 on_progress(i + 1, items)
+        for f in pending:
+            f.result()
     data = {"path": str(out.resolve()), "train": "images", "val": "images", "names": list(CLASSES)}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     b = sim.batch

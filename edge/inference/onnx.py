@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 
 from edge.inference.base import Backend, BackendError
 
@@ -27,6 +29,37 @@ def pick_providers(requested: list[str] | None) -> list[str]:
     return [p for p in _PREFERRED if p in available] or list(available)
 
 
+def qdq_activations_to_uint8(model: onnx.ModelProto) -> int:
+    """Rewrite symmetric int8 activation Q/DQ (zero-point 0) as uint8 (zero-point 128), in place.
+
+    The same numbers exactly (q_u8 = q_s8 + 128 with the same scale), but ONNX Runtime's
+    x86 CPU kernels fuse u8 activations x s8 weights into QLinearConv and leave s8
+    activations as float Conv between Q/DQ pairs (slower than FP32). The artefact on disk
+    (whose SHA-256 the card pins) stays the one TensorRT needs; only the in-memory copy
+    handed to the CPU session changes. Returns how many zero-points were rewritten.
+    """
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    act_zp: set[str] = set()
+    weight_zp: set[str] = set()
+    for n in g.node:
+        if n.op_type == "QuantizeLinear" and len(n.input) >= 3:
+            act_zp.add(n.input[2])
+        elif n.op_type == "DequantizeLinear" and len(n.input) >= 3:
+            (weight_zp if n.input[0] in inits else act_zp).add(n.input[2])
+    if act_zp & weight_zp:
+        return 0  # shared zero-points: leave the model as it is
+    changed = 0
+    for name in sorted(act_zp):
+        t = inits.get(name)
+        if t is None or t.data_type != onnx.TensorProto.INT8:
+            continue
+        zp = numpy_helper.to_array(t).astype(np.int16) + 128
+        t.CopyFrom(numpy_helper.from_array(zp.astype(np.uint8), name))
+        changed += 1
+    return changed
+
+
 class OnnxRuntimeBackend(Backend):
     """One InferenceSession per model; sessions are thread-safe for `run`."""
 
@@ -42,9 +75,12 @@ class OnnxRuntimeBackend(Backend):
         opts.log_severity_level = 3
         providers = pick_providers(getattr(self.config, "providers", None))
         try:
-            self.session = ort.InferenceSession(
-                str(self.model_path), sess_options=opts, providers=providers
-            )
+            source: str | bytes = str(self.model_path)
+            if providers == ["CPUExecutionProvider"]:
+                source = self._cpu_model_bytes()
+            self.session = ort.InferenceSession(source, sess_options=opts, providers=providers)
+        except BackendError:
+            raise
         except Exception as exc:  # ORT raises its own exception types for corrupt files
             raise BackendError(f"cannot load model {self.model_path}: {exc}") from exc
         self.providers = self.session.get_providers()
@@ -68,6 +104,17 @@ class OnnxRuntimeBackend(Backend):
                 f"(expected [1, {4 + nc}, N])"
             )
         self.output_name = outputs[0].name
+
+    def _cpu_model_bytes(self) -> str | bytes:
+        """The model as the CPU session should see it (Q/DQ activations as uint8)."""
+        try:
+            model = onnx.load(str(self.model_path))
+        except Exception as exc:
+            raise BackendError(f"cannot load model {self.model_path}: {exc}") from exc
+        if not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+            return str(self.model_path)
+        qdq_activations_to_uint8(model)
+        return model.SerializeToString()
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: tensor})[0]

@@ -340,7 +340,9 @@ class TensorRTBackend(Backend):
         if int8:
             config.set_flag(trt.BuilderFlag.INT8)
             if _trt_major(trt) < 10:
-                calib_dir = Path(getattr(self.config, "calibration_dir", None) or "calibration")
+                calib_dir = Path(
+                    getattr(self.config, "calibration_dir", None) or "calibration/sim-v1"
+                )
                 config.int8_calibrator = _make_entropy_calibrator(
                     trt, self.cuda, calib_dir, self.input_size, source.with_suffix(".calib")
                 )

@@ -130,7 +130,7 @@ def decode(
     xyxy[:, [0, 2]] = np.clip((xyxy[:, [0, 2]] - lb.pad_x) / lb.scale, 0, lb.width)
     xyxy[:, [1, 3]] = np.clip((xyxy[:, [1, 3]] - lb.pad_y) / lb.scale, 0, lb.height)
     dets = []
-    for (x1, y1, x2, y2), c, s in zip(xyxy.tolist(), cls.tolist(), scores.tolist()):
+    for (x1, y1, x2, y2), c, s in zip(xyxy.tolist(), cls.tolist(), scores.tolist(), strict=False):
         dets.append(
             {
                 "cls": class_names[c],

@@ -1,9 +1,11 @@
 """Inline scan grade after the ISO/IEC 15415 (2D) and 15416 (1D) parameters.
 
 This is a *scan grade*, not a verification: a verifier needs calibrated reflectance,
-controlled lighting and a measuring aperture. Here reflectance is grey level / 255 of
-whatever camera the line has, so the numbers are comparable within one station and
-one batch (which is what a trend is for), not between stations.
+controlled lighting and a measuring aperture. Here reflectance is the grey level
+relative to the local white (the brightest light modules and quiet zone around the
+symbol), which stands in for a verifier's calibration: an ageing lamp does not lower
+the grade, a faint or smeared print does. Numbers are comparable within one station
+and one batch (which is what the trend is for), not between stations.
 
 2D parameters measured from one image, given the symbol's four corners from the decoder:
   SC   symbol contrast: light minus dark module reflectance
@@ -102,11 +104,7 @@ def _parse_size(version: Any, fmt: str) -> tuple[int, int] | None:
 def _homography(corners: np.ndarray, rows: int, cols: int) -> np.ndarray:
     # The decoder's corners are the centres of the outermost pixels; half a pixel
     # outward gives the symbol's outer edge, which is what module coordinates 0..n mean.
-    c = corners.astype(np.float32)
-    centre = c.mean(axis=0)
-    d = c - centre
-    n = np.linalg.norm(d, axis=1, keepdims=True)
-    c = c + 0.5 * d / np.maximum(n, 1e-6)
+    c = (corners + _outward(corners)).astype(np.float32)
     src = np.float32([[0, 0], [cols, 0], [cols, rows], [0, rows]])
     return cv2.getPerspectiveTransform(src, c)
 
@@ -178,35 +176,46 @@ def grade_2d(
     if size is None:
         return None
     rows, cols = size
-    h = _homography(corners, rows, cols)
-    rr, cc = np.mgrid[0:rows, 0:cols]
-    centres = np.stack([cc.ravel() + 0.5, rr.ravel() + 0.5], axis=1)
-    # Average over about half a module around each centre (the 15415 aperture's role).
     pitch = _pitch(corners, rows, cols)
+    if pitch < 1.0:
+        return None
+    # Average over about half a module around each centre (the 15415 aperture's role).
     k = max(1, int(pitch * 0.5)) | 1
     smooth = cv2.blur(grey, (k, k)) if k > 1 else grey
-    vals = _sample(smooth, h, centres).reshape(rows, cols)
-    lo, hi = np.percentile(vals, (2, 98))
-    sc = float(hi - lo) / 255.0
+    # Reflectances over the symbol and a module of quiet zone around it.
+    x0, y0 = np.floor(corners.min(axis=0) - pitch).astype(int)
+    x1, y1 = np.ceil(corners.max(axis=0) + pitch).astype(int)
+    area = smooth[max(0, y0) : max(0, y1) + 1, max(0, x0) : max(0, x1) + 1]
+    if area.size == 0:
+        return None
+    lo, hi = (float(v) for v in np.percentile(area, (2, 98)))
+    sc = (hi - lo) / max(hi, 1.0)  # relative to the local white
     params: dict[str, tuple[float, float]] = {"SC": (sc, _at_least(sc, _SC))}
+    if sc < 0.02:  # nothing to sample a grid from
+        return ScanGrade(params["SC"][1], params)
     gt = (hi + lo) / 2.0
-    uec = extra.get("UEC")
-    if sc > 1e-3:
-        mods = np.clip(2.0 * np.abs(vals - gt) / (hi - lo), 0.0, 1.0)
-        allowance = 0.10 * (float(uec) if uec is not None else 0.5)
-        mod = float(np.quantile(mods, allowance))
-        params["MOD"] = (mod, _at_least(mod, _MOD_2D))
     expected = _fixed_pattern(fmt, rows, cols)
-    if expected and sc > 1e-3:
+    fixed = None
+    if expected:
         idx = np.array(list(expected.keys()))
-        want_dark = np.array(list(expected.values()))
-        got = vals[idx[:, 0], idx[:, 1]]
-        dark = got < gt
-        if np.mean(dark == want_dark) < 0.5:  # light-on-dark symbol (laser, inverted print)
-            dark = ~dark
-        wrong = float(np.mean(dark != want_dark))
+        fixed = (idx[:, 0] * cols + idx[:, 1], np.array(list(expected.values())))
+    rr, cc = np.mgrid[0:rows, 0:cols]
+    centres = np.stack([cc.ravel() + 0.5, rr.ravel() + 0.5], axis=1).astype(np.float32)
+    corners, polarity = _fit_grid(smooth, corners, rows, cols, centres, gt, fixed)
+    h = _homography(corners, rows, cols)
+    vals = _sample(smooth, h, centres)
+    uec = extra.get("UEC")
+    mods = np.clip(2.0 * np.abs(vals - gt) / (hi - lo), 0.0, 1.0)
+    # 15415 lets error correction absorb poor codewords; here a share of poor modules
+    # in proportion to the unused error correction stands in for that.
+    allowance = 0.10 * (float(uec) if uec is not None else 0.5)
+    mod = float(np.quantile(mods, allowance))
+    params["MOD"] = (mod, _at_least(mod, _MOD_2D))
+    if fixed is not None:
+        dark = (vals[fixed[0]] < gt) == polarity
+        wrong = float(np.mean(dark != fixed[1]))
         params["FPD"] = (wrong, _at_most(wrong, _FPD_WRONG))
-        gn = _grid_nonuniformity(grey, h, fmt, rows, cols, gt)
+        gn = _grid_nonuniformity(smooth, h, fmt, rows, cols, gt)
         if gn is not None:
             params["GN"] = (gn, _at_most(gn, _GN))
     an = _axial(corners, rows, cols)
@@ -215,6 +224,75 @@ def grade_2d(
         u = float(uec)
         params["UEC"] = (u, _at_least(u, _UEC))
     return ScanGrade(min(g for _, g in params.values()), params)
+
+
+def _fit_grid(
+    smooth: np.ndarray,
+    corners: np.ndarray,
+    rows: int,
+    cols: int,
+    centres: np.ndarray,
+    gt: float,
+    fixed: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, bool]:
+    """Nudge the decoder's corners (often a pixel or two off) onto the module grid.
+
+    Coordinate descent over the eight corner coordinates, within about half a module,
+    on how far module samples sit from the threshold plus how well the fixed patterns
+    match. Skipped when the decoder's corners already sample every fixed module clearly.
+    Returns the corners and the polarity (True: dark modules on light, the usual print).
+    """
+    pitch = _pitch(corners, rows, cols)
+    src = np.float32([[0, 0], [cols, 0], [cols, rows], [0, rows]])
+    pts = centres.reshape(-1, 1, 2)
+    outward = _outward(corners)
+
+    def score(c: np.ndarray) -> tuple[float, bool, float]:
+        h = cv2.getPerspectiveTransform(src, (c + outward).astype(np.float32))
+        ip = cv2.perspectiveTransform(pts, h).reshape(-1, 2)
+        v = (
+            cv2.remap(
+                smooth,
+                ip[:, 0].reshape(1, -1),
+                ip[:, 1].reshape(1, -1),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            .ravel()
+            .astype(np.float32)
+            - gt
+        )
+        s = float(np.abs(v).mean())
+        if fixed is None:
+            return s, True, 1.0
+        signed = np.where(fixed[1], -v[fixed[0]], v[fixed[0]])
+        m = float(signed.mean())
+        worst = float(signed.min() if m >= 0 else (-signed).min())
+        return s + abs(m), m >= 0, worst
+
+    best = corners.astype(np.float64).copy()
+    best_s, polarity, worst = score(best)
+    if worst > 0.25 * abs(gt - float(smooth.min())):  # every fixed module clearly right
+        return best, polarity
+    for step in (pitch * 0.3, pitch * 0.12):
+        for i in range(4):
+            for j in range(2):
+                for d in (-step, step):
+                    trial = best.copy()
+                    trial[i, j] += d
+                    if abs(trial[i, j] - corners[i, j]) > pitch * 0.6:
+                        continue
+                    s, pol, _ = score(trial)
+                    if s > best_s + 1e-6:
+                        best, best_s, polarity = trial, s, pol
+                        break
+    return best, polarity
+
+
+def _outward(corners: np.ndarray) -> np.ndarray:
+    """Half a pixel outward from each corner (decoder corners are outermost pixel centres)."""
+    d = corners - corners.mean(axis=0)
+    return 0.5 * d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
 
 
 def _pitch(corners: np.ndarray, rows: int, cols: int) -> float:
@@ -260,7 +338,8 @@ def grade_1d(grey: np.ndarray, corners: np.ndarray) -> ScanGrade | None:
         xs = np.linspace(a[0] - ext[0], b[0] + ext[0], n, dtype=np.float32).reshape(1, -1)
         ys = np.linspace(a[1] - ext[1], b[1] + ext[1], n, dtype=np.float32).reshape(1, -1)
         prof = cv2.remap(grey, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        prof = prof.reshape(-1).astype(np.float32) / 255.0
+        prof = prof.reshape(-1).astype(np.float32)
+        prof /= max(float(prof.max()), 1.0)  # reflectance relative to the local white
         r_min, r_max = float(prof.min()), float(prof.max())
         sc = r_max - r_min
         if sc < 1e-3:

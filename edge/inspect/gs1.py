@@ -177,6 +177,14 @@ def interpret_retail(content: str) -> GS1Data:
     return out
 
 
+def known_ai(ai: str) -> bool:
+    """Whether `ai` is exactly one GS1 application identifier (biip's table)."""
+    try:
+        return GS1ApplicationIdentifier.extract(ai).ai == ai
+    except ParseError:
+        return False
+
+
 def normalise_gtin(value: str) -> str:
     """A batch GTIN given as GTIN-8/12/13/14 compares as GTIN-14 (leading zeros)."""
     v = value.strip()

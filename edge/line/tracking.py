@@ -29,6 +29,8 @@ class Tracker:
         self._cv = threading.Condition()
         self._stop = False
         self.late_verdicts = 0
+        #: returns a reason code when a PASS must not stand (e.g. the PLC link is down)
+        self.pass_guard: Callable[[Item], str | None] | None = None
         self._thread = threading.Thread(target=self._watch, name="deadlines", daemon=True)
         self._thread.start()
 
@@ -50,6 +52,10 @@ class Tracker:
         results: list[ToolResult] | None = None,
     ) -> bool:
         """Replace the default with a verdict; False (and nothing changes) if it came too late."""
+        if verdict is Verdict.PASS and self.pass_guard is not None:
+            veto = self.pass_guard(item)
+            if veto:
+                verdict, reasons = Verdict.REJECT, [veto]
         now = self.clock()
         with self._cv:
             if self._inflight.get(item.id) is not item:

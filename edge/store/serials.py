@@ -10,8 +10,10 @@ and is looked up once per pack on the inspection path:
 - the page cache is bounded (`cache_kib`), so memory stays flat as the table grows;
   hot interior pages stay cached, leaves come from the OS file cache;
 - a claim is committed before it returns, so a duplicate is still caught after the
-  appliance restarts mid-batch (`synchronous=FULL` by default: a claim survives a power
-  cut too; NORMAL survives a process crash only).
+  appliance restarts mid-batch. `synchronous=NORMAL` (default, like the main records):
+  a claim survives a crash or restart of the appliance's process; an OS crash or power
+  cut can lose the last claims. FULL adds an fsync per claim (measured: about 3 ms
+  median, over 100 ms at p99 when the disk is busy), which the item's deadline pays.
 
 A duplicate claim leaves the first holder in place and records the second item in
 `duplicates`, so both packs can be traced.
@@ -58,7 +60,7 @@ class SerialRegistry:
         path: str | Path,
         *,
         cache_kib: int = 8192,
-        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        synchronous: Literal["FULL", "NORMAL"] = "NORMAL",
     ):
         self.path = str(path)
         if self.path != ":memory:":

@@ -132,6 +132,10 @@ def quantize(
 
     model_dir = Path(model_dir)
     card = registry.load_card(model_dir)
+    if card.status != "candidate":
+        raise registry.ModelError(
+            f"{card.name} {card.version} is {card.status}: quantise a new candidate instead"
+        )
     info = quantize_onnx(
         model_dir / registry.FP32, model_dir / registry.INT8, calibration_dir, method
     )

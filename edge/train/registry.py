@@ -118,7 +118,9 @@ class ModelRegistry:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
 
     def versions(self, name: str) -> list[str]:
         d = self.root / name
@@ -134,14 +136,18 @@ class ModelRegistry:
         d = self.path(name, version)
         if not d.is_dir():
             known = self.versions(name)
-            raise ModelError(f"no model {name!r} version {version!r} in {self.root} (known: {known})")
+            raise ModelError(
+                f"no model {name!r} version {version!r} in {self.root} (known: {known})"
+            )
         return load_card(d)
 
     def list(self) -> list[ModelCard]:
         return [self.card(n, v) for n in self.names() for v in self.versions(n)]
 
     def approved(self, name: str) -> ModelCard | None:
-        ok = [c for c in (self.card(name, v) for v in self.versions(name)) if c.status == "approved"]
+        ok = [
+            c for c in (self.card(name, v) for v in self.versions(name)) if c.status == "approved"
+        ]
         return ok[-1] if ok else None
 
     def check_files(self, card: ModelCard, files: list[str] | None = None) -> list[str]:
@@ -156,7 +162,9 @@ class ModelRegistry:
             elif not p.is_file():
                 problems.append(f"{fname}: missing")
             elif (got := sha256_file(p)) != want:
-                problems.append(f"{fname}: SHA-256 {got[:12]}… does not match the card's {want[:12]}…")
+                problems.append(
+                    f"{fname}: SHA-256 {got[:12]}… does not match the card's {want[:12]}…"
+                )
         return problems
 
     def resolve(
@@ -188,7 +196,9 @@ class ModelRegistry:
 
     # -- change control
     def _event(self, card: ModelCard, action: str, by: str, reason: str, **extra: Any) -> None:
-        card.history.append(HistoryEvent(at=now_iso(), by=by, action=action, reason=reason, **extra))
+        card.history.append(
+            HistoryEvent(at=now_iso(), by=by, action=action, reason=reason, **extra)
+        )
 
     def approve(
         self,
@@ -213,7 +223,9 @@ class ModelRegistry:
                 f"({v.get('summary') or 'not run'})"
             )
         if v.get("int8_sha256") and v["int8_sha256"] != card.files.get(INT8):
-            raise ModelError(f"refusing to approve {name} {version}: verified a different INT8 file")
+            raise ModelError(
+                f"refusing to approve {name} {version}: verified a different INT8 file"
+            )
         previous = self.approved(name)
         if audit is not None:
             audit(

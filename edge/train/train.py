@@ -52,12 +52,17 @@ def offline_env(config_dir: str | Path) -> Path:
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     os.environ["MPLCONFIGDIR"] = str(config_dir / "matplotlib")
     ul_dir = config_dir / "Ultralytics"
-    ul_dir.mkdir(parents=True, exist_ok=True)
+    dirs = [ul_dir]
+    if "ultralytics" in sys.modules:  # imported earlier: its config dir is already fixed
+        from ultralytics.utils import USER_CONFIG_DIR
+
+        dirs.append(Path(USER_CONFIG_DIR))
     font = _local_font()
-    if font is not None:
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
         for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-            if not (ul_dir / name).exists():
-                shutil.copyfile(font, ul_dir / name)
+            if font is not None and not (d / name).exists():
+                shutil.copyfile(font, d / name)
     if "ultralytics" in sys.modules:
         _settings_offline()
     return ul_dir
@@ -111,8 +116,8 @@ def train(
     t0 = time.monotonic()
 
     def _epoch_end(trainer) -> None:
-        if on_progress is None:
-            return
+        if on_progress is None or trainer.epoch >= trainer.epochs:
+            return  # the final validation of best.pt calls this once more
         metrics = {k: round(float(v), 4) for k, v in (trainer.metrics or {}).items()}
         on_progress(
             {
@@ -154,7 +159,9 @@ def train(
                 "stage": "done",
                 "best": str(best),
                 "elapsed_s": round(time.monotonic() - t0, 1),
-                "metrics": {k: round(float(v), 4) for k, v in getattr(results, "results_dict", {}).items()}
+                "metrics": {
+                    k: round(float(v), 4) for k, v in getattr(results, "results_dict", {}).items()
+                }
                 if results is not None
                 else {},
             }

@@ -1,0 +1,94 @@
+"""The defect detector as an inspection tool: one approved INT8 model, checked before it runs.
+
+At construction the tool resolves the model in the registry (approved status, SHA-256
+of the file against its card, input shape) and loads it on the configured backend; any
+failure raises, so the line refuses to start rather than run an unverified model. Every
+result names the model (name, version, SHA-256) that decided. Raw detections go into
+`ctx.shared["detections"]` for later tools (the barcode tool finds codes there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from edge.inference.base import Backend, BackendError, create_backend
+from edge.inspect.base import Services, Tool, ToolContext, ToolParams
+from edge.train.registry import ModelError, ModelRegistry
+
+
+class DefectParams(ToolParams):
+    model: str = Field(..., description="model name in the registry (models/<name>/)")
+    version: str | None = Field(
+        None, description="pin a version (must be approved); None: the approved one"
+    )
+    precision: Literal["int8", "fp32"] = "int8"
+    conf: float = Field(0.25, gt=0, le=1, description="default score threshold")
+    class_conf: dict[str, float] = Field(default_factory=dict, description="threshold per class")
+    classes: list[str] | None = Field(
+        None, description="classes reported as findings (None: all but `code`)"
+    )
+    iou: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold")
+
+
+class DefectTool(Tool):
+    type_key: ClassVar[str] = "defects"
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[ToolParams]] = DefectParams
+
+    def __init__(self, name: str, params: DefectParams, services: Services):
+        super().__init__(name, params, services)
+        models_dir = Path(services.get("models_dir") or "models")
+        backend_cfg = services.get("backend")
+        try:
+            card, path = ModelRegistry(models_dir).resolve(
+                params.model, params.version, params.precision
+            )
+        except ModelError as exc:
+            raise ModelError(f"tool {name!r}: {exc}") from None
+        self.card = card
+        self.model_info = {
+            "name": card.name,
+            "version": card.version,
+            "sha256": card.files[path.name],
+        }
+        unknown = sorted(set(params.class_conf) | set(params.classes or []))
+        unknown = [c for c in unknown if c not in card.classes]
+        if unknown:
+            raise ModelError(
+                f"tool {name!r}: classes {unknown} are not in model {card.name} {card.version} "
+                f"(it knows {card.classes})"
+            )
+        self.report = (
+            set(params.classes) if params.classes is not None else (set(card.classes) - {"code"})
+        )
+        self.thresholds = np.array(
+            [params.class_conf.get(c, params.conf) for c in card.classes], dtype=np.float32
+        )
+        try:
+            self.backend: Backend = create_backend(backend_cfg).load(
+                path, card.input_size, card.classes
+            )
+        except BackendError as exc:
+            raise ModelError(f"tool {name!r}: model {card.name} {card.version}: {exc}") from None
+
+    def inspect(self, image: np.ndarray, ctx: ToolContext) -> Any:
+        dets = self.backend.infer(image, conf=self.thresholds, iou=self.params.iou)
+        ctx.shared.setdefault("detections", []).extend(dets)
+        findings = [
+            self.finding(
+                d["cls"].upper(),
+                f"{d['cls']} {d['score']:.2f}",
+                score=d["score"],
+                bbox=tuple(d["bbox"]),
+            )
+            for d in dets
+            if d["cls"] in self.report
+        ]
+        return self.result(findings=findings, model=dict(self.model_info))
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,452 @@
+"""Classic measurement tools: fill level, cap, label (vials) and blister pockets.
+
+Deterministic OpenCV/numpy measurements, each a few ms at 640x480. They locate the
+product themselves (jitter, small rotation), and measure in ratios, hues and locally
+normalised brightness so that lighting gradients and slow drift do not move them.
+A tool that cannot find what it measures reports a finding (NO_PRODUCT, ...), never a
+silent pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from edge.domain import Finding
+from edge.inspect.base import Tool, ToolContext, ToolParams, ToolResult
+
+Box = tuple[int, int, int, int]
+
+
+def check_image(image: object) -> str | None:
+    """Why an image cannot be measured (None if it can): the tools need 8-bit BGR."""
+    if not isinstance(image, np.ndarray):
+        return f"not an image array: {type(image).__name__}"
+    if image.dtype != np.uint8:
+        return f"image dtype {image.dtype} (expected uint8)"
+    if image.ndim != 3 or image.shape[2] != 3:
+        return f"image shape {image.shape} (expected H x W x 3 BGR)"
+    if image.shape[0] < 32 or image.shape[1] < 32:
+        return f"image too small: {image.shape[1]}x{image.shape[0]}"
+    return None
+
+
+class _MeasureTool(Tool):
+    version = "1.0"
+
+    def inspect(self, image: np.ndarray, ctx: ToolContext) -> ToolResult:
+        why = check_image(image)
+        if why is not None:
+            return self.result([self.finding("IMAGE_ERROR", why)])
+        return self.result(self.measure(image))
+
+    def measure(self, image: np.ndarray) -> list[Finding]:
+        raise NotImplementedError
+
+
+def _roi(image: np.ndarray, roi: Box | None) -> tuple[np.ndarray, int, int]:
+    if roi is None:
+        return image, 0, 0
+    x, y, w, h = roi
+    H, W = image.shape[:2]
+    x0, y0 = max(0, min(W - 1, x)), max(0, min(H - 1, y))
+    x1, y1 = max(x0 + 1, min(W, x + w)), max(y0 + 1, min(H, y + h))
+    return image[y0:y1, x0:x1], x0, y0
+
+
+def _runs(flags: np.ndarray, min_len: int) -> list[tuple[int, int]]:
+    """[start, end) of the runs of True at least min_len long."""
+    d = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if e - s >= min_len]
+
+
+# --------------------------------------------------------------------------- vials
+
+
+class VialParams(ToolParams):
+    """How to find a vial: by its liquid's colour (hue is unmoved by lighting drift)."""
+
+    roi: Box | None = Field(None, description="x, y, w, h search window (None: whole image)")
+    liquid_hue: tuple[int, int] = Field((8, 30), description="OpenCV hue range 0..180")
+    liquid_min_saturation: int = Field(80, ge=0, le=255)
+    min_value: int = Field(35, ge=0, le=255, description="darker pixels are ignored (noise)")
+    min_width_px: int = Field(80, ge=4, description="narrowest liquid column that counts as a vial")
+    row_fraction: float = Field(0.5, gt=0, lt=1, description="share of a row that must be liquid")
+    scale: float = Field(0.5, gt=0.1, le=1.0, description="analysis resolution")
+
+
+@dataclass
+class Vial:
+    """Where the liquid column is, in full-resolution image pixels."""
+
+    x0: int
+    x1: int
+    top: int  # meniscus
+    bottom: int  # inner bottom
+    rows: np.ndarray  # per analysed row: share of the column that is liquid
+    scale: float
+    hsv: np.ndarray  # analysis image (HSV), offset by (ox, oy) / scale
+    liquid: np.ndarray  # liquid mask of the analysis image
+    ox: int
+    oy: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def box(self) -> Box:
+        return (self.x0, self.top, self.width, self.bottom - self.top)
+
+
+def locate_vial(image: np.ndarray, p: VialParams) -> Vial | None:
+    """Find the liquid column: its side walls, meniscus and inner bottom."""
+    sub, ox, oy = _roi(image, p.roi)
+    s = p.scale
+    small = cv2.resize(sub, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s != 1 else sub
+    hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+    lo = (p.liquid_hue[0], p.liquid_min_saturation, p.min_value)
+    hi = (p.liquid_hue[1], 255, 255)
+    liquid = cv2.inRange(hsv, lo, hi)
+    liquid = cv2.morphologyEx(liquid, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    lm = liquid > 0
+    cols = lm.sum(0)
+    if cols.max(initial=0) < 4:
+        return None
+    runs = _runs(cols >= max(4, 0.25 * cols.max()), max(2, int(p.min_width_px * s)))
+    if not runs:
+        return None
+    c0, c1 = max(runs, key=lambda r: int(cols[r[0] : r[1]].sum()))
+    rows = lm[:, c0:c1].mean(1)
+    vr = _runs(rows >= p.row_fraction, 2)
+    if not vr:
+        return None
+    top, bottom = vr[0][0], vr[-1][1]
+    return Vial(
+        x0=ox + round(c0 / s),
+        x1=ox + round(c1 / s),
+        top=oy + round(top / s),
+        bottom=oy + round(bottom / s),
+        rows=rows,
+        scale=s,
+        hsv=hsv,
+        liquid=lm,
+        ox=ox,
+        oy=oy,
+    )
+
+
+class FillParams(VialParams):
+    inner_diameter_mm: float = Field(22.0, gt=0, description="scale: liquid width in mm")
+    min_level_mm: float = Field(30.5, description="fill height below this: LOW_FILL")
+    max_level_mm: float = Field(35.5, description="fill height above this: HIGH_FILL")
+
+
+class FillLevelTool(_MeasureTool):
+    """Fill height (meniscus to inner bottom) in mm, scaled by the vial's own width."""
+
+    type_key = "fill_level"
+    Params = FillParams
+
+    def measure(self, image: np.ndarray) -> list[Finding]:
+        p: FillParams = self.params  # type: ignore[assignment]
+        v = locate_vial(image, p)
+        if v is None:
+            return [self.finding("NO_PRODUCT", "no vial (liquid column) in view")]
+        level = (v.bottom - v.top) / max(1, v.width) * p.inner_diameter_mm
+        if level < p.min_level_mm:
+            return [
+                self.finding(
+                    "LOW_FILL", f"fill {level:.1f} mm < {p.min_level_mm}", value=level, bbox=v.box
+                )
+            ]
+        if level > p.max_level_mm:
+            return [
+                self.finding(
+                    "HIGH_FILL", f"fill {level:.1f} mm > {p.max_level_mm}", value=level, bbox=v.box
+                )
+            ]
+        return []
+
+
+class CapParams(VialParams):
+    cap_hue: tuple[int, int] = Field((95, 130), description="flip-off cap colour, OpenCV hue")
+    cap_min_saturation: int = Field(80, ge=0, le=255)
+    min_cap_area_px: int = Field(1500, ge=1, description="full-resolution pixels")
+    max_tilt_deg: float = Field(4.0, gt=0)
+    search_above_px: int = Field(200, gt=0, description="how far above the meniscus to look")
+
+
+def _long_side_angle(rect: tuple) -> float:
+    """Angle of a rotated rectangle's long side from horizontal, in -90..90 degrees."""
+    pts = cv2.boxPoints(rect)
+    e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
+    e = e1 if np.hypot(*e1) >= np.hypot(*e2) else e2
+    a = float(np.degrees(np.arctan2(e[1], e[0])))
+    if a > 90:
+        a -= 180
+    elif a <= -90:
+        a += 180
+    return a
+
+
+class CapTool(_MeasureTool):
+    """Flip-off cap presence (its colour above the liquid) and tilt (its long axis)."""
+
+    type_key = "cap"
+    Params = CapParams
+
+    def measure(self, image: np.ndarray) -> list[Finding]:
+        p: CapParams = self.params  # type: ignore[assignment]
+        v = locate_vial(image, p)
+        if v is None:
+            return [self.finding("NO_PRODUCT", "no vial (liquid column) in view")]
+        s = v.scale
+        # search window: above the meniscus, over the vial's width, in analysis pixels
+        y1 = max(1, round((v.top - v.oy) * s))
+        y0 = max(0, y1 - round(p.search_above_px * s))
+        x0 = max(0, round((v.x0 - v.ox) * s))
+        x1 = max(x0 + 1, round((v.x1 - v.ox) * s))
+        win = (v.x0, v.oy + round(y0 / s), v.width, round((y1 - y0) / s))
+        hsv = v.hsv[y0:y1, x0:x1]
+        if hsv.size == 0:
+            return [self.finding("MISSING_CAP", "no room above the liquid", bbox=win)]
+        lo = (p.cap_hue[0], p.cap_min_saturation, p.min_value)
+        m = cv2.inRange(hsv, lo, (p.cap_hue[1], 255, 255))
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        if n <= 1:
+            return [self.finding("MISSING_CAP", "no cap colour above the vial", bbox=win)]
+        k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        area = stats[k, cv2.CC_STAT_AREA] / (s * s)
+        if area < p.min_cap_area_px:
+            return [
+                self.finding(
+                    "MISSING_CAP",
+                    f"cap area {area:.0f} px < {p.min_cap_area_px}",
+                    value=area,
+                    bbox=win,
+                )
+            ]
+        pts = np.column_stack(np.nonzero(lab == k)[::-1]).astype(np.float32)
+        angle = _long_side_angle(cv2.minAreaRect(pts))
+        bx, by, bw, bh = stats[k, :4]
+        box = (
+            v.ox + round((x0 + bx) / s),
+            v.oy + round((y0 + by) / s),
+            round(bw / s),
+            round(bh / s),
+        )
+        if abs(angle) > p.max_tilt_deg:
+            return [self.finding("CAP_TILT", f"cap tilted {angle:+.1f} deg", value=angle, bbox=box)]
+        return []
+
+
+class LabelParams(VialParams):
+    min_coverage: float = Field(0.3, gt=0, lt=1, description="share of the liquid column covered")
+    margin_px: int = Field(
+        6, ge=0, description="rows skipped below the meniscus and above the bottom"
+    )
+
+
+class LabelTool(_MeasureTool):
+    """Label present: a band across the vial that hides the liquid below the meniscus."""
+
+    type_key = "label"
+    Params = LabelParams
+
+    def measure(self, image: np.ndarray) -> list[Finding]:
+        p: LabelParams = self.params  # type: ignore[assignment]
+        v = locate_vial(image, p)
+        if v is None:
+            return [self.finding("NO_PRODUCT", "no vial (liquid column) in view")]
+        s = v.scale
+        r0 = round((v.top - v.oy) * s + p.margin_px * s)
+        r1 = round((v.bottom - v.oy) * s - p.margin_px * s)
+        if r1 - r0 < 4:
+            return [
+                self.finding("MISSING_LABEL", "liquid column too short to hold a label", bbox=v.box)
+            ]
+        coverage = float((v.rows[r0:r1] < p.row_fraction).mean())
+        if coverage < p.min_coverage:
+            return [
+                self.finding(
+                    "MISSING_LABEL",
+                    f"label covers {coverage:.0%} of the vial (< {p.min_coverage:.0%})",
+                    value=coverage,
+                    bbox=v.box,
+                )
+            ]
+        return []
+
+
+# --------------------------------------------------------------------------- blisters
+
+
+class PocketParams(ToolParams):
+    """Blister geometry in card pixels at nominal scale (the card is found and straightened)."""
+
+    roi: Box | None = None
+    card_size: tuple[int, int] = Field((590, 270), description="card width, height")
+    rows: int = Field(2, ge=1)
+    cols: int = Field(5, ge=1)
+    first_pocket: tuple[float, float] = Field((55, 72), description="centre of the top-left pocket")
+    pitch: tuple[float, float] = Field((84, 126), description="pocket spacing x, y")
+    pocket_radius: float = Field(35, gt=0)
+    tablet_diameter: float = Field(52, gt=0)
+    aspect_tolerance: float = Field(0.15, gt=0, description="allowed card aspect deviation")
+    brightness_ratio: float = Field(1.2, gt=1, description="tablet vs card brightness")
+    max_saturation: int = Field(55, ge=0, le=255, description="tablets are white: above is foreign")
+    empty_ratio: float = Field(0.3, gt=0, description="tablet area share below this: EMPTY_POCKET")
+    broken_ratio: float = Field(0.85, gt=0, description="below this: BROKEN_TABLET")
+    oversize_ratio: float = Field(1.3, gt=1, description="above this: FOREIGN_TABLET")
+    max_aspect: float = Field(1.3, ge=1, description="elongation above this: FOREIGN_TABLET")
+    scale: float = Field(0.5, gt=0.1, le=1.0, description="analysis resolution of the card")
+
+
+class PocketTool(_MeasureTool):
+    """Every pocket holds one whole tablet of the right colour and shape."""
+
+    type_key = "pockets"
+    Params = PocketParams
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        p: PocketParams = self.params  # type: ignore[assignment]
+        s = p.scale
+        self._cw, self._ch = round(p.card_size[0] * s), round(p.card_size[1] * s)
+        r = p.pocket_radius * s
+        size = int(np.ceil(2 * r + 16 * s)) | 1
+        c = size // 2
+        yy, xx = np.mgrid[0:size, 0:size] - c
+        d = np.hypot(xx, yy)
+        self._patch = size
+        self._disc = d <= r - 2 * s
+        self._ring = (d >= r + 6 * s) & (d <= r + 10 * s)
+        self._expected = np.pi * (p.tablet_diameter * s / 2) ** 2
+        self._centres = [
+            (p.first_pocket[0] + c_ * p.pitch[0], p.first_pocket[1] + r_ * p.pitch[1])
+            for r_ in range(p.rows)
+            for c_ in range(p.cols)
+        ]
+
+    def _card(self, image: np.ndarray) -> np.ndarray | None:
+        """Affine map card pixels (analysis scale) -> image pixels, or None if no card."""
+        p: PocketParams = self.params  # type: ignore[assignment]
+        sub, ox, oy = _roi(image, p.roi)
+        f = 0.5
+        small = cv2.resize(sub, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        g = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        if int(g.max()) - int(g.min()) < 30:
+            return None
+        _, m = cv2.threshold(g, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        cs, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if not cs:
+            return None
+        c = max(cs, key=cv2.contourArea)
+        if cv2.contourArea(c) < 0.1 * g.size:
+            return None
+        rect = cv2.minAreaRect(c)
+        pts = cv2.boxPoints(rect) / f + (ox, oy)
+        e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
+        long_, short = (e1, e2) if np.hypot(*e1) >= np.hypot(*e2) else (e2, e1)
+        aspect = np.hypot(*long_) / max(1e-6, np.hypot(*short))
+        want = p.card_size[0] / p.card_size[1]
+        if abs(aspect - want) > p.aspect_tolerance * want:
+            return None
+        ux = long_ if long_[0] >= 0 else -long_
+        uy = short if short[1] >= 0 else -short
+        centre = pts.mean(0)
+        origin = centre - ux / 2 - uy / 2
+        src = np.float32([[0, 0], [self._cw, 0], [0, self._ch]])
+        dst = np.float32([origin, origin + ux, origin + uy])
+        return cv2.getAffineTransform(src, dst)
+
+    def measure(self, image: np.ndarray) -> list[Finding]:
+        p: PocketParams = self.params  # type: ignore[assignment]
+        m = self._card(image)
+        if m is None:
+            return [self.finding("NO_PRODUCT", "no blister card of the expected shape in view")]
+        card = cv2.warpAffine(
+            image,
+            m,
+            (self._cw, self._ch),
+            flags=cv2.WARP_INVERSE_MAP | cv2.INTER_AREA,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        hsv = cv2.cvtColor(card, cv2.COLOR_BGR2HSV)
+        v = hsv[..., 2].astype(np.float32)
+        sat = hsv[..., 1]
+        s, h = p.scale, self._patch // 2
+        findings: list[Finding] = []
+        for cx, cy in self._centres:
+            x, y = round(cx * s), round(cy * s)
+            sl = (slice(y - h, y + h + 1), slice(x - h, x + h + 1))
+            pv, ps = v[sl], sat[sl]
+            if pv.shape != self._disc.shape:
+                findings.append(self.finding("NO_PRODUCT", "pocket outside the card view"))
+                continue
+            ref = float(np.median(pv[self._ring])) + 1.0
+            obj = ((pv > p.brightness_ratio * ref) | (ps > p.max_saturation)) & self._disc
+            area = float(obj.sum())
+            ratio = area / self._expected
+            box = self._pocket_box(m, cx, cy)
+            if ratio < p.empty_ratio:
+                findings.append(self.finding("EMPTY_POCKET", "no tablet", value=ratio, bbox=box))
+                continue
+            mean_sat = float(ps[obj].mean())
+            if mean_sat > p.max_saturation:
+                findings.append(
+                    self.finding(
+                        "FOREIGN_TABLET",
+                        f"colour: saturation {mean_sat:.0f}",
+                        value=mean_sat,
+                        bbox=box,
+                    )
+                )
+                continue
+            if ratio < p.broken_ratio:
+                findings.append(
+                    self.finding("BROKEN_TABLET", f"tablet area {ratio:.0%}", value=ratio, bbox=box)
+                )
+                continue
+            mo = cv2.moments(obj.astype(np.uint8), binaryImage=True)
+            aspect = _elongation(mo)
+            if ratio > p.oversize_ratio or aspect > p.max_aspect:
+                findings.append(
+                    self.finding(
+                        "FOREIGN_TABLET",
+                        f"shape: area {ratio:.0%}, elongation {aspect:.2f}",
+                        value=aspect,
+                        bbox=box,
+                    )
+                )
+        return findings
+
+    def _pocket_box(self, m: np.ndarray, cx: float, cy: float) -> Box:
+        p: PocketParams = self.params  # type: ignore[assignment]
+        s, r = p.scale, p.pocket_radius + 3
+        pts = np.array(
+            [[cx - r, cy - r, 1], [cx + r, cy - r, 1], [cx - r, cy + r, 1], [cx + r, cy + r, 1]],
+            float,
+        )
+        pts[:, :2] *= s
+        t = pts @ m.T
+        x0, y0 = t.min(0)
+        x1, y1 = t.max(0)
+        return (round(x0), round(y0), round(x1 - x0), round(y1 - y0))
+
+
+def _elongation(mo: dict) -> float:
+    """sqrt of the ratio of the second-moment eigenvalues (1.0 for a disc)."""
+    if mo["m00"] <= 0:
+        return 1.0
+    a, b, c = mo["mu20"] / mo["m00"], mo["mu11"] / mo["m00"], mo["mu02"] / mo["m00"]
+    t = np.sqrt(4 * b * b + (a - c) ** 2)
+    l1, l2 = (a + c + t) / 2, (a + c - t) / 2
+    return float(np.sqrt(l1 / max(l2, 1e-6)))

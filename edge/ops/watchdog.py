@@ -1,0 +1,140 @@
+"""systemd notify protocol: READY=1 once the line runs, WATCHDOG=1 only while it makes progress.
+
+The ping is not a timer: each one is earned. Frames must arrive and the tools must
+turn them into verdicts; when the pipeline hangs (a stuck worker, a dead recorder, a
+camera gone) the pings stop, `STATUS=` says why, and systemd (`WatchdogSec=`) restarts
+the service. Meanwhile the tracker keeps rejecting every item at its deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import Any
+
+from edge.ops.config import WatchdogConfig
+from edge.ops.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET; a no-op outside systemd."""
+
+    def __init__(self, address: str | None = None):
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
+        self.address: str | None = None
+        self._sock: socket.socket | None = None
+        if not address:
+            return
+        if address.startswith("@"):  # abstract namespace
+            address = "\0" + address[1:]
+        self.address = address
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def notify(self, *fields: str) -> bool:
+        if self._sock is None or self.address is None:
+            return False
+        try:
+            self._sock.sendto("\n".join(fields).encode(), self.address)
+            return True
+        except OSError as exc:  # systemd gone or socket full: never take the line down for it
+            log.warning("sd_notify failed: %s", exc)
+            return False
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def watchdog_interval(default_s: float) -> float:
+    """A third of systemd's WatchdogSec (from $WATCHDOG_USEC), so one late check is no restart."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if usec and usec.isdigit() and (not pid or pid == str(os.getpid())):
+        return min(max(int(usec) / 3e6, 0.02), 10.0)
+    return default_s
+
+
+class Watchdog:
+    name = "watchdog"
+
+    def __init__(self, app: Any, cfg: WatchdogConfig, notifier: Notifier | None = None):
+        self.app = app
+        self.pipeline = getattr(app, "pipeline", app)
+        self.cfg = cfg
+        self.notifier = notifier or Notifier()
+        self.progress = Progress.of(app)
+        self.interval_s = watchdog_interval(cfg.interval_s)
+        self.pings = 0
+        self.ready = False
+        self.problem: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.notifier.notify("STOPPING=1", "STATUS=stopping")
+        if self._thread is not None:
+            self._thread.join(5)
+        self.notifier.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "up": self.ready and self.problem is None,
+            "systemd": self.notifier.enabled,
+            "interval_s": round(self.interval_s, 3),
+            "pings": self.pings,
+            "detail": self.problem or ("ok" if self.ready else "starting"),
+        }
+
+    def _status_line(self) -> str:
+        s = self.pipeline.stats.snapshot()
+        alarms = len(self.pipeline.alarms.active())
+        return (
+            f"STATUS=inspecting {s['rate_per_min']:.0f}/min, {s['items']} items, "
+            f"{s['deadline_misses']} deadline misses, {alarms} active alarms"
+        )
+
+    def check(self) -> str | None:
+        return self.progress.hung_reason(self.cfg.no_verdict_timeout_s, self.cfg.no_frame_timeout_s)
+
+    def _run(self) -> None:
+        # READY once the pipeline's threads run (the appliance starts components first)
+        while not self._stop.is_set() and not getattr(self.pipeline, "_threads", None):
+            self._stop.wait(0.02)
+        if self._stop.is_set():
+            return
+        self.ready = True
+        self.notifier.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=line started")
+        while not self._stop.wait(self.interval_s):
+            problem = self.check()
+            if problem is None:
+                if self.problem is not None:
+                    log.warning("line makes progress again; watchdog pings resume")
+                self.problem = None
+                fields = ["WATCHDOG=1"] if self.cfg.enabled else []
+                if self.notifier.notify(*fields, self._status_line()) and fields:
+                    self.pings += 1
+            else:
+                if self.problem is None:
+                    log.error("line is not making progress (%s); watchdog pings stop", problem)
+                self.problem = problem
+                self.notifier.notify(f"STATUS=not making progress: {problem}")
+
+
+def build(app: Any) -> Watchdog:
+    """Always built: Type=notify needs READY=1 even with `ops.watchdog.enabled: false`."""
+    return Watchdog(app, app.cfg.ops.watchdog)

@@ -1,0 +1,224 @@
+"""Commands from MES: start_batch, stop_batch, change_recipe.
+
+Every command is size-capped, parsed, validated with pydantic, checked against the
+line's state, audited, and only then applied; the answer is `ok` or a precise error
+(code, message, details). A command that fails any step changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import date, datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge.inspect.base import BatchState
+
+log = logging.getLogger(__name__)
+
+RESPONSE_SCHEMA = "edge-inspect/cmd-response"
+RESPONSE_VERSION = 1
+
+_LOT = re.compile(r"^[!-\"%-/0-9:-?A-Z_a-z]{1,20}$")  # GS1 AI (10): CSET 82, up to 20
+
+
+def gtin_ok(gtin: str) -> bool:
+    if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
+        return False
+    digits = [int(c) for c in gtin.zfill(14)]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:-1]))
+    return (10 - total % 10) % 10 == digits[-1]
+
+
+class _Cmd(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    by: str | None = Field(None, max_length=64, description="who asked, for the audit trail")
+    reason: str | None = Field(None, max_length=200)
+
+
+class StartBatch(_Cmd):
+    gtin: str
+    lot: str
+    expiry: str = Field(description="YYMMDD as printed in AI (17)")
+    recipe: str | None = None
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin(cls, v: str) -> str:
+        if not gtin_ok(v):
+            raise ValueError("not a valid GTIN (8, 12, 13 or 14 digits with a correct check digit)")
+        return v.zfill(14)
+
+    @field_validator("lot")
+    @classmethod
+    def _lot(cls, v: str) -> str:
+        if not _LOT.match(v):
+            raise ValueError("a lot is 1 to 20 characters of the GS1 character set 82")
+        return v
+
+    @field_validator("expiry")
+    @classmethod
+    def _expiry(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{6}", v):
+            raise ValueError("expiry is YYMMDD (6 digits)")
+        yy, mm, dd = int(v[:2]), int(v[2:4]), int(v[4:])
+        if not 1 <= mm <= 12:
+            raise ValueError("expiry month must be 01 to 12")
+        if dd != 0:  # DD 00 means the end of the month in GS1
+            try:
+                date(2000 + yy, mm, dd)
+            except ValueError:
+                raise ValueError("expiry is not a calendar date") from None
+        return v
+
+
+class StopBatch(_Cmd):
+    pass
+
+
+class ChangeRecipe(_Cmd):
+    recipe: str = Field(min_length=1, max_length=64)
+
+
+COMMANDS: dict[str, type[_Cmd]] = {
+    "start_batch": StartBatch,
+    "stop_batch": StopBatch,
+    "change_recipe": ChangeRecipe,
+}
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str, details: Any = None):
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, details
+
+
+class CommandHandler:
+    """Applies MES commands to the appliance (`app.pipeline`, `app.audit`)."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def handle(self, name: str, payload: bytes, user: str) -> dict[str, Any]:
+        resp: dict[str, Any] = {
+            "schema": RESPONSE_SCHEMA,
+            "version": RESPONSE_VERSION,
+            "command": name,
+            "ok": False,
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        }
+        try:
+            cmd = self._parse(name, payload)
+            user = cmd.by or user
+            result = self._apply(name, cmd, user)
+        except CommandError as exc:
+            resp["error"] = {"code": exc.code, "message": exc.message}
+            if exc.details is not None:
+                resp["error"]["details"] = exc.details
+            self._audit(user, f"mes.{name}.refused", None, None, None, f"{exc.code}: {exc.message}")
+            log.warning("MES command %s refused: %s", name, exc.message)
+            return resp
+        except Exception as exc:  # a bug or a full disk: say so, change nothing more
+            log.exception("MES command %s failed", name)
+            resp["error"] = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
+            return resp
+        resp["ok"] = True
+        resp["result"] = result
+        return resp
+
+    # ------------------------------------------------------------------
+
+    def _parse(self, name: str, payload: bytes) -> _Cmd:
+        if len(payload) > self.max_bytes:
+            raise CommandError(
+                "too_large",
+                f"command payload is {len(payload)} bytes; the limit is {self.max_bytes}",
+            )
+        model = COMMANDS.get(name)
+        if model is None:
+            raise CommandError(
+                "unknown_command",
+                f"unknown command {name!r} (known: {', '.join(sorted(COMMANDS))})",
+            )
+        try:
+            data = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CommandError("bad_json", f"payload is not UTF-8 JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise CommandError("bad_json", "payload must be a JSON object")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            details = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "(root)", "error": e["msg"]}
+                for e in exc.errors()
+            ]
+            msg = "; ".join(f"{d['field']}: {d['error']}" for d in details)
+            raise CommandError("invalid", msg, details) from None
+
+    def _recipe_known(self, name: str) -> None:
+        known = self.app.cfg.recipes
+        if name not in known:
+            raise CommandError(
+                "unknown_recipe",
+                f"recipe {name!r} is not defined (known: {', '.join(sorted(known))})",
+            )
+
+    def _apply(self, name: str, cmd: _Cmd, user: str) -> dict[str, Any]:
+        p = self.app.pipeline
+        if isinstance(cmd, StartBatch):
+            if p.batch is not None:
+                raise CommandError(
+                    "batch_running",
+                    f"batch {p.batch.id} (lot {p.batch.lot}) is running; stop it first",
+                )
+            if cmd.recipe is not None:
+                self._recipe_known(cmd.recipe)
+            new = {
+                "gtin": cmd.gtin,
+                "lot": cmd.lot,
+                "expiry": cmd.expiry,
+                "recipe": cmd.recipe or p.recipe.name,
+            }
+            self._audit(user, "mes.start_batch", cmd.lot, None, new, cmd.reason)
+            if cmd.recipe is not None and cmd.recipe != p.recipe.name:
+                p.set_recipe(cmd.recipe)
+            bid = p.start_batch(BatchState(cmd.lot, cmd.gtin, cmd.expiry), by=user, source="mes")
+            return {"batch": bid, **new}
+        if isinstance(cmd, StopBatch):
+            if p.batch is None:
+                raise CommandError("no_batch", "no batch is running")
+            old = {"batch": p.batch.id, "lot": p.batch.lot}
+            self._audit(user, "mes.stop_batch", p.batch.lot, old, None, cmd.reason)
+            bid = p.stop_batch(by=user)
+            return {"batch": bid}
+        if isinstance(cmd, ChangeRecipe):
+            self._recipe_known(cmd.recipe)
+            if p.batch is not None:
+                raise CommandError(
+                    "batch_running",
+                    f"batch {p.batch.id} is running; the recipe changes between batches",
+                )
+            old = p.recipe.name
+            self._audit(user, "mes.change_recipe", "recipe", old, cmd.recipe, cmd.reason)
+            p.set_recipe(cmd.recipe)
+            return {"recipe": cmd.recipe, "previous": old}
+        raise CommandError("unknown_command", f"unknown command {name!r}")
+
+    def _audit(
+        self, user: str, action: str, target: Any, old: Any, new: Any, reason: str | None
+    ) -> None:
+        audit = getattr(self.app, "audit", None)
+        if audit is None:
+            return
+        try:
+            audit.record(user=user, action=action, target=target, old=old, new=new, reason=reason)
+        except Exception as exc:
+            if action.endswith(".refused"):
+                log.error("cannot audit refused command: %s", exc)
+                return
+            raise CommandError("not_audited", f"cannot write the audit trail: {exc}") from None

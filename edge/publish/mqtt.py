@@ -1,0 +1,411 @@
+"""Results to plant systems over MQTT 5 (paho-mqtt 2), with nothing lost.
+
+Topics (`edge.publish.encoding`): `.../inspection/result` (QoS 1, from the outbox, with
+its gap-free `seq`), `counters` and `state` (retained), `alarm`, `status` (birth on
+connect, retained last will `offline`), and `cmd/<name>` for MES commands answered on
+the MQTT 5 response topic with the request's correlation data.
+
+The broker may be gone for hours: results wait in the SQLite outbox, an alarm says so,
+`status()` says how many are held, and they are replayed in order, rate-limited, while
+live results keep flowing. A row is deleted only after the broker's PUBACK.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge import __version__
+from edge.publish.commands import CommandHandler
+from edge.publish.encoding import make_encoding
+from edge.publish.outbox import Forwarder, Outbox
+from edge.publish.secrets import read_secret
+
+log = logging.getLogger(__name__)
+
+STATUS_SCHEMA, COUNTERS_SCHEMA, ALARM_SCHEMA = (
+    "edge-inspect/status",
+    "edge-inspect/counters",
+    "edge-inspect/alarm",
+)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class MqttPublisher:
+    name = "mqtt"
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.cfg = app.cfg.mqtt
+        self.station = app.cfg.station
+        self.pipeline = app.pipeline
+        self.alarms = app.pipeline.alarms
+        self.enc = make_encoding(self.cfg.encoding, self.station)
+        self.outbox = Outbox(app.pipeline.db)
+        self.fwd = Forwarder(self.outbox, self.cfg.replay_rate_per_s, self.cfg.max_inflight)
+        self.commands = CommandHandler(app, self.cfg.max_command_bytes)
+        self.connected = False
+        self.published = 0
+        self.acked = 0
+        self.disconnects = 0
+        self.last_error = "not connected yet"
+        self._refusal = ""
+        # only the forwarding thread touches _mids, _acked and the Forwarder; paho's
+        # callbacks just leave notes (paho calls on_publish holding its own lock)
+        self._mids: dict[int, int] = {}  # paho mid -> outbox seq
+        self._acked: list[int] = []
+        self._ack_notes: deque[tuple[int, bool]] = deque()
+        self._reconnected = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._state_msg: dict[str, Any] | None = None
+        self._alarm_q: deque[dict[str, Any]] = deque(maxlen=1000)
+        self._cmd_q: queue.Queue[Any] = queue.Queue(100)
+        self._threads: list[threading.Thread] = []
+        self._subs: list[Any] = []
+        self.client = self._make_client()
+
+    # ------------------------------------------------------------------ client
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.cfg.client_id or f"edge-inspect-{self.station.id}",
+            protocol=mqtt.MQTTv5,
+        )
+        c.will_set(
+            self.enc.topic("status"),
+            self.enc.encode("status", self._status_msg("offline")),
+            qos=1,
+            retain=True,
+        )
+        if self.cfg.username:
+            pw = read_secret(self.cfg.password_file) if self.cfg.password_file else None
+            c.username_pw_set(self.cfg.username, pw)
+        tls = self.cfg.tls
+        if tls is not None:
+            c.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            c.tls_insecure_set(tls.insecure)
+        c.reconnect_delay_set(min_delay=1, max_delay=5)
+        c.max_inflight_messages_set(self.cfg.max_inflight)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    def _status_msg(self, status: str) -> dict[str, Any]:
+        return {
+            "schema": STATUS_SCHEMA,
+            "version": 1,
+            "station": self.station.id,
+            "status": status,
+            "time": _now(),
+            "software": __version__,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        bus = self.pipeline.bus
+        self._subs.append(bus.subscribe("verdict", lambda *_: self._wake.set(), name="mqtt-wake"))
+        self._subs.append(bus.subscribe(["alarm", "state"], self._on_bus, name="mqtt-events"))
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+        for target, nm in ((self._forward, "mqtt-forward"), (self._command_loop, "mqtt-commands")):
+            t = threading.Thread(target=target, name=nm, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, drain_s: float = 3.0) -> None:
+        end = time.monotonic() + drain_s
+        while (
+            self.connected
+            and time.monotonic() < end
+            and (self.outbox.count() - len(self._acked)) > 0
+        ):
+            self._wake.set()
+            time.sleep(0.02)
+        for s in self._subs:
+            s.close()
+        self._stop.set()
+        self._wake.set()
+        self._cmd_q.put(None)
+        for t in self._threads:
+            t.join(5)
+        self._take_acks()
+        self._flush_acks()
+        if self.connected:
+            info = self.client.publish(
+                self.enc.topic("status"),
+                self.enc.encode("status", self._status_msg("offline")),
+                qos=1,
+                retain=True,
+            )
+            try:
+                info.wait_for_publish(1.0)
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.outbox.close()
+
+    def status(self) -> dict[str, Any]:
+        held = self.outbox.count()
+        return {
+            "up": self.connected,
+            "detail": ""
+            if self.connected
+            else f"broker {self.cfg.host}:{self.cfg.port} unreachable ({self.last_error}); "
+            f"{held} results held in the outbox",
+            "broker": f"{self.cfg.host}:{self.cfg.port}",
+            "outbox": held,
+            "backlog": self.fwd.backlog,
+            "in_flight": len(self._mids),
+            "published": self.published,
+            "acked": self.acked,
+            "disconnects": self.disconnects,
+        }
+
+    # ------------------------------------------------------------------ callbacks (network thread)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._refusal = f"connection refused: {reason_code}"
+            self.last_error = self._refusal
+            log.error("MQTT broker refused the connection: %s", reason_code)
+            self._offline_alarm()
+            return
+        client.publish(
+            self.enc.topic("status"),
+            self.enc.encode("status", self._status_msg("online")),
+            qos=1,
+            retain=True,
+        )
+        client.subscribe(self.enc.command_filter(), qos=1)
+        self._reconnected.set()
+        self._refusal = ""
+        self.connected = True
+        self.last_error = ""
+        if self.alarms.is_active("MQTT_OFFLINE"):
+            self.alarms.clear("MQTT_OFFLINE")
+        log.info("MQTT connected to %s:%s", self.cfg.host, self.cfg.port)
+        self._publish_counters()
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self.connected = False
+        self.last_error = self._refusal or f"disconnected: {reason_code}"
+        if was:
+            self.disconnects += 1
+            log.warning("MQTT disconnected: %s; results are held in the outbox", reason_code)
+        if not self._stop.is_set():
+            self._offline_alarm()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.last_error = "broker unreachable"
+        self._offline_alarm()
+
+    def _offline_alarm(self) -> None:
+        self.alarms.raise_(
+            "MQTT_OFFLINE",
+            f"MQTT broker {self.cfg.host}:{self.cfg.port} unreachable: results held in the outbox",
+            "major",
+            False,
+        )
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        failed = bool(reason_code is not None and getattr(reason_code, "is_failure", False))
+        self._ack_notes.append((mid, failed))
+        self._wake.set()
+
+    def _take_acks(self) -> None:
+        while self._ack_notes:
+            mid, failed = self._ack_notes.popleft()
+            seq = self._mids.pop(mid, None)
+            if seq is None:
+                continue  # status, counters, alarms, answers
+            if failed:  # the broker refused it (e.g. quota): hand it out again later
+                self.fwd.handed.discard(seq)
+                self.fwd.backlog_next = min(self.fwd.backlog_next, seq)
+                self.fwd.backlog_last = max(self.fwd.backlog_last, seq)
+                continue
+            self._acked.append(seq)
+            self.acked += 1
+
+    def _on_message(self, client, userdata, msg) -> None:
+        name = self.enc.command_name(msg.topic)
+        if name is None:
+            return
+        try:
+            self._cmd_q.put_nowait((name, msg.payload, msg.properties))
+        except queue.Full:
+            log.error("MQTT command queue full: %s dropped", name)
+
+    # ------------------------------------------------------------------ forwarding
+
+    def _forward(self) -> None:
+        last_counters = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(0.05)
+            self._wake.clear()
+            self._take_acks()
+            self._flush_acks()
+            if not self.connected:
+                continue
+            try:
+                if self._reconnected.is_set():
+                    self._reconnected.clear()
+                    self.fwd.on_connect()
+                    log.info("MQTT replaying a backlog of %d results", self.fwd.backlog)
+                rows = self.fwd.next_rows()
+                for r in rows:
+                    msg = json.loads(r.payload)
+                    msg["seq"] = r.seq
+                    if not self.connected:
+                        break
+                    info = self.client.publish(
+                        self.enc.topic(r.kind), self.enc.encode(r.kind, msg), qos=1
+                    )
+                    if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                        self._mids[info.mid] = r.seq  # the client keeps and resends it
+                        self.fwd.handed.add(r.seq)
+                        self.published += 1
+                    else:  # not queued by the client: pick it up again after a reconnect
+                        log.warning("MQTT publish of seq %d not queued: %s", r.seq, info.rc)
+                        break
+                if rows or self.fwd.backlog:
+                    self._wake.set()  # more may be waiting (rate limit or window)
+                self._flush_alarms()
+                if time.monotonic() - last_counters >= self.cfg.counters_interval_s:
+                    self._publish_counters()
+                    last_counters = time.monotonic()
+            except Exception:
+                log.exception("MQTT forwarding failed; retrying")
+                time.sleep(0.2)
+
+    def _flush_acks(self) -> None:
+        acked, self._acked = self._acked, []
+        if not acked:
+            return
+        try:
+            self.outbox.delete(acked)
+        except Exception as exc:  # full disk: kept, deleted later (or sent again: de-dup by id)
+            log.error("cannot delete %d acked outbox rows: %s", len(acked), exc)
+            self._acked.extend(acked)
+            self.alarms.raise_("OUTBOX_FAILED", f"outbox cannot be updated: {exc}", "major", False)
+            return
+        for s in acked:
+            self.fwd.handed.discard(s)
+        if self.alarms.is_active("OUTBOX_FAILED"):
+            self.alarms.clear("OUTBOX_FAILED")
+
+    # ------------------------------------------------------------------ events
+
+    def _on_bus(self, topic: str, ev: dict[str, Any]) -> None:
+        if topic == "state":
+            self._state_msg = ev
+            if self.connected:
+                self.client.publish(
+                    self.enc.topic("state"), self.enc.encode("state", ev), qos=1, retain=True
+                )
+        elif topic == "alarm":
+            msg = {
+                "schema": ALARM_SCHEMA,
+                "version": 1,
+                "station": self.station.id,
+                "time": _now(),
+                **ev,
+            }
+            self._alarm_q.append(msg)
+            self._wake.set()
+
+    def _flush_alarms(self) -> None:
+        while self._alarm_q and self.connected:
+            msg = self._alarm_q.popleft()
+            self.client.publish(self.enc.topic("alarm"), self.enc.encode("alarm", msg), qos=1)
+
+    def _publish_counters(self) -> None:
+        s = self.pipeline.stats.snapshot()
+        msg = {
+            "schema": COUNTERS_SCHEMA,
+            "version": 1,
+            "station": self.station.id,
+            "time": _now(),
+            "batch": self.pipeline.batch.id if self.pipeline.batch else None,
+            "recipe": self.pipeline.recipe.name,
+            "inspected": s["items"],
+            "passed": s["passed"],
+            "rejected": s["rejected"],
+            "by_reason": s["by_reason"],
+            "deadline_misses": s["deadline_misses"],
+            "rate_per_min": s["rate_per_min"],
+            "p50_ms": s["p50_ms"],
+            "p99_ms": s["p99_ms"],
+            "outbox": self.outbox.count(),
+        }
+        self.client.publish(
+            self.enc.topic("counters"), self.enc.encode("counters", msg), qos=1, retain=True
+        )
+        if self._state_msg is not None:
+            self.client.publish(
+                self.enc.topic("state"),
+                self.enc.encode("state", self._state_msg),
+                qos=1,
+                retain=True,
+            )
+
+    # ------------------------------------------------------------------ commands
+
+    def _command_loop(self) -> None:
+        while True:
+            job = self._cmd_q.get()
+            if job is None:
+                return
+            name, payload, props = job
+            user = "mes"
+            for k, v in getattr(props, "UserProperty", None) or []:
+                if k == "user" and v:
+                    user = str(v)[:64]
+            resp = self.commands.handle(name, bytes(payload), user)
+            rprops = Properties(PacketTypes.PUBLISH)
+            corr = getattr(props, "CorrelationData", None)
+            if corr is not None:
+                rprops.CorrelationData = corr
+            topic = (
+                getattr(props, "ResponseTopic", None) or f"{self.enc.topic('cmd')}/{name}/response"
+            )
+            try:
+                self.client.publish(topic, json.dumps(resp).encode(), qos=1, properties=rprops)
+            except Exception:
+                log.exception("cannot answer MQTT command %s", name)
+
+
+def build(app: Any) -> MqttPublisher | None:
+    """Component factory: the MQTT publisher, or None when `mqtt.enabled` is false."""
+    if not app.cfg.mqtt.enabled:
+        return None
+    return MqttPublisher(app)

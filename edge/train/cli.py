@@ -1,0 +1,272 @@
+"""`edge train`, `edge quantize`, `edge model {list,verify,eval,approve,retire,rollback}`.
+
+Mounted on the main CLI with `register(app)`. Every command is a thin shell over the
+functions in edge.train.*; exit code 1 with a one-line reason on refusal.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from edge.train import registry as reg_mod
+
+model_app = typer.Typer(help="Model registry: list, verify, evaluate, approve, retire, roll back.")
+
+MODELS_OPT = typer.Option(Path("models"), "--models", help="registry folder (models/)")
+
+
+def _fail(msg: str) -> NoReturn:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(1)
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: embedded demo)")
+StateOpt = typer.Option(None, "--state-dir", help="records folder with the audit trail")
+
+
+def _audit_hook(config: Path | None, state_dir: Path | None, by: str, reason: str):
+    """The audit trail's hook (edge.db in the state dir): approval is refused if it fails."""
+    from edge.config import ConfigError, load_config
+    from edge.store.audit import AuditTrail
+    from edge.store.db import Database
+
+    if state_dir is None:
+        try:
+            state_dir = Path(load_config(config).records.state_dir)
+        except ConfigError as exc:
+            _fail(f"config error: {exc}")
+    trail = AuditTrail(Database(Path(state_dir) / "edge.db"))
+    return trail.hook(f"shell:{by}", reason=reason)
+
+
+def train_cmd(
+    data: Path = typer.Option(
+        ..., "--data", help="dataset folder with data.yaml (edge sim export)"
+    ),
+    arch: str = typer.Option("yolo11n.yaml", help="ultralytics architecture yaml (no weights)"),
+    imgsz: int = typer.Option(320, help="square input size"),
+    epochs: int = typer.Option(30),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("runs/train"), help="training run folder"),
+    name: str | None = typer.Option(None, help="register the result as a candidate of this model"),
+    version: str | None = typer.Option(None, help="candidate version (with --name)"),
+    models: Path = MODELS_OPT,
+) -> None:
+    """Train a detector offline (no download attempts); optionally register a candidate."""
+    from edge.train import dataset
+    from edge.train.train import class_names_of, export_onnx, train
+
+    data = Path(data)
+    if not (data / "data.yaml").is_file():
+        _fail(f"{data} has no data.yaml")
+    if not (data / dataset.MANIFEST).is_file():
+        dataset.write_manifest(data)
+    man = dataset.read_manifest(data)
+
+    def progress(ev: dict) -> None:
+        if ev.get("stage") == "epoch":
+            m = ev.get("metrics", {})
+            typer.echo(
+                f"epoch {ev['epoch']}/{ev['epochs']}  mAP50 {m.get('metrics/mAP50(B)', 0):.3f}  "
+                f"{ev['elapsed_s']:.0f}s"
+            )
+
+    best = train(
+        data, arch=arch, imgsz=imgsz, epochs=epochs, seed=seed, out=out, on_progress=progress
+    )
+    typer.echo(f"weights: {best}")
+    if name:
+        onnx_path = export_onnx(best, Path(out) / "export" / "model.onnx", imgsz)
+        card = reg_mod.ModelRegistry(models).create(
+            name,
+            version or reg_mod.now_iso().replace(":", "").replace("-", "")[:15],
+            onnx_path,
+            classes=class_names_of(best),
+            input_size=imgsz,
+            arch=arch,
+            dataset={"path": str(data), "manifest_sha256": man["sha256"], "files": man["count"]},
+            training={"epochs": epochs, "imgsz": imgsz, "seed": seed},
+        )
+        typer.echo(f"candidate: {card.name} {card.version} ({models / card.name / card.version})")
+
+
+def quantize_cmd(
+    name: str = typer.Argument(..., help="model name"),
+    version: str = typer.Argument(..., help="candidate version"),
+    calibration: Path = typer.Option(Path("calibration/sim-v1"), help="calibration image set"),
+    method: str = typer.Option("minmax", help="minmax | entropy | percentile"),
+    models: Path = MODELS_OPT,
+) -> None:
+    """INT8 Q/DQ ONNX of a candidate, from the calibration set (static, symmetric, per-channel)."""
+    from edge.train.quantize import quantize
+
+    try:
+        out = quantize(reg_mod.ModelRegistry(models).path(name, version), calibration, method)
+    except (reg_mod.ModelError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"int8: {out}")
+
+
+@model_app.command("list")
+def list_cmd(models: Path = MODELS_OPT, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every model version with its status and INT8 SHA-256."""
+    cards = reg_mod.ModelRegistry(models).list()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": c.name,
+                        "version": c.version,
+                        "status": c.status,
+                        "sha256": c.files.get(reg_mod.INT8),
+                        "created": c.created,
+                        "created_by": c.created_by,
+                    }
+                    for c in cards
+                ],
+                indent=1,
+            )
+        )
+        return
+    for c in cards:
+        sha = (c.files.get(reg_mod.INT8) or "-")[:12]
+        typer.echo(
+            f"{c.name:16} {c.version:10} {c.status:9} int8 {sha}  {c.created}  {c.created_by}"
+        )
+
+
+@model_app.command("verify")
+def verify_cmd(
+    name: str,
+    version: str | None = typer.Argument(None, help="default: the approved version"),
+    images: Path = typer.Option(Path("calibration/sim-v1"), help="fixed image set"),
+    backend: str = typer.Option("onnx", help="onnx | tensorrt"),
+    limit: int = typer.Option(200),
+    models: Path = MODELS_OPT,
+) -> None:
+    """Compare a backend running the INT8 model with the FP32 reference; exit 1 on failure."""
+    from edge.config import OnnxBackend, TensorRTBackend
+    from edge.train.evaluate import verify
+
+    reg = reg_mod.ModelRegistry(models)
+    if version is None:
+        card = reg.approved(name)
+        if card is None:
+            _fail(f"model {name!r} has no approved version; name one")
+        version = card.version
+    cfg = OnnxBackend() if backend == "onnx" else TensorRTBackend()
+    report = verify(reg.path(name, version), images, backend_config=cfg, limit=limit)
+    typer.echo(f"{name} {version} [{backend}]: {report['summary']}")
+    for f in report.get("failures", []):
+        typer.echo(f"  - {f}")
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+@model_app.command("eval")
+def eval_cmd(
+    name: str,
+    version: str | None = typer.Argument(None),
+    test: Path = typer.Option(
+        ..., "--test", help="labelled test set (edge sim export, unseen seed)"
+    ),
+    limit: int | None = typer.Option(None),
+    models: Path = MODELS_OPT,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """AP50 per class, FP32 and INT8, on a test set generated with a different seed."""
+    from edge.train.evaluate import evaluate
+
+    reg = reg_mod.ModelRegistry(models)
+    card = reg.card(name, version) if version else reg.approved(name)
+    if card is None:
+        _fail(f"model {name!r} has no approved version; name one")
+    res = evaluate(reg.path(card.name, card.version), test, limit=limit)
+    if as_json:
+        typer.echo(json.dumps(res, indent=1))
+        return
+    classes = sorted(
+        set(res.get("fp32", {}).get("ap50", {})) | set(res.get("int8", {}).get("ap50", {}))
+    )
+    typer.echo(f"{'class':16} {'AP50 fp32':>10} {'AP50 int8':>10}")
+    for c in classes:
+        a = res.get("fp32", {}).get("ap50", {}).get(c, float("nan"))
+        b = res.get("int8", {}).get("ap50", {}).get(c, float("nan"))
+        typer.echo(f"{c:16} {a:10.3f} {b:10.3f}")
+    typer.echo(
+        f"{'mAP50':16} {res.get('fp32', {}).get('map50', float('nan')):10.3f} "
+        f"{res.get('int8', {}).get('map50', float('nan')):10.3f}"
+    )
+
+
+@model_app.command("approve")
+def approve_cmd(
+    name: str,
+    version: str,
+    reason: str = typer.Option(
+        ..., "--reason", help="why (goes into the card and the audit trail)"
+    ),
+    by: str | None = typer.Option(None, "--by", help="who (default: the shell user)"),
+    models: Path = MODELS_OPT,
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    """Approve a verified candidate (the previously approved version is retired)."""
+    by = by or reg_mod.whoami()
+    audit = _audit_hook(config, state_dir, by, reason)
+    try:
+        c = reg_mod.ModelRegistry(models).approve(name, version, by, reason, audit=audit)
+    except reg_mod.ModelError as exc:
+        _fail(str(exc))
+    typer.echo(f"approved {c.name} {c.version}")
+
+
+@model_app.command("retire")
+def retire_cmd(
+    name: str,
+    version: str,
+    reason: str = typer.Option(..., "--reason"),
+    by: str | None = typer.Option(None, "--by", help="who (default: the shell user)"),
+    models: Path = MODELS_OPT,
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    """Withdraw a version."""
+    by = by or reg_mod.whoami()
+    audit = _audit_hook(config, state_dir, by, reason)
+    try:
+        c = reg_mod.ModelRegistry(models).retire(name, version, by, reason, audit=audit)
+    except reg_mod.ModelError as exc:
+        _fail(str(exc))
+    typer.echo(f"retired {c.name} {c.version}")
+
+
+@model_app.command("rollback")
+def rollback_cmd(
+    name: str,
+    reason: str = typer.Option(..., "--reason"),
+    by: str | None = typer.Option(None, "--by", help="who (default: the shell user)"),
+    models: Path = MODELS_OPT,
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    """Retire the approved version and re-approve the one approved before it."""
+    by = by or reg_mod.whoami()
+    audit = _audit_hook(config, state_dir, by, reason)
+    try:
+        c = reg_mod.ModelRegistry(models).rollback(name, by, reason, audit=audit)
+    except reg_mod.ModelError as exc:
+        _fail(str(exc))
+    typer.echo(f"rolled back {name} to {c.version}")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount these commands on the main `edge` app."""
+    app.command("train")(train_cmd)
+    app.command("quantize")(quantize_cmd)
+    app.add_typer(model_app, name="model")

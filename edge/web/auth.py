@@ -1,0 +1,271 @@
+"""Users, roles, passwords (argon2), login sessions and CSRF tokens.
+
+Roles: operator (HMI), technician (datasets, training), qa (approve models, audit,
+sign reports), admin (users). A session is a random token in an HttpOnly SameSite
+cookie, held in memory (a restart logs everyone out) and expired after the idle
+timeout; each session has its own CSRF token that every state-changing request
+must echo. Repeated wrong passwords lock the account for a while. Every user
+change and every lockout goes to the audit trail.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from edge.store.audit import AuditTrail
+from edge.store.db import Database
+
+log = logging.getLogger(__name__)
+
+ROLES = ("operator", "technician", "qa", "admin")
+MAX_FAILED = 5
+LOCKOUT_S = 15 * 60
+MIN_PASSWORD = 8
+_USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
+
+_hasher = PasswordHasher()
+
+
+class AuthError(Exception):
+    """Login or signature refused; `why` is for the log and audit, the message for the user."""
+
+    def __init__(self, message: str, why: str):
+        super().__init__(message)
+        self.why = why
+
+
+def check_password_policy(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD} characters")
+    if password.strip() != password or not password.strip():
+        raise ValueError("a password may not start or end with spaces")
+
+
+class UserStore:
+    def __init__(self, db: Database, audit: AuditTrail):
+        self.db, self.audit = db, audit
+        self._dummy: str | None = None  # a hash to verify against for unknown users (timing)
+
+    def get(self, username: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+        return dict(row) if row else None
+
+    def list(self) -> list[dict[str, Any]]:
+        rows = self.db.conn.execute(
+            "SELECT username, full_name, role, disabled, failed, locked_until, created_utc "
+            "FROM users ORDER BY username"
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    def create(
+        self, username: str, full_name: str, role: str, password: str, by: str, reason: str = ""
+    ) -> dict[str, Any]:
+        if not _USERNAME.match(username or ""):
+            raise ValueError("user name: 2-32 characters, lower-case letters, digits, . _ -")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if not full_name.strip():
+            raise ValueError("a user needs a full name (it appears in signatures)")
+        check_password_policy(password)
+        if self.get(username):
+            raise ValueError(f"user {username!r} already exists")
+        now = time.time()
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT INTO users (username, full_name, role, pw_hash, created_utc,"
+                " password_changed_utc) VALUES (?, ?, ?, ?, ?, ?)",
+                (username, full_name.strip(), role, _hasher.hash(password), now, now),
+            )
+        self.audit.record(
+            by,
+            "user.create",
+            target=username,
+            new={"full_name": full_name.strip(), "role": role},
+            reason=reason or None,
+        )
+        return self.get(username) or {}
+
+    def set_role(self, username: str, role: str, by: str, reason: str) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        u = self._must(username)
+        with self.db.transaction() as c:
+            c.execute("UPDATE users SET role = ? WHERE username = ?", (role, username))
+        self.audit.record(by, "user.role", username, old=u["role"], new=role, reason=reason)
+
+    def set_disabled(self, username: str, disabled: bool, by: str, reason: str) -> None:
+        u = self._must(username)
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE users SET disabled = ?, failed = 0, locked_until = NULL WHERE username = ?",
+                (int(disabled), username),
+            )
+        self.audit.record(
+            by,
+            "user.disable" if disabled else "user.enable",
+            username,
+            old={"disabled": bool(u["disabled"])},
+            new={"disabled": disabled},
+            reason=reason,
+        )
+
+    def set_password(self, username: str, password: str, by: str, reason: str) -> None:
+        self._must(username)
+        check_password_policy(password)
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE users SET pw_hash = ?, password_changed_utc = ?, failed = 0,"
+                " locked_until = NULL WHERE username = ?",
+                (_hasher.hash(password), time.time(), username),
+            )
+        self.audit.record(by, "user.password", username, reason=reason)  # never the password
+
+    def _must(self, username: str) -> dict[str, Any]:
+        u = self.get(username)
+        if u is None:
+            raise ValueError(f"no user {username!r}")
+        return u
+
+    def authenticate(self, username: str, password: str, *, purpose: str = "login") -> dict:
+        """The user, when the password is right and the account usable; AuthError otherwise.
+
+        Wrong passwords count towards the lockout, for logins and signatures alike.
+        """
+        u = self.get(username or "")
+        if u is None:
+            if self._dummy is None:
+                self._dummy = _hasher.hash(secrets.token_hex(16))
+            try:
+                _hasher.verify(self._dummy, password or "-")
+            except VerificationError:
+                pass
+            self._log_refusal(username or "-", purpose, "unknown user")
+            raise AuthError("wrong user name or password", "unknown user")
+        now = time.time()
+        if u["disabled"]:
+            self._log_refusal(username, purpose, "account disabled")
+            raise AuthError("this account is disabled", "disabled")
+        if u["locked_until"] and u["locked_until"] > now:
+            self._log_refusal(username, purpose, "account locked")
+            mins = max(1, round((u["locked_until"] - now) / 60))
+            raise AuthError(f"account locked after repeated failures: try in {mins} min", "locked")
+        try:
+            _hasher.verify(u["pw_hash"], password or "")
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            failed = int(u["failed"]) + 1
+            locked = now + LOCKOUT_S if failed >= MAX_FAILED else None
+            with self.db.transaction() as c:
+                c.execute(
+                    "UPDATE users SET failed = ?, locked_until = ? WHERE username = ?",
+                    (0 if locked else failed, locked, username),
+                )
+            self._log_refusal(username, purpose, "wrong password")
+            if locked:
+                self.audit.record(
+                    "system",
+                    "user.lockout",
+                    username,
+                    new={"locked_minutes": LOCKOUT_S // 60},
+                    reason=f"{MAX_FAILED} wrong passwords in a row ({purpose})",
+                )
+                raise AuthError("account locked after repeated failures", "locked") from None
+            raise AuthError("wrong user name or password", "wrong password") from None
+        if u["failed"] or u["locked_until"]:
+            with self.db.transaction() as c:
+                c.execute(
+                    "UPDATE users SET failed = 0, locked_until = NULL WHERE username = ?",
+                    (username,),
+                )
+        if _hasher.check_needs_rehash(u["pw_hash"]):
+            with self.db.transaction() as c:
+                c.execute(
+                    "UPDATE users SET pw_hash = ? WHERE username = ?",
+                    (_hasher.hash(password), username),
+                )
+        return u
+
+    def _log_refusal(self, username: str, purpose: str, why: str) -> None:
+        log.warning("%s refused for %s: %s", purpose, username, why)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass
+class Session:
+    token: str
+    username: str
+    full_name: str
+    role: str
+    csrf: str
+    created: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.time)
+
+
+class Sessions:
+    """In-memory sessions with an idle timeout."""
+
+    def __init__(self, timeout_min: float):
+        self.timeout_s = timeout_min * 60.0
+        self._by_token: dict[str, Session] = {}
+        self._lock = threading.Lock()
+
+    def create(self, user: dict[str, Any]) -> Session:
+        s = Session(
+            token=secrets.token_urlsafe(32),
+            username=user["username"],
+            full_name=user["full_name"],
+            role=user["role"],
+            csrf=secrets.token_urlsafe(24),
+        )
+        with self._lock:
+            self._by_token[s.token] = s
+        return s
+
+    def get(self, token: str | None, *, touch: bool = True) -> tuple[Session | None, str]:
+        """(session, "") or (None, why): why is "none", "unknown" or "expired"."""
+        if not token:
+            return None, "none"
+        now = time.time()
+        with self._lock:
+            s = self._by_token.get(token)
+            if s is None:
+                return None, "unknown"
+            if now - s.last_seen > self.timeout_s:
+                del self._by_token[token]
+                return None, "expired"
+            if touch:
+                s.last_seen = now
+            return s, ""
+
+    def drop(self, token: str | None) -> None:
+        with self._lock:
+            self._by_token.pop(token or "", None)
+
+    def drop_user(self, username: str) -> None:
+        with self._lock:
+            for t in [t for t, s in self._by_token.items() if s.username == username]:
+                del self._by_token[t]
+
+    def update_user(self, username: str, role: str) -> None:
+        with self._lock:
+            for s in self._by_token.values():
+                if s.username == username:
+                    s.role = role
+
+
+def csrf_ok(session: Session, supplied: str | None) -> bool:
+    return bool(supplied) and hmac.compare_digest(session.csrf, supplied or "")

@@ -1,0 +1,132 @@
+"""`edge users ...` and `edge audit ...`: user administration and the audit trail from the shell.
+
+The first admin is created here (the web UI has no default account); the password
+is always prompted for, never taken from an option or a default.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+users_app = typer.Typer(no_args_is_help=True, help="Users and roles of the web UI.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: embedded demo)")
+StateOpt = typer.Option(None, "--state-dir", help="records folder (default: from the config)")
+
+
+def _stores(config: Path | None, state_dir: Path | None) -> tuple[Any, Any]:
+    from edge.config import ConfigError, load_config
+    from edge.store.audit import AuditTrail
+    from edge.store.db import Database
+
+    if state_dir is None:
+        try:
+            state_dir = Path(load_config(config).records.state_dir)
+        except ConfigError as exc:
+            typer.echo(f"config error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    db = Database(Path(state_dir) / "edge.db")
+    return db, AuditTrail(db)
+
+
+def _shell_user() -> str:
+    return f"shell:{getpass.getuser()}"
+
+
+@users_app.command("create")
+def users_create(
+    username: str = typer.Argument(...),
+    role: str = typer.Option(..., help="operator | technician | qa | admin"),
+    full_name: str = typer.Option(..., "--name", help="full name, as it appears in signatures"),
+    reason: str = typer.Option("initial set-up", help="why (goes into the audit trail)"),
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    """Create a user; the password is prompted for (twice)."""
+    from edge.web.auth import UserStore
+
+    db, audit = _stores(config, state_dir)
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        UserStore(db, audit).create(username, full_name, role, password, _shell_user(), reason)
+    except ValueError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"user {username} created ({role})")
+
+
+@users_app.command("list")
+def users_list(config: Path | None = ConfigOpt, state_dir: Path | None = StateOpt) -> None:
+    from edge.web.auth import UserStore
+
+    db, audit = _stores(config, state_dir)
+    for u in UserStore(db, audit).list():
+        flag = " (disabled)" if u["disabled"] else ""
+        typer.echo(f"{u['username']:<20} {u['role']:<11} {u['full_name']}{flag}")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str = typer.Argument(...),
+    reason: str = typer.Option(..., help="why (goes into the audit trail)"),
+    enable: bool = typer.Option(False, "--enable", help="enable instead"),
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    from edge.web.auth import UserStore
+
+    db, audit = _stores(config, state_dir)
+    try:
+        UserStore(db, audit).set_disabled(username, not enable, _shell_user(), reason)
+    except ValueError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"user {username} {'enabled' if enable else 'disabled'}")
+
+
+@audit_app.command("verify")
+def audit_verify(config: Path | None = ConfigOpt, state_dir: Path | None = StateOpt) -> None:
+    """Check every entry's hash and link; exit 1 when any entry was edited or deleted."""
+    _db, audit = _stores(config, state_dir)
+    ok, problems = audit.verify()
+    n = len(audit.entries())
+    if ok:
+        typer.echo(f"audit trail OK: {n} entries, chain intact")
+        return
+    typer.echo(f"audit trail BROKEN ({n} entries):", err=True)
+    for p in problems:
+        typer.echo(f"  {p}", err=True)
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Path = typer.Option(..., "--out", "-o", help="file to write"),
+    fmt: str = typer.Option("csv", "--format", help="csv | json"),
+    since: str | None = typer.Option(None, help="UTC ISO time"),
+    until: str | None = typer.Option(None, help="UTC ISO time"),
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    _db, audit = _stores(config, state_dir)
+    rows = audit.entries(since=since, until=until)
+    if fmt == "csv":
+        out.write_text(audit.export_csv(rows), encoding="utf-8")
+    elif fmt == "json":
+        out.write_text(audit.export_json(rows), encoding="utf-8")
+    else:
+        typer.echo("--format is csv or json", err=True)
+        raise typer.Exit(2)
+    ok, _ = audit.verify()
+    typer.echo(json.dumps({"out": str(out), "entries": len(rows), "chain_ok": ok}))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")

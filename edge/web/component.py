@@ -1,0 +1,100 @@
+"""The web UI as an appliance component: uvicorn serving the FastAPI app on its own thread.
+
+The server's event loop runs in one thread of the appliance process; the line's
+capture and inspection threads never wait on it (the hub takes verdicts off the
+bus through its own bounded queue). Long jobs run in child processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class WebComponent:
+    name = "web"
+
+    def __init__(self, appliance: Any):
+        import uvicorn
+
+        from edge.web.server import create_app
+
+        self.appliance = appliance
+        self.cfg = appliance.cfg.web
+        self.app = create_app(appliance)
+        self.ctx = self.app.state.ctx
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=self.cfg.host,
+                port=self.cfg.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                timeout_keep_alive=30,
+            )
+        )
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    @property
+    def port(self) -> int | None:
+        try:
+            return int(self.server.servers[0].sockets[0].getsockname()[1])
+        except (AttributeError, IndexError):
+            return None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.cfg.host}:{self.port or self.cfg.port}"
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except BaseException as exc:  # a port in use must not take the line down
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("web UI stopped: %s", self.error)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="web", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.server.started:
+            log.warning("web UI on %s", self.url)
+        else:
+            log.error(
+                "web UI did not start on %s:%s (%s)",
+                self.cfg.host,
+                self.cfg.port,
+                self.error or "timeout",
+            )
+
+    def stop(self) -> None:
+        self.ctx.hub.close()
+        if self.ctx.jobs is not None:
+            self.ctx.jobs.close()
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def status(self) -> dict[str, Any]:
+        up = bool(self.server.started and self._thread and self._thread.is_alive())
+        return {
+            "up": up,
+            "url": self.url,
+            "detail": self.error or "",
+            "events_dropped": self.ctx.hub.sub.dropped,
+        }
+
+
+def build(appliance: Any) -> WebComponent | None:
+    if not appliance.cfg.web.enabled:
+        return None
+    return WebComponent(appliance)

@@ -1,0 +1,180 @@
+"""What every route shares: the web context, the session/role/CSRF check, e-signatures."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.templating import Jinja2Templates
+
+from edge.store.audit import AuditTrail, utc_now
+from edge.web.auth import AuthError, Session, Sessions, UserStore, csrf_ok
+
+log = logging.getLogger(__name__)
+
+COOKIE = "edge_session"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+ALL_ROLES = ("operator", "technician", "qa", "admin")
+
+#: Which role reaches what (the OpenAPI walk in the tests holds the routes to this).
+LINE_VIEW = ALL_ROLES
+LINE_CONTROL = ("operator",)
+ALARM_ACK = ("operator", "technician")
+TECH = ("technician",)
+MODELS_VIEW = ("technician", "qa")
+QA = ("qa",)
+REPORTS_VIEW = ("operator", "technician", "qa")
+ADMIN = ("admin",)
+
+HOME = {
+    "operator": "/hmi",
+    "technician": "/tech/images",
+    "qa": "/qa/audit",
+    "admin": "/admin/users",
+}
+
+
+@dataclass
+class WebContext:
+    appliance: Any
+    audit: AuditTrail
+    users: UserStore
+    sessions: Sessions
+    hub: Any
+    templates: Jinja2Templates
+    state_dir: Path
+    jobs: Any = None
+    shadow: Any = None
+    secure_cookie: bool = False
+
+    @property
+    def pipeline(self) -> Any:
+        return self.appliance.pipeline
+
+
+def ctx_of(request: Request) -> WebContext:
+    return request.app.state.ctx
+
+
+class LoginRequired(HTTPException):
+    def __init__(self, detail: str):
+        super().__init__(401, detail)
+
+
+def require(*roles: str):
+    """Dependency: a live session with one of `roles`; CSRF token on state-changing methods."""
+    allowed = set(roles)
+
+    async def dep(request: Request) -> Session:
+        ctx = ctx_of(request)
+        s, why = ctx.sessions.get(request.cookies.get(COOKIE))
+        if s is None:
+            if why == "expired":
+                log.warning("expired session refused: %s %s", request.method, request.url.path)
+                raise LoginRequired("session expired: log in again")
+            raise LoginRequired("login required")
+        if s.role not in allowed:
+            log.warning(
+                "%s (%s) refused %s %s", s.username, s.role, request.method, request.url.path
+            )
+            raise HTTPException(403, f"the {s.role} role may not do this")
+        if request.method not in SAFE_METHODS:
+            token = request.headers.get("x-csrf-token")
+            ctype = request.headers.get("content-type", "")
+            if token is None and ctype.startswith(
+                ("application/x-www-form-urlencoded", "multipart/form-data")
+            ):
+                form = await request.form()
+                v = form.get("csrf_token")
+                token = v if isinstance(v, str) else None
+            if not csrf_ok(s, token):
+                log.warning(
+                    "CSRF token refused for %s: %s %s", s.username, request.method, request.url.path
+                )
+                ctx.audit.record(
+                    s.username,
+                    "security.csrf_refused",
+                    target=f"{request.method} {request.url.path}",
+                    reason="missing or wrong CSRF token",
+                )
+                raise HTTPException(403, "CSRF token missing or wrong: reload the page")
+        request.state.session = s
+        return s
+
+    return dep
+
+
+def esign(
+    ctx: WebContext, s: Session, password: str, reason: str, meaning: str, target: str
+) -> dict[str, Any]:
+    """An electronic signature: the signer re-enters the password and gives a reason.
+
+    Stored (name, time, meaning, reason) in the signatures table and in the audit trail.
+    Raises HTTPException 403 when the password is wrong (counts towards lockout).
+    """
+    if not (reason or "").strip():
+        raise HTTPException(422, "a signature needs a reason")
+    try:
+        user = ctx.users.authenticate(s.username, password, purpose="signature")
+    except AuthError as exc:
+        ctx.audit.record(s.username, "esign.refused", target=target, reason=exc.why)
+        raise HTTPException(403, f"signature refused: {exc}") from None
+    sig = {
+        "username": user["username"],
+        "full_name": user["full_name"],
+        "meaning": meaning,
+        "target": target,
+        "reason": reason.strip(),
+        "ts_utc": utc_now(),
+    }
+    entry = ctx.audit.record(s.username, "esign", target=target, new=sig, reason=reason.strip())
+    sig["audit_hash"] = entry["hash"]
+    with ctx.audit.db.transaction() as c:
+        c.execute(
+            "INSERT INTO signatures (username, full_name, meaning, target, reason, ts_utc,"
+            " audit_hash) VALUES (:username, :full_name, :meaning, :target, :reason, :ts_utc,"
+            " :audit_hash)",
+            sig,
+        )
+    return sig
+
+
+def signatures_for(ctx: WebContext, target: str) -> list[dict[str, Any]]:
+    rows = ctx.audit.db.conn.execute(
+        "SELECT * FROM signatures WHERE target = ? ORDER BY id", (target,)
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def page(request: Request, name: str, **data: Any):
+    """Render a template with the session, its CSRF token and the nav for its role."""
+    ctx = ctx_of(request)
+    s: Session | None = getattr(request.state, "session", None)
+    return ctx.templates.TemplateResponse(
+        request,
+        name,
+        {
+            "session": s,
+            "csrf": s.csrf if s else "",
+            "station": ctx.pipeline.cfg.station.id,
+            "nav": nav_for(s.role if s else None),
+            **data,
+        },
+    )
+
+
+def nav_for(role: str | None) -> list[tuple[str, str]]:
+    items = [
+        ("/hmi", "Line", LINE_VIEW),
+        ("/tech/images", "Images", TECH),
+        ("/tech/datasets", "Datasets", TECH),
+        ("/tech/train", "Training", TECH),
+        ("/models", "Models", MODELS_VIEW),
+        ("/reports", "Reports", REPORTS_VIEW),
+        ("/qa/audit", "Audit", QA),
+        ("/admin/users", "Users", ADMIN),
+    ]
+    return [(href, label) for href, label, roles in items if role in roles]

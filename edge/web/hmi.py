@@ -1,0 +1,212 @@
+"""Operator routes: the touchscreen page, its live event stream, batch start/stop, alarm acks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field, field_validator
+
+from edge.inspect.base import BatchState
+from edge.web.auth import Session
+from edge.web.deps import ALARM_ACK, LINE_CONTROL, LINE_VIEW, ctx_of, page, require
+
+router = APIRouter()
+
+SSE_PERIOD_S = 0.5
+SSE_KEEPALIVE_S = 15.0
+
+
+class BatchStart(BaseModel):
+    lot: str = Field(..., min_length=1, max_length=20)
+    gtin: str | None = Field(None, max_length=14)
+    expiry: str | None = Field(None, description="YYMMDD")
+    reason: str | None = Field(None, max_length=200)
+    source: str = Field("hmi", pattern="^(hmi|mes)$")
+
+    @field_validator("lot")
+    @classmethod
+    def _lot(cls, v: str) -> str:
+        v = v.strip()
+        if not re.fullmatch(r"[!-~]{1,20}", v):
+            raise ValueError("lot: 1-20 printable characters, no spaces (GS1 AI 10)")
+        return v
+
+    @field_validator("gtin")
+    @classmethod
+    def _gtin(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        v = v.strip()
+        if not v.isdigit() or len(v) not in (8, 12, 13, 14):
+            raise ValueError("GTIN: 8, 12, 13 or 14 digits")
+        digits = [int(c) for c in v.zfill(14)]
+        check = (
+            10 - sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:-1])) % 10
+        ) % 10
+        if check != digits[-1]:
+            raise ValueError("GTIN: wrong check digit")
+        return v.zfill(14)
+
+    @field_validator("expiry")
+    @classmethod
+    def _expiry(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        v = v.strip()
+        if not re.fullmatch(r"\d{2}(0[1-9]|1[0-2])(0\d|[12]\d|3[01])", v):
+            raise ValueError("expiry: YYMMDD (day 00 allowed)")
+        return v
+
+
+class Reason(BaseModel):
+    reason: str | None = Field(None, max_length=200)
+
+
+@router.get("/hmi")
+def hmi_page(request: Request, s: Session = Depends(require(*LINE_VIEW))) -> Response:
+    ctx = ctx_of(request)
+    recent = [
+        dict(r)
+        for r in ctx.pipeline.db.conn.execute(
+            "SELECT lot, gtin, expiry FROM batches GROUP BY lot ORDER BY MAX(started_at) DESC"
+            " LIMIT 4"
+        ).fetchall()
+    ]
+    return page(
+        request,
+        "hmi.html",
+        recent=recent,
+        can_control=s.role in LINE_CONTROL,
+        can_ack=s.role in ALARM_ACK,
+    )
+
+
+@router.get("/api/line/state")
+def line_state(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
+    _v, text = ctx_of(request).hub.snapshot_json()
+    return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/line/events")
+async def line_events(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
+    """Server-Sent Events: a snapshot whenever something changed, at most twice a second."""
+    hub = ctx_of(request).hub
+
+    async def stream():
+        sent = -1
+        quiet = 0.0
+        yield "retry: 2000\n\n"
+        while not hub.closed:
+            ver, text = hub.snapshot_json()
+            if ver != sent:
+                sent, quiet = ver, 0.0
+                yield f"event: state\ndata: {text}\n\n"
+            elif quiet >= SSE_KEEPALIVE_S:
+                quiet = 0.0
+                yield ": keepalive\n\n"
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(SSE_PERIOD_S)
+            quiet += SSE_PERIOD_S
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/api/line/frame/{seq}.jpg")
+def line_frame(seq: int, request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
+    data = ctx_of(request).hub.frame_jpeg(seq)
+    if data is None:
+        raise HTTPException(404, "frame no longer held")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.get("/images/{sha}.png")
+def image(sha: str, request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
+    data = ctx_of(request).pipeline.images.get(sha.lower())
+    if data is None:
+        raise HTTPException(404, "no such image")
+    return Response(
+        data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+@router.post("/api/line/batch/start")
+def batch_start(
+    body: BatchStart, request: Request, s: Session = Depends(require(*LINE_CONTROL))
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    p = ctx.pipeline
+    old = p.batch
+    bid = p.start_batch(
+        BatchState(body.lot, body.gtin, body.expiry), by=s.username, source=body.source
+    )
+    ctx.audit.record(
+        s.username,
+        "batch.start",
+        target=bid,
+        old={"batch": old.id, "lot": old.lot} if old else None,
+        new={
+            "lot": body.lot,
+            "gtin": body.gtin,
+            "expiry": body.expiry,
+            "source": body.source,
+            "recipe": p.recipe.name,
+        },
+        reason=body.reason,
+    )
+    ctx.hub.touch()
+    return {"batch": bid}
+
+
+@router.post("/api/line/batch/stop")
+def batch_stop(
+    body: Reason, request: Request, s: Session = Depends(require(*LINE_CONTROL))
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    p = ctx.pipeline
+    if p.batch is None:
+        raise HTTPException(409, "no batch is running")
+    old = p.batch
+    bid = p.stop_batch(by=s.username)
+    ctx.audit.record(
+        s.username,
+        "batch.stop",
+        target=bid,
+        old={"lot": old.lot, "state": "running"},
+        new={"state": "ended"},
+        reason=body.reason,
+    )
+    ctx.hub.touch()
+    return {"batch": bid, "report": f"/reports/{bid}"}
+
+
+@router.post("/api/line/alarms/{code}/ack")
+def alarm_ack(
+    code: str, body: Reason, request: Request, s: Session = Depends(require(*ALARM_ACK))
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    before = next((a for a in ctx.pipeline.alarms.active() if a.code == code), None)
+    if before is None:
+        raise HTTPException(404, f"no active alarm {code}")
+    old = {"acked_by": before.acked_by}
+    a = ctx.pipeline.alarms.ack(code, s.username)
+    if a is None:
+        raise HTTPException(404, f"alarm {code} cleared meanwhile")
+    ctx.audit.record(
+        s.username,
+        "alarm.ack",
+        target=code,
+        old=old,
+        new={"acked_by": s.username, "message": a.message, "severity": a.severity},
+        reason=body.reason,
+    )
+    ctx.hub.touch()
+    return a.to_dict()

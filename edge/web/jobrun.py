@@ -1,0 +1,197 @@
+"""Child-process entry for long jobs: `python -m edge.web.jobrun KIND JOB_DIR`.
+
+Runs at the lowest CPU priority with one thread, reads `job.json`, writes progress
+events to `progress.jsonl`. Every job ends with a "finished" or "failed" event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+class Progress:
+    def __init__(self, d: Path):
+        self.path = d / "progress.jsonl"
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        ev = {**ev, "utc": time.time()}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(ev, default=str) + "\n")
+        print(json.dumps(ev, default=str), flush=True)
+
+
+def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
+    """Train on a frozen dataset version, export, register a candidate, quantise, verify."""
+    from edge.train import registry
+    from edge.train.dataset import read_class_names, read_manifest, verify_manifest
+    from edge.train.evaluate import verify
+    from edge.train.quantize import quantize
+    from edge.train.train import export_onnx, train
+
+    data = Path(args["dataset"])
+    problems = verify_manifest(data)
+    if problems:
+        raise RuntimeError("dataset does not match its manifest: " + "; ".join(problems[:5]))
+    man = read_manifest(data)
+    imgsz = int(args.get("imgsz", 320))
+    progress({"stage": "training", "dataset": data.name, "epochs": int(args.get("epochs", 1))})
+    best = train(
+        data,
+        arch=args.get("arch", "yolo11n.yaml"),
+        imgsz=imgsz,
+        epochs=int(args.get("epochs", 1)),
+        seed=int(args.get("seed", 0)),
+        out=d / "run",
+        on_progress=progress,
+        batch=int(args.get("batch", 8)),
+        threads=1,
+    )
+    progress({"stage": "exporting"})
+    onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
+    reg = registry.ModelRegistry(args["models_dir"])
+    name = args.get("model_name", "defects")
+    version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    card = reg.create(
+        name,
+        version,
+        onnx_path,
+        classes=read_class_names(data),
+        input_size=imgsz,
+        by=args.get("by"),
+        dataset={"path": str(data), "manifest_sha256": man.get("sha256"), "version": data.name},
+        training={"job": d.name, "epochs": int(args.get("epochs", 1)), "arch": args.get("arch")},
+    )
+    model_dir = reg.path(name, version)
+    progress({"stage": "quantizing", "name": name, "version": version})
+    quantize(model_dir, data / "images" / "train")
+    progress({"stage": "verifying", "name": name, "version": version})
+    rep = verify(model_dir, data / "images" / "val")
+    return {"name": card.name, "version": version, "verify": rep.get("summary")}
+
+
+def run_evaluate(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
+    """Candidate against the approved model on a test set that training never saw."""
+    from edge.train import registry
+    from edge.train.evaluate import evaluate
+
+    reg = registry.ModelRegistry(args["models_dir"])
+    name, test_dir = args["name"], args["test_dir"]
+    out: dict[str, Any] = {"name": name, "test_dir": test_dir}
+    for role in ("candidate", "approved"):
+        v = args.get(role)
+        if not v:
+            continue
+        progress({"stage": "evaluating", "model": role, "version": v})
+        out[role] = {"version": v, **evaluate(reg.path(name, v), test_dir, precisions=("int8",))}
+    cand = (out.get("candidate") or {}).get("int8") or {}
+    appr = (out.get("approved") or {}).get("int8") or {}
+    min_map = float(args.get("min_map50", 0.5))
+    max_drop = float(args.get("max_class_drop", 0.05))
+    failures = []
+    if cand.get("map50", 0.0) < min_map:
+        failures.append(f"mAP50 {cand.get('map50', 0.0):.3f} < {min_map}")
+    for cls, ap in (appr.get("ap50") or {}).items():
+        c = (cand.get("ap50") or {}).get(cls, 0.0)
+        if c < ap - max_drop:
+            failures.append(f"AP50 of {cls} falls {ap:.3f} -> {c:.3f}")
+    out["acceptance"] = {
+        "passed": not failures,
+        "failures": failures,
+        "criteria": {"min_map50": min_map, "max_class_drop": max_drop},
+    }
+    return out
+
+
+def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
+    """Candidate beside the approved model on recorded images; drives nothing."""
+    import cv2
+
+    from edge.config import OnnxBackend
+    from edge.inference.base import create_backend
+    from edge.store.db import Database
+    from edge.store.images import ImageStore
+    from edge.train import registry
+
+    reg = registry.ModelRegistry(args["models_dir"])
+    name = args["name"]
+    state = Path(args["state_dir"])
+    db = Database(state / "edge.db")
+    store = ImageStore(state / "images")
+    rows = db.conn.execute(
+        "SELECT sha256 FROM images ORDER BY created_utc DESC LIMIT ?",
+        (int(args.get("limit", 200)),),
+    ).fetchall()
+    backends = {}
+    for role in ("approved", "candidate"):
+        card = reg.card(name, args[role])
+        f = reg.path(name, args[role]) / (
+            registry.INT8
+            if (reg.path(name, args[role]) / registry.INT8).is_file()
+            else registry.FP32
+        )
+        backends[role] = create_backend(OnnxBackend(threads=1)).load(
+            f, card.input_size, card.classes
+        )
+    reject = set(args.get("reject_classes") or []) or None
+    diffs, n = [], 0
+    for (sha,) in rows:
+        data = store.get(sha)
+        if data is None:
+            continue
+        import numpy as np
+
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        dets = {r: b.infer(img) for r, b in backends.items()}
+        verdicts = {
+            r: "REJECT" if any(reject is None or x["cls"] in reject for x in v) else "PASS"
+            for r, v in dets.items()
+        }
+        n += 1
+        if verdicts["approved"] != verdicts["candidate"]:
+            diffs.append({"image": sha, "verdicts": verdicts, "detections": dets})
+        if n % 20 == 0:
+            progress({"stage": "shadow", "images": n, "differ": len(diffs)})
+    for b in backends.values():
+        b.close()
+    return {
+        "name": name,
+        "approved": args["approved"],
+        "candidate": args["candidate"],
+        "images": n,
+        "differ": len(diffs),
+        "diffs": diffs[:200],
+    }
+
+
+RUNNERS = {"train": run_train, "evaluate": run_evaluate, "shadow": run_shadow}
+
+
+def main(argv: list[str]) -> int:
+    kind, d = argv[0], Path(argv[1])
+    try:
+        os.nice(19)  # the line always comes first
+    except OSError:
+        pass
+    progress = Progress(d)
+    meta = json.loads((d / "job.json").read_text())
+    progress({"stage": "started", "kind": kind, "pid": os.getpid()})
+    try:
+        result = RUNNERS[kind]({**meta["args"], "by": meta.get("by")}, d, progress)
+    except Exception as exc:
+        traceback.print_exc()
+        progress({"stage": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        return 1
+    progress({"stage": "finished", **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

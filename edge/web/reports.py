@@ -1,0 +1,259 @@
+"""Batch reports (HTML, CSV) signed by QA, and the QA view of the audit trail."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from edge.web.auth import Session
+from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require, signatures_for
+
+router = APIRouter()
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
+    """Everything the batch record needs, computed from the database in one go."""
+    conn = ctx.pipeline.db.conn
+    b = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    if b is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    b = dict(b)
+    tot = conn.execute(
+        "SELECT COUNT(*) n, SUM(verdict = 'PASS') good, SUM(verdict = 'REJECT') bad,"
+        " MIN(trigger_utc) first, MAX(trigger_utc) last, AVG(latency_ms) lat"
+        " FROM items WHERE batch_id = ?",
+        (batch_id,),
+    ).fetchone()
+    by_reason = [
+        dict(r)
+        for r in conn.execute(
+            "SELECT value AS reason, COUNT(*) AS n FROM items, json_each(items.reasons)"
+            " WHERE batch_id = ? GROUP BY value ORDER BY n DESC",
+            (batch_id,),
+        )
+    ]
+    g = conn.execute(
+        "SELECT COUNT(*) n, MIN(g) mn, AVG(g) avg, MAX(g) mx, SUM(g < 1.5) below_c FROM ("
+        " SELECT CAST(json_extract(value, '$.grade') AS REAL) g FROM items, json_each(items.codes)"
+        " WHERE batch_id = ? AND json_extract(value, '$.grade') IS NOT NULL)",
+        (batch_id,),
+    ).fetchone()
+    models = sorted(
+        {
+            json.dumps(m, sort_keys=True)
+            for (ms,) in conn.execute(
+                "SELECT DISTINCT models FROM items WHERE batch_id = ?", (batch_id,)
+            )
+            for m in json.loads(ms)
+        }
+    )
+    end = b["ended_at"]
+    since, until = _iso(b["started_at"]), _iso(end) if end else None
+    entries = [
+        e
+        for e in ctx.audit.entries(since=since, until=until)
+        if e["target"] == batch_id
+        or e["action"].startswith(("alarm.", "model.", "recipe.", "config."))
+    ]
+    entries += [e for e in ctx.audit.entries(target=batch_id) if e not in entries]
+    entries.sort(key=lambda e: e["id"])
+    alarms = [
+        a.to_dict()
+        for a in ctx.pipeline.alarms.history()
+        if a.raised_utc >= b["started_at"] and (end is None or a.raised_utc <= end)
+    ]
+    n = int(tot["n"] or 0)
+    return {
+        "batch": {**b, "started": _iso(b["started_at"]), "ended": _iso(end)},
+        "counts": {
+            "inspected": n,
+            "good": int(tot["good"] or 0),
+            "rejected": int(tot["bad"] or 0),
+            "yield": round((tot["good"] or 0) / n, 4) if n else None,
+            "mean_latency_ms": round(tot["lat"], 2) if tot["lat"] is not None else None,
+        },
+        "by_reason": by_reason,
+        "grades": {
+            "reads": int(g["n"] or 0),
+            "min": g["mn"],
+            "mean": round(g["avg"], 2) if g["avg"] is not None else None,
+            "max": g["mx"],
+            "below_grade_c": int(g["below_c"] or 0),
+        },
+        "models": [json.loads(m) for m in models],
+        "alarms": alarms,
+        "audit": entries,
+        "signatures": signatures_for(ctx, f"batch:{batch_id}"),
+        "generated": _iso(dt.datetime.now(dt.timezone.utc).timestamp()),
+        "station": ctx.pipeline.cfg.station.id,
+    }
+
+
+def report_csv(rep: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    b = rep["batch"]
+    w.writerow(["section", "key", "value"])
+    for k in (
+        "id",
+        "lot",
+        "gtin",
+        "expiry",
+        "recipe",
+        "started",
+        "started_by",
+        "ended",
+        "ended_by",
+    ):
+        w.writerow(["batch", k, b.get(k)])
+    for k, v in rep["counts"].items():
+        w.writerow(["counts", k, v])
+    for r in rep["by_reason"]:
+        w.writerow(["reject_reason", r["reason"], r["n"]])
+    for k, v in rep["grades"].items():
+        w.writerow(["scan_grade", k, v])
+    for m in rep["models"]:
+        w.writerow(["model", m.get("name"), f"{m.get('version')} {m.get('sha256', '')}".strip()])
+    for a in rep["alarms"]:
+        w.writerow(
+            ["alarm", a["code"], f"{_iso(a['raised_utc'])} {a['message']} acked_by={a['acked_by']}"]
+        )
+    for e in rep["audit"]:
+        w.writerow(
+            [
+                "audit",
+                e["action"],
+                f"{e['ts_utc']} {e['user']} {e['target']} {e['new'] or ''} "
+                f"reason={e['reason'] or ''} hash={e['hash'][:16]}",
+            ]
+        )
+    for s in rep["signatures"]:
+        w.writerow(
+            ["signature", s["full_name"], f"{s['ts_utc']} {s['meaning']} reason={s['reason']}"]
+        )
+    return buf.getvalue()
+
+
+@router.get("/reports")
+def reports_page(request: Request, _s: Session = Depends(require(*REPORTS_VIEW))) -> Response:
+    ctx = ctx_of(request)
+    rows = [
+        dict(r)
+        for r in ctx.pipeline.db.conn.execute(
+            "SELECT b.*, (SELECT COUNT(*) FROM signatures s WHERE s.target = 'batch:' || b.id)"
+            " AS signed FROM batches b ORDER BY started_at DESC LIMIT 50"
+        )
+    ]
+    for r in rows:
+        r["started"], r["ended"] = _iso(r["started_at"]), _iso(r["ended_at"])
+    return page(request, "reports.html", batches=rows)
+
+
+@router.get("/reports/{batch_id}")
+def report_html(
+    batch_id: str, request: Request, s: Session = Depends(require(*REPORTS_VIEW))
+) -> Response:
+    rep = batch_report(ctx_of(request), batch_id)
+    return page(request, "report.html", r=rep, can_sign=s.role in QA)
+
+
+@router.get("/reports/{batch_id}/report.csv")
+def report_csv_route(
+    batch_id: str, request: Request, _s: Session = Depends(require(*REPORTS_VIEW))
+) -> Response:
+    rep = batch_report(ctx_of(request), batch_id)
+    return Response(
+        report_csv(rep),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
+    )
+
+
+@router.get("/api/reports/{batch_id}")
+def report_json(
+    batch_id: str, request: Request, _s: Session = Depends(require(*REPORTS_VIEW))
+) -> dict[str, Any]:
+    return batch_report(ctx_of(request), batch_id)
+
+
+class Sign(BaseModel):
+    password: str = Field(..., min_length=1, max_length=256)
+    reason: str = Field(..., min_length=3, max_length=500)
+
+
+@router.post("/api/reports/{batch_id}/sign")
+def report_sign(
+    batch_id: str, body: Sign, request: Request, s: Session = Depends(require(*QA))
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    rep = batch_report(ctx, batch_id)
+    if rep["batch"]["ended_at"] is None:
+        raise HTTPException(409, "the batch is still running: sign it after it ends")
+    return esign(
+        ctx,
+        s,
+        body.password,
+        body.reason,
+        "review: batch record reviewed and released",
+        f"batch:{batch_id}",
+    )
+
+
+# --------------------------------------------------------------------------- audit (QA)
+
+
+@router.get("/qa/audit")
+def audit_page(
+    request: Request,
+    user: str | None = None,
+    action: str | None = None,
+    _s: Session = Depends(require(*QA)),
+) -> Response:
+    ctx = ctx_of(request)
+    rows = ctx.audit.entries(user=user or None, action=action or None, limit=300, newest_first=True)
+    ok, problems = ctx.audit.verify()
+    return page(
+        request,
+        "qa_audit.html",
+        rows=rows,
+        ok=ok,
+        problems=problems,
+        f={"user": user or "", "action": action or ""},
+    )
+
+
+@router.get("/api/qa/audit/verify")
+def audit_verify(request: Request, _s: Session = Depends(require(*QA))) -> dict[str, Any]:
+    ok, problems = ctx_of(request).audit.verify()
+    return {"ok": ok, "problems": problems}
+
+
+@router.get("/api/qa/audit.csv")
+def audit_csv(request: Request, _s: Session = Depends(require(*QA))) -> Response:
+    return Response(
+        ctx_of(request).audit.export_csv(),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+    )
+
+
+@router.get("/api/qa/audit.json")
+def audit_json(request: Request, _s: Session = Depends(require(*QA))) -> Response:
+    return Response(
+        ctx_of(request).audit.export_json(),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="audit.json"'},
+    )

@@ -1,0 +1,193 @@
+"""The appliance's web server: HMI, technician pages, QA and admin, one FastAPI app.
+
+Everything except the login page, static files and the health routes needs a
+session with the right role (see `deps.require`); pages are server-rendered
+Jinja2 with small vendored scripts, live data arrives over Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from edge.store.audit import AuditTrail
+from edge.web import admin, hmi, reports, technician
+from edge.web.auth import AuthError, Session, Sessions, UserStore
+from edge.web.deps import ALL_ROLES, COOKIE, HOME, LoginRequired, WebContext, page, require
+from edge.web.hub import Hub
+
+log = logging.getLogger(__name__)
+
+_PKG = resources.files("edge.web")
+
+
+def create_app(appliance: Any, *, hub: Hub | None = None) -> FastAPI:
+    cfg = appliance.cfg
+    db = appliance.pipeline.db
+    audit = getattr(appliance, "audit", None) or AuditTrail(db)
+    state_dir = Path(cfg.records.state_dir)
+    templates = Jinja2Templates(directory=str(_PKG / "templates"))
+    ctx = WebContext(
+        appliance=appliance,
+        audit=audit,
+        users=UserStore(db, audit),
+        sessions=Sessions(cfg.web.session_timeout_min),
+        hub=hub or Hub(appliance),
+        templates=templates,
+        state_dir=state_dir,
+    )
+    app = FastAPI(
+        title="edge-inspect", version=_version(), docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.ctx = ctx
+    app.mount("/static", StaticFiles(directory=str(_PKG / "static")), name="static")
+
+    @app.exception_handler(LoginRequired)
+    async def _login_required(request: Request, exc: LoginRequired) -> Response:
+        if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            nxt = quote(request.url.path)
+            return RedirectResponse(f"/login?next={nxt}&why={quote(exc.detail)}", status_code=303)
+        return JSONResponse({"detail": exc.detail}, status_code=401)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_input(_request: Request, exc: RequestValidationError) -> Response:
+        msgs = [f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"detail": "; ".join(msgs) or "invalid input"}, status_code=422)
+
+    @app.get("/login", include_in_schema=True)
+    def login_page(request: Request, next: str = "/", why: str = "") -> Response:
+        return page(
+            request, "login.html", next=_safe_next(next), error=why, no_users=ctx.users.count() == 0
+        )
+
+    @app.post("/login")
+    def login(
+        request: Request,
+        username: str = Form(..., max_length=64),
+        password: str = Form(..., max_length=256),
+        next: str = Form("/"),
+    ) -> Response:
+        try:
+            user = ctx.users.authenticate(username.strip().lower(), password)
+        except AuthError as exc:
+            return page(
+                request,
+                "login.html",
+                next=_safe_next(next),
+                error=str(exc),
+                username=username,
+                no_users=False,
+            )
+        s = ctx.sessions.create(user)
+        ctx.audit.record(s.username, "session.login", target=s.username)
+        dest = _safe_next(next)
+        if dest == "/":
+            dest = HOME.get(s.role, "/")
+        resp = RedirectResponse(dest, status_code=303)
+        resp.set_cookie(
+            COOKIE,
+            s.token,
+            httponly=True,
+            samesite="strict",
+            secure=ctx.secure_cookie,
+            path="/",
+            max_age=int(cfg.web.session_timeout_min * 60 * 8),
+        )
+        return resp
+
+    @app.post("/logout")
+    def logout(request: Request, s: Session = Depends(require(*ALL_ROLES))) -> Response:
+        ctx.sessions.drop(request.cookies.get(COOKIE))
+        ctx.audit.record(s.username, "session.logout", target=s.username)
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    @app.get("/")
+    def home(s: Session = Depends(require(*ALL_ROLES))) -> Response:
+        return RedirectResponse(HOME.get(s.role, "/hmi"), status_code=303)
+
+    @app.get("/openapi.json")
+    def openapi(_s: Session = Depends(require(*ALL_ROLES))) -> dict[str, Any]:
+        return app.openapi()
+
+    @app.get("/api/me")
+    def me(s: Session = Depends(require(*ALL_ROLES))) -> dict[str, Any]:
+        return {"username": s.username, "full_name": s.full_name, "role": s.role, "csrf": s.csrf}
+
+    app.include_router(hmi.router)
+    app.include_router(technician.router)
+    app.include_router(reports.router)
+    app.include_router(admin.router)
+    _include_ops(app, appliance)
+    app.add_middleware(SecureHeaders)
+    return app
+
+
+def _safe_next(nxt: str) -> str:
+    """Only local paths: a login link must not send the user to another site."""
+    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+        return "/"
+    return nxt
+
+
+def _include_ops(app: FastAPI, appliance: Any) -> None:
+    """Health and metrics routes (public) from edge.ops.routes, when that module exists."""
+    try:
+        mod = importlib.import_module("edge.ops.routes")
+    except ImportError:
+        return
+    try:
+        app.include_router(mod.router(appliance))
+    except Exception:
+        log.exception("health/metrics routes could not be mounted")
+
+
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    ),
+]
+
+
+class SecureHeaders:
+    """Plain ASGI middleware (no buffering, so the event stream flows as it is written)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                msg = {**msg, "headers": [*msg.get("headers", []), *_HEADERS]}
+            await send(msg)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _version() -> str:
+    try:
+        from edge import __version__
+
+        return str(__version__)
+    except Exception:
+        return "0"

@@ -1,0 +1,164 @@
+/* Operator HMI: live state over Server-Sent Events, drawn without page reloads. */
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const canvas = $("frame"), ctx = canvas.getContext("2d");
+  let last = null, lastSeq = -1, loading = false, batch = null;
+  const canAck = $("alarms").dataset.canAck === "1";
+
+  function pct(v) { return v === null || v === undefined ? "—" : (v * 100).toFixed(1) + " %"; }
+
+  function drawFrame(item, img) {
+    const W = canvas.width, H = canvas.height;
+    ctx.fillStyle = "#111"; ctx.fillRect(0, 0, W, H);
+    if (!img) return;
+    const s = Math.min(W / img.width, H / img.height);
+    const ox = (W - img.width * s) / 2, oy = (H - img.height * s) / 2;
+    ctx.drawImage(img, ox, oy, img.width * s, img.height * s);
+    ctx.lineWidth = 3; ctx.font = "bold 18px sans-serif";
+    for (const f of item.findings || []) {
+      if (!f.bbox) continue;
+      const [x, y, w, h] = f.bbox;
+      ctx.strokeStyle = f.action === "warn" ? "#f5c400" : "#ff3b30";
+      ctx.strokeRect(ox + x * s, oy + y * s, w * s, h * s);
+      label(f.code + (f.score ? " " + f.score.toFixed(2) : ""), ox + x * s, oy + y * s, ctx.strokeStyle);
+    }
+    for (const c of item.codes || []) {
+      if (!c.bbox) continue;
+      const [x, y, w, h] = c.bbox;
+      ctx.strokeStyle = "#29c5ff";
+      ctx.strokeRect(ox + x * s, oy + y * s, w * s, h * s);
+      const txt = (c.text || "").replace(/\x1d/g, "<GS>");
+      label(txt.slice(0, 40) + (c.grade !== null ? "  grade " + EI.GRADE(c.grade) : ""), ox + x * s, oy + (y + h) * s + 22, "#29c5ff");
+    }
+  }
+  function label(text, x, y, color) {
+    const w = ctx.measureText(text).width + 8;
+    x = Math.max(0, Math.min(x, canvas.width - w));
+    y = Math.max(22, Math.min(y, canvas.height));
+    ctx.fillStyle = "rgba(0,0,0,.7)"; ctx.fillRect(x, y - 22, w, 22);
+    ctx.fillStyle = color; ctx.fillText(text, x + 4, y - 5);
+  }
+  function showItem(item) {
+    const v = $("verdict");
+    v.textContent = item.verdict + (item.reasons.length ? " · " + item.reasons.join(", ") : "") + "  #" + item.seq;
+    v.className = "verdict " + (item.verdict === "PASS" ? "pass" : "reject");
+    if (item.seq === lastSeq || loading) return;
+    loading = true;
+    const img = new Image();
+    img.onload = () => { loading = false; lastSeq = item.seq; drawFrame(item, img); };
+    img.onerror = () => { loading = false; lastSeq = item.seq; drawFrame(item, null); };
+    img.src = "/api/line/frame/" + item.seq + ".jpg";
+  }
+  function render(s) {
+    const st = s.stats;
+    $("state").textContent = s.state;
+    $("state").className = "state st-" + String(s.state).toLowerCase();
+    batch = s.batch;
+    $("lot").textContent = s.batch ? s.batch.lot : "none";
+    $("recipe").textContent = s.recipe;
+    $("rate").textContent = Math.round(st.rate_per_min);
+    $("yield").textContent = pct(st.yield);
+    $("p99").textContent = st.p99_ms === null ? "—" : st.p99_ms;
+    $("c-items").textContent = st.items;
+    $("c-good").textContent = st.passed;
+    $("c-bad").textContent = st.rejected;
+    const rs = $("reasons"); rs.replaceChildren();
+    for (const [r, n] of Object.entries(st.by_reason || {}).slice(0, 5)) rs.append(EI.el("li", {}, EI.el("span", {}, r), EI.el("b", {}, String(n))));
+    renderAlarms(s.alarms || []);
+    renderRejects(s.rejects || []);
+    renderGrades(s.grades || []);
+    renderJobs(s.jobs || []);
+    const start = $("btn-start"), stop = $("btn-stop");
+    if (stop) stop.disabled = !s.batch;
+    if (start) start.textContent = s.batch ? "New batch" : "Start batch";
+    if (s.last) showItem(s.last);
+  }
+  function renderAlarms(alarms) {
+    const box = $("alarms"); box.replaceChildren();
+    if (!alarms.length) { box.append(EI.el("div", { class: "alarm none" }, "No active alarms")); return; }
+    for (const a of alarms) {
+      const row = EI.el("div", { class: "alarm sev-" + a.severity + (a.acked_by ? " acked" : ""), "data-code": a.code },
+        EI.el("div", { class: "msg" }, EI.el("b", {}, a.code), " ", a.message, a.acked_by ? EI.el("small", {}, " ack " + a.acked_by) : null));
+      if (canAck && !a.acked_by) row.append(EI.el("button", { class: "btn ack", type: "button", onclick: () => ack(a.code) }, "ACK"));
+      box.append(row);
+    }
+  }
+  async function ack(code) {
+    try { await EI.api("POST", "/api/line/alarms/" + encodeURIComponent(code) + "/ack", {}); EI.toast("Alarm " + code + " acknowledged"); }
+    catch (e) { EI.toast(e.message, true); }
+  }
+  let rejectKey = "";
+  function renderRejects(rejects) {
+    const key = rejects.map((r) => r.seq).join(",");
+    if (key === rejectKey) return;
+    rejectKey = key;
+    const g = $("rejects"); g.replaceChildren();
+    if (!rejects.length) g.append(EI.el("div", { class: "empty" }, "No rejects yet"));
+    for (const r of rejects) {
+      const fig = EI.el("figure", { class: "thumb" },
+        r.image ? EI.el("img", { src: "/images/" + r.image + ".png", alt: "reject " + r.seq, loading: "lazy" }) : EI.el("div", { class: "noimg" }, "no image"),
+        EI.el("figcaption", {}, r.reasons.join(", ")));
+      g.append(fig);
+    }
+  }
+  function renderGrades(gs) {
+    const c = $("grades"), g = c.getContext("2d");
+    const W = c.width, H = c.height;
+    g.clearRect(0, 0, W, H);
+    g.strokeStyle = "#555"; g.lineWidth = 1;
+    for (const lv of [1, 2, 3]) { const y = H - (lv / 4) * H; g.beginPath(); g.moveTo(0, y); g.lineTo(W, y); g.stroke(); }
+    if (!gs.length) { $("grade-last").textContent = "—"; return; }
+    g.strokeStyle = "#29c5ff"; g.lineWidth = 2; g.beginPath();
+    gs.forEach(([, v], i) => { const x = gs.length > 1 ? (i / (gs.length - 1)) * W : W; const y = H - (v / 4) * H; i ? g.lineTo(x, y) : g.moveTo(x, y); });
+    g.stroke();
+    const lastG = gs[gs.length - 1][1];
+    $("grade-last").textContent = EI.GRADE(lastG) + " (" + lastG.toFixed(1) + ")";
+  }
+  let jobsKey = "";
+  function renderJobs(jobs) {
+    const key = jobs.map((j) => j.lot).join(",");
+    if (key === jobsKey) return;
+    jobsKey = key;
+    const picks = $("picks"); if (!picks) return;
+    picks.querySelectorAll(".mes").forEach((e) => e.remove());
+    for (const j of jobs) picks.prepend(EI.el("button", { type: "button", class: "btn pick mes", "data-lot": j.lot, "data-gtin": j.gtin || "", "data-expiry": j.expiry || "", "data-source": "mes" }, "MES job: lot " + j.lot));
+  }
+
+  let source = "hmi";
+  function wireBatch() {
+    const start = $("btn-start"), stop = $("btn-stop");
+    if (!start) return;
+    start.addEventListener("click", () => { $("start-error").textContent = ""; source = "hmi"; $("dlg-start").showModal(); });
+    stop.addEventListener("click", () => { $("stop-lot").textContent = batch ? batch.lot : ""; $("dlg-stop").showModal(); });
+    $("picks").addEventListener("click", (ev) => {
+      const b = ev.target.closest(".pick"); if (!b) return;
+      $("in-lot").value = b.dataset.lot; $("in-gtin").value = b.dataset.gtin; $("in-expiry").value = b.dataset.expiry;
+      source = b.dataset.source || "hmi";
+    });
+    $("form-start").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        const r = await EI.api("POST", "/api/line/batch/start", { lot: $("in-lot").value, gtin: $("in-gtin").value || null, expiry: $("in-expiry").value || null, source });
+        $("dlg-start").close(); EI.toast("Batch " + r.batch + " started");
+      } catch (e) { $("start-error").textContent = e.message; }
+    });
+    $("form-stop").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        const r = await EI.api("POST", "/api/line/batch/stop", { reason: $("in-stop-reason").value || null });
+        $("dlg-stop").close(); EI.toast("Batch " + r.batch + " stopped: report ready");
+      } catch (e) { EI.toast(e.message, true); $("dlg-stop").close(); }
+    });
+  }
+
+  function connect() {
+    const es = new EventSource("/api/line/events");
+    es.addEventListener("state", (ev) => { $("conn").className = "conn ok"; last = JSON.parse(ev.data); render(last); });
+    es.onerror = () => { $("conn").className = "conn lost"; };
+  }
+  wireBatch();
+  drawFrame({}, null);
+  fetch("/api/line/state", { credentials: "same-origin" }).then((r) => r.ok ? r.json() : null).then((s) => s && render(s));
+  connect();
+})();

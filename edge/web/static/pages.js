@@ -1,0 +1,119 @@
+/* Technician, QA and admin pages: small form handlers, job progress polling, e-signatures. */
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const form = (f) => Object.fromEntries(new FormData(f).entries());
+
+  const up = $("upload");
+  if (up) up.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { const r = await EI.api("POST", "/api/tech/upload", new FormData(up)); location.href = r.label; }
+    catch (e) { EI.toast(e.message, true); }
+  });
+
+  const ds = $("build-dataset");
+  if (ds) ds.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { const r = await EI.api("POST", "/api/tech/datasets", { note: form(ds).note || null }); EI.toast("Dataset " + r.version + " built"); setTimeout(() => location.reload(), 600); }
+    catch (e) { EI.toast(e.message, true); }
+  });
+
+  // ---- jobs (training, evaluation, shadow)
+  let jobTimer = null, jobId = null;
+  function showJob(id) {
+    jobId = id; $("job").hidden = false; $("job-id").textContent = id;
+    clearTimeout(jobTimer); pollJob();
+  }
+  async function pollJob() {
+    let s;
+    try { s = await EI.api("GET", "/api/jobs/" + jobId); } catch (e) { EI.toast(e.message, true); return; }
+    $("job-state").textContent = s.state;
+    $("job-log").textContent = s.log;
+    if ($("job-progress") && s.epoch) {
+      $("job-progress").max = s.epoch.epochs; $("job-progress").value = s.epoch.epoch;
+      $("job-epoch").textContent = "Epoch " + s.epoch.epoch + " / " + s.epoch.epochs + " · " + s.epoch.elapsed_s + " s";
+      const t = $("job-metrics"); t.replaceChildren();
+      for (const [k, v] of Object.entries(s.epoch.metrics || {})) t.append(EI.el("tr", {}, EI.el("th", {}, k), EI.el("td", {}, String(v))));
+    }
+    if ($("job-cancel")) $("job-cancel").hidden = s.state !== "running";
+    if ($("job-result") && s.result) renderResult(s.result);
+    if (s.state === "running") jobTimer = setTimeout(pollJob, 1000);
+  }
+  function renderResult(r) {
+    const box = $("job-result"); box.replaceChildren();
+    if (r.acceptance) {
+      box.append(EI.el("p", { class: r.acceptance.passed ? "ok" : "notok" }, r.acceptance.passed ? "Acceptance criteria met" : "Acceptance FAILED: " + r.acceptance.failures.join("; ")));
+      for (const role of ["candidate", "approved"]) if (r[role]) box.append(EI.el("pre", { class: "log" }, role + " " + r[role].version + ": " + JSON.stringify(r[role].int8 || r[role], null, 1)));
+    }
+    if (r.diffs) {
+      box.append(EI.el("p", {}, r.differ + " of " + r.images + " recorded images get a different verdict."));
+      const grid = EI.el("div", { class: "diffs" });
+      for (const d of r.diffs.slice(0, 40)) grid.append(EI.el("figure", { class: "tile" }, EI.el("img", { src: "/images/" + d.image + ".png", alt: "differs" }),
+        EI.el("small", {}, "approved " + d.verdicts.approved + " · candidate " + d.verdicts.candidate)));
+      box.append(grid);
+    }
+  }
+  document.addEventListener("click", (ev) => { const a = ev.target.closest("[data-job]"); if (a && $("job")) { ev.preventDefault(); showJob(a.dataset.job); } });
+  const tr = $("train");
+  if (tr) tr.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = form(tr);
+    try {
+      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch });
+      EI.toast("Training started"); showJob(r.job);
+    } catch (e) { EI.toast(e.message, true); }
+  });
+  const cancel = $("job-cancel");
+  if (cancel) cancel.addEventListener("click", async () => {
+    try { await EI.api("POST", "/api/jobs/" + jobId + "/cancel", {}); EI.toast("Cancelled"); pollJob(); } catch (e) { EI.toast(e.message, true); }
+  });
+
+  // ---- models: evaluate, shadow, approve, roll back
+  let signing = null;
+  const models = $("models");
+  if (models) models.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("[data-act]"); if (!b) return;
+    const row = b.closest("tr"), name = row.dataset.name, version = row.dataset.version, act = b.dataset.act;
+    if (act === "evaluate" || act === "shadow") {
+      try { const r = await EI.api("POST", "/api/models/" + act, { name, candidate: version, test_set: ($("testset") || {}).value || null }); showJob(r.job); }
+      catch (e) { EI.toast(e.message, true); }
+      return;
+    }
+    signing = act === "approve" ? { url: "/api/models/" + name + "/" + version + "/approve", what: "Approve " + name + " " + version + " for production", meaning: "approval: release model for production" }
+                                : { url: "/api/models/" + name + "/rollback", what: "Roll back " + name + " from " + version, meaning: "approval: roll back production model" };
+    $("sign-what").textContent = signing.what; $("sign-meaning").textContent = signing.meaning;
+    $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
+  });
+  const rs = $("btn-sign-report");
+  if (rs) rs.addEventListener("click", () => {
+    signing = { url: "/api/reports/" + $("report").dataset.batch + "/sign" };
+    $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
+  });
+  const fs = $("form-sign");
+  if (fs) fs.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await EI.api("POST", signing.url, { password: $("sign-password").value, reason: $("sign-reason").value });
+      $("dlg-sign").close(); EI.toast("Signed"); setTimeout(() => location.reload(), 600);
+    } catch (e) { $("sign-error").textContent = e.message; }
+  });
+  const pr = $("print");
+  if (pr) pr.addEventListener("click", () => window.print());
+
+  // ---- admin
+  const nu = $("new-user");
+  if (nu) nu.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await EI.api("POST", "/api/admin/users", form(nu)); EI.toast("User created"); setTimeout(() => location.reload(), 500); }
+    catch (e) { EI.toast(e.message, true); }
+  });
+  const users = $("users");
+  if (users) users.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("[data-op]"); if (!b) return;
+    const u = b.closest("tr").dataset.user;
+    const reason = prompt("Reason for this change (audit trail):");
+    if (!reason) return;
+    try { await EI.api("POST", "/api/admin/users/" + u + "/" + b.dataset.op, { reason }); location.reload(); }
+    catch (e) { EI.toast(e.message, true); }
+  });
+})();
