@@ -27,7 +27,7 @@ def test_an_empty_or_missing_secret_is_a_clear_error(tmp_path):
 
 
 def test_a_password_inline_in_the_yaml_is_refused():
-    with pytest.raises(ConfigError, match="mqtt.password"):
+    with pytest.raises(ConfigError, match=r"mqtt\.password"):
         parse_config({"mqtt": {"enabled": True, "username": "edge", "password": "hunter2"}})
 
 

@@ -8,7 +8,7 @@ import pytest
 from services import sim_plc  # noqa: F401
 
 from edge.config import SimPLC
-from edge.line.plc.base import VERDICT_ACCEPT, VERDICT_REJECT, PLCError, Result
+from edge.line.plc.base import VERDICT_ACCEPT, VERDICT_REJECT, PLCError, Result, ResultRefused
 from edge.line.plc.modbus import CO_ACCEPT, HR_RESULT, ModbusAdapter
 
 
@@ -50,9 +50,11 @@ def test_an_accept_after_the_product_passed_the_gate_does_not_let_it_through(sim
     # triggered long ago: at 800 mm/s the product reached the gate 600 mm later, 0.75 s after
     sim_plc.conveyor.photo_eye(2400, time.monotonic() - 5.0)
     wait_gate(sim_plc)
-    adapter.write_result(Result(2, 2400, VERDICT_ACCEPT, 0))
+    with pytest.raises(ResultRefused, match="past the gate"):
+        adapter.write_result(Result(2, 2400, VERDICT_ACCEPT, 0))
     assert sim_plc.conveyor.outcome(2400) == "rejected"
     assert sim_plc.conveyor.counts.late_results == 1
+    adapter.heartbeat(1)  # a refused result is not a lost link
 
 
 def test_a_reject_strobe_never_accepts_whatever_the_registers_say(sim_plc, adapter):  # noqa: F811

@@ -230,12 +230,14 @@ class MqttPublisher:
         self._offline_alarm()
 
     def _offline_alarm(self) -> None:
-        self.alarms.raise_(
+        a = self.alarms.raise_(
             "MQTT_OFFLINE",
             f"MQTT broker {self.cfg.host}:{self.cfg.port} unreachable: results held in the outbox",
             "major",
             False,
         )
+        if a.count == 1:
+            log.warning("%s (%s)", a.message, self.last_error)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         failed = bool(reason_code is not None and getattr(reason_code, "is_failure", False))

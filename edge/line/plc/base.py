@@ -31,6 +31,17 @@ class PLCError(Exception):
     """The PLC did not take a write or answer a read (link down, Modbus exception, timeout)."""
 
 
+class ResultRefused(PLCError):
+    """The PLC answered but refused a result: its item had already passed the gate.
+
+    The link is fine; the item was rejected by the gate's default, and is reported so.
+    """
+
+
+#: Modbus exception code a PLC answers a late strobe with (NEGATIVE ACKNOWLEDGE).
+LATE_RESULT_EXCEPTION = 0x07
+
+
 @dataclass(slots=True)
 class PLCInputs:
     confirmed_seq: int = 0  # item sequence of the last reject the gate confirmed

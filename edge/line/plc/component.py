@@ -32,6 +32,7 @@ from edge.line.plc.base import (
     PLCError,
     PLCInputs,
     Result,
+    ResultRefused,
     open_adapter,
 )
 from edge.record import item_row
@@ -183,6 +184,11 @@ class PLCOutput:
         try:
             with self._io:
                 self.adapter.write_result(r)
+        except ResultRefused:  # too late: the gate's default rejected the item
+            if item.verdict is Verdict.PASS:
+                self.late_for_gate += 1
+                self._amend(item, Reason.TIMEOUT.value)
+            return
         except PLCError as exc:
             if item.verdict is Verdict.PASS:
                 self._amend(item, Reason.PLC_LINK_LOST.value)
@@ -239,6 +245,11 @@ class PLCOutput:
                     return
                 backoff = min(backoff * 2, 2.0)
         self.amended += 1
+        st = self.pipeline.stats  # the counters saw a PASS: move it to the rejects
+        with st._lock:
+            st.passed -= 1
+            st.rejected += 1
+            st.by_reason[reason] += 1
         log.warning(
             "item %s: PASS not delivered to the PLC, recorded as REJECT %s", item.id, reason
         )

@@ -9,7 +9,9 @@ Addresses are protocol (PDU) addresses, starting at 0:
 |                   | 3-4  | encoder count at the item's trigger (u32)             |
 |                   | 5    | verdict: 1 accept, 2 reject                           |
 |                   | 6    | reason code number (edge.domain.REASON_NUMBERS)       |
-| coils             | 0    | ACCEPT strobe: PLC latches HR1-6, clears the coil     |
+| coils             | 0    | ACCEPT strobe: PLC latches HR1-6, clears the coil;    |
+|                   |      | a strobe for an item past the gate is answered with   |
+|                   |      | exception 07 (negative acknowledge): not latched      |
 |                   | 1    | REJECT strobe: idem                                   |
 |                   | 2    | line-stop request                                     |
 | discrete inputs   | 0    | reject bin full                                       |
@@ -29,11 +31,13 @@ import logging
 from typing import Any
 
 from edge.line.plc.base import (
+    LATE_RESULT_EXCEPTION,
     VERDICT_ACCEPT,
     PLCAdapter,
     PLCError,
     PLCInputs,
     Result,
+    ResultRefused,
     u32_words,
     words_u32,
 )
@@ -104,7 +108,14 @@ class ModbusAdapter(PLCAdapter):
         words = [*u32_words(r.seq), *u32_words(r.encoder), r.verdict, r.reason]
         self._call("write result registers", self.client.write_registers, HR_RESULT, words)
         coil = CO_ACCEPT if r.verdict == VERDICT_ACCEPT else CO_REJECT
-        self._call("write strobe", self.client.write_coil, coil, True)
+        try:
+            rr = self.client.write_coil(coil, True, device_id=self.unit)
+        except Exception as exc:
+            raise PLCError(f"write strobe: {exc}") from exc
+        if rr.isError():
+            if getattr(rr, "exception_code", None) == LATE_RESULT_EXCEPTION:
+                raise ResultRefused(f"item seq {r.seq}: the PLC refused the result (past the gate)")
+            raise PLCError(f"write strobe: PLC answered with {rr}")
 
     def heartbeat(self, n: int) -> None:
         self._call("write heartbeat", self.client.write_register, HR_HEARTBEAT, n & 0xFFFF)

@@ -89,19 +89,21 @@ class Conveyor:
             heapq.heappush(self._heap, (p.t_gate, encoder))
             self._cv.notify()
 
-    def latch(self, seq: int, encoder: int, verdict: int, reason: int) -> None:
+    def latch(self, seq: int, encoder: int, verdict: int, reason: int) -> bool:
+        """Take a result for the product triggered at `encoder`; False if it came too late."""
         now = time.monotonic()
         with self._cv:
             p = self.products.get(encoder)
             if p is None:
                 self.counts.unmatched_results += 1
-                return
+                return True
             if p.outcome is not None or now > p.t_gate:
                 self.counts.late_results += 1
-                return
+                return False
             p.result = (seq, verdict, reason, now)
             if verdict == VERDICT_ACCEPT:
                 self.accepts_received.add(seq)
+            return True
 
     def outcome(self, encoder: int) -> str | None:
         with self._cv:
@@ -267,7 +269,8 @@ class SimulatedPLC:
                 if address < 0 or address + len(values) > m.CO_COUNT:
                     return ExcCodes.ILLEGAL_ADDRESS
                 for i, v in enumerate(values):
-                    self._set_coil(address + i, bool(v))
+                    if not self._set_coil(address + i, bool(v)):
+                        return ExcCodes.NEGATIVE_ACKNOWLEDGE  # too late: the gate rejected it
                 return None
             if fc in (6, 16):
                 if address < 0 or address + len(values) > m.HR_COUNT:
@@ -277,19 +280,20 @@ class SimulatedPLC:
                 return None
             return ExcCodes.ILLEGAL_FUNCTION
 
-    def _set_coil(self, addr: int, on: bool) -> None:
+    def _set_coil(self, addr: int, on: bool) -> bool:
         if addr in (m.CO_ACCEPT, m.CO_REJECT):
+            self.coils[addr] = False
             if on:  # rising strobe: latch the result registers, then clear the strobe
                 r = self.hr[m.HR_RESULT : m.HR_RESULT + 6]
                 seq, enc = words_u32(r[0], r[1]), words_u32(r[2], r[3])
                 verdict = r[4] if addr == m.CO_ACCEPT else 2  # a REJECT strobe never accepts
                 self.latched += 1
-                self.conveyor.latch(seq, enc, verdict, r[5])
-            self.coils[addr] = False
-            return
+                return self.conveyor.latch(seq, enc, verdict, r[5])
+            return True
         if addr == m.CO_LINE_STOP and self.coils[addr] != on:
             self.line_stop_events.append((time.monotonic(), on))
         self.coils[addr] = on
+        return True
 
     # ------------------------------------------------------------- server
 
