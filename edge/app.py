@@ -15,7 +15,9 @@ from edge import plugins
 from edge.capture.base import Source, open_source
 from edge.config import AppConfig
 from edge.inspect.base import BatchState, Services
+from edge.inspect.grade import GradeTrend
 from edge.pipeline import Pipeline
+from edge.store.serials import SerialRegistry
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,9 @@ class Appliance:
             )
         if batch is None:
             batch = simulator_batch(source)
-        self.services = Services(serials=_serial_registry(state))
+        self.services = Services(
+            serials=_serial_registry(state, cfg.records.synchronous), grade_trend=GradeTrend()
+        )
         self.pipeline = Pipeline(cfg, source=source, services=self.services)
         if batch is not None and (
             self.pipeline.batch is None or self.pipeline.batch.lot != batch.lot
@@ -95,6 +99,7 @@ class Appliance:
                 c.stop()
             except Exception:
                 log.exception("stopping %s", getattr(c, "name", c))
+        self.services.serials.close()
 
     def status(self) -> dict[str, Any]:
         out = {"pipeline": self.pipeline.stats.snapshot()}
@@ -106,12 +111,8 @@ class Appliance:
         return out
 
 
-def _serial_registry(state: Path) -> Any:
-    try:
-        from edge.store.serials import SerialRegistry
-    except ImportError:
-        return None
-    return SerialRegistry(state / "serials.db")
+def _serial_registry(state: Path, synchronous: str) -> SerialRegistry:
+    return SerialRegistry(state / "serials.db", synchronous=synchronous)
 
 
 def _audit_trail(db: Any) -> Any:

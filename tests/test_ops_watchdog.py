@@ -144,7 +144,8 @@ def test_abstract_notify_socket_addresses_are_supported(monkeypatch):
     sock.bind("\0" + name)
     sock.settimeout(2)
     try:
-        n = Notifier("@" + name)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        n = Notifier()
         assert n.notify("READY=1", "STATUS=x")
         assert sock.recv(100) == b"READY=1\nSTATUS=x"
         n.close()

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from typing import Any
+
+import sdnotify
 
 from edge.ops.config import WatchdogConfig
 from edge.ops.progress import Progress
@@ -21,37 +22,35 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    """sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET; a no-op outside systemd."""
+    """sd_notify(3) through the sdnotify package; a no-op outside systemd (no $NOTIFY_SOCKET)."""
 
-    def __init__(self, address: str | None = None):
-        address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
-        self.address: str | None = None
-        self._sock: socket.socket | None = None
-        if not address:
-            return
-        if address.startswith("@"):  # abstract namespace
-            address = "\0" + address[1:]
-        self.address = address
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    def __init__(self) -> None:
+        self.address = os.environ.get("NOTIFY_SOCKET") or None
+        self._n: sdnotify.SystemdNotifier | None = None
+        if self.address:
+            try:
+                self._n = sdnotify.SystemdNotifier(debug=True)
+            except OSError as exc:
+                log.warning("cannot reach the systemd notify socket: %s", exc)
 
     @property
     def enabled(self) -> bool:
-        return self._sock is not None
+        return self._n is not None and self._n.socket is not None
 
     def notify(self, *fields: str) -> bool:
-        if self._sock is None or self.address is None:
+        if not self.enabled:
             return False
         try:
-            self._sock.sendto("\n".join(fields).encode(), self.address)
+            self._n.notify("\n".join(fields))  # type: ignore[union-attr]
             return True
         except OSError as exc:  # systemd gone or socket full: never take the line down for it
             log.warning("sd_notify failed: %s", exc)
             return False
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if self.enabled:
+            self._n.socket.close()  # type: ignore[union-attr]
+            self._n = None
 
 
 def watchdog_interval(default_s: float) -> float:
