@@ -29,7 +29,7 @@ from edge.line.tracking import Tracker
 from edge.record import item_row
 from edge.stats import Stats
 from edge.store.db import Database
-from edge.store.images import ImageStore
+from edge.store.images import ImageStore, ImageWriter, image_id
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Recorder:
         self.sample_pass_every = sample_pass_every
         self.keep_reject_images = keep_reject_images
         self.queue: queue.Queue[Any] = queue.Queue()
+        self.writer = ImageWriter(images)
         self.recorded = 0
         self._conn = db.connect()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
@@ -93,19 +94,19 @@ class Recorder:
 
     def _record(self, items: list[Item]) -> None:
         backoff = 0.05
+        imgs = []
+        for it in items:
+            if it.image_sha256 is None and self._keep_image(it):
+                image = it.frame.image  # type: ignore[union-attr]
+                it.image_sha256 = image_id(image)
+                h, w = image.shape[:2]
+                imgs.append((it.image_sha256, image, w, h))
+        rows = [item_row(it, self.station) for it in items]
         while True:
             try:
-                imgs = []
-                for it in items:
-                    if it.image_sha256 is None and self._keep_image(it):
-                        sha, rel = self.images.put(it.frame.image)  # type: ignore[union-attr]
-                        it.image_sha256 = sha
-                        h, w = it.frame.image.shape[:2]  # type: ignore[union-attr]
-                        imgs.append((sha, rel, w, h))
-                rows = [item_row(it, self.station) for it in items]
                 with self.db.transaction(self._conn) as c:
-                    for sha, rel, w, h in imgs:
-                        self.db.add_image(c, sha, rel, w, h)
+                    for sha, _, w, h in imgs:
+                        self.db.add_image(c, sha, self.images.relpath(sha), w, h)
                     self.db.insert_items(c, rows, outbox=self.outbox)
                 break
             except Exception as exc:  # disk full, locked, I/O error: hold the verdicts, never emit
@@ -121,10 +122,13 @@ class Recorder:
             self.recorded += 1
             self.stats.update(it)
             self.bus.publish("verdict", it)
+        for sha, image, _, _ in imgs:  # after the verdicts are out: PNG encoding is slow
+            self.writer.submit(sha, image)
 
     def close(self) -> None:
         self.queue.put(_STOP)
         self._thread.join(30)
+        self.writer.close()
         self._conn.close()
 
 
@@ -143,7 +147,7 @@ class Pipeline:
         bus: Bus | None = None,
     ):
         self.cfg = cfg
-        self.recipe = recipe or cfg.active_recipe()
+        recipe = recipe or cfg.active_recipe()
         state = Path(cfg.records.state_dir)
         self.db = db or Database(state / "edge.db", cfg.records.synchronous)
         self.images = ImageStore(state / "images")
@@ -154,8 +158,8 @@ class Pipeline:
         self.services.__dict__.setdefault("models_dir", cfg.inference.models_dir)
         self.services.__dict__.setdefault("backend", cfg.inference.backend)
         self.services.__dict__.setdefault("state_dir", state)
-        self.tools: list[Tool] = build_tools(self.recipe, self.services)
-        self.tool_names = [t.name for t in self.tools]
+        # recipe and its tools are swapped together, so a worker never mixes two recipes
+        self._active: tuple[Recipe, list[Tool]] = (recipe, build_tools(recipe, self.services))
         self.source = source or open_source(cfg.source)
         self.deadline_s = (self.recipe.deadline_ms or cfg.pipeline.deadline_ms) / 1000.0
         self.batch: BatchState | None = None
@@ -228,10 +232,22 @@ class Pipeline:
         recipe = self.cfg.recipes[name]
         tools = build_tools(recipe, self.services)
         old = self.tools
-        self.recipe, self.tools, self.tool_names = recipe, tools, [t.name for t in tools]
+        self._active = (recipe, tools)
         self.deadline_s = (recipe.deadline_ms or self.cfg.pipeline.deadline_ms) / 1000.0
         self._retired_tools.extend(old)  # a worker may still be using them: closed at stop()
         return recipe
+
+    @property
+    def recipe(self) -> Recipe:
+        return self._active[0]
+
+    @property
+    def tools(self) -> list[Tool]:
+        return self._active[1]
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self._active[1]]
 
     # ------------------------------------------------------------------ run
 
@@ -396,8 +412,9 @@ class Pipeline:
             batch=self.batch,
             now=item.wall_trigger,
         )
+        recipe, tools = self._active
         results: list[ToolResult] = []
-        for tool in self.tools:
+        for tool in tools:
             if time.monotonic() >= item.deadline:
                 break  # the tracker rejects it as TIMEOUT; spend no more CPU on it
             t0 = time.perf_counter()
@@ -410,6 +427,6 @@ class Pipeline:
                 )
             r.ms = (time.perf_counter() - t0) * 1000.0
             results.append(r)
-        batch_ok = self.batch is not None or not self.recipe.require_batch
-        verdict, reasons = decide(self.recipe, self.tool_names, results, batch_ok)
+        batch_ok = self.batch is not None or not recipe.require_batch
+        verdict, reasons = decide(recipe, [t.name for t in tools], results, batch_ok)
         return verdict, reasons, results

@@ -162,7 +162,7 @@ def test_every_verdict_is_recorded_with_its_tools(tmp_path):
     rej = rows[items[1].id]
     assert rej["verdict"] == "REJECT" and rej["reasons"] == ["LOW_FILL"]
     assert rej["tools"] == {"behaviour": "test-1"}
-    assert rej["image_sha256"] and p.images.get(rej["image_sha256"]).startswith(b"\x89PNG")
+    assert rej["image_sha256"] and p.images.verify(rej["image_sha256"])
 
 
 def test_sequence_continues_after_a_restart(tmp_path):

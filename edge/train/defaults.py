@@ -46,7 +46,6 @@ TEST_SETS: dict[str, dict[str, Any]] = {
     "blisters": {"seed": 2002, "items": 150, "defect_rate": 0.5},
 }
 CALIBRATION = {"vials": {"seed": 3001, "items": 48}, "blisters": {"seed": 3002, "items": 24}}
-EPOCHS = 20
 TRAIN_ARGS = {
     # small defects (a particle is ~6 px at 320): no mosaic, mild scale jitter
     "mosaic": 0.0,
@@ -55,6 +54,12 @@ TRAIN_ARGS = {
     "translate": 0.05,
     "warmup_epochs": 1,
 }
+#: from scratch, then on from the first stage's best weights (two runs of 20 epochs fit the
+#: CPU budget and can be resumed between them)
+STAGES: list[dict[str, Any]] = [
+    {"epochs": 20, "args": TRAIN_ARGS},
+    {"epochs": 20, "args": {**TRAIN_ARGS, "warmup_epochs": 0}},
+]
 
 
 def export_sets(sets: dict[str, dict[str, Any]], out: Path) -> list[Path]:
@@ -85,23 +90,41 @@ def step_data(work: Path) -> dict[str, Any]:
     return man
 
 
-def step_train(work: Path, epochs: int = EPOCHS) -> Path:
+def stage_dir(work: Path, i: int) -> Path:
+    return work / ("train" if i == 0 else f"train{i + 1}")
+
+
+def final_weights(work: Path) -> Path:
+    return stage_dir(work, len(STAGES) - 1) / "run" / "weights" / "best.pt"
+
+
+def step_train(work: Path) -> Path:
+    """Train the stages in turn, each from the previous stage's best weights.
+
+    A stage whose best.pt exists is not trained again (the step can be resumed).
+    """
     from edge.train.train import train
 
     def progress(ev: dict[str, Any]) -> None:
         print(json.dumps(ev), flush=True)
 
-    return train(
-        work / "dataset",
-        arch=ARCH,
-        imgsz=IMGSZ,
-        epochs=epochs,
-        seed=0,
-        out=work / "train",
-        on_progress=progress,
-        batch=16,
-        extra=TRAIN_ARGS,
-    )
+    weights = ARCH
+    for i, stage in enumerate(STAGES):
+        best = stage_dir(work, i) / "run" / "weights" / "best.pt"
+        if not best.is_file():
+            best = train(
+                work / "dataset",
+                arch=str(weights),
+                imgsz=IMGSZ,
+                epochs=stage["epochs"],
+                seed=0,
+                out=stage_dir(work, i),
+                on_progress=progress,
+                batch=16,
+                extra=stage["args"],
+            )
+        weights = best
+    return Path(weights)
 
 
 def build_calibration(out: Path, size: int = IMGSZ) -> dict[str, Any]:
@@ -142,7 +165,7 @@ def step_package(
     from edge.train import dataset, evaluate, quantize, registry
     from edge.train.train import export_onnx
 
-    weights = weights or work / "train" / "run" / "weights" / "best.pt"
+    weights = weights or final_weights(work)
     onnx_path = export_onnx(weights, work / "export" / "model.onnx", IMGSZ)
     reg = registry.ModelRegistry(models)
     man = dataset.read_manifest(work / "dataset")
@@ -162,7 +185,7 @@ def step_package(
             "files": man["count"],
             "simulator": {k: dict(v) for k, v in TRAIN_SETS.items()},
         },
-        training={"epochs": EPOCHS, "imgsz": IMGSZ, "seed": 0, "args": dict(TRAIN_ARGS)},
+        training={"imgsz": IMGSZ, "seed": 0, "batch": 16, "stages": STAGES},
     )
     if not (calibration / dataset.MANIFEST).is_file():
         build_calibration(calibration)
@@ -187,12 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/defaults"))
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--calibration", type=Path, default=Path("calibration/sim-v1"))
-    ap.add_argument("--epochs", type=int, default=EPOCHS)
     a = ap.parse_args(argv)
     if a.step in ("data", "all"):
         print(json.dumps({"dataset_manifest": step_data(a.work)["sha256"]}), flush=True)
     if a.step in ("train", "all"):
-        print(json.dumps({"best": str(step_train(a.work, a.epochs))}), flush=True)
+        print(json.dumps({"best": str(step_train(a.work))}), flush=True)
     if a.step in ("package", "all"):
         out = step_package(a.work, a.models, a.calibration)
         print(json.dumps(out["metrics"], indent=1), flush=True)
