@@ -23,7 +23,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.capture.simulator import export
-from edge.config import OnnxBackend, SimulatorSource, default_recipes
+from edge.config import OnnxBackend, SimulatorSource, ToolSpec, default_recipes
 from edge.decide import decide
 from edge.domain import ToolResult
 from edge.evaluate import evaluate, read_jsonl
@@ -31,6 +31,11 @@ from edge.inspect.base import BatchState, Services, ToolContext
 from edge.inspect.registry import build_tools
 
 DEFAULT_SEEDS = {"vials": 4001, "blisters": 4002}
+#: detector classes reported per scenario when the recipe has no `defects` tool yet
+SCENARIO_CLASSES = {
+    "vials": ["crack", "particle", "scratch", "missing_cap", "cap_tilt", "low_fill"],
+    "blisters": ["empty_pocket", "broken_tablet", "foreign_tablet"],
+}
 
 
 def run(recipe, tools, truth, folder: Path, batch: BatchState) -> list[dict]:
@@ -83,11 +88,14 @@ def main() -> int:
         recipe = default_recipes()[scenario]
         services = Services(models_dir=a.models, backend=OnnxBackend(threads=a.threads))
         res = {"seed": seed, "items": a.items}
-        variants = {"with_detector": recipe}
-        if any(s.type == "defects" for s in recipe.tools):
-            variants["classic_only"] = recipe.model_copy(
-                update={"tools": [s for s in recipe.tools if s.type != "defects"]}
-            )
+        classic = [s for s in recipe.tools if s.type != "defects"]
+        detector = [s for s in recipe.tools if s.type == "defects"] or [
+            ToolSpec(type="defects", model="defects", classes=SCENARIO_CLASSES[scenario])
+        ]
+        variants = {
+            "with_detector": recipe.model_copy(update={"tools": detector + classic}),
+            "classic_only": recipe.model_copy(update={"tools": classic}),
+        }
         for label, rec in variants.items():
             tools = build_tools(rec, services)
             t0 = time.perf_counter()

@@ -172,10 +172,12 @@ def step_package(
     d = reg.path(NAME, VERSION)
     if d.exists():
         shutil.rmtree(d)
+    by = f"{registry.whoami()} via scripts/train-default-models.sh"
     reg.create(
         NAME,
         VERSION,
         onnx_path,
+        by=by,
         classes=list(CLASSES),
         input_size=IMGSZ,
         arch=ARCH,
@@ -200,7 +202,7 @@ def step_package(
     report = evaluate.verify(d, calibration)
     print(json.dumps({"verify": report["summary"]}), flush=True)
     if approve and report["passed"]:
-        reg.approve(NAME, VERSION, reason="default model trained by train-default-models")
+        reg.approve(NAME, VERSION, by=by, reason="default model: verify passed, metrics in card")
     return {"metrics": metrics, "verify": report}
 
 

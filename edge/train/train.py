@@ -141,7 +141,9 @@ def train(
         "batch": batch,
         "amp": False,
         "plots": False,
-        "pretrained": False,
+        # from an architecture yaml: random init (nothing is downloaded); from a local .pt:
+        # continue from those weights
+        "pretrained": str(Path(arch).resolve()) if str(arch).endswith(".pt") else False,
         "project": str(out),
         "name": "run",
         "exist_ok": True,

@@ -59,8 +59,12 @@ class ConveyorCounts:
 class Conveyor:
     """Moves products from the photo-eye to the gate; the gate rejects unless told to accept."""
 
+    #: products past the gate kept for inspection by tests and benches (bounded: a soak runs for hours)
+    KEEP_PAST_GATE = 20000
+
     def __init__(self, enc: EncoderConfig, belt_mm_s: float | None = None, bin_capacity: int = 0):
         self.enc = enc
+        self._past_gate: deque[int] = deque()
         self.gate_counts = enc.gate_distance_mm * enc.counts_per_mm
         self.speed = BeltSpeed(belt_mm_s * enc.counts_per_mm if belt_mm_s else None)
         self.bin_capacity = bin_capacity
@@ -139,6 +143,11 @@ class Conveyor:
                 _, enc = heapq.heappop(self._heap)
                 p = self.products[enc]
                 self._at_gate(p)
+                self._past_gate.append(enc)
+                if len(self._past_gate) > self.KEEP_PAST_GATE:
+                    old = self.products.pop(self._past_gate.popleft(), None)
+                    if old is not None and old.result is not None:
+                        self.accepts_received.discard(old.result[0])
 
     def _at_gate(self, p: Product) -> None:
         accept = p.result is not None and p.result[1] == VERDICT_ACCEPT
