@@ -8,6 +8,7 @@ config leaves it off. A new output is a new module plus one line here.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,6 +89,7 @@ class Appliance:
                     self.components.append(comp)
 
     def start(self) -> None:
+        sys.setswitchinterval(self.cfg.pipeline.switch_interval_ms / 1000.0)
         for c in self.components:
             c.start()
         self.pipeline.start()

@@ -119,6 +119,13 @@ class PipelineConfig(Strict):
     deadline_ms: float = Field(250.0, gt=0, description="trigger -> final verdict")
     queue_size: int = Field(16, ge=1)
     stall_timeout_s: float = Field(2.0, gt=0, description="no frame for this long: camera stall")
+    switch_interval_ms: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Python thread switch interval: short, so inspection threads waiting for "
+        "the interpreter lock are not held up by the web server (Python's default is 5 ms)",
+    )
 
 
 class RecordsConfig(Strict):
@@ -312,7 +319,8 @@ class TrackingConfig(Strict):
     """Encoder tracking to the reject gate: a verdict must reach the PLC before the item does."""
 
     encoder: EncoderConfig | None = Field(
-        None, description="belt geometry; None: the simulator source's encoder, else no gate deadline"
+        None,
+        description="belt geometry; None: the simulator source's encoder, else no gate deadline",
     )
     belt_mm_s: float | None = Field(
         None, gt=0, description="belt speed; None: measured from the triggers' encoder counts"
