@@ -81,7 +81,7 @@ def main() -> int:
     a = ap.parse_args()
 
     reg = registry.ModelRegistry(a.models)
-    names = a.name or [n for n in reg.names() if reg.approved(n)]
+    names = a.name or [n for n in reg.names() if reg.approved(n)] or reg.names()
     if not names:
         print(f"no approved models in {a.models}", file=sys.stderr)
         return 1
@@ -89,7 +89,8 @@ def main() -> int:
     test_sets = a.test or ([] if a.no_ap else default_test_sets(Path(tmp.name), a.test_items))
     results = {}
     for name in names:
-        card = reg.approved(name)
+        # the approved version; else the newest (benchmarking a candidate before approval)
+        card = reg.approved(name) or reg.card(name, reg.versions(name)[-1])
         d = reg.path(card.name, card.version)
         cfg = OnnxBackend(threads=a.threads, providers=["CPUExecutionProvider"])
         bes: dict[str, Backend] = {
@@ -104,7 +105,7 @@ def main() -> int:
             except BackendError as exc:
                 print(f"tensorrt: {exc}", file=sys.stderr)
         lat = latencies(bes, card.input_size, a.runs)
-        res: dict = {"version": card.version}
+        res: dict = {"version": card.version, "status": card.status}
         for k, be in bes.items():
             v = np.array(lat[k])
             res[k] = {

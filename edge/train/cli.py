@@ -147,6 +147,7 @@ def verify_cmd(
     images: Path = typer.Option(Path("calibration/sim-v1"), help="fixed image set"),
     backend: str = typer.Option("onnx", help="onnx | tensorrt"),
     limit: int = typer.Option(200),
+    record: bool = typer.Option(True, help="write the report into a candidate's card"),
     models: Path = MODELS_OPT,
 ) -> None:
     """Compare a backend running the INT8 model with the FP32 reference; exit 1 on failure."""
@@ -160,7 +161,7 @@ def verify_cmd(
             _fail(f"model {name!r} has no approved version; name one")
         version = card.version
     cfg = OnnxBackend() if backend == "onnx" else TensorRTBackend()
-    report = verify(reg.path(name, version), images, backend_config=cfg, limit=limit)
+    report = verify(reg.path(name, version), images, backend_config=cfg, limit=limit, record=record)
     typer.echo(f"{name} {version} [{backend}]: {report['summary']}")
     for f in report.get("failures", []):
         typer.echo(f"  - {f}")
