@@ -9,12 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
-"$PY" -m pip install -e '.[dev,train]'
-"$PY" -m pip uninstall -y opencv-python || true
+"$PY" -m pip install -q --disable-pip-version-check -e '.[dev,train]'
+"$PY" -m pip uninstall -q -y opencv-python || true
 HEADLESS="$("$PY" -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))' 2>/dev/null || echo "")"
 if [ -n "$HEADLESS" ]; then
-  "$PY" -m pip install --force-reinstall --no-deps "opencv-python-headless==$HEADLESS"
+  "$PY" -m pip install -q --force-reinstall --no-deps "opencv-python-headless==$HEADLESS"
 else
-  "$PY" -m pip install --force-reinstall --no-deps opencv-python-headless
+  "$PY" -m pip install -q --force-reinstall --no-deps opencv-python-headless
 fi
 "$PY" -c 'import cv2, ultralytics, torch, torchvision; print("cv2", cv2.__version__, "ultralytics", ultralytics.__version__, "torch", torch.__version__, "torchvision", torchvision.__version__)'

@@ -17,10 +17,8 @@ fi
 
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
-if [ -x scripts/install-train.sh ]; then
-  scripts/install-train.sh .venv
-fi
+# the dev and train extras (the training path is tested too); deterministic OpenCV build
+PYTHON=.venv/bin/python scripts/install-train.sh
 
 .venv/bin/ruff check edge tests bench scripts
 .venv/bin/ruff format --check edge tests bench scripts
