@@ -235,13 +235,13 @@ class Line:
     """The appliance with the line components (PLC, MQTT, PackML), on a list of frames."""
 
     def __init__(self, cfg, images, period_s: float, batch: bool = True):
-        from fake_tools import ListSource
-
         from edge.app import Appliance
         from edge.inspect.base import BatchState
         from edge.line import packml
         from edge.line.plc import component as plc_component
         from edge.publish import mqtt as mqtt_component
+
+        from fake_tools import ListSource
 
         self.source = ListSource(images, period_s=period_s, paced=True)
         b = BatchState("LOT1", "09506000134352", "271231") if batch else None

@@ -72,7 +72,8 @@ def test_an_edited_entry_with_a_recomputed_hash_breaks_the_next_link(trail):
                 "prev_hash",
                 "hash",
             ],
-            c.execute("SELECT * FROM audit WHERE id = 1").fetchone(), strict=False,
+            c.execute("SELECT * FROM audit WHERE id = 1").fetchone(),
+            strict=False,
         )
     )
     row["user"] = "mallory"
@@ -102,12 +103,13 @@ def test_exports_carry_every_entry_and_the_verification(trail):
 
 
 def test_edge_audit_verify_passes_on_a_real_run_and_fails_after_one_edit(tmp_path):
-    import web_support as ws
     from fastapi.testclient import TestClient
 
     from edge.cli import app as cli_app
     from edge.web.cli import register
     from edge.web.server import create_app
+
+    import web_support as ws
 
     register(cli_app)
     appl = ws.appliance(tmp_path)

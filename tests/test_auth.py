@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import web_support as ws
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from edge.web.auth import MAX_FAILED, Sessions
 from edge.web.server import create_app
+
+import web_support as ws
 
 
 @pytest.fixture

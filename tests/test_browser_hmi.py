@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 import web_support as ws
 
 pytestmark = pytest.mark.browser

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from services import Line, dark_every, line_config
 
 from edge.config import EncoderConfig
 from edge.domain import Item
 from edge.line.gate import GateTracker
+
+from services import Line, dark_every, line_config
 
 
 def wait_until(pred, timeout=10.0):

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+
 from services import Line, Mosquitto, Subscriber, dark_every, line_config
 
 BASE = "acme/site1/packaging/line1/inspect1/inspection"

@@ -10,9 +10,10 @@ import jsonschema
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from services import Line, Subscriber, dark_every, line_config, mosquitto  # noqa: F401
 
 from edge.publish.encoding import load_schema
+
+from services import Line, Subscriber, dark_every, line_config, mosquitto  # noqa: F401
 
 BASE = "acme/site1/packaging/line1/inspect1/inspection"
 

@@ -6,10 +6,11 @@ import subprocess
 import time
 
 import pytest
-from services import Line, Mosquitto, line_config
 
 from edge.config import ConfigError, parse_config
 from edge.publish.secrets import SecretError, read_secret
+
+from services import Line, Mosquitto, line_config
 
 
 def test_a_relative_secret_is_read_from_the_credentials_directory(tmp_path, monkeypatch):

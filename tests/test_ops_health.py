@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from fake_tools import ListSource, grey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from ops_broker import Mosquitto
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.app import Appliance
 from edge.config import parse_config
 from edge.ops.routes import router
+
+from fake_tools import ListSource, grey
+from ops_broker import Mosquitto
 
 
 def config(tmp_path, tool=None, **extra):

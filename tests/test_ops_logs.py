@@ -8,12 +8,13 @@ import logging
 
 import numpy as np
 import pytest
-from fake_tools import ListSource, grey
 
 from edge.config import parse_config
 from edge.ops import logs
 from edge.ops.logs import VerdictLog
 from edge.pipeline import Pipeline
+
+from fake_tools import ListSource, grey
 
 
 @pytest.fixture

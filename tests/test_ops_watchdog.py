@@ -8,13 +8,14 @@ import threading
 import time
 
 import pytest
-from fake_tools import ListSource, grey
 
 from edge.config import parse_config
 from edge.inspect import registry
 from edge.inspect.base import Tool, ToolParams
 from edge.ops.watchdog import Notifier, Watchdog
 from edge.pipeline import Pipeline
+
+from fake_tools import ListSource, grey
 
 #: set by a test to make every inspection block: a worker stuck in a driver call
 HANG = threading.Event()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fake_tools import ListSource, grey
-
 from edge.config import parse_config
 from edge.domain import Verdict
 from edge.pipeline import Pipeline
+
+from fake_tools import ListSource, grey
 
 
 def make(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from services import sim_plc  # noqa: F401
 
 from edge.config import SimPLC
 from edge.line.plc.base import VERDICT_ACCEPT, VERDICT_REJECT, PLCError, Result, ResultRefused
 from edge.line.plc.modbus import CO_ACCEPT, HR_RESULT, ModbusAdapter
+
+from services import sim_plc  # noqa: F401
 
 
 @pytest.fixture

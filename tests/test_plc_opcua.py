@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from services import free_port
 
 from edge.config import OpcUaPLC
 from edge.line.plc.base import VERDICT_REJECT, PLCError, Result
+
+from services import free_port
 
 asyncua = pytest.importorskip("asyncua")
 

@@ -6,6 +6,7 @@ from edge.app import Appliance
 from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource, parse_config
 from edge.domain import Verdict
+
 from fake_tools import ListSource
 
 

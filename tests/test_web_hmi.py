@@ -9,11 +9,12 @@ import time
 import cv2
 import numpy as np
 import pytest
-import web_support as ws
 import yaml
 from fastapi.testclient import TestClient
 
 from edge.web.server import create_app
+
+import web_support as ws
 
 
 @pytest.fixture

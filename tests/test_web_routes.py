@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import web_support as ws
 from fastapi.testclient import TestClient
 
 from edge.web.server import create_app
+
+import web_support as ws
 
 PUBLIC = {"/login", "/healthz", "/readyz", "/metrics"}
 ALL = {"operator", "technician", "qa", "admin"}

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from argon2 import PasswordHasher
-from fake_tools import ListSource, grey
 from fastapi.testclient import TestClient
 
 import edge.web.auth
 from edge.app import Appliance
 from edge.config import parse_config
+
+from fake_tools import ListSource, grey
 
 PASSWORDS = {
     "olga": ("operator", "Olga Operator", "op-secret-1"),

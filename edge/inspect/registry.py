@@ -17,6 +17,7 @@ TOOLS: dict[str, str] = {
     "pockets": "edge.inspect.measure:PocketTool",
     "barcode": "edge.inspect.barcode:BarcodeTool",
     "defects": "edge.inspect.defects:DefectTool",
+    "glass": "edge.inspect.glass:GlassTool",
 }
 
 
