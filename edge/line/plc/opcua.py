@@ -19,6 +19,7 @@ Nodes are string ids in the configured namespace, under `Edge.`:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from edge.line.plc.base import VERDICT_ACCEPT, PLCAdapter, PLCError, PLCInputs, Result
@@ -53,6 +54,7 @@ class OpcUaAdapter(PLCAdapter):
         from edge.publish.secrets import read_secret
 
         self.close()
+        c = None
         try:
             c = Client(self.cfg.url, timeout=self.cfg.timeout_s)
             if self.cfg.username:
@@ -64,6 +66,9 @@ class OpcUaAdapter(PLCAdapter):
             self.nodes = {k: c.get_node(f"ns={ns};s={nid}") for k, (nid, _) in NODES.items()}
             self.client = c
         except Exception as exc:
+            if c is not None:  # stops its event-loop thread, which would keep the process alive
+                with contextlib.suppress(Exception):
+                    c.disconnect()
             raise PLCError(f"cannot connect to {self.cfg.url}: {exc}") from exc
 
     def close(self) -> None:
