@@ -14,7 +14,7 @@ from edge.config import parse_config
 from edge.ops.routes import router
 
 from fake_tools import ListSource, grey
-from ops_broker import Mosquitto
+from services import Mosquitto
 
 
 def config(tmp_path, tool=None, **extra):
