@@ -85,8 +85,10 @@ def hmi_page(request: Request, s: Session = Depends(require(*LINE_VIEW))) -> Res
     )
 
 
+# The two routes every panel polls are `async`: they only read cached data, and skipping the
+# thread-pool hop keeps the web server's share of the interpreter lock small.
 @router.get("/api/line/state")
-def line_state(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
+async def line_state(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
     _v, text = ctx_of(request).hub.snapshot_json()
     return Response(text, media_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -121,7 +123,9 @@ async def line_events(request: Request, _s: Session = Depends(require(*LINE_VIEW
 
 
 @router.get("/api/line/frame/{seq}.jpg")
-def line_frame(seq: int, request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
+async def line_frame(
+    seq: int, request: Request, _s: Session = Depends(require(*LINE_VIEW))
+) -> Response:
     data = ctx_of(request).hub.frame_jpeg(seq)
     if data is None:
         raise HTTPException(404, "frame no longer held")
