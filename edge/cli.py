@@ -315,6 +315,9 @@ def _serve(
     stop, done = threading.Event(), threading.Event()
     _install_signal_handlers(stop)
     appliance.start()
+    for c in appliance.components:
+        if getattr(c, "url", None) and c.status().get("up"):
+            typer.echo(f"web UI: {c.url}", err=True)
 
     def waiter() -> None:
         appliance.pipeline.wait()

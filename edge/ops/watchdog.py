@@ -129,7 +129,9 @@ class Watchdog:
                     self.pings += 1
             else:
                 if self.problem is None:
-                    log.error("line is not making progress (%s); watchdog pings stop", problem)
+                    # under systemd this restarts the service soon; outside it, it is information
+                    level = logging.ERROR if self.notifier.enabled else logging.INFO
+                    log.log(level, "line is not making progress (%s); watchdog pings stop", problem)
                 self.problem = problem
                 self.notifier.notify(f"STATUS=not making progress: {problem}")
 

@@ -67,7 +67,7 @@ class WebComponent:
         while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.02)
         if self.server.started:
-            log.warning("web UI on %s", self.url)
+            log.info("web UI on %s", self.url)
         else:
             log.error(
                 "web UI did not start on %s:%s (%s)",
