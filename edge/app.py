@@ -40,7 +40,7 @@ COMPONENTS: list[str] = [
     "edge.ops.maintenance:build",
     "edge.ops.logs:build",
     "edge.ops.watchdog:build",
-    "edge.web.component:build",
+    "edge.web.isolated:build",
 ]
 
 

@@ -337,6 +337,12 @@ class WebConfig(Strict):
     port: int = 8080
     session_key_file: Path | None = None
     session_timeout_min: int = 30
+    isolated: bool = Field(
+        True,
+        description="serve the web UI from its own process, so its requests never hold the "
+        "interpreter lock the inspection threads need (off: a thread of the line's process)",
+    )
+    nice: int = Field(5, ge=0, le=19, description="CPU priority of the web process below the line")
 
 
 # --------------------------------------------------------------------------- root

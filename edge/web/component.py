@@ -1,4 +1,4 @@
-"""The web UI as an appliance component: uvicorn serving the FastAPI app on its own thread.
+"""The web UI as a thread of the line's process (`web.isolated: false`; see `isolated.py`).
 
 The server's event loop runs in one thread of the appliance process; the line's
 capture and inspection threads never wait on it (the hub takes verdicts off the
@@ -92,9 +92,3 @@ class WebComponent:
             "detail": self.error or "",
             "events_dropped": self.ctx.hub.sub.dropped,
         }
-
-
-def build(appliance: Any) -> WebComponent | None:
-    if not appliance.cfg.web.enabled:
-        return None
-    return WebComponent(appliance)

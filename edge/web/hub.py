@@ -102,8 +102,10 @@ class Hub:
 
     def _on_item(self, item: Item) -> None:
         view = item_view(item)
-        self.last = view
         if item.frame is not None and item.frame.image is not None:
+            # the live view: an item whose image came with it (a separate web process gets
+            # a few frames per second, every item's verdict and counters nonetheless)
+            self.last = view
             self._frames[item.seq] = item.frame.image
             while len(self._frames) > KEEP_FRAMES:
                 self._frames.popitem(last=False)

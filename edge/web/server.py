@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 _PKG = resources.files("edge.web")
 
 
-def create_app(appliance: Any, *, hub: Hub | None = None) -> FastAPI:
+def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> FastAPI:
     cfg = appliance.cfg
     db = appliance.pipeline.db
     audit = getattr(appliance, "audit", None) or AuditTrail(db)
@@ -129,7 +129,10 @@ def create_app(appliance: Any, *, hub: Hub | None = None) -> FastAPI:
     app.include_router(technician.router)
     app.include_router(reports.router)
     app.include_router(admin.router)
-    _include_ops(app, appliance)
+    if ops is not None:  # the web UI in its own process asks the line for these
+        app.include_router(ops)
+    else:
+        _include_ops(app, appliance)
     app.add_middleware(SecureHeaders)
     return app
 
