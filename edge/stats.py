@@ -11,6 +11,8 @@ import numpy as np
 
 from edge.domain import Item, Verdict
 
+RATE_WINDOW_S = 300.0  # the longest horizon a rate is asked for: memory stays flat
+
 
 class Stats:
     def __init__(self, window: int = 5000):
@@ -24,7 +26,7 @@ class Stats:
         self.escapes = 0  # truth known (simulator): expected REJECT, got PASS
         self.false_rejects = 0  # expected PASS, got REJECT
         self._latency: deque[float] = deque(maxlen=window)
-        self._times: deque[float] = deque(maxlen=100000)
+        self._times: deque[float] = deque()  # verdict times of the last RATE_WINDOW_S
         self.started = time.monotonic()
 
     def update(self, item: Item) -> None:
@@ -40,7 +42,10 @@ class Stats:
             lat = item.latency_ms
             if lat is not None:
                 self._latency.append(lat)
-            self._times.append(time.monotonic())
+            now = time.monotonic()
+            self._times.append(now)
+            while now - self._times[0] > RATE_WINDOW_S:
+                self._times.popleft()
             truth = item.frame.truth if item.frame else None
             if truth and "expected" in truth:
                 if truth["expected"] == "REJECT" and item.verdict is Verdict.PASS:
@@ -49,6 +54,7 @@ class Stats:
                     self.false_rejects += 1
 
     def rate_per_min(self, horizon_s: float = 60.0) -> float:
+        horizon_s = min(horizon_s, RATE_WINDOW_S)
         now = time.monotonic()
         with self._lock:
             n = sum(1 for t in reversed(self._times) if now - t <= horizon_s)

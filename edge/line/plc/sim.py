@@ -60,7 +60,7 @@ class Conveyor:
     """Moves products from the photo-eye to the gate; the gate rejects unless told to accept."""
 
     #: products past the gate kept for inspection by tests and benches (bounded: a soak runs for hours)
-    KEEP_PAST_GATE = 20000
+    KEEP_PAST_GATE = 5000
 
     def __init__(self, enc: EncoderConfig, belt_mm_s: float | None = None, bin_capacity: int = 0):
         self.enc = enc
