@@ -72,7 +72,7 @@ class PLCOutput:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pending: deque[tuple[int, float]] = deque()  # (item seq, confirm due) for rejects
-        self._lat: deque[float] = deque(maxlen=20000)  # trigger -> PLC write, ms
+        self._lat: deque[float] = deque(maxlen=5000)  # trigger -> PLC write, ms (recent)
         self._consecutive = 0
         self._hb = 0
         self._last_hb = 0.0
