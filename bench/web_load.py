@@ -79,7 +79,8 @@ def login(url: str) -> str:
 
     with httpx.Client(base_url=url, timeout=30) as c:
         r = c.post("/login", data={"username": USER, "password": PASSWORD})
-        r.raise_for_status()
+        if r.status_code != 303 or "edge_session" not in c.cookies:
+            raise RuntimeError(f"login failed: {r.status_code} {r.text[:200]}")
         return c.cookies["edge_session"]
 
 

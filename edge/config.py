@@ -342,7 +342,7 @@ class WebConfig(Strict):
         description="serve the web UI from its own process, so its requests never hold the "
         "interpreter lock the inspection threads need (off: a thread of the line's process)",
     )
-    nice: int = Field(5, ge=0, le=19, description="CPU priority of the web process below the line")
+    nice: int = Field(12, ge=0, le=19, description="CPU priority of the web process below the line")
 
 
 # --------------------------------------------------------------------------- root
