@@ -218,12 +218,14 @@ def approve_cmd(
     state_dir: Path | None = StateOpt,
 ) -> None:
     """Approve a verified candidate (the previously approved version is retired)."""
-    by = by or reg_mod.whoami()
-    audit = _audit_hook(config, state_dir, by, reason)
-    try:
-        c = reg_mod.ModelRegistry(models).approve(name, version, by, reason, audit=audit)
-    except reg_mod.ModelError as exc:
-        _fail(str(exc))
+    c = _change(
+        config,
+        state_dir,
+        by,
+        reason,
+        lambda reg, who, audit: reg.approve(name, version, who, reason, audit=audit),
+        models,
+    )
     typer.echo(f"approved {c.name} {c.version}")
 
 
@@ -238,12 +240,14 @@ def retire_cmd(
     state_dir: Path | None = StateOpt,
 ) -> None:
     """Withdraw a version."""
-    by = by or reg_mod.whoami()
-    audit = _audit_hook(config, state_dir, by, reason)
-    try:
-        c = reg_mod.ModelRegistry(models).retire(name, version, by, reason, audit=audit)
-    except reg_mod.ModelError as exc:
-        _fail(str(exc))
+    c = _change(
+        config,
+        state_dir,
+        by,
+        reason,
+        lambda reg, who, audit: reg.retire(name, version, who, reason, audit=audit),
+        models,
+    )
     typer.echo(f"retired {c.name} {c.version}")
 
 
@@ -257,13 +261,25 @@ def rollback_cmd(
     state_dir: Path | None = StateOpt,
 ) -> None:
     """Retire the approved version and re-approve the one approved before it."""
-    by = by or reg_mod.whoami()
-    audit = _audit_hook(config, state_dir, by, reason)
+    c = _change(
+        config,
+        state_dir,
+        by,
+        reason,
+        lambda reg, who, audit: reg.rollback(name, who, reason, audit=audit),
+        models,
+    )
+    typer.echo(f"rolled back {name} to {c.version}")
+
+
+def _change(config, state_dir, by, reason, change, models):
+    """An audited registry change: the audit hook first, any refusal a clear error."""
+    who = by or reg_mod.whoami()
+    audit = _audit_hook(config, state_dir, who, reason)
     try:
-        c = reg_mod.ModelRegistry(models).rollback(name, by, reason, audit=audit)
+        return change(reg_mod.ModelRegistry(models), who, audit)
     except reg_mod.ModelError as exc:
         _fail(str(exc))
-    typer.echo(f"rolled back {name} to {c.version}")
 
 
 def register(app: typer.Typer) -> None:
