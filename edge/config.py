@@ -343,6 +343,11 @@ class WebConfig(Strict):
         "interpreter lock the inspection threads need (off: a thread of the line's process)",
     )
     nice: int = Field(12, ge=0, le=19, description="CPU priority of the web process below the line")
+    sched_idle: bool = Field(
+        True,
+        description="run the web process under SCHED_IDLE (Linux): it gets a core only when no "
+        "inspection thread wants one; off: plain `nice`",
+    )
 
 
 # --------------------------------------------------------------------------- root

@@ -75,6 +75,8 @@ class Reason(str, Enum):
     SERIAL_INVALID = "SERIAL_INVALID"
     DUPLICATE_SERIAL = "DUPLICATE_SERIAL"
     LOW_GRADE = "LOW_GRADE"
+    # appended later (numbers are append-only)
+    LIGHTING = "LIGHTING"  # the frame is too dark for a tool to vouch for it (lamp ageing)
 
 
 #: Numeric reason codes for PLC registers (stable: append only, never renumber).

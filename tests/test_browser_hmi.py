@@ -47,6 +47,9 @@ def live(tmp_path_factory):
     from edge.config import load_config
 
     tmp = tmp_path_factory.mktemp("live")
+    # the shipped registry (the default recipe runs its approved detector), in a copy the
+    # technician flows below may add candidates to
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models", tmp / "models")
     cfg = _override(
         load_config(None),
         **{

@@ -18,7 +18,10 @@ CTX = ToolContext(item_id="t", seq=1, deadline=time.monotonic() + 3600)
 
 
 def tools_for(scenario: str):
-    return build_tools(default_recipes()[scenario], Services())
+    """The default recipe's classic tools (the detector has its own tests)."""
+    recipe = default_recipes()[scenario]
+    classic = [t for t in recipe.tools if t.type != "defects"]
+    return build_tools(recipe.model_copy(update={"tools": classic}), Services())
 
 
 @cache

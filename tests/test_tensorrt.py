@@ -131,6 +131,9 @@ def test_tensorrt_engine_matches_fp32_reference(tmp_path):  # pragma: no cover -
     card = registry.ModelRegistry("models").approved("defects")
     d = registry.ModelRegistry("models").path(card.name, card.version)
     report = evaluate.verify(
-        d, "calibration/sim-v1", backend_config=TensorRTBackend(cache_dir=tmp_path), record=False
+        d,
+        "calibration/verify-sim-v1",
+        backend_config=TensorRTBackend(cache_dir=tmp_path),
+        record=False,
     )
     assert report["passed"], report["summary"]

@@ -5,6 +5,13 @@ of the file against its card, input shape) and loads it on the configured backen
 failure raises, so the line refuses to start rather than run an unverified model. Every
 result names the model (name, version, SHA-256) that decided. Raw detections go into
 `ctx.shared["detections"]` for later tools (the barcode tool finds codes there).
+
+Lamp ageing: the model knows the brightness it was trained at. With `light_reference`
+set, each frame is scaled so its 99th-percentile grey level meets that reference before
+inference (a dimmer lamp would otherwise read as defects: at 65 % light the default
+detector saw foreign tablets on good blisters). The gain is bounded by `max_gain`:
+beyond it the frame is out of the range the model was validated for, and the tool
+reports LIGHTING, a reject, rather than guess. The classic tools are unaffected.
 """
 
 from __future__ import annotations
@@ -32,6 +39,33 @@ class DefectParams(ToolParams):
         None, description="classes reported as findings (None: all but `code`)"
     )
     iou: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold")
+    light_reference: float | None = Field(
+        None,
+        gt=0,
+        le=255,
+        description="99th-percentile grey level of frames at nominal lighting; frames are "
+        "scaled to it before the detector (None: no compensation)",
+    )
+    max_gain: float = Field(
+        1.6, ge=1, description="largest compensation; a darker frame is reported as LIGHTING"
+    )
+
+
+def compensate_light(image: np.ndarray, reference: float) -> tuple[np.ndarray, float]:
+    """The frame scaled so its 99th-percentile grey level is `reference`; and the gain used.
+
+    Measured on a 4x subsampled grey image (the percentile of a 640x480 frame costs
+    ~1 ms in full; the subsample is within a grey level of it).
+    """
+    import cv2
+
+    small = image[::4, ::4]
+    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+    p99 = float(np.percentile(grey, 99))
+    gain = reference / max(p99, 1.0)
+    if abs(gain - 1.0) < 0.08:  # within nominal frame-to-frame spread: leave the frame alone
+        return image, 1.0
+    return cv2.convertScaleAbs(image, alpha=gain), gain
 
 
 class DefectTool(Tool):
@@ -76,6 +110,21 @@ class DefectTool(Tool):
             raise ModelError(f"tool {name!r}: model {card.name} {card.version}: {exc}") from None
 
     def inspect(self, image: np.ndarray, ctx: ToolContext) -> Any:
+        ref = self.params.light_reference
+        if ref is not None:
+            image, gain = compensate_light(image, ref)
+            if gain > self.params.max_gain:
+                return self.result(
+                    findings=[
+                        self.finding(
+                            "LIGHTING",
+                            f"frame needs gain {gain:.2f} (> {self.params.max_gain}): "
+                            "lamp too dim for the detector",
+                            value=gain,
+                        )
+                    ],
+                    model=dict(self.model_info),
+                )
         dets = self.backend.infer(image, conf=self.thresholds, iou=self.params.iou)
         ctx.shared.setdefault("detections", []).extend(dets)
         findings = [

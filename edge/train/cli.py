@@ -52,6 +52,9 @@ def train_cmd(
     epochs: int = typer.Option(30),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("runs/train"), help="training run folder"),
+    device: str = typer.Option("cpu", help='"cpu", or a CUDA GPU index such as "0"'),
+    workers: int = typer.Option(0, help="data loader processes (0: in the training process)"),
+    batch: int = typer.Option(16),
     name: str | None = typer.Option(None, help="register the result as a candidate of this model"),
     version: str | None = typer.Option(None, help="candidate version (with --name)"),
     models: Path = MODELS_OPT,
@@ -76,7 +79,16 @@ def train_cmd(
             )
 
     best = train(
-        data, arch=arch, imgsz=imgsz, epochs=epochs, seed=seed, out=out, on_progress=progress
+        data,
+        arch=arch,
+        imgsz=imgsz,
+        epochs=epochs,
+        seed=seed,
+        out=out,
+        on_progress=progress,
+        device=device,
+        workers=workers,
+        batch=batch,
     )
     typer.echo(f"weights: {best}")
     if name:
@@ -89,7 +101,13 @@ def train_cmd(
             input_size=imgsz,
             arch=arch,
             dataset={"path": str(data), "manifest_sha256": man["sha256"], "files": man["count"]},
-            training={"epochs": epochs, "imgsz": imgsz, "seed": seed},
+            training={
+                "epochs": epochs,
+                "imgsz": imgsz,
+                "seed": seed,
+                "batch": batch,
+                "device": device,
+            },
         )
         typer.echo(f"candidate: {card.name} {card.version} ({models / card.name / card.version})")
 
@@ -98,7 +116,7 @@ def quantize_cmd(
     name: str = typer.Argument(..., help="model name"),
     version: str = typer.Argument(..., help="candidate version"),
     calibration: Path = typer.Option(Path("calibration/sim-v1"), help="calibration image set"),
-    method: str = typer.Option("minmax", help="minmax | entropy | percentile"),
+    method: str = typer.Option("percentile", help="percentile | minmax | entropy"),
     models: Path = MODELS_OPT,
 ) -> None:
     """INT8 Q/DQ ONNX of a candidate, from the calibration set (static, symmetric, per-channel)."""
@@ -144,7 +162,7 @@ def list_cmd(models: Path = MODELS_OPT, as_json: bool = typer.Option(False, "--j
 def verify_cmd(
     name: str,
     version: str | None = typer.Argument(None, help="default: the approved version"),
-    images: Path = typer.Option(Path("calibration/sim-v1"), help="fixed image set"),
+    images: Path = typer.Option(Path("calibration/verify-sim-v1"), help="fixed image set"),
     backend: str = typer.Option("onnx", help="onnx | tensorrt"),
     limit: int = typer.Option(200),
     record: bool = typer.Option(True, help="write the report into a candidate's card"),

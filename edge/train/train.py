@@ -95,11 +95,15 @@ def train(
     workers: int = 0,
     threads: int | None = None,
     extra: dict[str, Any] | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Train from scratch on a prepared dataset (`data.yaml` inside `data_dir`); returns best.pt.
 
     `on_progress` gets {"stage": "epoch", "epoch", "epochs", "metrics", "elapsed_s"} after
-    every epoch (train + val), {"stage": "done", ...} at the end. Seeded and deterministic.
+    every epoch (train + val), {"stage": "done", ...} at the end. Seeded; deterministic on
+    the CPU (on a GPU, cuDNN kernels may differ from run to run in the last bits). `device`
+    is ultralytics' own ("cpu", "0" for the first CUDA GPU); mixed precision stays off so
+    that no AMP self-check tries to download weights.
     """
     data_dir = Path(data_dir).resolve()
     data_yaml = data_dir / "data.yaml"
@@ -136,7 +140,7 @@ def train(
         "epochs": epochs,
         "seed": seed,
         "deterministic": True,
-        "device": "cpu",
+        "device": device,
         "workers": workers,
         "batch": batch,
         "amp": False,
@@ -151,6 +155,7 @@ def train(
         "cache": False,
     }
     args.update(extra or {})
+    _write_environment(out / "run", device)
     results = model.train(**args)
     best = Path(model.trainer.best if model.trainer else "")
     if not best.is_file():
@@ -169,6 +174,27 @@ def train(
             }
         )
     return best
+
+
+def _write_environment(run: Path, device: str) -> None:
+    """What the run ran on (args.yaml says only "0" for a GPU), for the model card."""
+    import json
+    import platform
+
+    import torch
+    import ultralytics
+
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    env = {
+        "device_name": torch.cuda.get_device_name(int(device.split(",")[0]))
+        if on_gpu
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+        "python": platform.python_version(),
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "environment.json").write_text(json.dumps(env, indent=1) + "\n")
 
 
 def export_onnx(weights: str | Path, out_path: str | Path, imgsz: int = 320) -> Path:

@@ -16,11 +16,9 @@ line process keeps only a small bridge:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import multiprocessing as mp
-import os
 import threading
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from edge.alarms import Alarm
 from edge.bus import Bus
 from edge.domain import Frame, Item
 from edge.inspect.base import BatchState
+from edge.ops.priority import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class IsolatedWeb:
                 self._events_r,
                 child_rpc,
                 port_w,
-                self.cfg.nice,
+                (self.cfg.nice, self.cfg.sched_idle),
             ),
             name="edge-web",
             daemon=True,
@@ -361,7 +360,7 @@ def ops_router(remote: _Remote) -> Any:
     return r
 
 
-def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, nice: int) -> None:
+def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, priority: tuple[int, bool]) -> None:
     """Entry of the web process."""
     import uvicorn
 
@@ -369,8 +368,7 @@ def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, nice: int) -> None:
     from edge.web.server import create_app
 
     configure(logging.WARNING)
-    with contextlib.suppress(OSError):
-        os.nice(nice)
+    run_in_background(*priority)
     remote = _Remote(rpc)
     appliance = RemoteAppliance(cfg, remote)
     first = events.recv()  # the first snapshot, so the first page is complete

@@ -14,6 +14,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from edge.ops.priority import run_in_background
+
 
 class Progress:
     def __init__(self, d: Path):
@@ -176,10 +178,7 @@ RUNNERS = {"train": run_train, "evaluate": run_evaluate, "shadow": run_shadow}
 
 def main(argv: list[str]) -> int:
     kind, d = argv[0], Path(argv[1])
-    try:
-        os.nice(19)  # the line always comes first
-    except OSError:
-        pass
+    run_in_background(19)  # the line always comes first
     progress = Progress(d)
     meta = json.loads((d / "job.json").read_text())
     progress({"stage": "started", "kind": kind, "pid": os.getpid()})
