@@ -15,20 +15,14 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.capture.simulator import export
 from edge.config import OnnxBackend, SimulatorSource, ToolSpec, default_recipes
-from edge.decide import decide
-from edge.domain import ToolResult
-from edge.evaluate import evaluate, read_jsonl
-from edge.inspect.base import BatchState, Services, ToolContext
-from edge.inspect.registry import build_tools
+from edge.inspect.base import Services
+from edge.train.line_eval import line_evaluate
 
 DEFAULT_SEEDS = {"vials": 4001, "blisters": 4002}
 #: detector classes reported per scenario when the recipe has no `defects` tool yet
@@ -36,28 +30,6 @@ SCENARIO_CLASSES = {
     "vials": ["crack", "particle", "scratch", "missing_cap", "cap_tilt", "low_fill"],
     "blisters": ["empty_pocket", "broken_tablet", "foreign_tablet"],
 }
-
-
-def run(recipe, tools, truth, folder: Path, batch: BatchState) -> list[dict]:
-    names = [t.name for t in tools]
-    preds = []
-    for i, t in enumerate(truth):
-        img = cv2.imread(str(folder / t["image"]), cv2.IMREAD_COLOR)
-        ctx = ToolContext(
-            item_id=t["id"], seq=i, deadline=time.monotonic() + 60, batch=batch, now=time.time()
-        )
-        results = []
-        for tool in tools:
-            try:
-                r = tool.inspect(img, ctx)
-            except Exception as exc:
-                r = ToolResult(
-                    tool=tool.name, version=tool.version, error=f"{type(exc).__name__}: {exc}"
-                )
-            results.append(r)
-        verdict, reasons = decide(recipe, names, results)
-        preds.append({"id": t["id"], "verdict": verdict.value, "reasons": reasons})
-    return preds
 
 
 def main() -> int:
@@ -82,9 +54,6 @@ def main() -> int:
             folder,
             a.items,
         )
-        truth = read_jsonl(folder / "truth.jsonl")
-        b = json.loads((folder / "batch.json").read_text())
-        batch = BatchState(lot=b["lot"], gtin=b["gtin"], expiry=b["expiry"])
         recipe = default_recipes()[scenario]
         services = Services(models_dir=a.models, backend=OnnxBackend(threads=a.threads))
         res = {"seed": seed, "items": a.items}
@@ -97,29 +66,7 @@ def main() -> int:
             "classic_only": recipe.model_copy(update={"tools": classic}),
         }
         for label, rec in variants.items():
-            tools = build_tools(rec, services)
-            t0 = time.perf_counter()
-            preds = run(rec, tools, truth, folder, batch)
-            ms = (time.perf_counter() - t0) * 1000 / max(len(truth), 1)
-            ev = evaluate(truth, preds)
-            res[label] = {
-                "critical_escape_rate": ev["critical_escape_rate"],
-                "critical_escapes": ev["critical_escapes"],
-                "critical_items": ev["critical_items"],
-                "escape_rate": ev["escape_rate"],
-                "false_reject_rate": ev["false_reject_rate"],
-                "false_rejects": ev["false_rejects"],
-                "expected_pass": ev["expected_pass"],
-                "ms_per_item": round(ms, 1),
-                "missed": {
-                    r: v["escaped_ids"][:5] for r, v in ev["per_reason"].items() if v["escaped_ids"]
-                },
-                "recall": {
-                    r: v["recall"] for r, v in ev["per_reason"].items() if v["recall"] is not None
-                },
-            }
-            for t in tools:
-                t.close()
+            res[label] = line_evaluate(rec, services, folder)
         out[scenario] = res
     tmp.cleanup()
     if a.json:

@@ -198,6 +198,13 @@ class ToolSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class Acceptance(Strict):
+    """What a model change must show, item by item through the whole recipe, before approval."""
+
+    max_critical_escape_rate: float = Field(0.001, ge=0, le=1)
+    max_false_reject_rate: float = Field(0.003, ge=0, le=1)
+
+
 class Recipe(Strict):
     name: str
     scenario: Scenario | None = None
@@ -207,6 +214,7 @@ class Recipe(Strict):
     require_batch: bool = False
     deadline_ms: float | None = Field(None, gt=0, description="overrides pipeline.deadline_ms")
     consecutive_rejects_stop: int = Field(0, ge=0, description="line-stop after N rejects in a row")
+    acceptance: Acceptance = Field(default_factory=Acceptance)
 
     @model_validator(mode="after")
     def _tools_valid(self) -> Recipe:

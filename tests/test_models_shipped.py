@@ -345,3 +345,74 @@ def test_cpu_relu_folding_removes_every_float_relu_and_stays_as_close_to_fp32():
             err_unfolded = np.abs(y[rows][:, sel] - ya[rows][:, sel]).max()
             err_folded = np.abs(y[rows][:, sel] - yb[rows][:, sel]).max()
             assert err_folded <= err_unfolded + slack, (err_folded, err_unfolded)
+
+
+def test_item_level_evaluation_runs_the_whole_recipe_with_the_pinned_version(
+    approved_copy, tmp_path
+):
+    """What a technician's evaluation reports besides AP: verdicts of the whole recipe."""
+    from edge.capture.simulator import export
+    from edge.config import default_recipes
+    from edge.train.line_eval import acceptance_failures, line_evaluate
+
+    folder = tmp_path / "items"
+    export(SimulatorSource(scenario="vials", seed=41, defect_rate=0.5, realtime=False), folder, 40)
+    recipe = default_recipes()["vials"]
+    card = shipped_card()
+    services = Services(models_dir=approved_copy, backend=OnnxBackend(threads=2))
+    line = line_evaluate(recipe, services, folder, card.version)
+    assert line["items"] == 40 and line["critical_items"] >= 5
+    assert line["critical_escapes"] == 0 and line["false_rejects"] == 0
+    assert acceptance_failures(recipe, line) == []
+    # a candidate loads for an evaluation (it decides nothing), never for the line
+    d = _dir(approved_copy)
+    c = load_card(d)
+    c.status = "candidate"
+    save_card(d, c)
+    line = line_evaluate(recipe, Services(models_dir=approved_copy), folder, card.version, limit=5)
+    assert line["items"] == 5
+    with pytest.raises(ModelError, match="not approved"):
+        tool(approved_copy, version=card.version)
+
+
+def test_the_evaluation_job_judges_item_rates_against_the_recipe_acceptance(
+    approved_copy, tmp_path
+):
+    from edge.capture.simulator import export
+    from edge.config import default_recipes
+    from edge.web.jobrun import run_evaluate
+
+    folder = tmp_path / "items"
+    export(SimulatorSource(scenario="vials", seed=42, defect_rate=0.5, realtime=False), folder, 20)
+    recipe = default_recipes()["vials"].model_copy(deep=True)
+    recipe.acceptance.max_false_reject_rate = 0.0
+    version = shipped_card().version
+    args = {
+        "name": NAME,
+        "candidate": version,
+        "test_dir": str(folder),
+        "models_dir": str(approved_copy),
+        "line_dir": str(folder),
+        "recipe": recipe.model_dump(mode="json"),
+    }
+    out = run_evaluate(args, tmp_path, lambda ev: None)
+    line = out["candidate"]["line"]
+    assert line["items"] == 20 and line["critical_escapes"] == 0
+    assert out["acceptance"]["criteria"]["max_critical_escape_rate"] == 0.001
+    assert out["acceptance"]["passed"], out["acceptance"]
+
+
+def test_item_rates_above_the_recipe_limits_fail_acceptance():
+    from edge.config import default_recipes
+    from edge.train.line_eval import acceptance_failures
+
+    line = {
+        "critical_escape_rate": 0.002,
+        "critical_escapes": 1,
+        "critical_items": 500,
+        "false_reject_rate": 0.004,
+        "false_rejects": 18,
+        "expected_pass": 4500,
+    }
+    fails = acceptance_failures(default_recipes()["vials"], line)
+    assert len(fails) == 2 and "1/500" in fails[0] and "18/4500" in fails[1]

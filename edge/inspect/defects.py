@@ -79,7 +79,11 @@ class DefectTool(Tool):
         backend_cfg = services.get("backend")
         try:
             card, path = ModelRegistry(models_dir).resolve(
-                params.model, params.version, params.precision
+                params.model,
+                params.version,
+                params.precision,
+                # set by edge.train.line_eval only: an evaluation decides nothing
+                allow_unapproved=bool(services.get("evaluation_only")),
             )
         except ModelError as exc:
             raise ModelError(f"tool {name!r}: {exc}") from None

@@ -168,12 +168,17 @@ class ModelRegistry:
         return problems
 
     def resolve(
-        self, name: str, version: str | None = None, precision: str = "int8"
+        self,
+        name: str,
+        version: str | None = None,
+        precision: str = "int8",
+        allow_unapproved: bool = False,
     ) -> tuple[ModelCard, Path]:
         """The approved model the line may load, checked: (card, path of the file to run).
 
         Raises ModelError for: unknown model, no approved version, a named version that is
-        not approved, a file missing or not matching its SHA-256.
+        not approved, a file missing or not matching its SHA-256. `allow_unapproved` is for
+        evaluations that decide nothing (a named candidate may load; its files are checked).
         """
         if not self.versions(name):
             raise ModelError(f"no model named {name!r} in {self.root} (known: {self.names()})")
@@ -183,7 +188,7 @@ class ModelRegistry:
                 raise ModelError(f"model {name!r} has no approved version in {self.root}")
         else:
             card = self.card(name, version)
-            if card.status != "approved":
+            if card.status != "approved" and not allow_unapproved:
                 raise ModelError(
                     f"model {name} {version} is {card.status}, not approved: the line loads only "
                     "approved models"

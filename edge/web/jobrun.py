@@ -102,12 +102,36 @@ def run_evaluate(args: dict[str, Any], d: Path, progress: Progress) -> dict[str,
         c = (cand.get("ap50") or {}).get(cls, 0.0)
         if c < ap - max_drop:
             failures.append(f"AP50 of {cls} falls {ap:.3f} -> {c:.3f}")
-    out["acceptance"] = {
-        "passed": not failures,
-        "failures": failures,
-        "criteria": {"min_map50": min_map, "max_class_drop": max_drop},
-    }
+    criteria: dict[str, Any] = {"min_map50": min_map, "max_class_drop": max_drop}
+    if args.get("recipe") and args.get("line_dir"):
+        failures += _line_evaluate(args, out, criteria, progress)
+    out["acceptance"] = {"passed": not failures, "failures": failures, "criteria": criteria}
     return out
+
+
+def _line_evaluate(
+    args: dict[str, Any], out: dict[str, Any], criteria: dict[str, Any], progress: Progress
+) -> list[str]:
+    """Item by item through the whole recipe, candidate and approved each pinned in turn."""
+    from edge.config import OnnxBackend, Recipe
+    from edge.inspect.base import Services
+    from edge.train.line_eval import acceptance_failures, line_evaluate
+
+    recipe = Recipe.model_validate(args["recipe"])
+    criteria.update(recipe.acceptance.model_dump())
+    failures: list[str] = []
+    for role in ("candidate", "approved"):
+        if role not in out:
+            continue
+        progress({"stage": "line", "model": role, "version": out[role]["version"]})
+        services = Services(models_dir=args["models_dir"], backend=OnnxBackend(threads=1))
+        line = line_evaluate(
+            recipe, services, args["line_dir"], out[role]["version"], args.get("limit")
+        )
+        out[role]["line"] = line
+        if role == "candidate":
+            failures += [f"items: {f}" for f in acceptance_failures(recipe, line)]
+    return failures
 
 
 def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.train.line_eval import has_item_truth
 from edge.web.auth import Session
 from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, esign, page, require
 from edge.web.jobs import JobError, Jobs
@@ -556,6 +557,12 @@ def models_evaluate(
         ),
         "models_dir": str(models_dir(ctx).resolve()),
     }
+    if has_item_truth(test_dir):  # an `edge sim` export: item-level rates through the recipe
+        args |= {
+            "line_dir": str(test_dir),
+            "recipe": ctx.pipeline.recipe.model_dump(mode="json"),
+            "limit": body.limit,
+        }
     try:
         jid = jobs_of(ctx).start("evaluate", args, s.username)
     except JobError as exc:

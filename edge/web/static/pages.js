@@ -43,7 +43,11 @@
     const box = $("job-result"); box.replaceChildren();
     if (r.acceptance) {
       box.append(EI.el("p", { class: r.acceptance.passed ? "ok" : "notok" }, r.acceptance.passed ? "Acceptance criteria met" : "Acceptance FAILED: " + r.acceptance.failures.join("; ")));
-      for (const role of ["candidate", "approved"]) if (r[role]) box.append(EI.el("pre", { class: "log" }, role + " " + r[role].version + ": " + JSON.stringify(r[role].int8 || r[role], null, 1)));
+      for (const role of ["candidate", "approved"]) if (r[role]) {
+        const l = r[role].line;
+        if (l) box.append(EI.el("p", { "data-line": role }, role + " " + r[role].version + " through the recipe, " + l.items + " items: critical escapes " + l.critical_escapes + "/" + l.critical_items + ", false rejects " + l.false_rejects + "/" + l.expected_pass));
+        box.append(EI.el("pre", { class: "log" }, role + " " + r[role].version + ": " + JSON.stringify(r[role].int8 || r[role], null, 1)));
+      }
     }
     if (r.diffs) {
       box.append(EI.el("p", {}, r.differ + " of " + r.images + " recorded images get a different verdict."));
