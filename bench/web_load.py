@@ -127,6 +127,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=600.0, help="items per minute")
     ap.add_argument("--config", default=None)
     ap.add_argument("--training", action="store_true", help="also run a training job in phase 2")
+    ap.add_argument(
+        "--web-idle", action="store_true", help="web process under SCHED_IDLE (default: nice 12)"
+    )
     a = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     tmp = Path(tempfile.mkdtemp(prefix="edge-webload-"))
@@ -139,6 +142,7 @@ def main() -> None:
             "web.port": 0,
             "web.host": "127.0.0.1",
             "mqtt.enabled": False,
+            "web.sched_idle": a.web_idle,
         },
     )
     appl = Appliance(cfg)

@@ -352,9 +352,10 @@ class WebConfig(Strict):
     )
     nice: int = Field(12, ge=0, le=19, description="CPU priority of the web process below the line")
     sched_idle: bool = Field(
-        True,
-        description="run the web process under SCHED_IDLE (Linux): it gets a core only when no "
-        "inspection thread wants one; off: plain `nice`",
+        False,
+        description="run the web process under SCHED_IDLE (Linux) instead of `nice`. Off by "
+        "default: a web process starved by an idle-class training job held the line's p50 at "
+        "twice its value (bench/web_load.py --training)",
     )
 
 

@@ -1,14 +1,12 @@
 """CPU priority of the processes beside the line (web UI, training and evaluation jobs).
 
-On Linux they run under SCHED_IDLE: they get a core only when no inspection thread wants
-it, so a burst of HMI requests or a training epoch cannot delay a verdict. Plain `nice`
-is not enough on a two-core box: a nice-19 process still takes a share of a busy core
-(about 1.5% per competing thread by weight, but whole scheduler slices at a time), which
-is what shows up in the line's p99. Where SCHED_IDLE is unavailable, `nice` is the
-fallback.
+Training and evaluation jobs run under SCHED_IDLE on Linux: they get a core only when no
+other thread wants it. The web process runs at `nice` 12 by default, not SCHED_IDLE:
+with both under SCHED_IDLE, a training job starved the web process, and the line's p50
+doubled (measured with bench/web_load.py --training; the mechanism was not pinned down).
+Where SCHED_IDLE is unavailable, `nice` is the fallback.
 
-The line's own process never calls this. The cost: these processes starve while the line
-saturates the CPU; the HMI then answers late, which is the right order of things.
+The line's own process never calls this.
 """
 
 from __future__ import annotations

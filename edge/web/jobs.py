@@ -138,6 +138,7 @@ class Jobs:
             **meta,
             "state": state,
             "returncode": rc,
+            "pid": p.pid if p is not None else None,  # leads its own process group
             "epoch": epochs[-1] if epochs else None,
             "epochs": epochs,
             "result": result,
