@@ -70,7 +70,7 @@ def compensate_light(image: np.ndarray, reference: float) -> tuple[np.ndarray, f
 
 class DefectTool(Tool):
     type_key: ClassVar[str] = "defects"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: lamp-ageing compensation, LIGHTING
     Params: ClassVar[type[ToolParams]] = DefectParams
 
     def __init__(self, name: str, params: DefectParams, services: Services):
