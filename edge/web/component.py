@@ -15,30 +15,35 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def make_server(app: Any, host: str, port: int) -> Any:
+    """The uvicorn server the web UI runs on, in a thread or in its own process alike."""
+    import uvicorn
+
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=30,
+        )
+    )
+
+
 class WebComponent:
     name = "web"
 
     def __init__(self, appliance: Any):
-        import uvicorn
-
         from edge.web.server import create_app
 
         self.appliance = appliance
         self.cfg = appliance.cfg.web
         self.app = create_app(appliance)
         self.ctx = self.app.state.ctx
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                host=self.cfg.host,
-                port=self.cfg.port,
-                log_level="warning",
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=2,
-                timeout_keep_alive=30,
-            )
-        )
+        self.server = make_server(self.app, self.cfg.host, self.cfg.port)
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 

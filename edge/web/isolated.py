@@ -362,9 +362,8 @@ def ops_router(remote: _Remote) -> Any:
 
 def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, priority: tuple[int, bool]) -> None:
     """Entry of the web process."""
-    import uvicorn
-
     from edge.ops.logs import configure
+    from edge.web.component import make_server
     from edge.web.server import create_app
 
     configure(logging.WARNING)
@@ -375,17 +374,7 @@ def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, priority: tuple[int
     if first and first[0] == "snapshot":
         appliance.pipeline.snap = first[1]
     app = create_app(appliance, ops=ops_router(remote))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=cfg.web.host,
-            port=cfg.web.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_keep_alive=30,
-        )
-    )
+    server = make_server(app, cfg.web.host, cfg.web.port)
 
     def announce() -> None:
         end = time.monotonic() + 30
