@@ -122,6 +122,9 @@ class Subscriber:
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
         self.client.on_connect = self._on_connect
+        # ready once the broker has acknowledged the subscription: a message published
+        # between SUBSCRIBE and SUBACK would otherwise be missed (a flaky test)
+        self.client.on_subscribe = lambda *a: self.connected.set()
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
@@ -134,7 +137,6 @@ class Subscriber:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         client.subscribe(self.topic, qos=1)
-        self.connected.set()
 
     def _on_message(self, client, userdata, msg):
         try:
