@@ -67,12 +67,14 @@ def clients_main(url: str, tokens: list[str], stop: Any, out: mp.Queue) -> None:
                         seq = last
                         await c.get(f"/api/line/frame/{seq}.jpg")
                         stats["frames"] += 1
-                except Exception:
+                except Exception as exc:
                     stats["errors"] += 1
+                    kinds = stats["error_kinds"]
+                    kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
                 await asyncio.sleep(0.5)
 
     async def all_panels() -> dict:
-        stats = {"requests": 0, "frames": 0, "errors": 0}
+        stats: dict = {"requests": 0, "frames": 0, "errors": 0, "error_kinds": {}}
         await asyncio.gather(*(panel(t, stats) for t in tokens), return_exceptions=True)
         return stats
 

@@ -353,9 +353,10 @@ class WebConfig(Strict):
     nice: int = Field(12, ge=0, le=19, description="CPU priority of the web process below the line")
     sched_idle: bool = Field(
         False,
-        description="run the web process under SCHED_IDLE (Linux) instead of `nice`. Off by "
-        "default: a web process starved by an idle-class training job held the line's p50 at "
-        "twice its value (bench/web_load.py --training)",
+        description="run the web process under SCHED_IDLE (Linux) instead of `nice`. Both keep "
+        "the line's p99 within 10 % with 50 panels and a training run (bench/web_load.py); "
+        "off by default because under SCHED_IDLE the panels get no CPU at all while the line "
+        "keeps both cores busy, and `nice` still gives them a small share",
     )
 
 

@@ -28,6 +28,7 @@ from edge.inspect.registry import build_tools
 from edge.line.tracking import Tracker
 from edge.record import item_row
 from edge.stats import Stats
+from edge.store.alarm_log import AlarmLog
 from edge.store.db import Database
 from edge.store.images import ImageStore, ImageWriter, image_id
 
@@ -154,6 +155,7 @@ class Pipeline:
         self.bus = bus or Bus()
         self.stats = Stats()
         self.alarms = Alarms(self.bus)
+        AlarmLog(self.db).subscribe(self.bus)
         self.services = services or Services()
         self.services.__dict__.setdefault("models_dir", cfg.inference.models_dir)
         self.services.__dict__.setdefault("backend", cfg.inference.backend)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from edge.web.auth import MAX_FAILED, Sessions
+from edge.web.auth import MAX_FAILED, Sessions, UserStore
 from edge.web.server import create_app
 
 import web_support as ws
@@ -141,3 +143,48 @@ def test_edge_users_create_prompts_for_the_password_and_audits_the_change(tmp_pa
     assert audit.entries(action="user.create")[0]["user"].startswith("shell:")
     res = runner.invoke(cli_app, ["users", "list", "--state-dir", str(tmp_path)])
     assert "root" in res.output and "admin" in res.output
+
+
+def test_a_restart_of_the_web_server_keeps_the_panels_logged_in(client):
+    csrf = ws.login(client, "olga")
+    token = client.cookies["edge_session"]
+    restarted = TestClient(create_app(client.appl))  # a new server process: empty memory
+    restarted.cookies.set("edge_session", token)
+    me = restarted.get("/api/me")
+    assert me.status_code == 200 and me.json()["csrf"] == csrf
+    assert me.json()["role"] == "operator"
+
+
+def test_the_database_holds_only_a_digest_of_each_session_token(client):
+    ws.login(client, "olga")
+    token = client.cookies["edge_session"]
+    rows = client.appl.pipeline.db.conn.execute("SELECT * FROM sessions").fetchall()
+    assert len(rows) == 1 and token not in json.dumps([dict(r) for r in rows])
+
+
+def test_logging_out_ends_the_session_for_every_server(client):
+    ws.login(client, "olga")
+    token = client.cookies["edge_session"]
+    client.post("/logout", headers={"x-csrf-token": client.get("/api/me").json()["csrf"]})
+    other = TestClient(create_app(client.appl))
+    other.cookies.set("edge_session", token)
+    assert other.get("/api/me").status_code == 401
+
+
+def test_a_user_disabled_from_the_shell_loses_the_sessions_a_running_server_holds(client):
+    ws.login(client, "olga")
+    assert client.get("/api/line/state").status_code == 200
+    shell = UserStore(client.appl.pipeline.db, client.appl.audit)  # another process's view
+    shell.set_disabled("olga", True, by="shell:root", reason="left the company")
+    client.ctx.sessions.PERSIST_S = 0  # the server re-checks its sessions this often
+    assert client.get("/api/line/state").status_code == 401
+
+
+def test_a_session_restored_after_a_restart_still_expires_when_idle(client):
+    ws.login(client, "olga")
+    token = client.cookies["edge_session"]
+    client.appl.pipeline.db.conn.execute("UPDATE sessions SET last_seen_utc = last_seen_utc - 1e5")
+    restarted = TestClient(create_app(client.appl))
+    restarted.cookies.set("edge_session", token)
+    r = restarted.get("/api/me")
+    assert r.status_code == 401 and "expired" in r.json()["detail"]

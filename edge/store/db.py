@@ -115,6 +115,29 @@ MIGRATIONS: list[str] = [
         updated_utc REAL NOT NULL
     );
     """,
+    # 3: login sessions and the alarm log survive a restart of the web or line process
+    """
+    CREATE TABLE sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_utc REAL NOT NULL,
+        last_seen_utc REAL NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions(username);
+    CREATE TABLE alarm_log (
+        id INTEGER PRIMARY KEY,
+        ts_utc REAL NOT NULL,
+        event TEXT NOT NULL CHECK (event IN ('raised', 'cleared', 'acked')),
+        code TEXT NOT NULL,
+        message TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        line_stop INTEGER NOT NULL,
+        raised_utc REAL NOT NULL,
+        by TEXT
+    );
+    CREATE INDEX alarm_log_raised ON alarm_log(raised_utc);
+    """,
 ]
 
 

@@ -2,18 +2,20 @@
 
 Roles: operator (HMI), technician (datasets, training), qa (approve models, audit,
 sign reports), admin (users). A session is a random token in an HttpOnly SameSite
-cookie, held in memory (a restart logs everyone out) and expired after the idle
-timeout; each session has its own CSRF token that every state-changing request
+cookie, kept in the database (a restart of the web process logs nobody out) and
+expired after the idle timeout; each session has its own CSRF token that every state-changing request
 must echo. Repeated wrong passwords lock the account for a while. Every user
 change and every lockout goes to the audit trail.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
 import secrets
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -113,6 +115,8 @@ class UserStore:
                 "UPDATE users SET disabled = ?, failed = 0, locked_until = NULL WHERE username = ?",
                 (int(disabled), username),
             )
+            if disabled:  # ends the user's sessions in every process (see Sessions.get)
+                c.execute("DELETE FROM sessions WHERE username = ?", (username,))
         self.audit.record(
             by,
             "user.disable" if disabled else "user.enable",
@@ -131,6 +135,7 @@ class UserStore:
                 " locked_until = NULL WHERE username = ?",
                 (_hasher.hash(password), time.time(), username),
             )
+            c.execute("DELETE FROM sessions WHERE username = ?", (username,))
         self.audit.record(by, "user.password", username, reason=reason)  # never the password
 
     def _must(self, username: str) -> dict[str, Any]:
@@ -216,12 +221,27 @@ class Session:
 
 
 class Sessions:
-    """In-memory sessions with an idle timeout."""
+    """Login sessions with an idle timeout, kept in the database so that a restart of the
+    web process (by the line's watchdog, or an update) does not log the panels out.
 
-    def __init__(self, timeout_min: float):
+    Only a SHA-256 of each token is stored: a copy of the database opens no session.
+    Role and name are read from the users table when a session is loaded, so a session
+    never outlives its user's disabling or keeps an old role. Requests are served from
+    memory; `last_seen` reaches the database at most every `PERSIST_S`, so the idle
+    timeout after a restart is at most that much shorter, never longer.
+    """
+
+    PERSIST_S = 30.0
+
+    def __init__(self, timeout_min: float, db: Database | None = None):
         self.timeout_s = timeout_min * 60.0
         self._by_token: dict[str, Session] = {}
+        self._persisted: dict[str, float] = {}  # token -> last_seen written to the database
         self._lock = threading.Lock()
+        self._conn = db.connect() if db is not None else None
+        if self._conn is not None:
+            # touches run on the event loop: never wait long for the recorder's write lock
+            self._conn.execute("PRAGMA busy_timeout=200")
 
     def create(self, user: dict[str, Any]) -> Session:
         s = Session(
@@ -233,6 +253,15 @@ class Sessions:
         )
         with self._lock:
             self._by_token[s.token] = s
+            self._write(
+                "INSERT INTO sessions (token_sha256, username, csrf, created_utc, last_seen_utc)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (_digest(s.token), s.username, s.csrf, s.created, s.last_seen),
+            )
+            self._write(
+                "DELETE FROM sessions WHERE last_seen_utc < ?", (s.created - self.timeout_s,)
+            )
+            self._persisted[s.token] = s.last_seen
         return s
 
     def get(self, token: str | None, *, touch: bool = True) -> tuple[Session | None, str]:
@@ -241,30 +270,83 @@ class Sessions:
             return None, "none"
         now = time.time()
         with self._lock:
-            s = self._by_token.get(token)
+            s = self._by_token.get(token) or self._load(token)
             if s is None:
                 return None, "unknown"
             if now - s.last_seen > self.timeout_s:
-                del self._by_token[token]
+                self._forget(token)
                 return None, "expired"
             if touch:
                 s.last_seen = now
+                if now - self._persisted.get(token, 0.0) >= self.PERSIST_S:
+                    n = self._write(
+                        "UPDATE sessions SET last_seen_utc = ? WHERE token_sha256 = ?",
+                        (now, _digest(token)),
+                    )
+                    if n == 0:  # ended elsewhere: user disabled or password changed
+                        self._forget(token)
+                        return None, "unknown"
+                    self._persisted[token] = now
             return s, ""
 
     def drop(self, token: str | None) -> None:
         with self._lock:
-            self._by_token.pop(token or "", None)
+            self._forget(token or "")
 
     def drop_user(self, username: str) -> None:
         with self._lock:
             for t in [t for t, s in self._by_token.items() if s.username == username]:
                 del self._by_token[t]
+            self._write("DELETE FROM sessions WHERE username = ?", (username,))
 
     def update_user(self, username: str, role: str) -> None:
         with self._lock:
             for s in self._by_token.values():
                 if s.username == username:
                     s.role = role
+
+    def _load(self, token: str) -> Session | None:
+        if self._conn is None:
+            return None
+        row = self._conn.execute(
+            "SELECT s.*, u.full_name, u.role, u.disabled FROM sessions s"
+            " JOIN users u USING (username) WHERE s.token_sha256 = ?",
+            (_digest(token),),
+        ).fetchone()
+        if row is None or row["disabled"]:
+            return None
+        s = Session(
+            token=token,
+            username=row["username"],
+            full_name=row["full_name"],
+            role=row["role"],
+            csrf=row["csrf"],
+            created=row["created_utc"],
+            last_seen=row["last_seen_utc"],
+        )
+        self._by_token[token] = s
+        self._persisted[token] = s.last_seen
+        return s
+
+    def _forget(self, token: str) -> None:
+        self._by_token.pop(token, None)
+        self._persisted.pop(token, None)
+        self._write("DELETE FROM sessions WHERE token_sha256 = ?", (_digest(token),))
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> int | None:
+        """Rows changed; None when not written. Best effort: a session in memory stays
+        valid while the database is busy or full."""
+        if self._conn is None:
+            return None
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            log.warning("session store not updated (%s): %s", sql.split()[0], exc)
+            return None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def csrf_ok(session: Session, supplied: str | None) -> bool:

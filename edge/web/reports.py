@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.store.alarm_log import AlarmLog
 from edge.web.auth import Session
 from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require, signatures_for
 
@@ -71,9 +72,8 @@ def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
     entries += [e for e in ctx.audit.entries(target=batch_id) if e not in entries]
     entries.sort(key=lambda e: e["id"])
     alarms = [
-        a.to_dict()
-        for a in ctx.pipeline.alarms.history()
-        if a.raised_utc >= b["started_at"] and (end is None or a.raised_utc <= end)
+        {**a, "raised": _iso(a["raised_utc"]), "cleared": _iso(a["cleared_utc"])}
+        for a in AlarmLog(ctx.pipeline.db).history(b["started_at"], end)
     ]
     n = int(tot["n"] or 0)
     return {
@@ -129,7 +129,11 @@ def report_csv(rep: dict[str, Any]) -> str:
         w.writerow(["model", m.get("name"), f"{m.get('version')} {m.get('sha256', '')}".strip()])
     for a in rep["alarms"]:
         w.writerow(
-            ["alarm", a["code"], f"{_iso(a['raised_utc'])} {a['message']} acked_by={a['acked_by']}"]
+            [
+                "alarm",
+                a["code"],
+                f"{a['raised']} {a['message']} cleared={a['cleared']} acked_by={a['acked_by']}",
+            ]
         )
     for e in rep["audit"]:
         w.writerow(

@@ -41,7 +41,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
         appliance=appliance,
         audit=audit,
         users=UserStore(db, audit),
-        sessions=Sessions(cfg.web.session_timeout_min),
+        sessions=Sessions(cfg.web.session_timeout_min, db),
         hub=hub or Hub(appliance),
         templates=templates,
         state_dir=state_dir,

@@ -1,0 +1,43 @@
+"""Jobs beside the line (training, evaluation) take only the CPU the line leaves over."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists() or not hasattr(os, "SCHED_IDLE"),
+    reason="needs Linux with autogroup scheduling (CONFIG_SCHED_AUTOGROUP) and SCHED_IDLE",
+)
+
+PROBE = (
+    "import os; from edge.ops.priority import run_in_background as r; "
+    "print(r(19)); print(os.sched_getscheduler(0) == os.SCHED_IDLE); "
+    "print(open('/proc/self/autogroup').read().split()[-1])"
+)
+
+
+def probe(**popen) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, **popen
+    )
+    return out.stdout.splitlines()
+
+
+def test_a_job_in_its_own_session_is_idle_inside_a_lowered_autogroup():
+    """In its own session a job is an autogroup of its own, which by default competes with
+    the line's at equal weight whatever the job's policy: it must lower the group too."""
+    policy, idle, group_nice = probe(start_new_session=True)
+    assert (policy, idle, group_nice) == ("idle + autogroup", "True", "19")
+
+
+def test_a_process_in_the_lines_session_never_lowers_the_lines_autogroup():
+    before = Path("/proc/self/autogroup").read_text()
+    policy, idle, group_nice = probe()
+    assert (policy, idle) == ("idle", "True")
+    assert Path("/proc/self/autogroup").read_text() == before
+    assert group_nice == before.split()[-1]
