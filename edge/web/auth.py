@@ -3,9 +3,9 @@
 Roles: operator (HMI), technician (datasets, training), qa (approve models, audit,
 sign reports), admin (users). A session is a random token in an HttpOnly SameSite
 cookie, kept in the database (a restart of the web process logs nobody out) and
-expired after the idle timeout; each session has its own CSRF token that every state-changing request
-must echo. Repeated wrong passwords lock the account for a while. Every user
-change and every lockout goes to the audit trail.
+expired after the idle timeout; each session has its own CSRF token that every
+state-changing request must echo. Repeated wrong passwords lock the account for a
+while. Every user change and every lockout goes to the audit trail.
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ class Sessions:
     def drop_user(self, username: str) -> None:
         with self._lock:
             for t in [t for t, s in self._by_token.items() if s.username == username]:
-                del self._by_token[t]
+                self._forget(t)
             self._write("DELETE FROM sessions WHERE username = ?", (username,))
 
     def update_user(self, username: str, role: str) -> None:
