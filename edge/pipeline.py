@@ -419,16 +419,7 @@ class Pipeline:
         for tool in tools:
             if time.monotonic() >= item.deadline:
                 break  # the tracker rejects it as TIMEOUT; spend no more CPU on it
-            t0 = time.perf_counter()
-            try:
-                r = tool.inspect(image, ctx)
-            except Exception as exc:
-                log.warning("tool %s raised on %s: %s", tool.name, item.id, exc)
-                r = ToolResult(
-                    tool=tool.name, version=tool.version, error=f"{type(exc).__name__}: {exc}"
-                )
-            r.ms = (time.perf_counter() - t0) * 1000.0
-            results.append(r)
+            results.append(tool.run(image, ctx))
         batch_ok = self.batch is not None or not recipe.require_batch
         verdict, reasons = decide(recipe, [t.name for t in tools], results, batch_ok)
         return verdict, reasons, results

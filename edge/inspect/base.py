@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -10,6 +11,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from edge.domain import CodeRead, Finding, ToolResult
+
+log = logging.getLogger(__name__)
 
 
 class ToolParams(BaseModel):
@@ -71,6 +74,19 @@ class Tool:
 
     def inspect(self, image: np.ndarray, ctx: ToolContext) -> ToolResult:
         raise NotImplementedError
+
+    def run(self, image: np.ndarray, ctx: ToolContext) -> ToolResult:
+        """`inspect`, timed; a tool that raises gives an error result, and the item rejects."""
+        t0 = time.perf_counter()
+        try:
+            r = self.inspect(image, ctx)
+        except Exception as exc:
+            log.warning("tool %s raised on %s: %s", self.name, ctx.item_id, exc)
+            r = ToolResult(
+                tool=self.name, version=self.version, error=f"{type(exc).__name__}: {exc}"
+            )
+        r.ms = (time.perf_counter() - t0) * 1000.0
+        return r
 
     def result(
         self,

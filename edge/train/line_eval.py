@@ -23,7 +23,6 @@ import cv2
 
 from edge.config import Recipe, ToolSpec
 from edge.decide import decide
-from edge.domain import ToolResult
 from edge.evaluate import evaluate, read_jsonl
 from edge.inspect.base import BatchState, Services, ToolContext
 from edge.inspect.registry import build_tools
@@ -80,15 +79,7 @@ def predict(
             ctx = ToolContext(
                 item_id=t["id"], seq=i, deadline=time.monotonic() + 60, batch=batch, now=time.time()
             )
-            results = []
-            for tool in tools:
-                try:
-                    r = tool.inspect(img, ctx)
-                except Exception as exc:  # the pipeline's rule: a tool that raises rejects
-                    r = ToolResult(
-                        tool=tool.name, version=tool.version, error=f"{type(exc).__name__}: {exc}"
-                    )
-                results.append(r)
+            results = [tool.run(img, ctx) for tool in tools]
             verdict, reasons = decide(recipe, names, results)
             preds.append({"id": t["id"], "verdict": verdict.value, "reasons": reasons})
             if on_item:
