@@ -77,6 +77,12 @@ class Reason(str, Enum):
     LOW_GRADE = "LOW_GRADE"
     # appended later (numbers are append-only)
     LIGHTING = "LIGHTING"  # the frame is too dark for a tool to vouch for it (lamp ageing)
+    NOT_RECORDED = "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    ANOMALY = "ANOMALY"  # a region scores outside what the good-only model learned
+    MISSING_VIEW = "MISSING_VIEW"  # a configured camera view of the item did not arrive in time
+    OCV_MISMATCH = "OCV_MISMATCH"  # a printed human-readable field reads differently
+    OCV_NO_READ = "OCV_NO_READ"  # the printed block or a field of it was not found
+    PRINT_QUALITY = "PRINT_QUALITY"  # print contrast, character height or stroke below limits
 
 
 #: Numeric reason codes for PLC registers (stable: append only, never renumber).
