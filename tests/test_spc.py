@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edge.spc.charts import EwmaChart, PChart, ReferenceError, reference_limits
-from edge.spc.monitor import MeasureSpc, ReasonSpc, SpcConfig, SpcMonitor
+from edge.spc.config import MeasureSpc, ReasonSpc, SpcConfig
+from edge.spc.monitor import SpcMonitor
 from edge.spc.rules import RuleChecker
 
 
