@@ -143,7 +143,9 @@ class DefectTool(Tool):
             if d["cls"] in self.report
         ]
         r = self.result(findings=findings, model=dict(self.model_info))
-        r.measurements = {"defect_score_max": round(max((d["score"] for d in dets), default=0.0), 4)}
+        r.measurements = {
+            "defect_score_max": round(max((d["score"] for d in dets), default=0.0), 4)
+        }
         return r
 
     def close(self) -> None:
