@@ -36,6 +36,7 @@ COMPONENTS: list[str] = [
     "edge.line.plc.component:build",
     "edge.publish.mqtt:build",
     "edge.line.packml:build",
+    "edge.spc.component:build",
     "edge.ops.metrics:build",
     "edge.ops.maintenance:build",
     "edge.ops.logs:build",

@@ -371,6 +371,9 @@ def _serve(
         "p99_ms": s["p99_ms"],
         "by_reason": s["by_reason"],
     }
+    spc = next((c for c in appliance.components if getattr(c, "name", "") == "spc"), None)
+    if spc is not None:
+        summary["deviations"] = spc.status()["by_measure"]
     if as_json:
         typer.echo(json.dumps(summary))
     elif headless:

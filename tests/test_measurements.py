@@ -157,3 +157,60 @@ def test_edge_inspect_writes_a_deviation_for_a_drifting_filler(tmp_path: Path):
     assert d["cause"].startswith("filler dosing") and d["id"]
     preds = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert all("fill_level_mm" in p["measurements"] for p in preds if p["reasons"] != ["TIMEOUT"])
+
+
+@pytest.mark.slow
+def test_the_running_appliance_opens_a_deviation_record_when_the_filler_drifts(tmp_path: Path):
+    """`edge demo` as shipped (web in its own process, simulated PLC), a filler drifting low:
+    the deviation is recorded in the batch's database, and the line never rejected for it."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    recipe = default_recipes()["vials"].model_dump(mode="json", exclude_none=True)
+    recipe["spc"]["reference_items"] = 100
+    recipe["spc"]["min_reference"] = 50
+    cfg = tmp_path / "drift.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "source": {
+                    "type": "simulator",
+                    "scenario": "vials",
+                    "defect_rate": 0.0,
+                    "process_drift": [{"name": "fill_level", "per_1000": -8, "start": 120}],
+                },
+                "recipes": {"vials": recipe},
+                "records": {"state_dir": str(tmp_path / "state")},
+            }
+        )
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from edge.cli import main; main()",
+            "demo",
+            "--config",
+            str(cfg),
+            "--items",
+            "300",
+            "--rate",
+            "1200",
+            "--headless",
+            "--json",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["deviations"].get("fill_level_mm") == 1, summary
+    assert "LOW_FILL" not in summary["by_reason"]  # inside spec: a deviation, not a reject
+    db = sqlite3.connect(tmp_path / "state" / "edge.db")
+    rows = db.execute("SELECT measure, rule, state, batch_id FROM deviations").fetchall()
+    assert rows[0][:3] == ("fill_level_mm", "ewma", "open") and rows[0][3]

@@ -17,6 +17,8 @@ ALL = {"operator", "technician", "qa", "admin"}
 #: The plant's access matrix, written out here rather than read from the code.
 EXPECTED: list[tuple[str, str, set[str]]] = [
     ("POST", r"^/api/line/batch/", {"operator"}),
+    ("POST", r"^/api/line/deviations/.+/ack$", {"operator", "technician"}),
+    ("POST", r"^/api/deviations/.+/investigate$", {"technician", "qa"}),
     ("POST", r"^/api/line/alarms/", {"operator", "technician"}),
     ("*", r"^/(hmi|api/line/|images/|api/me|openapi\.json|logout|$)", ALL),
     ("GET", r"^/api/jobs/", {"technician", "qa"}),

@@ -29,7 +29,7 @@ class SpcFeed:
         on_deviation: Callable[[Deviation], None],
         *,
         batch: str | None = None,
-        first_seq: int = 1,
+        first_seq: int | None = None,
         max_pending: int = 1000,
     ):
         self.monitor = SpcMonitor(cfg, batch=batch)
@@ -37,7 +37,8 @@ class SpcFeed:
             log.info("SPC: %s", n)
         self._said = len(self.monitor.notices)
         self.on_deviation = on_deviation
-        self.next_seq = first_seq
+        self.next_seq = first_seq  # None: the first item that comes
+        self.late = 0
         self.max_pending = max_pending
         self.pending: dict[int, Item] = {}
         self.skipped = 0
@@ -47,16 +48,24 @@ class SpcFeed:
         if not self.monitor.enabled:
             return
         with self._lock:
-            self.pending[item.seq] = item
+            if self.next_seq is None:
+                self.next_seq = item.seq
+            if item.seq < self.next_seq:  # came after its successors were charted (or skipped)
+                self.late += 1
+                self._observe(item)
+            else:
+                self.pending[item.seq] = item
             if len(self.pending) > self.max_pending and self.next_seq not in self.pending:
                 self.skipped += 1
                 self.next_seq = min(self.pending)
             while self.next_seq in self.pending:
-                it = self.pending.pop(self.next_seq)
+                self._observe(self.pending.pop(self.next_seq))
                 self.next_seq += 1
-                name = it.frame.name if it.frame and it.frame.name else it.id  # as in records
-                for d in self.monitor.observe(name, it.measurements, list(it.reasons)):
-                    self.on_deviation(d)
             for n in self.monitor.notices[self._said :]:
                 log.warning("SPC: %s", n)
             self._said = len(self.monitor.notices)
+
+    def _observe(self, it: Item) -> None:
+        name = it.frame.name if it.frame and it.frame.name else it.id  # as in the records
+        for d in self.monitor.observe(name, it.measurements, list(it.reasons)):
+            self.on_deviation(d)

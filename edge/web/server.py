@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from edge.store.audit import AuditTrail
-from edge.web import admin, hmi, reports, technician
+from edge.web import admin, deviations, hmi, reports, technician
 from edge.web.auth import AuthError, Session, Sessions, UserStore
 from edge.web.deps import ALL_ROLES, COOKIE, HOME, LoginRequired, WebContext, page, require
 from edge.web.hub import Hub
@@ -128,6 +128,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     app.include_router(hmi.router)
     app.include_router(technician.router)
     app.include_router(reports.router)
+    app.include_router(deviations.router)
     app.include_router(admin.router)
     if ops is not None:  # the web UI in its own process asks the line for these
         app.include_router(ops)
