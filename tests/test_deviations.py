@@ -101,3 +101,39 @@ def test_operator_acknowledges_technician_investigates_qa_closes_with_a_signatur
         assert op.get("/api/qa/deviations.csv").status_code == 403
         assert "pump seal worn" in qa.get("/api/qa/deviations.csv").text
         assert qa.post(f"/api/line/deviations/{rid}/ack", headers=h_qa).status_code == 403
+
+
+def test_a_deviation_raised_in_the_line_is_recorded_published_and_counted_in_metrics(tmp_path):
+    from edge.domain import Item, ToolResult, Verdict
+    from edge.ops.metrics import Metrics
+    from edge.spc.component import SpcComponent
+    from edge.spc.config import MeasureSpc, SpcConfig
+
+    appl = ws.appliance(tmp_path, imgs=[])
+    recipe = appl.pipeline.recipe
+    appl.cfg.recipes[recipe.name] = recipe.model_copy(
+        update={"spc": SpcConfig(reference_items=60, min_reference=50, measures={"fill_level_mm": MeasureSpc()})}
+    )
+    spc = SpcComponent(appl)
+    appl.components.append(spc)
+    seen = []
+    appl.pipeline.bus.subscribe_sync("deviation", lambda _t, ev: seen.append(ev))
+    rng = __import__("numpy").random.default_rng(1)
+    for i in range(400):
+        it = Item(
+            id=f"i{i}",
+            seq=i + 1,
+            t_trigger=0.0,
+            deadline=1.0,
+            batch="B9",
+            recipe=recipe.name,
+            verdict=Verdict.PASS,
+            reasons=[],
+        )
+        level = 33.0 + rng.normal(0, 0.3) - (0.01 * (i - 100) if i > 100 else 0)
+        it.results = [ToolResult("fill_level", "1", measurements={"fill_level_mm": level})]
+        spc._on_item("verdict", it)
+    assert [e["measure"] for e in seen] == ["fill_level_mm"] and seen[0]["record"]
+    assert Deviations(appl.pipeline.db).list(batch="B9")[0]["measure"] == "fill_level_mm"
+    text = Metrics.of(appl).render().decode()
+    assert 'edge_spc_deviations_total{measure="fill_level_mm"} 1.0' in text

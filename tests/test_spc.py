@@ -34,6 +34,11 @@ def test_each_run_rule_fires_on_its_pattern_and_not_on_a_quiet_one():
     assert _fires("nelson4", [1, -1] * 7) == [13]
 
 
+def test_a_reference_window_too_small_for_its_minimum_is_a_config_error():
+    with pytest.raises(ValueError, match="no limits could ever be set"):
+        SpcConfig(reference_items=60, min_reference=100)
+
+
 def test_an_unknown_rule_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown SPC rule"):
         RuleChecker(["nelson9"])

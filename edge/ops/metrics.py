@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from edge.domain import Item, Verdict
@@ -86,6 +86,17 @@ class _StatusCollector(Collector):
             if name.startswith("plc"):
                 plc_rtt = find_number(st, *PLC_RTT_KEYS)
         yield up
+        spc = component(app, "spc")
+        if spc is not None:
+            st = safe_status(spc)
+            dev = CounterMetricFamily(
+                "edge_spc_deviations",
+                "process-control deviation alerts in this batch, by measurement",
+                labels=["measure"],
+            )
+            for measure, n in sorted((st.get("by_measure") or {}).items()):
+                dev.add_metric([measure], n)
+            yield dev
         db_depth, db_age = self.m.outbox_from_db()
         outbox_depth = db_depth if db_depth is not None else outbox_depth
         outbox_age = db_age if db_depth is not None else outbox_age

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.spc.rules import RuleName
 
@@ -64,3 +64,12 @@ class SpcConfig(_Strict):
         default_factory=dict, description="measurements to chart, by name (e.g. fill_level_mm)"
     )
     reasons: ReasonSpc = Field(default_factory=ReasonSpc)
+
+    @model_validator(mode="after")
+    def _window_holds_enough(self) -> SpcConfig:
+        if self.min_reference > self.reference_items:
+            raise ValueError(
+                f"min_reference {self.min_reference} is more than the reference window "
+                f"({self.reference_items} items): no limits could ever be set"
+            )
+        return self
