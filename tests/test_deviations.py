@@ -68,6 +68,9 @@ def test_operator_acknowledges_technician_investigates_qa_closes_with_a_signatur
         h_tech = {"x-csrf-token": ws.login(tech, "tom")}
         h_qa = {"x-csrf-token": ws.login(qa, "quinn")}
         assert [d["id"] for d in op.get("/api/line/deviations?state=open").json()] == [rid]
+        chart = op.get(f"/api/line/deviations/{rid}/chart.svg")
+        assert chart.headers["content-type"].startswith("image/svg+xml")
+        assert "UCL 33" in chart.text and f"deviation #{rid}" in chart.text
         r = qa.post(
             f"/api/qa/deviations/{rid}/close",
             json={"password": "qa-secret-1", "reason": "done"},

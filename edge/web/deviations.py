@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from edge.store.deviations import DeviationError, Deviations
 from edge.web.auth import Session
+from edge.web.charts import control_chart_svg
 from edge.web.deps import ALARM_ACK, LINE_VIEW, MODELS_VIEW, QA, ctx_of, esign, require
 
 router = APIRouter()
@@ -38,6 +39,42 @@ def deviations_list(
     _s: Session = Depends(require(*LINE_VIEW)),
 ) -> list[dict[str, Any]]:
     return _store(request).list(batch=batch, state=state)
+
+
+@router.get("/api/line/deviations/{rid}/chart.svg")
+def deviation_chart(
+    rid: int, request: Request, _s: Session = Depends(require(*LINE_VIEW))
+) -> Response:
+    """The control chart of the measurement that raised the deviation, up to the alert."""
+    d = _do(_store(request).get, rid)
+    rows = (
+        ctx_of(request)
+        .pipeline.db.conn.execute(
+            "SELECT json_extract(measurements, '$.' || ?) FROM items"
+            " WHERE batch_id IS ? ORDER BY seq",
+            (d["measure"], d["batch_id"]),
+        )
+        .fetchall()
+    )
+    vals = [(i, float(v)) for i, (v,) in enumerate(rows) if v is not None]
+    vals = [(i, v) for i, v in vals if i <= d["item_index"] + 50][-600:]
+    xs, ys = [i for i, _ in vals], [v for _, v in vals]
+    ewma, z = [], d["centre"]
+    for v in ys:  # the EWMA the monitor charts (its default weight), for the eye
+        z = 0.05 * v + 0.95 * z
+        ewma.append(z)
+    svg = control_chart_svg(
+        xs,
+        ys,
+        stat=ewma if d["rule"] == "ewma" else None,
+        centre=d["centre"],
+        lcl=d["lcl"],
+        ucl=d["ucl"],
+        mark=d["item_index"],
+        since=d["since_index"],
+        title=f"{d['measure']}: {d['rule']} (deviation #{rid})",
+    )
+    return Response(svg, media_type="image/svg+xml")
 
 
 @router.post("/api/line/deviations/{rid}/ack")
