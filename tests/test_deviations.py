@@ -115,7 +115,11 @@ def test_a_deviation_raised_in_the_line_is_recorded_published_and_counted_in_met
     appl = ws.appliance(tmp_path, imgs=[])
     recipe = appl.pipeline.recipe
     appl.cfg.recipes[recipe.name] = recipe.model_copy(
-        update={"spc": SpcConfig(reference_items=60, min_reference=50, measures={"fill_level_mm": MeasureSpc()})}
+        update={
+            "spc": SpcConfig(
+                reference_items=60, min_reference=50, measures={"fill_level_mm": MeasureSpc()}
+            )
+        }
     )
     spc = SpcComponent(appl)
     appl.components.append(spc)
