@@ -104,6 +104,8 @@ def test_operator_acknowledges_technician_investigates_qa_closes_with_a_signatur
         assert op.get("/api/qa/deviations.csv").status_code == 403
         assert "pump seal worn" in qa.get("/api/qa/deviations.csv").text
         assert qa.post(f"/api/line/deviations/{rid}/ack", headers=h_qa).status_code == 403
+        listing = qa.get("/deviations").text
+        assert "pump seal worn" in listing and f"/api/line/deviations/{rid}/chart.svg" in listing
 
 
 def test_a_deviation_raised_in_the_line_is_recorded_published_and_counted_in_metrics(tmp_path):

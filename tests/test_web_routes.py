@@ -28,6 +28,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("*", r"^/(models|api/models/)", {"technician", "qa"}),
     ("POST", r"^/api/reports/.+/sign$", {"qa"}),
     ("*", r"^/(reports|api/reports/)", {"operator", "technician", "qa"}),
+    ("GET", r"^/deviations$", {"operator", "technician", "qa"}),
     ("*", r"^/(qa/|api/qa/)", {"qa"}),
     ("*", r"^/(admin/|api/admin/)", {"admin"}),
 ]

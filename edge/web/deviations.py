@@ -10,10 +10,21 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.record import utc_iso
 from edge.store.deviations import DeviationError, Deviations
 from edge.web.auth import Session
 from edge.web.charts import control_chart_svg
-from edge.web.deps import ALARM_ACK, LINE_VIEW, MODELS_VIEW, QA, ctx_of, esign, require
+from edge.web.deps import (
+    ALARM_ACK,
+    LINE_VIEW,
+    MODELS_VIEW,
+    QA,
+    REPORTS_VIEW,
+    ctx_of,
+    esign,
+    page,
+    require,
+)
 
 router = APIRouter()
 
@@ -29,6 +40,17 @@ def _do(fn: Any, *args: Any) -> dict[str, Any]:
     except DeviationError as exc:  # a step out of order, or a record that does not exist
         code = 404 if str(exc).startswith("no deviation") else 409
         raise HTTPException(code, str(exc)) from None
+
+
+@router.get("/deviations")
+def deviations_page(
+    request: Request, batch: str | None = None, s: Session = Depends(require(*REPORTS_VIEW))
+) -> Response:
+    rows = [
+        {**d, "opened": utc_iso(d["opened_utc"]), "closed": utc_iso(d["closed_utc"])}
+        for d in reversed(_store(request).list(batch=batch))
+    ]
+    return page(request, "deviations.html", deviations=rows[:200], role=s.role)
 
 
 @router.get("/api/line/deviations")
