@@ -13,9 +13,16 @@ from paho.mqtt.properties import Properties
 
 from edge.publish.encoding import load_schema
 
-from services import Line, Subscriber, dark_every, line_config, mosquitto  # noqa: F401
-
-BASE = "acme/site1/packaging/line1/inspect1/inspection"
+from services import (  # noqa: F401
+    BASE,
+    PLANT_USERS,
+    Line,
+    Subscriber,
+    dark_every,
+    line_config,
+    mosquitto,
+    plant_broker,
+)
 
 
 def wait_until(pred, timeout=10.0):
@@ -103,36 +110,65 @@ def test_without_a_broker_results_are_held_and_replayed_in_order(mosquitto, make
 
 
 class Requester:
-    def __init__(self, port):
-        self.sub = Subscriber(port, "plant/replies/#", client_id=f"mes-{uuid.uuid4().hex[:6]}")
+    """An MES client: publishes commands on `cmd/<identity>/<name>` as `identity`."""
 
-    def send(self, name, payload, *, raw=None, user=None):
+    def __init__(self, port, identity="mes1", password=None, anonymous=False):
+        self.identity = identity
+        self.sub = Subscriber(
+            port,
+            f"mes/replies/{identity}/#",
+            client_id=f"mes-{uuid.uuid4().hex[:6]}",
+            username=None if anonymous else identity,
+            password=None if anonymous else (password or PLANT_USERS.get(identity)),
+        )
+
+    def send(self, name, payload, *, raw=None, user=None, topic=None, answer=True):
         corr = uuid.uuid4().bytes
         props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = f"plant/replies/{name}"
+        props.ResponseTopic = f"mes/replies/{self.identity}/{name}"
         props.CorrelationData = corr
         if user:
             props.UserProperty = ("user", user)
         data = raw if raw is not None else json.dumps(payload).encode()
-        self.sub.client.publish(f"{BASE}/cmd/{name}", data, qos=1, properties=props)
+        topic = topic or f"{BASE}/cmd/{self.identity}/{name}"
+        self.sub.client.publish(topic, data, qos=1, properties=props)
 
         def answered():
             return any(m.properties.CorrelationData == corr for m in self.sub.raw)
 
+        if not answer:
+            return None
         assert wait_until(answered, 10), f"no answer to {name}"
         msg = next(m for m in self.sub.raw if m.properties.CorrelationData == corr)
         resp = json.loads(msg.payload)
         validate("cmd-response", resp)
         return resp
 
+    def close(self):
+        self.sub.close()
+
+
+ALL_COMMANDS = ["start_batch", "stop_batch", "change_recipe"]
+
+
+def appliance_login(tmp_path, allow=None, **commands):
+    """mqtt config keys for the appliance logging in as `edge-inspect` on the plant broker."""
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(PLANT_USERS["edge-inspect"] + "\n")
+    return {
+        "username": "edge-inspect",
+        "password_file": str(secret),
+        "commands": {"allow": allow if allow is not None else {"mes1": ALL_COMMANDS}, **commands},
+    }
+
 
 @pytest.fixture
-def mes(mosquitto, make_line):  # noqa: F811
-    line = make_line(mosquitto.port, batch=False)
+def mes(plant_broker, make_line, tmp_path):  # noqa: F811
+    line = make_line(plant_broker.port, batch=False, mqtt=appliance_login(tmp_path))
     assert wait_until(lambda: line.mqtt.status()["up"])
-    req = Requester(mosquitto.port)
+    req = Requester(plant_broker.port)
     yield line, req
-    req.sub.close()
+    req.close()
 
 
 GOOD = {"gtin": "09506000134352", "lot": "A12B", "expiry": "271231"}
@@ -142,12 +178,17 @@ def test_mes_starts_and_stops_a_batch_with_an_audited_answer(mes):
     line, req = mes
     resp = req.send("start_batch", {**GOOD, "recipe": "t"}, user="mes-operator")
     assert resp["ok"], resp
+    assert resp["sender"] == {
+        "user": "mqtt:mes1",
+        "authenticated": True,
+        "claimed_user": "mes-operator",
+    }
     assert line.pipeline.batch.lot == "A12B" and line.pipeline.batch.gtin == "09506000134352"
     assert req.send("stop_batch", {"reason": "end of shift"})["ok"]
     assert line.pipeline.batch is None
     actions = [(e["user"], e["action"]) for e in line.app.audit.entries()]
-    assert ("mes-operator", "mes.start_batch") in actions
-    assert ("mes", "mes.stop_batch") in actions
+    assert ("mqtt:mes1", "mes.start_batch") in actions
+    assert ("mqtt:mes1", "mes.stop_batch") in actions
     assert req.send("stop_batch", {})["error"]["code"] == "no_batch"
     refused = line.app.audit.entries(action="mes.stop_batch.refused")
     assert refused and "no batch is running" in refused[-1]["reason"]
