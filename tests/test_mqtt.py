@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 
-import jsonschema
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from edge.publish.encoding import load_schema
-
+from mqtt_support import GOOD, Requester, appliance_login, validate, wait_until
 from services import (  # noqa: F401
     BASE,
-    PLANT_USERS,
     Line,
     Subscriber,
     dark_every,
@@ -23,15 +16,6 @@ from services import (  # noqa: F401
     mosquitto,
     plant_broker,
 )
-
-
-def wait_until(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 @pytest.fixture
@@ -51,10 +35,6 @@ def make_line(tmp_path):
     yield make
     for line in lines:
         line.stop()
-
-
-def validate(kind, msg):
-    jsonschema.validate(msg, load_schema(kind), format_checker=jsonschema.FormatChecker())
 
 
 def test_every_payload_matches_its_published_schema(mosquitto, make_line):  # noqa: F811
@@ -109,59 +89,6 @@ def test_without_a_broker_results_are_held_and_replayed_in_order(mosquitto, make
         sub.close()
 
 
-class Requester:
-    """An MES client: publishes commands on `cmd/<identity>/<name>` as `identity`."""
-
-    def __init__(self, port, identity="mes1", password=None, anonymous=False):
-        self.identity = identity
-        self.sub = Subscriber(
-            port,
-            f"mes/replies/{identity}/#",
-            client_id=f"mes-{uuid.uuid4().hex[:6]}",
-            username=None if anonymous else identity,
-            password=None if anonymous else (password or PLANT_USERS.get(identity)),
-        )
-
-    def send(self, name, payload, *, raw=None, user=None, topic=None, answer=True):
-        corr = uuid.uuid4().bytes
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = f"mes/replies/{self.identity}/{name}"
-        props.CorrelationData = corr
-        if user:
-            props.UserProperty = ("user", user)
-        data = raw if raw is not None else json.dumps(payload).encode()
-        topic = topic or f"{BASE}/cmd/{self.identity}/{name}"
-        self.sub.client.publish(topic, data, qos=1, properties=props)
-
-        def answered():
-            return any(m.properties.CorrelationData == corr for m in self.sub.raw)
-
-        if not answer:
-            return None
-        assert wait_until(answered, 10), f"no answer to {name}"
-        msg = next(m for m in self.sub.raw if m.properties.CorrelationData == corr)
-        resp = json.loads(msg.payload)
-        validate("cmd-response", resp)
-        return resp
-
-    def close(self):
-        self.sub.close()
-
-
-ALL_COMMANDS = ["start_batch", "stop_batch", "change_recipe"]
-
-
-def appliance_login(tmp_path, allow=None, **commands):
-    """mqtt config keys for the appliance logging in as `edge-inspect` on the plant broker."""
-    secret = tmp_path / "mqtt-password"
-    secret.write_text(PLANT_USERS["edge-inspect"] + "\n")
-    return {
-        "username": "edge-inspect",
-        "password_file": str(secret),
-        "commands": {"allow": allow if allow is not None else {"mes1": ALL_COMMANDS}, **commands},
-    }
-
-
 @pytest.fixture
 def mes(plant_broker, make_line, tmp_path):  # noqa: F811
     line = make_line(plant_broker.port, batch=False, mqtt=appliance_login(tmp_path))
@@ -169,9 +96,6 @@ def mes(plant_broker, make_line, tmp_path):  # noqa: F811
     req = Requester(plant_broker.port)
     yield line, req
     req.close()
-
-
-GOOD = {"gtin": "09506000134352", "lot": "A12B", "expiry": "271231"}
 
 
 def test_mes_starts_and_stops_a_batch_with_an_audited_answer(mes):
