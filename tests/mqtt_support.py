@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import jsonschema
 import paho.mqtt.client as mqtt
@@ -32,13 +34,40 @@ def validate(kind, msg):
     jsonschema.validate(msg, load_schema(kind), format_checker=jsonschema.FormatChecker())
 
 
-def publish(port, topic, payload, *, username=None, password=None, retain=False) -> None:
+def make_pki(folder: Path, *clients: str) -> dict[str, tuple[Path, Path, Path]]:
+    """A plant CA, a broker certificate for 127.0.0.1 and one client certificate per name (CN).
+
+    The same openssl commands as in docs/deployment.md. Returns name -> (CA, cert, key),
+    "broker" included.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "30",
+        "-subj", "/CN=plant-ca")  # fmt: skip
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    out = {}
+    for name in ("broker", *clients):
+        run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+        ext = ["-extfile", "san.ext"] if name == "broker" else []
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "30", *ext)  # fmt: skip
+        out[name] = (folder / "ca.crt", folder / f"{name}.crt", folder / f"{name}.key")
+    return out
+
+
+def publish(port, topic, payload, *, username=None, password=None, retain=False, tls=None) -> None:
     """One message from a plain client, waiting for the broker's PUBACK."""
     c = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
     )
     if username:
         c.username_pw_set(username, password)
+    if tls:
+        c.tls_set(ca_certs=str(tls[0]), certfile=str(tls[1]), keyfile=str(tls[2]))
     c.connect("127.0.0.1", port)
     c.loop_start()
     try:
@@ -51,15 +80,24 @@ def publish(port, topic, payload, *, username=None, password=None, retain=False)
 class Requester:
     """An MES client: publishes commands on `cmd/<identity>/<name>` as `identity`."""
 
-    def __init__(self, port, identity="mes1", password=None, anonymous=False, reply_default=False):
+    def __init__(
+        self,
+        port,
+        identity="mes1",
+        password=None,
+        anonymous=False,
+        reply_default=False,
+        tls=None,
+    ):
         self.identity = identity
         self.reply_default = reply_default  # no response topic: the appliance's default one
         self.sub = Subscriber(
             port,
             f"{BASE}/cmd/{identity}/+/response" if reply_default else f"mes/replies/{identity}/#",
             client_id=f"mes-{uuid.uuid4().hex[:6]}",
-            username=None if anonymous else identity,
-            password=None if anonymous else (password or PLANT_USERS.get(identity)),
+            username=None if anonymous or tls else identity,
+            password=None if anonymous or tls else (password or PLANT_USERS.get(identity)),
+            tls=tls,
         )
 
     def send(self, name, payload, *, raw=None, user=None, topic=None, answer=True):

@@ -45,6 +45,7 @@ class Mosquitto:
     broker does (files in `folder`); off by default. `users` (name -> password) turns on
     authentication with a password file written by `mosquitto_passwd` (anonymous clients
     refused unless `allow_anonymous`), and `acl` is the text of an `acl_file`.
+    `listener_options` follow the listener line (e.g. TLS: `cafile`, `require_certificate`).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Mosquitto:
         users: dict[str, str] | None = None,
         acl: str | None = None,
         allow_anonymous: bool | None = None,
+        listener_options: list[str] | None = None,
     ):
         self.folder = folder
         self.port = free_port()
@@ -63,6 +65,7 @@ class Mosquitto:
             allow_anonymous = users is None
         lines = [
             f"listener {self.port} 127.0.0.1",
+            *(listener_options or []),
             f"allow_anonymous {'true' if allow_anonymous else 'false'}",
             "log_dest none",
             "max_queued_messages 0",
@@ -173,6 +176,7 @@ class Subscriber:
         client_id: str = "plant-subscriber",
         username: str | None = None,
         password: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
     ):
         self.topic = topic
         self.messages: list[tuple[str, dict[str, Any], bool]] = []  # topic, payload, retained
@@ -184,6 +188,8 @@ class Subscriber:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if tls is not None:  # (CA, client certificate, its key)
+            self.client.tls_set(ca_certs=str(tls[0]), certfile=str(tls[1]), keyfile=str(tls[2]))
         self.client.on_connect = self._on_connect
         # ready once the broker has acknowledged the subscription: a message published
         # between SUBSCRIBE and SUBACK would otherwise be missed (a flaky test)

@@ -18,11 +18,21 @@ from edge.config import ConfigError, parse_config
 from edge.ops.metrics import Metrics
 from edge.publish.refusals import SUMMARY_ACTION, RefusalLimiter
 
-from mqtt_support import ALL_COMMANDS, GOOD, Requester, appliance_login, publish, wait_until
+from mqtt_support import (
+    ALL_COMMANDS,
+    GOOD,
+    Requester,
+    appliance_login,
+    make_pki,
+    publish,
+    wait_until,
+)
 from services import (  # noqa: F401
     BASE,
+    EXAMPLES,
     PLANT_USERS,
     Line,
+    Mosquitto,
     line_config,
     mosquitto,
     plant_broker,
@@ -134,6 +144,47 @@ def test_a_client_cannot_publish_commands_under_another_identity(plant_broker, m
     assert line.pipeline.batch.id == batch
     assert mes_rows(line) == []
     assert line.mqtt.status()["commands"]["refused"] == {}
+
+
+def test_with_tls_client_certificates_the_identity_is_the_certificates_cn(make_line, tmp_path):
+    """No passwords: the broker takes each client's CN as its name (use_identity_as_username)."""
+    if not Mosquitto.available():
+        pytest.skip("mosquitto is not installed")
+    pki = make_pki(tmp_path / "pki", "edge-inspect", "mes1", "dashboard")
+    ca, cert, key = pki["broker"]
+    folder = tmp_path / "tls-broker"
+    folder.mkdir()
+    tls_options = [
+        f"cafile {ca}",
+        f"certfile {cert}",
+        f"keyfile {key}",
+        "require_certificate true",
+        "use_identity_as_username true",
+    ]
+    acl = (EXAMPLES / "mosquitto" / "acl").read_text()
+    broker = Mosquitto(folder, acl=acl, allow_anonymous=False, listener_options=tls_options)
+    broker.start()
+    try:
+        ca, cert, key = pki["edge-inspect"]
+        tls = {"ca_file": str(ca), "cert_file": str(cert), "key_file": str(key)}
+        allow = {"mes1": ALL_COMMANDS}
+        line = make_line(broker.port, batch=False, mqtt={"tls": tls, "commands": {"allow": allow}})
+        assert line.mqtt.policy.authenticated  # a client certificate is a credential
+        mes = Requester(broker.port, "mes1", tls=pki["mes1"])
+        try:
+            resp = mes.send("start_batch", {**GOOD, "by": "qa1"})
+            assert resp["ok"] and resp["sender"]["user"] == "mqtt:mes1", resp
+        finally:
+            mes.close()
+        # another certificate cannot publish under mes1's name
+        publish(broker.port, f"{BASE}/cmd/mes1/stop_batch", {}, tls=pki["dashboard"])
+        time.sleep(1.0)
+        assert line.pipeline.batch is not None and line.pipeline.batch.lot == "A12B"
+        assert [(e["user"], e["action"]) for e in mes_rows(line)] == [
+            ("mqtt:mes1", "mes.start_batch")
+        ]
+    finally:
+        broker.stop()
 
 
 def test_the_form_without_an_identity_is_refused_and_says_where_commands_go(
