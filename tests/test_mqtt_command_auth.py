@@ -187,6 +187,64 @@ def test_with_tls_client_certificates_the_identity_is_the_certificates_cn(make_l
         broker.stop()
 
 
+def test_the_appliance_checks_that_the_broker_enforces_identities(
+    plant_broker,  # noqa: F811
+    make_line,
+    tmp_path,
+):
+    line = make_line(plant_broker.port, mqtt=appliance_login(tmp_path))
+    assert wait_until(lambda: line.mqtt.check.done)
+    check = line.mqtt.status()["commands"]["broker_check"]
+    assert check["problems"] == [] and len(check["notes"]) == 2, check
+    assert line.mqtt.policy.trusted
+    assert not line.pipeline.alarms.is_active("MQTT_IDENTITY_UNTRUSTED")
+
+
+LAX_ACL = f"""# no per-identity pattern: every account may write every command topic
+user edge-inspect
+topic readwrite {BASE}/#
+topic write mes/replies/#
+user mes1
+topic readwrite {BASE}/#
+topic read mes/replies/mes1/#
+"""
+
+
+@pytest.mark.parametrize(
+    ("broker_kw", "why"),
+    [
+        ({"users": PLANT_USERS, "acl": LAX_ACL}, "under another identity"),
+        # a broker without a password file takes any user name at its word
+        ({"allow_anonymous": True}, "unknown user name"),
+    ],
+    ids=["acl-without-identity-pattern", "no-password-check"],
+)
+def test_a_broker_that_does_not_enforce_identities_is_treated_as_anonymous(
+    make_line, tmp_path, broker_kw, why
+):
+    if not Mosquitto.available():
+        pytest.skip("mosquitto is not installed")
+    folder = tmp_path / "lax-broker"
+    folder.mkdir()
+    broker = Mosquitto(folder, **broker_kw).start()
+    try:
+        line = make_line(broker.port, mqtt=appliance_login(tmp_path))
+        assert wait_until(lambda: line.mqtt.check.done)
+        assert line.pipeline.alarms.is_active("MQTT_IDENTITY_UNTRUSTED")
+        assert not line.mqtt.policy.trusted
+        mes = Requester(broker.port, "mes1")
+        try:
+            resp = mes.send("stop_batch", {"by": "qa1"})
+        finally:
+            mes.close()
+        assert resp["error"]["code"] == "not_authorised" and why in resp["error"]["message"]
+        assert resp["sender"]["user"] == "mqtt:anonymous"
+        assert line.pipeline.batch is not None
+        assert not audit_users(line) & {"mqtt:mes1", "qa1", "mqtt:qa1"}
+    finally:
+        broker.stop()
+
+
 def test_the_form_without_an_identity_is_refused_and_says_where_commands_go(
     mosquitto,  # noqa: F811
     make_line,

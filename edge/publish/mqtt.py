@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge import __version__
+from edge.publish.broker_check import IdentityCheck
 from edge.publish.commands import CommandHandler
 from edge.publish.encoding import make_encoding
 from edge.publish.outbox import Forwarder, Outbox
@@ -64,7 +65,15 @@ class MqttPublisher:
         self.outbox = Outbox(app.pipeline.db)
         self.fwd = Forwarder(self.outbox, self.cfg.replay_rate_per_s, self.cfg.max_inflight)
         ccfg = self.cfg.commands
-        self.policy = CommandPolicy(ccfg, authenticated=has_credentials(self.cfg))
+        authenticated = has_credentials(self.cfg)
+        self.check = IdentityCheck(
+            self.cfg,
+            self.enc.command_topic,
+            self._credentials,
+            self.alarms,
+            enabled=authenticated and ccfg.enabled and ccfg.check_broker,
+        )
+        self.policy = CommandPolicy(ccfg, authenticated, self.check.distrust)
         self.refusals = RefusalLimiter(
             getattr(app, "audit", None), ccfg.refusals_audited, ccfg.refusal_interval_s
         )
@@ -107,6 +116,19 @@ class MqttPublisher:
             qos=1,
             retain=True,
         )
+        self._credentials(c)
+        c.reconnect_delay_set(min_delay=1, max_delay=5)
+        c.max_inflight_messages_set(self.cfg.max_inflight)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    def _credentials(self, c: mqtt.Client) -> None:
+        """The appliance's login on a client: user name and password file, TLS and its certificate."""
         if self.cfg.username:
             pw = read_secret(self.cfg.password_file) if self.cfg.password_file else None
             c.username_pw_set(self.cfg.username, pw)
@@ -119,15 +141,6 @@ class MqttPublisher:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             c.tls_insecure_set(tls.insecure)
-        c.reconnect_delay_set(min_delay=1, max_delay=5)
-        c.max_inflight_messages_set(self.cfg.max_inflight)
-        c.max_queued_messages_set(0)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_publish = self._on_publish
-        c.on_message = self._on_message
-        return c
 
     def _status_msg(self, status: str) -> dict[str, Any]:
         return {
@@ -202,7 +215,8 @@ class MqttPublisher:
             "acked": self.acked,
             "disconnects": self.disconnects,
             "commands": {
-                "authenticated_broker": self.policy.authenticated,
+                "authenticated_broker": self.policy.trusted,
+                "broker_check": self.check.status(),
                 "accepted": self.commands.accepted,
                 "refused": dict(self.refusals.total),
                 "refusals_not_audited": self.refusals.not_audited,
@@ -231,6 +245,7 @@ class MqttPublisher:
             # noLocal: never our own answers
             opts = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
             client.subscribe([(f, opts) for f in self.enc.command_filters()])
+            self.check.on_connect()
         self._reconnected.set()
         self._refusal = ""
         self.connected = True
@@ -439,7 +454,9 @@ class MqttPublisher:
             for k, v in getattr(props, "UserProperty", None) or []:
                 if k == "user" and v:
                     claimed_user = str(v)[:64]
-            sender = Sender(identity, self.policy.authenticated, claimed_user)
+            if self.check.running:  # the first commands after start wait for the broker check
+                self.check.wait(5.0)
+            sender = Sender(identity, self.policy.trusted, claimed_user)
             resp = self.commands.handle(name, bytes(payload), sender)
             rprops = Properties(PacketTypes.PUBLISH)
             corr = getattr(props, "CorrelationData", None)

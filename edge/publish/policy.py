@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +56,11 @@ class CommandsConfig(BaseModel):
     )
     refusal_interval_s: float = Field(
         60.0, gt=0, description="interval of the refusal summary row in the audit trail"
+    )
+    check_broker: bool = Field(
+        True,
+        description="after connecting with credentials, check once that the broker refuses an "
+        "unknown user and a command published under another identity (edge.publish.broker_check)",
     )
 
     @field_validator("allow")
@@ -115,9 +121,21 @@ def has_credentials(mqtt_cfg: Any) -> bool:
 
 
 class CommandPolicy:
-    def __init__(self, cfg: CommandsConfig, authenticated: bool):
+    def __init__(
+        self,
+        cfg: CommandsConfig,
+        authenticated: bool,
+        distrust: Callable[[], str | None] = lambda: None,
+    ):
+        """`distrust()`: why the broker's identities cannot be trusted now (a failed check)."""
         self.cfg = cfg
         self.authenticated = authenticated
+        self.distrust = distrust
+
+    @property
+    def trusted(self) -> bool:
+        """The topic's identity is the one the broker authenticated."""
+        return self.authenticated and self.distrust() is None
 
     def check(self, sender: Sender, name: str) -> None:
         """Raise `Refused` unless `sender` may send command `name`."""
@@ -127,12 +145,14 @@ class CommandPolicy:
                 "commands are published on <prefix>/cmd/<identity>/<command>; "
                 "the identity level is missing",
             )
-        if not self.authenticated:
+        why = None if self.authenticated else "the appliance connects without credentials"
+        why = why or self.distrust()
+        if why or not sender.authenticated:
             if name not in self.cfg.anonymous:
                 raise Refused(
                     "not_authorised",
-                    "the appliance connects to the broker without credentials, so no sender "
-                    f"is authenticated; {name} is not in mqtt.commands.anonymous",
+                    f"no sender is authenticated ({why or 'unknown'}); "
+                    f"{name} is not in mqtt.commands.anonymous",
                 )
             return
         if name not in self.cfg.allow.get(sender.identity, ()):
