@@ -104,7 +104,7 @@ class IdentityCheck:
     def _run(self) -> None:
         try:
             acl = self._probe(
-                lambda c: self.credentials(c),
+                self.credentials,
                 publish_to=self.cmd_topic(
                     f"edge-inspect-probe-{secrets.token_hex(6)}", "acl_probe"
                 ),
@@ -146,8 +146,11 @@ class IdentityCheck:
     def _probe(
         self, setup: Callable[[mqtt.Client], None], publish_to: str | None = None, timeout=5.0
     ) -> str:
-        """ "refused" (at connect), "connected", "published" (PUBACK success), "denied"
-        (PUBACK failure or dropped after the publish), or "no answer"."""
+        """One short connection: what the broker did with it.
+
+        "refused" (at connect), "connected", "published" (PUBACK success), "denied" (PUBACK
+        failure, or dropped after the publish), "no answer", or "cannot connect: ...".
+        """
         outcome: list[str] = []
         done = threading.Event()
         c = mqtt.Client(
