@@ -21,9 +21,9 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,24 @@ COMMAND_NAMES: tuple[str, ...] = ("start_batch", "stop_batch", "change_recipe")
 _IDENTITY = re.compile(r"^[^/+#\x00-\x1f]{1,64}$")
 
 
+def _identity(v: str) -> str:
+    if not _IDENTITY.match(v):
+        raise ValueError(
+            f"identity {v!r} cannot be one MQTT topic level (1 to 64 characters, no '/', '+', '#')"
+        )
+    return v
+
+
+Identity = Annotated[str, AfterValidator(_identity)]
+
+
 class CommandsConfig(BaseModel):
     """`mqtt.commands`: which identities may send which commands."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="subscribe to MES commands at all")
-    allow: dict[str, list[CommandName]] = Field(
+    allow: dict[Identity, list[CommandName]] = Field(
         default_factory=dict,
         description="broker-authenticated identity -> the commands it may send; "
         "everything else is refused",
@@ -62,17 +73,6 @@ class CommandsConfig(BaseModel):
         description="after connecting with credentials, check once that the broker refuses an "
         "unknown user and a command published under another identity (edge.publish.broker_check)",
     )
-
-    @field_validator("allow")
-    @classmethod
-    def _identities(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        for ident in v:
-            if not _IDENTITY.match(ident):
-                raise ValueError(
-                    f"identity {ident!r} cannot be one MQTT topic level "
-                    "(1 to 64 characters, no '/', '+', '#')"
-                )
-        return v
 
 
 @dataclass(frozen=True)
