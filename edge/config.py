@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge.domain import Action, Severity
 from edge.ops.config import OpsConfig
+from edge.publish.policy import CommandsConfig
 from edge.spc.config import SpcConfig
 
 
@@ -336,6 +337,9 @@ class MqttConfig(Strict):
     max_inflight: int = Field(200, ge=1, description="results handed to the client, not yet acked")
     max_command_bytes: int = Field(16384, ge=256, description="larger commands are refused")
     counters_interval_s: float = Field(5.0, gt=0)
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig, description="who may send MES commands (deny by default)"
+    )
 
 
 class TrackingConfig(Strict):

@@ -27,6 +27,11 @@ from edge.line.plc.sim import SimulatedPLC
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
+EXAMPLES = Path(__file__).parents[1] / "examples"
+#: the station's topic prefix in the test configs (the default station)
+BASE = "acme/site1/packaging/line1/inspect1/inspection"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,20 +42,55 @@ class Mosquitto:
     """`mosquitto -c CONF` on a free loopback port; `stop()` and `start()` again on the same port.
 
     `persistence=True` keeps sessions and queued messages across a restart, as a plant
-    broker does (files in `folder`); off by default.
+    broker does (files in `folder`); off by default. `users` (name -> password) turns on
+    authentication with a password file written by `mosquitto_passwd` (anonymous clients
+    refused unless `allow_anonymous`), and `acl` is the text of an `acl_file`.
+    `listener_options` follow the listener line (e.g. TLS: `cafile`, `require_certificate`).
     """
 
-    def __init__(self, folder: Path, *, persistence: bool = False):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        persistence: bool = False,
+        users: dict[str, str] | None = None,
+        acl: str | None = None,
+        allow_anonymous: bool | None = None,
+        listener_options: list[str] | None = None,
+    ):
         self.folder = folder
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
+        if allow_anonymous is None:
+            allow_anonymous = users is None
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *(listener_options or []),
+            f"allow_anonymous {'true' if allow_anonymous else 'false'}",
             "log_dest none",
             "max_queued_messages 0",
             "max_inflight_messages 0",
         ]
+        if users:
+            pwfile = folder / "passwd"
+            pwfile.unlink(missing_ok=True)
+            for i, (name, password) in enumerate(users.items()):
+                subprocess.run(
+                    [
+                        "mosquitto_passwd",
+                        "-b",
+                        *(["-c"] if i == 0 else []),
+                        str(pwfile),
+                        name,
+                        password,
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+            lines.append(f"password_file {pwfile}")
+        if acl is not None:
+            (folder / "acl").write_text(acl)
+            lines.append(f"acl_file {folder / 'acl'}")
         if os.geteuid() == 0:  # else it drops to the mosquitto user, who cannot read tmp_path
             lines.append("user root")
         if persistence:
@@ -101,6 +141,23 @@ def mosquitto(tmp_path):
     broker.stop()
 
 
+#: passwords of the clients named in examples/mosquitto/acl
+PLANT_USERS = {"edge-inspect": "line-secret", "mes1": "mes-secret", "dashboard": "dash-secret"}
+
+
+@pytest.fixture
+def plant_broker(tmp_path):
+    """Mosquitto as docs/deployment.md sets it up: passwords, the example acl_file, no anonymous."""
+    if not Mosquitto.available():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    folder = tmp_path / "plant-broker"
+    folder.mkdir()
+    acl = (EXAMPLES / "mosquitto" / "acl").read_text()
+    broker = Mosquitto(folder, users=PLANT_USERS, acl=acl).start()
+    yield broker
+    broker.stop()
+
+
 @pytest.fixture
 def sim_plc():
     """A simulated PLC (Modbus TCP server + conveyor) on a free port, 10 counts/mm, belt 800 mm/s."""
@@ -112,7 +169,15 @@ def sim_plc():
 class Subscriber:
     """A plant-side MQTT 5 subscriber with a persistent session: collects every message."""
 
-    def __init__(self, port: int, topic: str, client_id: str = "plant-subscriber"):
+    def __init__(
+        self,
+        port: int,
+        topic: str,
+        client_id: str = "plant-subscriber",
+        username: str | None = None,
+        password: str | None = None,
+        tls: tuple[Path, Path, Path] | None = None,
+    ):
         self.topic = topic
         self.messages: list[tuple[str, dict[str, Any], bool]] = []  # topic, payload, retained
         self.raw: list[mqtt.MQTTMessage] = []
@@ -121,6 +186,10 @@ class Subscriber:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        if tls is not None:  # (CA, client certificate, its key)
+            self.client.tls_set(ca_certs=str(tls[0]), certfile=str(tls[1]), keyfile=str(tls[2]))
         self.client.on_connect = self._on_connect
         # ready once the broker has acknowledged the subscription: a message published
         # between SUBSCRIBE and SUBACK would otherwise be missed (a flaky test)
@@ -186,6 +255,7 @@ def line_config(
     plc: dict | None = None,
     recipe: dict | None = None,
     workers: int = 2,
+    mqtt: dict[str, Any] | None = None,
     **extra: Any,
 ):
     from edge.config import parse_config
@@ -228,6 +298,7 @@ def line_config(
             "port": mqtt_port,
             "replay_rate_per_s": 400,
             "counters_interval_s": 1.0,
+            **(mqtt or {}),
         }
     data.update(extra)
     return parse_config(data)

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 
-import jsonschema
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from edge.publish.encoding import load_schema
-
-from services import Line, Subscriber, dark_every, line_config, mosquitto  # noqa: F401
-
-BASE = "acme/site1/packaging/line1/inspect1/inspection"
-
-
-def wait_until(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
+from mqtt_support import GOOD, Requester, appliance_login, validate, wait_until
+from services import (  # noqa: F401
+    BASE,
+    Line,
+    Subscriber,
+    dark_every,
+    line_config,
+    mosquitto,
+    plant_broker,
+)
 
 
 @pytest.fixture
@@ -44,10 +35,6 @@ def make_line(tmp_path):
     yield make
     for line in lines:
         line.stop()
-
-
-def validate(kind, msg):
-    jsonschema.validate(msg, load_schema(kind), format_checker=jsonschema.FormatChecker())
 
 
 def test_every_payload_matches_its_published_schema(mosquitto, make_line):  # noqa: F811
@@ -102,52 +89,30 @@ def test_without_a_broker_results_are_held_and_replayed_in_order(mosquitto, make
         sub.close()
 
 
-class Requester:
-    def __init__(self, port):
-        self.sub = Subscriber(port, "plant/replies/#", client_id=f"mes-{uuid.uuid4().hex[:6]}")
-
-    def send(self, name, payload, *, raw=None, user=None):
-        corr = uuid.uuid4().bytes
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = f"plant/replies/{name}"
-        props.CorrelationData = corr
-        if user:
-            props.UserProperty = ("user", user)
-        data = raw if raw is not None else json.dumps(payload).encode()
-        self.sub.client.publish(f"{BASE}/cmd/{name}", data, qos=1, properties=props)
-
-        def answered():
-            return any(m.properties.CorrelationData == corr for m in self.sub.raw)
-
-        assert wait_until(answered, 10), f"no answer to {name}"
-        msg = next(m for m in self.sub.raw if m.properties.CorrelationData == corr)
-        resp = json.loads(msg.payload)
-        validate("cmd-response", resp)
-        return resp
-
-
 @pytest.fixture
-def mes(mosquitto, make_line):  # noqa: F811
-    line = make_line(mosquitto.port, batch=False)
+def mes(plant_broker, make_line, tmp_path):  # noqa: F811
+    line = make_line(plant_broker.port, batch=False, mqtt=appliance_login(tmp_path))
     assert wait_until(lambda: line.mqtt.status()["up"])
-    req = Requester(mosquitto.port)
+    req = Requester(plant_broker.port)
     yield line, req
-    req.sub.close()
-
-
-GOOD = {"gtin": "09506000134352", "lot": "A12B", "expiry": "271231"}
+    req.close()
 
 
 def test_mes_starts_and_stops_a_batch_with_an_audited_answer(mes):
     line, req = mes
     resp = req.send("start_batch", {**GOOD, "recipe": "t"}, user="mes-operator")
     assert resp["ok"], resp
+    assert resp["sender"] == {
+        "user": "mqtt:mes1",
+        "authenticated": True,
+        "claimed_user": "mes-operator",
+    }
     assert line.pipeline.batch.lot == "A12B" and line.pipeline.batch.gtin == "09506000134352"
     assert req.send("stop_batch", {"reason": "end of shift"})["ok"]
     assert line.pipeline.batch is None
     actions = [(e["user"], e["action"]) for e in line.app.audit.entries()]
-    assert ("mes-operator", "mes.start_batch") in actions
-    assert ("mes", "mes.stop_batch") in actions
+    assert ("mqtt:mes1", "mes.start_batch") in actions
+    assert ("mqtt:mes1", "mes.stop_batch") in actions
     assert req.send("stop_batch", {})["error"]["code"] == "no_batch"
     refused = line.app.audit.entries(action="mes.stop_batch.refused")
     assert refused and "no batch is running" in refused[-1]["reason"]

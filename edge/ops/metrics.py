@@ -76,6 +76,7 @@ class _StatusCollector(Collector):
             "edge_component_up", "1 when the component reports up", labels=["component"]
         )
         outbox_depth = outbox_age = plc_rtt = None
+        commands: dict[str, Any] | None = None
         for c in getattr(app, "components", []):
             st = safe_status(c)
             name = str(getattr(c, "name", "?"))
@@ -83,6 +84,7 @@ class _StatusCollector(Collector):
             if name.startswith("mqtt") or name.startswith("publish"):
                 outbox_depth = find_number(st, *OUTBOX_DEPTH_KEYS)
                 outbox_age = find_number(st, *OUTBOX_AGE_KEYS)
+                commands = st.get("commands") if isinstance(st.get("commands"), dict) else None
             if name.startswith("plc"):
                 plc_rtt = find_number(st, *PLC_RTT_KEYS)
         yield up
@@ -97,6 +99,8 @@ class _StatusCollector(Collector):
             for measure, n in sorted((st.get("by_measure") or {}).items()):
                 dev.add_metric([measure], n)
             yield dev
+        if commands is not None:
+            yield from _command_metrics(commands)
         db_depth, db_age = self.m.outbox_from_db()
         outbox_depth = db_depth if db_depth is not None else outbox_depth
         outbox_age = db_age if db_depth is not None else outbox_age
@@ -171,6 +175,31 @@ class _StatusCollector(Collector):
                     eta.add_metric(labels, t["eta_h"])
             yield val
             yield eta
+
+
+def _command_metrics(st: dict[str, Any]) -> Iterator[Any]:
+    """MES commands over MQTT: what was applied, refused (by code), only counted, ignored."""
+    for key, name, doc in (
+        ("accepted", "edge_mqtt_commands_accepted_total", "MES commands applied"),
+        (
+            "refusals_not_audited",
+            "edge_mqtt_command_refusals_not_audited_total",
+            "refused commands beyond the per-interval audit quota (in the summary row only)",
+        ),
+        (
+            "retained_ignored",
+            "edge_mqtt_retained_commands_ignored_total",
+            "retained commands ignored (never applied)",
+        ),
+        ("dropped", "edge_mqtt_commands_dropped_total", "commands dropped: queue full"),
+    ):
+        yield CounterMetricFamily(name, doc, value=float(st.get(key) or 0))
+    refused = CounterMetricFamily(
+        "edge_mqtt_commands_refused_total", "MES commands refused, by code", labels=["code"]
+    )
+    for code, n in sorted((st.get("refused") or {}).items()):
+        refused.add_metric([str(code)], float(n))
+    yield refused
 
 
 class Metrics:

@@ -1,8 +1,11 @@
 """Commands from MES: start_batch, stop_batch, change_recipe.
 
-Every command is size-capped, parsed, validated with pydantic, checked against the
-line's state, audited, and only then applied; the answer is `ok` or a precise error
-(code, message, details). A command that fails any step changes nothing.
+Every command is size-capped, checked against who may send it (`edge.publish.policy`),
+parsed, validated with pydantic, checked against the line's state, audited, and only
+then applied; the answer is `ok` or a precise error (code, message, details). A command
+that fails any step changes nothing. The audit trail names the identity the broker
+authenticated (`mqtt:<identity>`); the payload's `by` is kept as `claimed_by` beside it.
+Refusals are audited through a `RefusalLimiter`, so a flood cannot fill the trail.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.inspect.base import BatchState
+from edge.publish.policy import COMMAND_NAMES, CommandPolicy, Refused, Sender
+from edge.publish.refusals import RefusalLimiter
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,11 @@ def gtin_ok(gtin: str) -> bool:
 
 class _Cmd(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    by: str | None = Field(None, max_length=64, description="who asked, for the audit trail")
+    by: str | None = Field(
+        None,
+        max_length=64,
+        description="who the sender says asked: recorded as claimed_by, never as the audit user",
+    )
     reason: str | None = Field(None, max_length=200)
 
 
@@ -88,6 +97,7 @@ COMMANDS: dict[str, type[_Cmd]] = {
     "stop_batch": StopBatch,
     "change_recipe": ChangeRecipe,
 }
+assert tuple(COMMANDS) == COMMAND_NAMES  # one list of commands (the policy's config names them)
 
 
 class CommandError(Exception):
@@ -99,51 +109,66 @@ class CommandError(Exception):
 class CommandHandler:
     """Applies MES commands to the appliance (`app.pipeline`, `app.audit`)."""
 
-    def __init__(self, app: Any, max_bytes: int):
+    def __init__(self, app: Any, max_bytes: int, policy: CommandPolicy, refusals: RefusalLimiter):
         self.app = app
         self.max_bytes = max_bytes
+        self.policy = policy
+        self.refusals = refusals
+        self.accepted = 0
 
-    def handle(self, name: str, payload: bytes, user: str) -> dict[str, Any]:
+    def handle(self, name: str, payload: bytes, sender: Sender) -> dict[str, Any]:
         resp: dict[str, Any] = {
             "schema": RESPONSE_SCHEMA,
             "version": RESPONSE_VERSION,
             "command": name,
             "ok": False,
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "sender": {"user": sender.audit_user, "authenticated": sender.authenticated},
         }
+        claims = sender.claims(_claimed_by(payload, self.max_bytes))
+        if claims:
+            resp["sender"].update(claims)
         try:
+            self._check_size(payload)
+            if name not in COMMANDS:
+                raise CommandError(
+                    "unknown_command",
+                    f"unknown command {name!r} (known: {', '.join(sorted(COMMANDS))})",
+                )
+            try:
+                self.policy.check(sender, name)
+            except Refused as exc:
+                raise CommandError(exc.code, exc.message) from None
             cmd = self._parse(name, payload)
-            user = cmd.by or user
-            result = self._apply(name, cmd, user)
+            result = self._apply(name, cmd, sender.audit_user, claims)
         except CommandError as exc:
             resp["error"] = {"code": exc.code, "message": exc.message}
             if exc.details is not None:
                 resp["error"]["details"] = exc.details
-            self._audit(user, f"mes.{name}.refused", None, None, None, f"{exc.code}: {exc.message}")
-            log.warning("MES command %s refused: %s", name, exc.message)
+            self.refusals.refused(
+                sender.audit_user, f"mes.{name[:64]}.refused", exc.code, exc.message, claims or None
+            )
             return resp
         except Exception as exc:  # a bug or a full disk: say so, change nothing more
             log.exception("MES command %s failed", name)
             resp["error"] = {"code": "internal", "message": f"{type(exc).__name__}: {exc}"}
             return resp
+        self.accepted += 1
         resp["ok"] = True
         resp["result"] = result
         return resp
 
     # ------------------------------------------------------------------
 
-    def _parse(self, name: str, payload: bytes) -> _Cmd:
+    def _check_size(self, payload: bytes) -> None:
         if len(payload) > self.max_bytes:
             raise CommandError(
                 "too_large",
                 f"command payload is {len(payload)} bytes; the limit is {self.max_bytes}",
             )
-        model = COMMANDS.get(name)
-        if model is None:
-            raise CommandError(
-                "unknown_command",
-                f"unknown command {name!r} (known: {', '.join(sorted(COMMANDS))})",
-            )
+
+    def _parse(self, name: str, payload: bytes) -> _Cmd:
+        model = COMMANDS[name]
         try:
             data = json.loads(payload.decode("utf-8")) if payload.strip() else {}
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -168,7 +193,7 @@ class CommandHandler:
                 f"recipe {name!r} is not defined (known: {', '.join(sorted(known))})",
             )
 
-    def _apply(self, name: str, cmd: _Cmd, user: str) -> dict[str, Any]:
+    def _apply(self, name: str, cmd: _Cmd, user: str, claims: dict[str, str]) -> dict[str, Any]:
         p = self.app.pipeline
         if isinstance(cmd, StartBatch):
             if p.batch is not None:
@@ -184,7 +209,7 @@ class CommandHandler:
                 "expiry": cmd.expiry,
                 "recipe": cmd.recipe or p.recipe.name,
             }
-            self._audit(user, "mes.start_batch", cmd.lot, None, new, cmd.reason)
+            self._audit(user, "mes.start_batch", cmd.lot, None, {**new, **claims}, cmd.reason)
             if cmd.recipe is not None and cmd.recipe != p.recipe.name:
                 p.set_recipe(cmd.recipe)
             bid = p.start_batch(BatchState(cmd.lot, cmd.gtin, cmd.expiry), by=user, source="mes")
@@ -193,7 +218,7 @@ class CommandHandler:
             if p.batch is None:
                 raise CommandError("no_batch", "no batch is running")
             old = {"batch": p.batch.id, "lot": p.batch.lot}
-            self._audit(user, "mes.stop_batch", p.batch.lot, old, None, cmd.reason)
+            self._audit(user, "mes.stop_batch", p.batch.lot, old, claims or None, cmd.reason)
             bid = p.stop_batch(by=user)
             return {"batch": bid}
         if isinstance(cmd, ChangeRecipe):
@@ -204,7 +229,8 @@ class CommandHandler:
                     f"batch {p.batch.id} is running; the recipe changes between batches",
                 )
             old = p.recipe.name
-            self._audit(user, "mes.change_recipe", "recipe", old, cmd.recipe, cmd.reason)
+            new_recipe: Any = {"recipe": cmd.recipe, **claims} if claims else cmd.recipe
+            self._audit(user, "mes.change_recipe", "recipe", old, new_recipe, cmd.reason)
             p.set_recipe(cmd.recipe)
             return {"recipe": cmd.recipe, "previous": old}
         raise CommandError("unknown_command", f"unknown command {name!r}")
@@ -218,7 +244,16 @@ class CommandHandler:
         try:
             audit.record(user=user, action=action, target=target, old=old, new=new, reason=reason)
         except Exception as exc:
-            if action.endswith(".refused"):
-                log.error("cannot audit refused command: %s", exc)
-                return
             raise CommandError("not_audited", f"cannot write the audit trail: {exc}") from None
+
+
+def _claimed_by(payload: bytes, max_bytes: int) -> str | None:
+    """The payload's `by`, read leniently so that a refused command's claim is kept too."""
+    if len(payload) > max_bytes:
+        return None
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    by = data.get("by") if isinstance(data, dict) else None
+    return by[:64] if isinstance(by, str) and by.strip() else None

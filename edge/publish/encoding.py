@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from edge.config import StationConfig
 
-#: message kinds: result, counters, state, alarm, status, and cmd/<name> (+ responses)
+#: message kinds: result, counters, state, alarm, status, and cmd/<identity>/<name> (+ responses)
 KINDS = ("result", "counters", "state", "alarm", "status")
 
 
@@ -21,8 +21,10 @@ class Encoding(Protocol):
     name: str
 
     def topic(self, kind: str) -> str: ...
-    def command_filter(self) -> str: ...
-    def command_name(self, topic: str) -> str | None: ...
+    def command_filters(self) -> list[str]: ...
+    def command_route(self, topic: str) -> tuple[str | None, str] | None: ...
+    def command_topic(self, identity: str, command: str) -> str: ...
+    def response_topic(self, identity: str | None, command: str) -> str: ...
     def encode(self, kind: str, message: dict[str, Any]) -> bytes: ...
 
 
@@ -46,12 +48,34 @@ class JsonEncoding:
     def topic(self, kind: str) -> str:
         return f"{self.base}/{kind}"
 
-    def command_filter(self) -> str:
-        return f"{self.base}/cmd/+"
+    def command_filters(self) -> list[str]:
+        """`cmd/<identity>/<name>`, and `cmd/<name>` only to answer that an identity is missing."""
+        return [f"{self.base}/cmd/+/+", f"{self.base}/cmd/+"]
 
-    def command_name(self, topic: str) -> str | None:
+    def command_route(self, topic: str) -> tuple[str | None, str] | None:
+        """(identity, command) of a command topic; identity None for the form without one.
+
+        The identity level is the one the broker's ACL ties to the publisher's
+        authenticated name (`pattern write <base>/cmd/%u/#`), see `edge.publish.policy`.
+        """
         prefix = f"{self.base}/cmd/"
-        return topic[len(prefix) :] if topic.startswith(prefix) else None
+        if not topic.startswith(prefix):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        if len(parts) == 1 and parts[0]:
+            return None, parts[0]
+        if len(parts) == 2 and all(parts):
+            return parts[0], parts[1]
+        return None
+
+    def command_topic(self, identity: str, command: str) -> str:
+        return f"{self.base}/cmd/{identity}/{command}"
+
+    def response_topic(self, identity: str | None, command: str) -> str:
+        """Where an answer goes when the request names no MQTT 5 response topic."""
+        if identity is None:
+            return f"{self.base}/cmd/{command}/response"
+        return f"{self.base}/cmd/{identity}/{command}/response"
 
     def encode(self, kind: str, message: dict[str, Any]) -> bytes:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()

@@ -2,8 +2,10 @@
 
 Topics (`edge.publish.encoding`): `.../inspection/result` (QoS 1, from the outbox, with
 its gap-free `seq`), `counters` and `state` (retained), `alarm`, `status` (birth on
-connect, retained last will `offline`), and `cmd/<name>` for MES commands answered on
-the MQTT 5 response topic with the request's correlation data.
+connect, retained last will `offline`), and `cmd/<identity>/<name>` for MES commands
+answered on the MQTT 5 response topic with the request's correlation data. Who may send
+which command, and as whom it is audited, is `edge.publish.policy`; a retained command
+is never applied (it would replay at every connect).
 
 The broker may be gone for hours: results wait in the SQLite outbox, an alarm says so,
 `status()` says how many are held, and they are replayed in order, rate-limited, while
@@ -26,11 +28,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge import __version__
+from edge.publish.broker_check import IdentityCheck
 from edge.publish.commands import CommandHandler
 from edge.publish.encoding import make_encoding
 from edge.publish.outbox import Forwarder, Outbox
+from edge.publish.policy import CommandPolicy, Sender, has_credentials
+from edge.publish.refusals import RefusalLimiter
 from edge.publish.secrets import read_secret
 
 log = logging.getLogger(__name__)
@@ -58,7 +64,23 @@ class MqttPublisher:
         self.enc = make_encoding(self.cfg.encoding, self.station)
         self.outbox = Outbox(app.pipeline.db)
         self.fwd = Forwarder(self.outbox, self.cfg.replay_rate_per_s, self.cfg.max_inflight)
-        self.commands = CommandHandler(app, self.cfg.max_command_bytes)
+        ccfg = self.cfg.commands
+        authenticated = has_credentials(self.cfg)
+        self.check = IdentityCheck(
+            self.cfg,
+            self.enc.command_topic,
+            self._credentials,
+            self.alarms,
+            enabled=authenticated and ccfg.enabled and ccfg.check_broker,
+        )
+        self.policy = CommandPolicy(ccfg, authenticated, self.check.distrust)
+        self.refusals = RefusalLimiter(
+            getattr(app, "audit", None), ccfg.refusals_audited, ccfg.refusal_interval_s
+        )
+        self.commands = CommandHandler(app, self.cfg.max_command_bytes, self.policy, self.refusals)
+        self.retained_ignored = 0
+        self.commands_dropped = 0
+        self._quiet_log = _QuietLog()
         self.connected = False
         self.published = 0
         self.acked = 0
@@ -94,6 +116,19 @@ class MqttPublisher:
             qos=1,
             retain=True,
         )
+        self._credentials(c)
+        c.reconnect_delay_set(min_delay=1, max_delay=5)
+        c.max_inflight_messages_set(self.cfg.max_inflight)
+        c.max_queued_messages_set(0)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    def _credentials(self, c: mqtt.Client) -> None:
+        """The appliance's login on a client: user name and password file, TLS and its certificate."""
         if self.cfg.username:
             pw = read_secret(self.cfg.password_file) if self.cfg.password_file else None
             c.username_pw_set(self.cfg.username, pw)
@@ -106,15 +141,6 @@ class MqttPublisher:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             c.tls_insecure_set(tls.insecure)
-        c.reconnect_delay_set(min_delay=1, max_delay=5)
-        c.max_inflight_messages_set(self.cfg.max_inflight)
-        c.max_queued_messages_set(0)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_connect_fail = self._on_connect_fail
-        c.on_publish = self._on_publish
-        c.on_message = self._on_message
-        return c
 
     def _status_msg(self, status: str) -> dict[str, Any]:
         return {
@@ -129,6 +155,7 @@ class MqttPublisher:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self.policy.warn_at_start()
         bus = self.pipeline.bus
         self._subs.append(bus.subscribe("verdict", lambda *_: self._wake.set(), name="mqtt-wake"))
         self._subs.append(bus.subscribe(["alarm", "state"], self._on_bus, name="mqtt-events"))
@@ -187,6 +214,15 @@ class MqttPublisher:
             "published": self.published,
             "acked": self.acked,
             "disconnects": self.disconnects,
+            "commands": {
+                "authenticated_broker": self.policy.trusted,
+                "broker_check": self.check.status(),
+                "accepted": self.commands.accepted,
+                "refused": dict(self.refusals.total),
+                "refusals_not_audited": self.refusals.not_audited,
+                "retained_ignored": self.retained_ignored,
+                "dropped": self.commands_dropped,
+            },
         }
 
     # ------------------------------------------------------------------ callbacks (network thread)
@@ -204,7 +240,12 @@ class MqttPublisher:
             qos=1,
             retain=True,
         )
-        client.subscribe(self.enc.command_filter(), qos=1)
+        if self.cfg.commands.enabled:
+            # retainAsPublished: a retained command is seen as retained, and then ignored;
+            # noLocal: never our own answers
+            opts = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
+            client.subscribe([(f, opts) for f in self.enc.command_filters()])
+            self.check.on_connect()
         self._reconnected.set()
         self._refusal = ""
         self.connected = True
@@ -259,13 +300,29 @@ class MqttPublisher:
             self.acked += 1
 
     def _on_message(self, client, userdata, msg) -> None:
-        name = self.enc.command_name(msg.topic)
-        if name is None:
+        route = self.enc.command_route(msg.topic)
+        if route is None:
+            return
+        if msg.retain:  # left on the broker: it would be replayed at every connect
+            self.retained_ignored += 1
+            self._quiet_log(
+                "retained",
+                "MQTT retained command on %s ignored (%d so far): commands are published "
+                "with retain false; clear it with an empty retained message",
+                msg.topic,
+                self.retained_ignored,
+            )
             return
         try:
-            self._cmd_q.put_nowait((name, msg.payload, msg.properties))
+            self._cmd_q.put_nowait((route, msg.payload, msg.properties))
         except queue.Full:
-            log.error("MQTT command queue full: %s dropped", name)
+            self.commands_dropped += 1
+            self._quiet_log(
+                "dropped",
+                "MQTT command queue full: %s dropped (%d so far)",
+                msg.topic,
+                self.commands_dropped,
+            )
 
     # ------------------------------------------------------------------ forwarding
 
@@ -384,26 +441,46 @@ class MqttPublisher:
 
     def _command_loop(self) -> None:
         while True:
-            job = self._cmd_q.get()
+            try:
+                job = self._cmd_q.get(timeout=1.0)
+            except queue.Empty:
+                self.refusals.flush()
+                continue
             if job is None:
+                self.refusals.flush(force=True)
                 return
-            name, payload, props = job
-            user = "mes"
+            (identity, name), payload, props = job
+            claimed_user = None
             for k, v in getattr(props, "UserProperty", None) or []:
                 if k == "user" and v:
-                    user = str(v)[:64]
-            resp = self.commands.handle(name, bytes(payload), user)
+                    claimed_user = str(v)[:64]
+            if self.check.running:  # the first commands after start wait for the broker check
+                self.check.wait(5.0)
+            sender = Sender(identity, self.policy.trusted, claimed_user)
+            resp = self.commands.handle(name, bytes(payload), sender)
             rprops = Properties(PacketTypes.PUBLISH)
             corr = getattr(props, "CorrelationData", None)
             if corr is not None:
                 rprops.CorrelationData = corr
-            topic = (
-                getattr(props, "ResponseTopic", None) or f"{self.enc.topic('cmd')}/{name}/response"
-            )
+            topic = getattr(props, "ResponseTopic", None) or self.enc.response_topic(identity, name)
             try:
                 self.client.publish(topic, json.dumps(resp).encode(), qos=1, properties=rprops)
             except Exception:
                 log.exception("cannot answer MQTT command %s", name)
+
+
+class _QuietLog:
+    """A warning per kind at most every `every_s` seconds (the count is in the message)."""
+
+    def __init__(self, every_s: float = 10.0):
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, kind: str, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) >= self.every_s:
+            self._last[kind] = now
+            log.warning(msg, *args)
 
 
 def build(app: Any) -> MqttPublisher | None:
