@@ -44,6 +44,7 @@ _STOP = object()
 #: NOT_RECORDED rows held for a later write; beyond this only a count is kept (and logged)
 MAX_PENDING = 50_000
 GROUP = 64
+LOG_EVERY_S = 10.0
 
 
 class Recorder:
@@ -85,6 +86,7 @@ class Recorder:
         self.images_failed = 0
         self.failing: str | None = None  # the last write error, None once writes succeed
         self._pending: list[dict[str, Any]] = []
+        self._last_log = -LOG_EVERY_S
         self._lock = threading.Lock()
         self._conn = db.connect()
         self._link_conn: Any = None
@@ -195,7 +197,8 @@ class Recorder:
         try:
             self._commit(rows)
         except Exception as exc:  # disk full, I/O error, locked: reconnect and try once more
-            log.error("recording %d verdicts failed: %s; retrying once", len(items), exc)
+            if self.failing is None:
+                log.error("recording %d verdicts failed: %s; retrying once", len(items), exc)
             self._reconnect()
             time.sleep(0.05)
             try:
@@ -274,13 +277,16 @@ class Recorder:
             self.not_recorded += len(items)
             self.recorded += len(items)
             total = self.not_recorded
-        log.error(
-            "%d items (seq %d..%d) rejected NOT_RECORDED: %s",
-            len(items),
-            items[0].seq,
-            items[-1].seq,
-            why,
-        )
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY_S:  # a full disk must not flood the journal too
+            self._last_log = now
+            log.error(
+                "items up to seq %d rejected NOT_RECORDED (%d so far, %d rows held): %s",
+                items[-1].seq,
+                total,
+                len(self._pending),
+                why,
+            )
         self.alarms.raise_(
             "NOT_RECORDED",
             f"{total} items rejected as NOT_RECORDED, the line must not run unrecorded: {why}",

@@ -116,7 +116,7 @@ def outbox(conn: sqlite3.Connection) -> list[str]:
 
 
 def temp_files(state: Path, store: ImageStore) -> list[str]:
-    found = set(store.temp_files()) | set(state.glob(".*.tmp"))
+    found = set(store.temp_files()) | set(state.glob("*.tmp")) | set(state.glob(".*.tmp"))
     return [f"temporary file left: {p.relative_to(state)}" for p in sorted(found)]
 
 
