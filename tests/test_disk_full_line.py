@@ -17,13 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from disk_support import SmallFs
+from disk_support import SmallFs, fill
 
 from edge.store.audit import AuditTrail
 from edge.store.db import Database
 from edge.web.auth import UserStore
 
-import web_support  # noqa: F401  (a cheaper argon2 cost for the test user)
+import web_support
 from services import free_port
 
 EDGE = [sys.executable, "-m", "edge.cli"]
@@ -159,3 +159,50 @@ def test_on_a_small_disk_the_default_steps_keep_no_images_and_report_not_ready(t
     assert {"DISK_LOW_PASS_IMAGES", "DISK_LOW_REJECT_IMAGES", "DISK_LOW_RECORDS"} <= codes
     r = records_verify(state)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_web_writes_on_a_full_disk_answer_503_with_a_plain_message(tmp_path, small_fs):
+    from edge.web.isolated import IsolatedWeb
+
+    from fake_tools import grey
+
+    state = small_fs.mount(tmp_path / "fs", "8m") / "state"
+    app = web_support.appliance(state, imgs=[grey(200)] * 2000, period_s=0.05)
+    web_support.add_users(app)
+    web = IsolatedWeb(app)  # the web UI in its own process, as shipped
+    app.start()
+    web.start()
+    try:
+        with httpx.Client(base_url=web.url, timeout=30) as c:
+            r = c.post("/login", data={"username": "olga", "password": "op-secret-1"})
+            assert r.status_code in (200, 303), r.text
+            csrf = c.get("/api/me").json()["csrf"]
+            ballast = fill(state)
+            # a write the line process runs for the web process (a batch start)
+            r = c.post(
+                "/api/line/batch/start",
+                json={"lot": "L9", "reason": "shift start"},
+                headers={"x-csrf-token": csrf},
+            )
+            assert r.status_code == 503, r.text
+            assert "cannot write its records" in r.json()["detail"]
+            # a login (its session and audit entry) from a browser: a page that says why
+            with httpx.Client(base_url=web.url, timeout=30) as b:
+                r = b.post(
+                    "/login",
+                    data={"username": "tom", "password": "tech-secret-1"},
+                    headers={"accept": "text/html"},
+                )
+            assert r.status_code == 503, r.text
+            assert "text/html" in r.headers["content-type"]
+            assert "the disk is full" in r.text and "Nothing was changed" in r.text
+            ballast.unlink()
+            r = c.post(
+                "/api/line/batch/start",
+                json={"lot": "L9", "reason": "shift start"},
+                headers={"x-csrf-token": csrf},
+            )
+            assert r.status_code == 200, r.text  # space is back: the same request works
+    finally:
+        web.stop()
+        app.stop()
