@@ -44,6 +44,7 @@ _STOP = object()
 #: NOT_RECORDED rows held for a later write; beyond this only a count is kept (and logged)
 MAX_PENDING = 50_000
 GROUP = 64
+HELD_CHUNK = 500
 LOG_EVERY_S = 10.0
 
 
@@ -219,18 +220,23 @@ class Recorder:
             self.writer.submit(sha, image, (w, h, seqs))
 
     def _commit(self, rows: list[dict[str, Any]]) -> None:
-        """Held NOT_RECORDED rows first, then this group, in one transaction."""
-        with self._lock:
-            held = list(self._pending)
-        with self.db.transaction(self._conn) as c:
-            if held:
+        """Held NOT_RECORDED rows first (in chunks, oldest first), then this group."""
+        late = 0
+        while True:
+            with self._lock:
+                held = self._pending[:HELD_CHUNK]
+            if not held:
+                break
+            with self.db.transaction(self._conn) as c:
                 self.db.insert_items(c, held, outbox=self.outbox)
-            if rows:
-                self.db.insert_items(c, rows, outbox=self.outbox)
-        if held:
             with self._lock:
                 del self._pending[: len(held)]
-            log.warning("%d NOT_RECORDED items recorded late", len(held))
+            late += len(held)
+        if late:
+            log.warning("%d NOT_RECORDED items recorded late", late)
+        if rows:
+            with self.db.transaction(self._conn) as c:
+                self.db.insert_items(c, rows, outbox=self.outbox)
 
     def _failed(self, exc: Exception) -> None:
         self.failing = str(exc) or type(exc).__name__
@@ -335,7 +341,10 @@ class Recorder:
     # ------------------------------------------------------------------ shutdown
 
     def close(self) -> None:
-        self.queue.put(_STOP)
+        try:
+            self.queue.put(_STOP, timeout=30)
+        except queue.Full:
+            log.error("the recorder did not drain its backlog in 30 s")
         self._thread.join(30)
         self.writer.close()
         with self._lock:
