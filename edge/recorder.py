@@ -23,6 +23,7 @@ does not exist; a failed write leaves no temporary file. Free space is watched i
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -87,6 +88,7 @@ class Recorder:
         self.images_failed = 0
         self.failing: str | None = None  # the last write error, None once writes succeed
         self._pending: list[dict[str, Any]] = []
+        self._amends: list[tuple[str, str, dict[str, Any]]] = []
         self._last_log = -LOG_EVERY_S
         self._lock = threading.Lock()
         self._conn = db.connect()
@@ -118,14 +120,14 @@ class Recorder:
         if self.queue.full():
             return False, f"recorder backlog full ({self.max_backlog} items)"
         with self._lock:
-            waiting = len(self._pending)
+            waiting = len(self._pending) + len(self._amends)
         if waiting:
-            return False, f"{waiting} NOT_RECORDED rows waiting to be written"
+            return False, f"{waiting} held rows (NOT_RECORDED, amendments) waiting to be written"
         return True, f"recording ({free:.0f} MB free)" if free is not None else "recording"
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            pending = len(self._pending)
+            pending = len(self._pending) + len(self._amends)
         return {
             "backlog": self.queue.qsize(),
             "max_backlog": self.max_backlog,
@@ -172,7 +174,7 @@ class Recorder:
         """No items: retry the held NOT_RECORDED rows, and notice space that came back."""
         self.disk.check()
         with self._lock:
-            waiting = bool(self._pending)
+            waiting = bool(self._pending or self._amends)
         if waiting:
             try:
                 self._commit([])
@@ -234,9 +236,42 @@ class Recorder:
             late += len(held)
         if late:
             log.warning("%d NOT_RECORDED items recorded late", late)
+        while True:
+            with self._lock:
+                amends = self._amends[:HELD_CHUNK]
+            if not amends:
+                break
+            with self.db.transaction(self._conn) as c:
+                for item_id, reason, msg in amends:
+                    self._apply_amendment(c, item_id, reason, msg)
+            with self._lock:
+                del self._amends[: len(amends)]
+            log.warning("%d amendments (PASS not delivered, now REJECT) recorded late", len(amends))
         if rows:
             with self.db.transaction(self._conn) as c:
                 self.db.insert_items(c, rows, outbox=self.outbox)
+
+    def _apply_amendment(self, c: Any, item_id: str, reason: str, msg: dict[str, Any]) -> None:
+        c.execute(
+            "UPDATE items SET verdict = 'REJECT', reasons = ? WHERE id = ?",
+            (json.dumps([reason]), item_id),
+        )
+        if self.outbox:
+            c.execute(
+                "INSERT INTO outbox (kind, item_id, payload, created_utc)"
+                " VALUES ('result', ?, ?, ?)",
+                (item_id, json.dumps(msg, separators=(",", ":")), time.time()),
+            )
+
+    def hold_amendment(self, item_id: str, reason: str, msg: dict[str, Any]) -> None:
+        """A recorded PASS that must become REJECT (the PLC never got it), when the database
+        refused the update: held like a NOT_RECORDED row and written on recovery, so the
+        caller (the PLC's verdict thread) never waits for the disk."""
+        with self._lock:
+            if len(self._amends) < MAX_PENDING:
+                self._amends.append((item_id, reason, msg))
+            else:
+                self.lost_rows += 1
 
     def _failed(self, exc: Exception) -> None:
         self.failing = str(exc) or type(exc).__name__
@@ -252,7 +287,7 @@ class Recorder:
         if self.alarms.is_active("RECORD_FAILED"):
             self.alarms.clear("RECORD_FAILED")
         with self._lock:
-            waiting = bool(self._pending)
+            waiting = bool(self._pending or self._amends)
         if not waiting and not self.queue.full() and self.alarms.is_active("NOT_RECORDED"):
             self.alarms.clear("NOT_RECORDED")
 
@@ -348,7 +383,7 @@ class Recorder:
         self._thread.join(30)
         self.writer.close()
         with self._lock:
-            waiting = bool(self._pending)
+            waiting = bool(self._pending or self._amends)
         if waiting:  # a last try for the NOT_RECORDED rows
             try:
                 self._commit([])

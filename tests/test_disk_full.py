@@ -323,3 +323,51 @@ def test_records_verify_exits_zero_on_whole_records(tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "records verify: OK (4 items, 4 images, 4 outbox" in r.stdout
+
+
+def test_a_pass_the_plc_missed_is_amended_later_when_the_disk_is_full_without_blocking(
+    tmp_path, small_fs
+):
+    import threading
+
+    from edge.config import parse_config
+    from edge.line.plc.component import PLCOutput
+    from edge.pipeline import Pipeline
+
+    from fake_tools import ListSource, grey
+
+    state = small_fs.mount(tmp_path / "state", "4m")
+    cfg = parse_config(
+        {
+            "records": {"state_dir": str(state), "sample_pass_every": 0, **STEPS_OFF},
+            "mqtt": {"enabled": True},  # amendments go to the outbox too
+            "recipe": "t",
+            "recipes": {"t": {"name": "t", "tools": [{"type": "behaviour"}]}},
+        }
+    )
+    p = Pipeline(cfg, source=ListSource([grey()] * 2, paced=False))
+    got: list[Item] = []
+    p.bus.subscribe_sync("verdict", lambda _t, it: got.append(it))
+    p.start()
+    try:
+        assert p.wait(60)
+        item = next(it for it in got if it.verdict is Verdict.PASS)
+        plc = PLCOutput(p, cfg.plc, adapter=None)
+        plc._conn = p.db.connect()
+        ballast = fill(state)
+        t = threading.Thread(target=plc._amend, args=(item, "TIMEOUT"), daemon=True)
+        t.start()
+        t.join(5)
+        assert not t.is_alive(), "the PLC's verdict thread waited for the disk"
+        assert p.alarms.is_active("RECORD_FAILED")
+        assert not p.recorder.health()[0]
+        assert p.stats.snapshot()["by_reason"] == {"TIMEOUT": 1}
+        ballast.unlink()
+        wait_for(lambda: p.db.item(item.id)["verdict"] == "REJECT")
+        assert p.db.item(item.id)["reasons"] == ["TIMEOUT"]
+        wait_for(lambda: not p.alarms.is_active("RECORD_FAILED"))
+        n = p.db.conn.execute("SELECT COUNT(*) FROM outbox WHERE item_id = ?", (item.id,))
+        assert n.fetchone()[0] == 2  # the result, then its amendment
+        plc._conn.close()
+    finally:
+        p.stop()
