@@ -86,6 +86,8 @@ class Recorder:
         self.not_recorded = 0  # items emitted as NOT_RECORDED (their rows may follow later)
         self.lost_rows = 0  # NOT_RECORDED rows beyond MAX_PENDING: counted, never written
         self.images_failed = 0
+        self.images_skipped = 0  # not kept because the image writer was a full queue behind
+        self._last_skip_log = -LOG_EVERY_S
         self.failing: str | None = None  # the last write error, None once writes succeed
         self._pending: list[dict[str, Any]] = []
         self._amends: list[tuple[str, str, dict[str, Any]]] = []
@@ -135,6 +137,7 @@ class Recorder:
             "pending_rows": pending,
             "lost_rows": self.lost_rows,
             "images_failed": self.images_failed,
+            "images_skipped": self.images_skipped,
             "free_mb": None if self.disk.free is None else round(self.disk.free, 1),
             "failing": self.failing,
         }
@@ -219,7 +222,15 @@ class Recorder:
             self.stats.update(it)
             self.bus.publish("verdict", it)
         for sha, (image, w, h, seqs) in imgs.items():  # after the verdicts are out: PNG is slow
-            self.writer.submit(sha, image, (w, h, seqs))
+            if not self.writer.submit(sha, image, (w, h, seqs)):
+                self.images_skipped += 1  # the writer is behind: records go first
+                now = time.monotonic()
+                if now - self._last_skip_log >= LOG_EVERY_S:
+                    self._last_skip_log = now
+                    log.warning(
+                        "image writer behind: %d evidence images not kept so far",
+                        self.images_skipped,
+                    )
 
     def _commit(self, rows: list[dict[str, Any]]) -> None:
         """Held NOT_RECORDED rows first (in chunks, oldest first), then this group."""

@@ -51,10 +51,3 @@ def fill(folder: Path, name: str = "ballast") -> Path:
     finally:
         os.close(fd)
     return path
-
-
-@pytest.fixture
-def small_fs():
-    fs = SmallFs()
-    yield fs
-    fs.close()

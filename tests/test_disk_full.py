@@ -371,3 +371,67 @@ def test_a_pass_the_plc_missed_is_amended_later_when_the_disk_is_full_without_bl
         plc._conn.close()
     finally:
         p.stop()
+
+
+CRASH_CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from edge.inspect import registry
+registry.TOOLS["behaviour"] = "fake_tools:BehaviourTool"
+import numpy as np
+from edge.config import parse_config
+from edge.pipeline import Pipeline
+from fake_tools import ListSource
+
+cfg = parse_config({{
+    "records": {{"state_dir": {state!r}, "sample_pass_every": 1, "pass_images_min_free_mb": 0,
+                 "reject_images_min_free_mb": 0, "min_free_mb": 0}},
+    "recipe": "t",
+    "recipes": {{"t": {{"name": "t", "tools": [{{"type": "behaviour"}}]}}}},
+}})
+base = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+
+def distinct():  # every image its own file: slow PNG encoding, so the writer lags
+    for i in range(100000):
+        img = base.copy()
+        img[0, :3, 0] = (i % 256, i // 256 % 256, i // 65536)
+        yield img
+
+p = Pipeline(cfg, source=ListSource(distinct(), period_s=0.01))
+p.bus.subscribe_sync("verdict", lambda _t, it: print("EMIT", it.id, flush=True))
+p.start()
+time.sleep(600)
+"""
+
+
+def test_a_crash_while_images_are_being_written_leaves_no_row_naming_a_missing_file(tmp_path):
+    import signal
+    from pathlib import Path
+
+    state = tmp_path / "state"
+    tests = str(Path(__file__).parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_CHILD.format(tests=tests, state=str(state))],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        n, end = 0, time.monotonic() + 120
+        while n < 300 and time.monotonic() < end:  # PNG encoding of noise lags the commits
+            if proc.stdout.readline().startswith("EMIT"):
+                n += 1
+        assert n == 300
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    problems = [p for p in verify(state)[0] if not p.startswith("temporary file")]
+    assert problems == []  # no row names an image that is not on disk
+    rows = Database(state / "edge.db").conn.execute(
+        "SELECT COUNT(*), COUNT(image_sha256) FROM items"
+    )
+    total, with_image = rows.fetchone()
+    assert total >= 300 and 0 < with_image < total  # the writer was behind at the kill
+    rig = Rig(state, **STEPS_OFF)  # the next start sweeps what the killed writer left
+    rig.rec.close()
+    assert verify(state)[0] == []

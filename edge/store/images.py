@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,8 @@ class ImageStore:
 class ImageWriter:
     """Writes committed images in the background; `close()` drains what is queued.
 
-    The queue is bounded: if the disk cannot keep up, the recorder waits (verdicts wait
-    with it and the gate rejects by default) rather than images being dropped. Each job
+    The queue is bounded: if the disk cannot keep up, `submit` refuses the image (the
+    caller keeps none for that item) rather than holding up the records. Each job
     carries a reference (`ref`) handed back to `on_done(done, failed)` with the jobs that
     were written and those that failed, in groups: the recorder links the item rows to
     their image only once the file exists.
@@ -136,23 +137,33 @@ class ImageWriter:
         maxsize: int = 64,
         on_done: Callable[[list[tuple[str, Any, bool]], list[tuple[str, Any]]], None] | None = None,
         group: int = 32,
+        max_wait_s: float = 0.5,
     ):
         self.store = store
         self.on_done = on_done
         self.group = group
+        self.max_wait_s = max_wait_s
         self.queue: queue.Queue[tuple[str, np.ndarray, Any] | None] = queue.Queue(maxsize)
         self.failed = 0
         self._thread = threading.Thread(target=self._run, name="image-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, sha256: str, image: np.ndarray, ref: Any = None) -> None:
-        self.queue.put((sha256, image, ref))
+    def submit(self, sha256: str, image: np.ndarray, ref: Any = None) -> bool:
+        """Queue one image; False (nothing queued) when the writer is a full queue behind."""
+        try:
+            self.queue.put_nowait((sha256, image, ref))
+        except queue.Full:
+            return False
+        return True
 
     def _run(self) -> None:
         done: list[tuple[str, Any, bool]] = []  # (sha, ref, created by this write)
         failed: list[tuple[str, Any]] = []
+        since = time.monotonic()  # the oldest write not yet handed to on_done
         while True:
             job = self.queue.get()
+            if not done and not failed:
+                since = time.monotonic()
             if job is not None:
                 sha, image, ref = job
                 try:
@@ -162,7 +173,10 @@ class ImageWriter:
                     failed.append((sha, ref))
                     log.error("writing image %s failed: %s", sha, exc)
             if (done or failed) and (
-                job is None or self.queue.empty() or len(done) + len(failed) >= self.group
+                job is None
+                or self.queue.empty()
+                or len(done) + len(failed) >= self.group
+                or time.monotonic() - since >= self.max_wait_s
             ):
                 if self.on_done is not None:
                     try:
@@ -174,5 +188,5 @@ class ImageWriter:
                 return
 
     def close(self, timeout: float = 30.0) -> None:
-        self.queue.put(None)
+        self.queue.put(None, timeout=timeout)
         self._thread.join(timeout)
