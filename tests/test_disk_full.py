@@ -435,3 +435,19 @@ def test_a_crash_while_images_are_being_written_leaves_no_row_naming_a_missing_f
     rig = Rig(state, **STEPS_OFF)  # the next start sweeps what the killed writer left
     rig.rec.close()
     assert verify(state)[0] == []
+
+
+def test_config_check_refuses_free_space_steps_out_of_order(tmp_path):
+    cfg = tmp_path / "steps.yaml"
+    cfg.write_text("records:\n  pass_images_min_free_mb: 100\n  reject_images_min_free_mb: 500\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "config", "check", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert "records:" in r.stderr and "pass_images_min_free_mb >= reject_images_min_free_mb" in (
+        r.stderr
+    )
