@@ -94,6 +94,7 @@ def test_a_demo_that_fills_its_disk_rejects_fails_safe_and_leaves_nothing_dangli
     proc = start_demo(state, port, items=400, config=cfg)
     down: dict | None = None
     login = None
+    metrics = ""
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             end = time.monotonic() + 300
@@ -110,21 +111,37 @@ def test_a_demo_that_fills_its_disk_rejects_fails_safe_and_leaves_nothing_dangli
                     and "cannot be written" in str(rec.get("detail"))
                 ):
                     down = rec
-                    fill(state.parent)  # whatever a failed image write gave back: full now
-                    login = c.post("/login", data={"username": "olga", "password": "op-secret-1"})
+                    for n in range(5):
+                        # whatever a failed image write gave back is taken: the disk is full
+                        fill(state.parent, f"ballast-{n}")
+                        time.sleep(0.5)
+                        fill(state.parent, f"ballast-{n}-b")
+                        login = c.post(
+                            "/login", data={"username": "olga", "password": "op-secret-1"}
+                        )
+                        if login.status_code != 303:  # 303: there was room after all
+                            break
+                        c.cookies.clear()
+                    for _ in range(50):
+                        metrics = c.get("/metrics").text
+                        if "edge_records_writable 0.0" in metrics:
+                            break
+                        time.sleep(0.2)
     finally:
         summary = finish(proc)
     assert down is not None, "/readyz never reported that records cannot be written"
     assert "full" in down["detail"]
-    assert login is not None and login.status_code == 503, login and login.text
+    assert login is not None and login.status_code == 503, (login and login.text, summary)
     assert "cannot write its records" in login.json()["detail"]
     assert "disk is full" in login.json()["detail"]
+    assert "edge_records_writable 0.0" in metrics, metrics
+    assert "edge_records_free_bytes" in metrics and "edge_records_not_recorded" in metrics
 
     # every item is accounted for, and those that could not be recorded were rejected
     assert summary["items"] == 400
     assert summary["passed"] + summary["rejected"] == 400
     assert summary["by_reason"].get("NOT_RECORDED", 0) > 0
-    assert summary["escapes"] == 0
+    assert summary["escapes"] == 0, summary
 
     r = records_verify(state)
     assert r.returncode == 0, r.stdout + r.stderr
