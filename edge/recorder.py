@@ -161,17 +161,19 @@ class Recorder:
                 continue
             if first is _STOP:
                 return
-            batch = [first]
+            batch, stop = [first], False
             while len(batch) < GROUP:
                 try:
                     nxt = self.queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is _STOP:
-                    self.queue.put(_STOP)
+                    stop = True
                     break
                 batch.append(nxt)
             self._record(batch)
+            if stop:
+                return
 
     def _idle(self) -> None:
         """No items: retry the held NOT_RECORDED rows, and notice space that came back."""
@@ -185,8 +187,8 @@ class Recorder:
                 self._failed(exc)
             else:
                 self._recovered()
-        elif self.failing and not self.disk.records_at_risk:
-            self._recovered()
+        elif self.failing and (self.disk.free or 0.0) > self.records.min_free_mb + 1.0:
+            self._recovered()  # nothing held to prove it with: room beyond the reserve will do
 
     def _record(self, items: list[Item]) -> None:
         self.disk.check()
