@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -242,8 +243,14 @@ class Recorder:
                 held = self._pending[:HELD_CHUNK]
             if not held:
                 break
-            with self.db.transaction(self._conn) as c:
-                self.db.insert_items(c, held, outbox=self.outbox)
+            try:
+                with self.db.transaction(self._conn) as c:
+                    self.db.insert_items(c, held, outbox=self.outbox)
+            except sqlite3.IntegrityError:  # a commit reported failed that had gone through
+                fresh = [r for r in held if not self._row_exists(r)]
+                log.warning("%d held rows were already recorded", len(held) - len(fresh))
+                with self.db.transaction(self._conn) as c:
+                    self.db.insert_items(c, fresh, outbox=self.outbox)
             with self._lock:
                 del self._pending[: len(held)]
             late += len(held)
@@ -263,6 +270,10 @@ class Recorder:
         if rows:
             with self.db.transaction(self._conn) as c:
                 self.db.insert_items(c, rows, outbox=self.outbox)
+
+    def _row_exists(self, row: dict[str, Any]) -> bool:
+        q = "SELECT 1 FROM items WHERE seq = ? OR id = ?"
+        return self._conn.execute(q, (row["seq"], row["id"])).fetchone() is not None
 
     def _apply_amendment(self, c: Any, item_id: str, reason: str, msg: dict[str, Any]) -> None:
         c.execute(

@@ -451,3 +451,19 @@ def test_config_check_refuses_free_space_steps_out_of_order(tmp_path):
     assert "records:" in r.stderr and "pass_images_min_free_mb >= reject_images_min_free_mb" in (
         r.stderr
     )
+
+
+def test_a_held_row_that_was_recorded_after_all_does_not_block_the_records(tmp_path):
+    from edge.record import item_row
+
+    rig = Rig(tmp_path, **STEPS_OFF)
+    row = item_row(rig.item(7), "edge-test")  # a commit that reported failure but went through
+    with rig.db.transaction() as c:
+        rig.db.insert_items(c, [row], outbox=True)
+    with rig.rec._lock:
+        rig.rec._pending.append(row)
+    rig.rec.submit(rig.item(8))
+    wait_for(lambda: len(rig.rows()) == 2)
+    assert rig.rec.failing is None and rig.rec.health()[0]
+    rig.rec.close()
+    assert verify(tmp_path)[0] == []
