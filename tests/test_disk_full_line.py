@@ -213,7 +213,7 @@ def test_web_writes_on_a_full_disk_answer_503_with_a_plain_message(tmp_path, sma
                 )
             assert r.status_code == 503, r.text
             assert "text/html" in r.headers["content-type"]
-            assert "the disk is full" in r.text and "Nothing was changed" in r.text
+            assert "the disk is full" in r.text and "could not be recorded" in r.text
             ballast.unlink()
             r = c.post(
                 "/api/line/batch/start",

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS}
 
 MESSAGE = (
-    "The appliance cannot write its records right now ({cause}). "
-    "Nothing was changed. Tell maintenance; try again when the alarm has cleared."
+    "The appliance cannot write its records right now ({cause}), so this action could not be"
+    " recorded. Tell maintenance; when the alarm has cleared, check the result and try again."
 )
 
 
