@@ -146,6 +146,32 @@ class RecordsConfig(Strict):
     sample_pass_every: int = Field(50, ge=0, description="keep every Nth PASS image (0: none)")
     keep_reject_images: bool = True
     synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
+    # A full disk must fail safe (see docs/deployment.md, "When the disk fills"): evidence
+    # images are given up step by step, so the database keeps its reserve.
+    max_backlog: int = Field(
+        200, ge=1, description="final items waiting for the recorder; beyond: REJECT NOT_RECORDED"
+    )
+    pass_images_min_free_mb: float = Field(
+        1000, ge=0, description="free space below which pass samples are no longer kept"
+    )
+    reject_images_min_free_mb: float = Field(
+        500, ge=0, description="free space below which reject images are no longer kept"
+    )
+    min_free_mb: float = Field(
+        100, ge=0, description="the database's reserve: below it, a line-stop alarm, /readyz 503"
+    )
+    disk_hysteresis_mb: float = Field(
+        20, ge=0, description="a step clears only when free space is this much above it"
+    )
+
+    @model_validator(mode="after")
+    def _disk_steps_in_order(self) -> RecordsConfig:
+        if not (self.pass_images_min_free_mb >= self.reject_images_min_free_mb >= self.min_free_mb):
+            raise ValueError(
+                "free-space steps must satisfy pass_images_min_free_mb >= "
+                "reject_images_min_free_mb >= min_free_mb (pass samples are given up first)"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- inference

@@ -26,111 +26,17 @@ from edge.domain import Frame, Item, Reason, ToolResult, Verdict
 from edge.inspect.base import BatchState, Services, Tool, ToolContext
 from edge.inspect.registry import build_tools
 from edge.line.tracking import Tracker
-from edge.record import item_row
+from edge.recorder import Recorder
 from edge.stats import Stats
 from edge.store.alarm_log import AlarmLog
 from edge.store.db import Database
-from edge.store.images import ImageStore, ImageWriter, image_id
+from edge.store.images import ImageStore
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 
-
-class Recorder:
-    """Commits final items (row, outbox message, image reference) in groups, then emits them."""
-
-    def __init__(
-        self,
-        db: Database,
-        images: ImageStore,
-        bus: Bus,
-        stats: Stats,
-        alarms: Alarms,
-        station: str,
-        *,
-        outbox: bool,
-        sample_pass_every: int,
-        keep_reject_images: bool,
-    ):
-        self.db, self.images, self.bus, self.stats, self.alarms = db, images, bus, stats, alarms
-        self.station = station
-        self.outbox = outbox
-        self.sample_pass_every = sample_pass_every
-        self.keep_reject_images = keep_reject_images
-        self.queue: queue.Queue[Any] = queue.Queue()
-        self.writer = ImageWriter(images)
-        self.recorded = 0
-        self._conn = db.connect()
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
-
-    def submit(self, item: Item) -> None:
-        self.queue.put(item)
-
-    def _keep_image(self, item: Item) -> bool:
-        if item.frame is None or item.frame.image is None:
-            return False
-        if item.verdict is Verdict.REJECT:
-            return self.keep_reject_images
-        n = self.sample_pass_every
-        return n > 0 and item.seq % n == 0
-
-    def _run(self) -> None:
-        while True:
-            first = self.queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            while len(batch) < 64:
-                try:
-                    nxt = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    self.queue.put(_STOP)
-                    break
-                batch.append(nxt)
-            self._record(batch)
-
-    def _record(self, items: list[Item]) -> None:
-        backoff = 0.05
-        imgs = []
-        for it in items:
-            if it.image_sha256 is None and self._keep_image(it):
-                image = it.frame.image  # type: ignore[union-attr]
-                it.image_sha256 = image_id(image)
-                h, w = image.shape[:2]
-                imgs.append((it.image_sha256, image, w, h))
-        rows = [item_row(it, self.station) for it in items]
-        while True:
-            try:
-                with self.db.transaction(self._conn) as c:
-                    for sha, _, w, h in imgs:
-                        self.db.add_image(c, sha, self.images.relpath(sha), w, h)
-                    self.db.insert_items(c, rows, outbox=self.outbox)
-                break
-            except Exception as exc:  # disk full, locked, I/O error: hold the verdicts, never emit
-                log.error("recording %d verdicts failed: %s; retrying", len(items), exc)
-                self.alarms.raise_(
-                    "RECORD_FAILED", f"cannot record verdicts: {exc}", "critical", True
-                )
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-        if self.alarms.is_active("RECORD_FAILED"):
-            self.alarms.clear("RECORD_FAILED")
-        for it in items:
-            self.recorded += 1
-            self.stats.update(it)
-            self.bus.publish("verdict", it)
-        for sha, image, _, _ in imgs:  # after the verdicts are out: PNG encoding is slow
-            self.writer.submit(sha, image)
-
-    def close(self) -> None:
-        self.queue.put(_STOP)
-        self._thread.join(30)
-        self.writer.close()
-        self._conn.close()
+__all__ = ["Pipeline", "Recorder"]
 
 
 class Pipeline:
@@ -151,7 +57,7 @@ class Pipeline:
         recipe = recipe or cfg.active_recipe()
         state = Path(cfg.records.state_dir)
         self.db = db or Database(state / "edge.db", cfg.records.synchronous)
-        self.images = ImageStore(state / "images")
+        self.images = ImageStore(state / "images", fsync=cfg.records.synchronous == "FULL")
         self.bus = bus or Bus()
         self.stats = Stats()
         self.alarms = Alarms(self.bus)
@@ -175,6 +81,7 @@ class Pipeline:
             outbox=cfg.mqtt.enabled,
             sample_pass_every=cfg.records.sample_pass_every,
             keep_reject_images=cfg.records.keep_reject_images,
+            records=cfg.records,
         )
         self.tracker = Tracker(self.recorder.submit)
         self._queue: queue.Queue[Any] = queue.Queue(cfg.pipeline.queue_size)

@@ -2,7 +2,8 @@
 
 Liveness: the process answers and the line makes progress (the same test the systemd
 watchdog uses). Readiness: each part the line needs to release product is up: camera,
-model, PLC, broker. A part the config leaves off is reported and does not count.
+model, PLC, broker, records (the database takes writes and its free-space reserve holds).
+A part the config leaves off is reported and does not count.
 """
 
 from __future__ import annotations
@@ -73,8 +74,23 @@ def broker(app: Any) -> dict[str, Any]:
     return _component(app, app.cfg.mqtt.enabled, "mqtt", "publish")
 
 
+def records(app: Any) -> dict[str, Any]:
+    """Records can be written: a line that cannot record must not release product."""
+    rec = getattr(app.pipeline, "recorder", None)
+    if rec is None:
+        return _check(False, "no recorder")
+    up, detail = rec.health()
+    return _check(up, detail, **rec.status())
+
+
 def readiness(app: Any) -> dict[str, Any]:
-    checks = {"camera": camera(app), "model": model(app), "plc": plc(app), "broker": broker(app)}
+    checks = {
+        "camera": camera(app),
+        "model": model(app),
+        "plc": plc(app),
+        "broker": broker(app),
+        "records": records(app),
+    }
     ready = all(c["up"] for c in checks.values() if c["configured"])
     return {"ready": ready, "checks": checks}
 

@@ -12,6 +12,7 @@ the bus (MQTT `alarm`, HMI), before the limit is reached, not after.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -342,11 +343,13 @@ class Maintenance:
                 if tr.baseline is not None:
                     self._baselines.setdefault(f"{camera or '-'}/{measure}", tr.baseline)
             data = {"baselines": dict(self._baselines)}
+        tmp = self.state_file.with_suffix(".tmp")
         try:
-            tmp = self.state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, indent=1))
             tmp.replace(self.state_file)
         except OSError as exc:
+            with contextlib.suppress(OSError):  # a full disk leaves no half-written file
+                tmp.unlink(missing_ok=True)
             log.warning("cannot save maintenance baselines: %s", exc)
 
 

@@ -66,6 +66,32 @@ OUTBOX_AGE_KEYS = ("outbox_age_s", "outbox_oldest_age_s", "oldest_age_s", "age_s
 PLC_RTT_KEYS = ("rtt_ms", "round_trip_ms", "roundtrip_ms", "last_rtt_ms", "rtt_p50_ms")
 
 
+def _records(rec: Any) -> Iterator[Any]:
+    """The recorder's state: what a full or slow disk does to the records."""
+    if rec is None:
+        return
+    st = rec.status()
+    for name, key, text in (
+        ("edge_records_backlog", "backlog", "final items waiting for the recorder"),
+        ("edge_records_not_recorded", "not_recorded", "items rejected NOT_RECORDED"),
+        ("edge_records_held_rows", "pending_rows", "rows held until the database takes writes"),
+        ("edge_records_images_failed", "images_failed", "evidence images that failed to write"),
+        ("edge_records_images_skipped", "images_skipped", "images not kept: writer behind"),
+    ):
+        yield GaugeMetricFamily(name, text, value=float(st.get(key) or 0))
+    if st.get("free_mb") is not None:
+        yield GaugeMetricFamily(
+            "edge_records_free_bytes",
+            "free space under the state directory",
+            value=float(st["free_mb"]) * 1024 * 1024,
+        )
+    yield GaugeMetricFamily(
+        "edge_records_writable",
+        "1 while records can be written",
+        value=0.0 if st["failing"] else 1.0,
+    )
+
+
 class _StatusCollector(Collector):
     def __init__(self, metrics: Metrics):
         self.m = metrics
@@ -145,6 +171,7 @@ class _StatusCollector(Collector):
             "items registered and not yet final",
             value=pipeline.tracker.in_flight() if hasattr(pipeline, "tracker") else 0,
         )
+        yield from _records(getattr(pipeline, "recorder", None))
         dropped = GaugeMetricFamily(
             "edge_bus_dropped_events", "events a slow subscriber had to drop", labels=["subscriber"]
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing as mp
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -238,6 +239,8 @@ class _Remote:
                 raise TimeoutError(f"the line did not answer {method} in 30 s")
             status, value = self.conn.recv()
         if status != "ok":
+            if str(value).startswith("OperationalError: "):  # the line's database refused a
+                raise sqlite3.OperationalError(str(value).split(": ", 1)[1])  # write: a 503
             raise RuntimeError(value)
         return value
 

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from edge.store.audit import AuditTrail
-from edge.web import admin, deviations, hmi, reports, technician
+from edge.web import admin, deviations, errors, hmi, reports, technician
 from edge.web.auth import AuthError, Session, Sessions, UserStore
 from edge.web.deps import ALL_ROLES, COOKIE, HOME, LoginRequired, WebContext, page, require
 from edge.web.hub import Hub
@@ -50,6 +50,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
         title="edge-inspect", version=_version(), docs_url=None, redoc_url=None, openapi_url=None
     )
     app.state.ctx = ctx
+    errors.install(app)  # a full or failing disk: 503 with a plain message, not a 500
     app.mount("/static", StaticFiles(directory=str(_PKG / "static")), name="static")
 
     @app.exception_handler(LoginRequired)

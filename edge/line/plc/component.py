@@ -221,29 +221,22 @@ class PLCOutput:
         msg = item_row(item, self.pipeline.cfg.station.id)["message"]
         msg["amended"] = True
         outbox = self.pipeline.cfg.mqtt.enabled
-        backoff = 0.05
-        while True:
-            try:
-                with self.pipeline.db.transaction(self._conn) as c:
-                    c.execute(
-                        "UPDATE items SET verdict = 'REJECT', reasons = ? WHERE id = ?",
-                        (json.dumps([reason]), item.id),
-                    )
-                    if outbox:
-                        c.execute(
-                            "INSERT INTO outbox (kind, item_id, payload, created_utc)"
-                            " VALUES ('result', ?, ?, ?)",
-                            (item.id, json.dumps(msg, separators=(",", ":")), time.time()),
-                        )
-                break
-            except Exception as exc:  # disk full, I/O error: keep trying, never lose it
-                log.error("amending %s failed: %s; retrying", item.id, exc)
-                self.alarms.raise_(
-                    "RECORD_FAILED", f"cannot record amendment: {exc}", "critical", True
+        try:
+            with self.pipeline.db.transaction(self._conn) as c:
+                c.execute(
+                    "UPDATE items SET verdict = 'REJECT', reasons = ? WHERE id = ?",
+                    (json.dumps([reason]), item.id),
                 )
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 2.0)
+                if outbox:
+                    c.execute(
+                        "INSERT INTO outbox (kind, item_id, payload, created_utc)"
+                        " VALUES ('result', ?, ?, ?)",
+                        (item.id, json.dumps(msg, separators=(",", ":")), time.time()),
+                    )
+        except Exception as exc:  # disk full, I/O error: the recorder holds it, never lost
+            log.error("amending %s failed: %s; held until records can be written", item.id, exc)
+            self.alarms.raise_("RECORD_FAILED", f"cannot record amendment: {exc}", "critical", True)
+            self.pipeline.recorder.hold_amendment(item.id, reason, msg)
         self.amended += 1
         st = self.pipeline.stats  # the counters saw a PASS: move it to the rejects
         with st._lock:
