@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from edge import plugins
 from edge.capture.base import Source, open_source
+from edge.capture.serialisation import SerialCursor
 from edge.config import AppConfig
 from edge.inspect.base import BatchState, Services
 from edge.inspect.grade import GradeTrend
@@ -71,6 +72,8 @@ class Appliance:
             )
         if batch is None:
             batch = simulator_batch(source)
+        if hasattr(source, "continue_serials"):  # a restart prints new serials, never old ones
+            source.continue_serials(SerialCursor(state / "serialisation.json"))
         self.services = Services(
             serials=_serial_registry(state, cfg.records.synchronous), grade_trend=GradeTrend()
         )
