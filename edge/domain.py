@@ -188,6 +188,9 @@ class Item:
     frame: Frame | None = None
     batch: str | None = None
     recipe: str = ""
+    # what the line expected at the trigger (the pipeline's batch, recipe and tools), so a
+    # batch or recipe change while the item is in flight never changes how it is judged
+    at_trigger: Any = None
     results: list[ToolResult] = field(default_factory=list)
     verdict: Verdict = Verdict.REJECT
     reasons: list[str] = field(default_factory=lambda: [Reason.TIMEOUT.value])
