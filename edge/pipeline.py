@@ -254,6 +254,9 @@ class Pipeline:
     # ------------------------------------------------------------------ run
 
     def start(self) -> None:
+        # the stall clock and the rate start with capture, not when the pipeline was built:
+        # the components (the web UI's own process) start in between and take seconds
+        self.last_frame_at = self.stats.started = time.monotonic()
         self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
         for i in range(self.cfg.pipeline.workers):
             self._threads.append(
@@ -354,6 +357,7 @@ class Pipeline:
             yield frame
 
     def _capture(self) -> None:
+        self.last_frame_at = time.monotonic()
         try:
             for frame in self._frames():
                 self.last_frame_at = time.monotonic()
