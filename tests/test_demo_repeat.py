@@ -53,10 +53,9 @@ def test_edge_demo_started_twice_in_one_folder_rejects_no_more_the_second_time(t
         first,
         second,
     )
-    # the same defects, caught the same way (no pack of the second run is a duplicate of
-    # the first run's)
-    same = {k: v for k, v in first["by_reason"].items() if k != "TIMEOUT"}
-    assert {k: v for k, v in second["by_reason"].items() if k != "TIMEOUT"} == same
+    # no pack of the second run is taken for one of the first run's
+    dup = [r["by_reason"].get("DUPLICATE_SERIAL", 0) for r in (first, second)]
+    assert dup[1] <= dup[0], (first, second)
     assert second["escapes"] == 0
 
 
