@@ -19,6 +19,7 @@ from edge.config import AppConfig
 from edge.inspect.base import BatchState, Services
 from edge.inspect.grade import GradeTrend
 from edge.pipeline import Pipeline
+from edge.store.restarts import audit_start, audit_stop
 from edge.store.serials import SerialRegistry
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,14 @@ class Appliance:
             serials=_serial_registry(state, cfg.records.synchronous), grade_trend=GradeTrend()
         )
         self.pipeline = Pipeline(cfg, source=source, services=self.services)
-        if batch is not None and (
-            self.pipeline.batch is None or self.pipeline.batch.lot != batch.lot
-        ):
-            self.pipeline.start_batch(batch, by="config")
+        found = self.pipeline.batch  # open in the records: a restart resumes it
+        ended, started = None, None
+        if batch is not None and (found is None or found.lot != batch.lot):
+            ended = found
+            started = self.pipeline.start_batch(batch, by="config")
         self.audit = _audit_trail(self.pipeline.db)
+        if self.audit is not None:  # never silent: the restart and the resumed batch
+            audit_start(self.audit, self.pipeline, found=found, ended=ended, started=started)
         self.components: list[Any] = []
         if components:
             for target in COMPONENTS:
@@ -105,6 +109,8 @@ class Appliance:
             except Exception:
                 log.exception("stopping %s", getattr(c, "name", c))
         self.services.serials.close()
+        if self.audit is not None:
+            audit_stop(self.audit, self.pipeline)
 
     def status(self) -> dict[str, Any]:
         out = {"pipeline": self.pipeline.stats.snapshot()}
