@@ -15,10 +15,12 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.app import Appliance
 from edge.capture.simulator import LineSimulator
-from edge.config import SimulatorSource
+from edge.config import SimulatorSource, parse_config
 from edge.domain import Verdict
 
+from fake_tools import ListSource, grey
 from services import Line, Subscriber, line_config, mosquitto  # noqa: F401
 
 BASE = "acme/site1/packaging/line1/inspect1/inspection"
@@ -109,3 +111,36 @@ def test_stop_and_start_batch_racing_items_in_flight(tmp_path, mosquitto):  # no
             assert rows[i.id]["verdict"] == "REJECT" and rows[i.id]["batch_id"] is None
     after = [i for i in items if i.t_trigger > t_started]
     assert after and all("LOT_MISMATCH" in i.reasons for i in after)  # B's lot is not printed
+
+
+def test_a_recipe_change_while_items_are_in_flight_judges_each_by_its_trigger_recipe(tmp_path):
+    slow = {"type": "behaviour", "sleep_ms": SLOW_MS}
+    recipes = {
+        "a": {"name": "a", "tools": [slow]},
+        "b": {"name": "b", "tools": [{**slow, "find": "CRACK"}]},
+    }
+    cfg = line_config(
+        tmp_path, period_s=PERIOD_S, gate_mm=8000, deadline_ms=8000, plc={"type": "none"}
+    )
+    cfg = cfg.model_copy(
+        update={
+            "recipes": {**cfg.recipes, **parse_config({"recipes": recipes}).recipes},
+            "recipe": "a",
+        }
+    )
+    app = Appliance(cfg, source=ListSource([grey(200)] * 12, PERIOD_S), components=False)
+    got: list = []
+    app.pipeline.bus.subscribe_sync("verdict", lambda _t, it: got.append(it))
+    app.start()
+    try:
+        _wait(lambda: len(got) >= 3)
+        t_switch = time.monotonic()
+        app.pipeline.set_recipe("b")
+        assert app.pipeline.wait(60)
+    finally:
+        app.stop()
+    before = [i for i in got if i.t_trigger < t_switch]
+    assert any(i.t_final > t_switch for i in before)  # in flight at the switch
+    for i in got:
+        expect = ("a", Verdict.PASS) if i.t_trigger < t_switch else ("b", Verdict.REJECT)
+        assert (i.recipe, i.verdict) == expect, (i.id, i.recipe, i.reasons)
