@@ -77,7 +77,9 @@ class Reason(str, Enum):
     LOW_GRADE = "LOW_GRADE"
     # appended later (numbers are append-only)
     LIGHTING = "LIGHTING"  # the frame is too dark for a tool to vouch for it (lamp ageing)
-    NOT_RECORDED = "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    NOT_RECORDED = (
+        "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    )
     ANOMALY = "ANOMALY"  # a region scores outside what the good-only model learned
     MISSING_VIEW = "MISSING_VIEW"  # a configured camera view of the item did not arrive in time
     OCV_MISMATCH = "OCV_MISMATCH"  # a printed human-readable field reads differently
@@ -196,6 +198,17 @@ class Item:
     reasons: list[str] = field(default_factory=lambda: [Reason.TIMEOUT.value])
     t_final: float | None = None  # monotonic time the verdict became final
     image_sha256: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for another process (the web UI) without the line's live trigger context
+        (its tools hold sessions and locks, and no other process judges the item)."""
+        state = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        state["at_trigger"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
 
     @property
     def findings(self) -> list[Finding]:

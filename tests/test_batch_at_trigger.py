@@ -8,6 +8,7 @@ inspected; an item triggered in batch A is checked against A's lot, not B's.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 import uuid
 
@@ -144,3 +145,6 @@ def test_a_recipe_change_while_items_are_in_flight_judges_each_by_its_trigger_re
     for i in got:
         expect = ("a", Verdict.PASS) if i.t_trigger < t_switch else ("b", Verdict.REJECT)
         assert (i.recipe, i.verdict) == expect, (i.id, i.recipe, i.reasons)
+    # the trigger context stays in the line: an item still travels to the web UI's process
+    sent = pickle.loads(pickle.dumps(got[-1]))
+    assert sent.at_trigger is None and sent.verdict is got[-1].verdict and sent.id == got[-1].id
