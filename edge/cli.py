@@ -317,7 +317,6 @@ def _serve(
     demo: bool,
     verbose: bool,
 ) -> None:
-
     _logging(verbose)
     cfg = _load(config)
     overrides: dict[str, Any] = {"web.port": port}
