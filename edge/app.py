@@ -8,6 +8,7 @@ config leaves it off. A new output is a new module plus one line here.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,7 +87,9 @@ class Appliance:
             started = self.pipeline.start_batch(batch, by="config")
         self.audit = _audit_trail(self.pipeline.db)
         if self.audit is not None:  # never silent: the restart and the resumed batch
-            audit_start(self.audit, self.pipeline, found=found, ended=ended, started=started)
+            _audited(
+                audit_start, self.audit, self.pipeline, found=found, ended=ended, started=started
+            )
         self.components: list[Any] = []
         if components:
             for target in COMPONENTS:
@@ -110,7 +113,7 @@ class Appliance:
                 log.exception("stopping %s", getattr(c, "name", c))
         self.services.serials.close()
         if self.audit is not None:
-            audit_stop(self.audit, self.pipeline)
+            _audited(audit_stop, self.audit, self.pipeline)
 
     def status(self) -> dict[str, Any]:
         out = {"pipeline": self.pipeline.stats.snapshot()}
@@ -120,6 +123,16 @@ class Appliance:
             except Exception as exc:
                 out[getattr(c, "name", "?")] = {"up": False, "error": str(exc)}
         return out
+
+
+def _audited(fn: Any, *args: Any, **kw: Any) -> None:
+    """A start or stop entry that cannot be written (disk full, read-only) is logged and raised
+    as an alarm; it does not keep the line from starting or stopping."""
+    try:
+        fn(*args, **kw)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot write the audit trail: %s", exc)
+        args[1].alarms.raise_("AUDIT_FAILED", f"cannot write the audit trail: {exc}", "major")
 
 
 def _serial_registry(state: Path, synchronous: str) -> SerialRegistry:

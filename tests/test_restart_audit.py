@@ -8,6 +8,7 @@ UI in its own process, as it ships.
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import httpx
 
@@ -79,3 +80,18 @@ def test_a_batch_the_config_starts_at_start_up_is_audited_and_ends_the_open_one(
     assert started and json.loads(started[0]["new"])["lot"] == "L8"
     assert not second.audit.entries(action="batch.resume")
     second.stop()
+
+
+def test_an_audit_trail_that_cannot_be_written_raises_an_alarm_and_the_line_still_starts(
+    tmp_path, monkeypatch
+):
+    from edge.store.audit import AuditTrail
+
+    def full_disk(*_a, **_k):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(AuditTrail, "record", full_disk)
+    app = ws.appliance(tmp_path)
+    assert app.pipeline.alarms.is_active("AUDIT_FAILED")
+    _run(app)
+    app.stop()
