@@ -248,12 +248,18 @@ class Recipe(Strict):
         from edge.inspect.registry import validate_tool_spec
 
         names = set()
-        for spec in self.tools:
-            validate_tool_spec(spec)
+        problems: list[tuple[str, str]] = []  # every bad tool, not only the first
+        for i, spec in enumerate(self.tools):
             n = spec.name or spec.type
+            try:
+                validate_tool_spec(spec)
+            except ValueError as exc:
+                problems.append((f"tools.{i} ({n})", str(exc).removeprefix(f"tool {n!r}: ")))
             if n in names:
-                raise ValueError(f"two tools named {n!r}: give one a distinct `name`")
+                problems.append((f"tools.{i} ({n})", "two tools of this name: give one a `name`"))
             names.add(n)
+        if problems:
+            raise KeyedErrors(problems)
         return self
 
     def rule(self, code: str) -> ClassRule:
@@ -442,6 +448,14 @@ def default_recipes() -> dict[str, Recipe]:
     return out
 
 
+class KeyedErrors(ValueError):
+    """Several problems inside one value, each with its key path below it."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+
+
 class ConfigError(Exception):
     """A config that must not start the line; `errors` holds one line per problem."""
 
@@ -455,7 +469,11 @@ def _format_errors(exc: ValidationError) -> list[str]:
     lines = []
     for e in exc.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{path}: {e['msg']}")
+        inner = (e.get("ctx") or {}).get("error")
+        if isinstance(inner, KeyedErrors):
+            lines.extend(f"{path}.{k}: {m}" for k, m in inner.problems)
+        else:
+            lines.append(f"{path}: {e['msg']}")
     return lines
 
 

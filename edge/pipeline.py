@@ -161,6 +161,9 @@ class Pipeline:
     # ------------------------------------------------------------------ run
 
     def start(self) -> None:
+        # the stall clock and the rate start with capture, not when the pipeline was built:
+        # the components (the web UI's own process) start in between and take seconds
+        self.last_frame_at = self.stats.started = time.monotonic()
         self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
         for i in range(self.cfg.pipeline.workers):
             self._threads.append(
@@ -227,6 +230,7 @@ class Pipeline:
     def new_item(self, frame: Frame) -> Item:
         seq = self._next_seq()
         deadline = frame.t_trigger + self.deadline_s
+        batch, (recipe, tools) = self.batch, self._active  # fixed here, at the trigger
         item = Item(
             id=f"{self.cfg.station.id}-{seq:09d}",
             seq=seq,
@@ -235,8 +239,9 @@ class Pipeline:
             wall_trigger=time.time() - (time.monotonic() - frame.t_trigger),
             encoder=frame.encoder,
             frame=frame,
-            batch=self.batch.id if self.batch else None,
-            recipe=self.recipe.name,
+            batch=batch.id if batch else None,
+            recipe=recipe.name,
+            at_trigger=(batch, recipe, tools),
         )
         for hook in self.deadline_hooks:
             d = hook(item)
@@ -259,6 +264,7 @@ class Pipeline:
             yield frame
 
     def _capture(self) -> None:
+        self.last_frame_at = time.monotonic()
         try:
             for frame in self._frames():
                 self.last_frame_at = time.monotonic()
@@ -314,19 +320,20 @@ class Pipeline:
         """Run every tool of the recipe on one image and decide. Never raises."""
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
             return Verdict.REJECT, [Reason.IMAGE_ERROR.value], []
+        # judged against the batch and recipe of its trigger, never those current now
+        batch, recipe, tools = item.at_trigger or (self.batch, *self._active)
         ctx = ToolContext(
             item_id=item.id,
             seq=item.seq,
             deadline=item.deadline,
-            batch=self.batch,
+            batch=batch,
             now=item.wall_trigger,
         )
-        recipe, tools = self._active
         results: list[ToolResult] = []
         for tool in tools:
             if time.monotonic() >= item.deadline:
                 break  # the tracker rejects it as TIMEOUT; spend no more CPU on it
             results.append(tool.run(image, ctx))
-        batch_ok = self.batch is not None or not recipe.require_batch
+        batch_ok = batch is not None or not recipe.require_batch
         verdict, reasons = decide(recipe, [t.name for t in tools], results, batch_ok)
         return verdict, reasons, results
