@@ -77,7 +77,9 @@ class Reason(str, Enum):
     LOW_GRADE = "LOW_GRADE"
     # appended later (numbers are append-only)
     LIGHTING = "LIGHTING"  # the frame is too dark for a tool to vouch for it (lamp ageing)
-    NOT_RECORDED = "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    NOT_RECORDED = (
+        "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    )
     ANOMALY = "ANOMALY"  # a region scores outside what the good-only model learned
     MISSING_VIEW = "MISSING_VIEW"  # a configured camera view of the item did not arrive in time
     OCV_MISMATCH = "OCV_MISMATCH"  # a printed human-readable field reads differently

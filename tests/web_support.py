@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
@@ -72,3 +75,24 @@ def login(client: TestClient, username: str, password: str | None = None) -> str
     )
     assert r.status_code == 303, r.text
     return client.get("/api/me").json()["csrf"]
+
+
+@contextmanager
+def web_process(appl: Any) -> Iterator[Any]:
+    """The web UI as it ships: in its own process beside the running line (`web.isolated`)."""
+    from edge.web.isolated import IsolatedWeb
+
+    web = IsolatedWeb(appl)
+    appl.start()
+    web.start()
+    try:
+        assert web.status()["up"], web.status()
+        yield web
+    finally:
+        appl.stop()
+        web.stop()
+
+
+def http(web: Any, **kw: Any) -> httpx.Client:
+    """A browser's view of the web process: real HTTP on its port."""
+    return httpx.Client(base_url=web.url, timeout=30, **kw)

@@ -334,36 +334,11 @@ class RemoteAppliance:
         self.audit = AuditTrail(self.pipeline.db)
 
 
-def ops_router(remote: _Remote) -> Any:
-    """/healthz, /readyz, /metrics answered by the line process."""
-    from fastapi import APIRouter, Response
-    from fastapi.responses import JSONResponse
-
-    from edge.ops.metrics import CONTENT_TYPE
-
-    r = APIRouter(tags=["ops"])
-
-    @r.get("/healthz")
-    def healthz() -> JSONResponse:
-        body = remote.call("liveness")
-        return JSONResponse(body, status_code=200 if body["alive"] else 503)
-
-    @r.get("/readyz")
-    def readyz() -> JSONResponse:
-        body = remote.call("readiness")
-        return JSONResponse(body, status_code=200 if body["ready"] else 503)
-
-    @r.get("/metrics")
-    def metrics_endpoint() -> Response:
-        return Response(remote.call("metrics"), media_type=CONTENT_TYPE)
-
-    return r
-
-
 def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, priority: tuple[int, bool]) -> None:
     """Entry of the web process."""
     from edge.ops.logs import configure
     from edge.web.component import make_server
+    from edge.web.remote_ops import ops_router
     from edge.web.server import create_app
 
     configure(logging.WARNING)
