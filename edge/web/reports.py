@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.batch_ids import is_safe, lot_slug
 from edge.store.alarm_log import AlarmLog
 from edge.web.auth import Session
 from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require, signatures_for
@@ -179,10 +180,11 @@ def report_csv_route(
     batch_id: str, request: Request, _s: Session = Depends(require(*REPORTS_VIEW))
 ) -> Response:
     rep = batch_report(ctx_of(request), batch_id)
+    name = batch_id if is_safe(batch_id) else lot_slug(batch_id)  # ids from older versions
     return Response(
         report_csv(rep),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="batch-{name}.csv"'},
     )
 
 
