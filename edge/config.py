@@ -345,6 +345,13 @@ class WebConfig(Strict):
     port: int = 8080
     session_key_file: Path | None = None
     session_timeout_min: int = 30
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=64 * 64,
+        le=64 * 1024 * 1024,  # untrusted_images.LARGEST
+        description="largest image (width x height) the web UI decodes from an upload; "
+        "checked in the file's header before decoding (3 bytes a pixel once decoded)",
+    )
     isolated: bool = Field(
         True,
         description="serve the web UI from its own process, so its requests never hold the "

@@ -13,10 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import yaml
-from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -27,8 +25,6 @@ from edge.web.jobs import JobError, Jobs
 
 router = APIRouter()
 
-MAX_UPLOAD = 10 * 1024 * 1024
-MAX_PIXELS = 4096 * 4096
 _DATASET_NAME = "ds-"
 
 
@@ -293,37 +289,6 @@ def put_label(
         reason=body.reason,
     )
     return {"sha": sha, "boxes": boxes}
-
-
-@router.post("/api/tech/upload")
-async def upload(
-    request: Request, file: UploadFile = File(...), s: Session = Depends(require(*TECH))
-) -> dict[str, Any]:
-    """An image from elsewhere: checked by content (it must decode as PNG/JPEG/BMP), size-capped,
-    stored under its SHA-256, never under the name the browser sent."""
-    ctx = ctx_of(request)
-    data = await file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"image larger than {MAX_UPLOAD // (1024 * 1024)} MB")
-    if not (
-        data.startswith(b"\x89PNG\r\n\x1a\n")
-        or data.startswith(b"\xff\xd8\xff")
-        or data.startswith(b"BM")
-    ):
-        raise HTTPException(415, "not a PNG, JPEG or BMP image")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        raise HTTPException(415, "the file does not decode as an image")
-    h, w = img.shape[:2]
-    if w * h > MAX_PIXELS:
-        raise HTTPException(413, "image has too many pixels")
-    sha, rel = ctx.pipeline.images.put(img)
-    with ctx.pipeline.db.transaction() as c:
-        ctx.pipeline.db.add_image(c, sha, rel, w, h)
-    ctx.audit.record(
-        s.username, "image.upload", target=sha, new={"width": w, "height": h, "bytes": len(data)}
-    )
-    return {"sha": sha, "width": w, "height": h, "label": f"/tech/label/{sha}"}
 
 
 # --------------------------------------------------------------------------- datasets
