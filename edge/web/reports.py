@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -13,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.batch_ids import is_safe, lot_slug
+from edge.store import csv_safe
 from edge.store.alarm_log import AlarmLog
 from edge.web.auth import Session
 from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require, signatures_for
@@ -105,7 +105,7 @@ def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
 
 def report_csv(rep: dict[str, Any]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv_safe.Writer(buf)
     b = rep["batch"]
     w.writerow(["section", "key", "value"])
     for k in (
