@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.store.safe_files import read_regular
 from edge.train.line_eval import has_item_truth
 from edge.web.auth import Session
 from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, esign, page, require
@@ -302,9 +303,9 @@ class DatasetBuild(BaseModel):
 def list_datasets(ctx: WebContext) -> list[dict[str, Any]]:
     out = []
     for d in sorted(datasets_dir(ctx).iterdir(), reverse=True):
-        m = d / "manifest.json"
-        if d.name.startswith(_DATASET_NAME) and m.is_file():
-            man = json.loads(m.read_text())
+        m = read_regular(d / "manifest.json", datasets_dir(ctx).parent)  # no planted links
+        if d.name.startswith(_DATASET_NAME) and not d.is_symlink() and m is not None:
+            man = json.loads(m)
             out.append(
                 {
                     "version": d.name,
@@ -334,12 +335,14 @@ def build_dataset(ctx: WebContext, by: str, note: str | None, val_fraction: floa
     staging = root / f".staging-{uuid.uuid4().hex[:8]}"
     (staging / "images").mkdir(parents=True)
     (staging / "labels").mkdir()
+    copied = 0
     try:
         for sha, boxes, w, h in rows:
-            src = ctx.pipeline.images.path_for(sha)
-            if not src.is_file():
+            data = ctx.pipeline.images.get(sha)  # a regular file of the store, never a link
+            if data is None:
                 continue
-            shutil.copyfile(src, staging / "images" / f"{sha}.png")
+            (staging / "images" / f"{sha}.png").write_bytes(data)
+            copied += 1
             lines = []
             for b in json.loads(boxes):
                 x, y, bw, bh = b["bbox"]
@@ -350,6 +353,8 @@ def build_dataset(ctx: WebContext, by: str, note: str | None, val_fraction: floa
             (staging / "labels" / f"{sha}.txt").write_text(
                 "\n".join(lines) + ("\n" if lines else "")
             )
+        if copied < 2:
+            raise HTTPException(409, "fewer than two labelled images are readable in the store")
         (staging / "data.yaml").write_text(yaml.safe_dump({"names": classes}))
         version = f"{_DATASET_NAME}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         out = root / version
