@@ -343,8 +343,25 @@ class WebConfig(Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
-    session_key_file: Path | None = None
+    session_key_file: Path | None = Field(
+        None,
+        description="secret (32+ characters) that signs the login form's CSRF token; relative "
+        "paths are read from $CREDENTIALS_DIRECTORY. None: a random key per start of the web "
+        "process (an open login page then needs a reload after a restart)",
+    )
     session_timeout_min: int = 30
+    secure_cookies: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="`Secure` flag on the session and login cookies. auto: when the request "
+        "came over TLS (directly, or as a trusted proxy's X-Forwarded-Proto says); always: "
+        "TLS is terminated somewhere that does not say so",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+        "headers are believed (the client's address for login limits, TLS for cookies); "
+        "empty: no forwarded header is believed",
+    )
     max_image_pixels: int = Field(
         4096 * 4096,
         ge=64 * 64,

@@ -348,8 +348,12 @@ def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, priority: tuple[int
     first = events.recv()  # the first snapshot, so the first page is complete
     if first and first[0] == "snapshot":
         appliance.pipeline.snap = first[1]
-    app = create_app(appliance, ops=ops_router(remote))
-    server = make_server(app, cfg.web.host, cfg.web.port)
+    try:
+        app = create_app(appliance, ops=ops_router(remote))
+    except Exception as exc:  # e.g. an unreadable session key: said to the line, not a hang
+        port_w.send(f"{type(exc).__name__}: {exc}")
+        return
+    server = make_server(app, cfg.web.host, cfg.web.port, cfg.web.trusted_proxies)
 
     def announce() -> None:
         end = time.monotonic() + 30
