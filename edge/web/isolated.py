@@ -83,7 +83,10 @@ class IsolatedWeb:
         self.proc.start()
         self._send(("snapshot", self._snapshot()))  # the first page the child serves is complete
         if self._port_r.poll(60):
-            msg = self._port_r.recv()
+            try:
+                msg = self._port_r.recv()
+            except (EOFError, OSError):  # the web process died before it said anything
+                msg = f"web process exited with code {self.proc.exitcode}"
             if isinstance(msg, int):
                 self.port = msg
                 log.info("web UI on %s (own process %d)", self.url, self.proc.pid)
