@@ -56,11 +56,15 @@ def test_a_login_needs_the_token_of_the_form_this_browser_was_served(web):
         c.cookies.set("edge_login", "A" * 32, path="/login")  # planted, with no key to sign
         r = c.post("/login", data=stolen, follow_redirects=False)
         assert r.status_code == 403 and "edge_session" not in c.cookies
+        forged = {**ws.login_form(c, "olga", "op-secret-1"), "csrf_token": "jé-ñ"}
+        assert c.post("/login", data=forged).status_code == 403  # not a 500
         # the form as served logs in
         r = ws.post_login(c, "olga", "op-secret-1", follow_redirects=False)
         assert r.status_code == 303 and "edge_session" in c.cookies
         login_cookie = [h for h in r.headers.get_list("set-cookie") if "edge_session" in h]
         assert login_cookie and "secure" not in login_cookie[0].lower()  # plain http here
+        r = c.post("/api/line/batch/stop", json={}, headers={"x-csrf-token": b"\xe9t\xe9"})
+        assert r.status_code == 403
 
 
 def test_every_refused_login_reads_the_same_and_guesses_lock_only_the_guessing_client(web):

@@ -364,4 +364,5 @@ def _digest(token: str) -> str:
 
 
 def csrf_ok(session: Session, supplied: str | None) -> bool:
-    return bool(supplied) and hmac.compare_digest(session.csrf, supplied or "")
+    # as bytes: compare_digest refuses (TypeError) str that is not ASCII
+    return bool(supplied) and hmac.compare_digest(session.csrf.encode(), (supplied or "").encode())

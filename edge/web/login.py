@@ -116,7 +116,8 @@ def login(
     client = client_of(request)
     nonce = request.cookies.get(LOGIN_COOKIE) or ""
     if not (
-        _NONCE.match(nonce) and hmac.compare_digest(csrf_token, form_token(ctx.login_key, nonce))
+        _NONCE.match(nonce)
+        and hmac.compare_digest(csrf_token.encode(), form_token(ctx.login_key, nonce).encode())
     ):
         log.warning("login form token refused from %s (user %s)", client, username[:64])
         return _form(request, 403, next=safe_next(next), error=EXPIRED, username=username)
