@@ -379,8 +379,32 @@ class WebConfig(Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
-    session_key_file: Path | None = None
+    session_key_file: Path | None = Field(
+        None,
+        description="secret (32+ characters) that signs the login form's CSRF token; relative "
+        "paths are read from $CREDENTIALS_DIRECTORY. None: a random key per start of the web "
+        "process (an open login page then needs a reload after a restart)",
+    )
     session_timeout_min: int = 30
+    secure_cookies: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="`Secure` flag on the session and login cookies. auto: when the request "
+        "came over TLS (directly, or as a trusted proxy's X-Forwarded-Proto says); always: "
+        "TLS is terminated somewhere that does not say so",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+        "headers are believed (the client's address for login limits, TLS for cookies); "
+        "empty: no forwarded header is believed",
+    )
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=64 * 64,
+        le=64 * 1024 * 1024,  # untrusted_images.LARGEST
+        description="largest image (width x height) the web UI decodes from an upload; "
+        "checked in the file's header before decoding (3 bytes a pixel once decoded)",
+    )
     isolated: bool = Field(
         True,
         description="serve the web UI from its own process, so its requests never hold the "

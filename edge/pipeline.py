@@ -11,13 +11,13 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge.alarms import Alarms
+from edge.batch_ids import new_batch_id
 from edge.bus import Bus
 from edge.capture.base import Source, open_source
 from edge.config import AppConfig, Recipe
@@ -109,7 +109,7 @@ class Pipeline:
     def start_batch(self, batch: BatchState, by: str | None = None, source: str = "local") -> str:
         if self.batch is not None and self.batch.id:
             self.db.end_batch(self.batch.id, by)
-        batch_id = batch.id or f"{batch.lot}-{uuid.uuid4().hex[:8]}"
+        batch_id = batch.id or new_batch_id(batch.lot)  # the lot may hold "/", "%", ".."
         self.db.start_batch(
             {
                 "id": batch_id,

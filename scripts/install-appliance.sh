@@ -162,7 +162,7 @@ web:
   enabled: true
   host: 127.0.0.1
   port: 8080
-  # session_key_file: /run/credentials/edge-inspect.service/web-session-key
+  session_key_file: web-session-key  # from the unit's LoadCredential= (signs the login form)
 YAML
     chmod 0640 "$ETC/config.yaml"
   fi
