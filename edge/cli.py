@@ -300,7 +300,7 @@ def _serve(
     overrides: dict[str, Any] = {"web.port": port}
     if state_dir is not None:
         overrides["records.state_dir"] = str(state_dir)
-    if cfg.source.type == "simulator":
+    if "items" in type(cfg.source).model_fields:  # the simulator, a camera's trigger clock
         overrides["source.items"] = items
         overrides["source.rate_per_min"] = rate
     if mqtt:
@@ -404,7 +404,11 @@ def _mount_optional() -> None:
     """Sub-commands whose modules bring heavier imports are mounted when present."""
     import importlib
 
-    for module, attr in (("edge.train.cli", "register"), ("edge.web.cli", "register")):
+    for module, attr in (
+        ("edge.train.cli", "register"),
+        ("edge.web.cli", "register"),
+        ("edge.capture.camera_cli", "register"),
+    ):
         try:
             mod = importlib.import_module(module)
         except ImportError:

@@ -77,7 +77,9 @@ class Reason(str, Enum):
     LOW_GRADE = "LOW_GRADE"
     # appended later (numbers are append-only)
     LIGHTING = "LIGHTING"  # the frame is too dark for a tool to vouch for it (lamp ageing)
-    NOT_RECORDED = "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    NOT_RECORDED = (
+        "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    )
     ANOMALY = "ANOMALY"  # a region scores outside what the good-only model learned
     MISSING_VIEW = "MISSING_VIEW"  # a configured camera view of the item did not arrive in time
     OCV_MISMATCH = "OCV_MISMATCH"  # a printed human-readable field reads differently
@@ -170,6 +172,9 @@ class Frame:
     name: str = ""  # file name or simulator id, for traceability
     truth: dict[str, Any] | None = None  # simulator ground truth, never used to decide
     error: str | None = None  # set when the frame could not be read
+    reason: str | None = None  # reject code when image is None (default IMAGE_ERROR)
+    frame_id: int | None = None  # the camera's frame (block) id, for traceability
+    device_ts_ns: int | None = None  # the camera's own timestamp of the exposure
 
 
 @dataclass(slots=True)
