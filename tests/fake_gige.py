@@ -61,7 +61,7 @@ class _Lock:
         self.path = Path(tempfile.gettempdir()) / "edge-inspect-fake-gige.lock"
 
     def __enter__(self) -> _Lock:
-        self.f = open(self.path, "w")  # noqa: SIM115 (held for the fixture's life)
+        self.f = open(self.path, "w")
         fcntl.flock(self.f, fcntl.LOCK_EX)
         return self
 
@@ -82,12 +82,12 @@ def _camera(lost: int = 0):
             cam.kill()
 
 
-@pytest.fixture
-def fake_gige():
+@pytest.fixture(name="fake_gige")
+def fake_gige_fixture():
     yield from _camera()
 
 
-@pytest.fixture
-def lossy_gige():
+@pytest.fixture(name="lossy_gige")
+def lossy_gige_fixture():
     """A fake camera that loses 3 % of its stream packets (Aravis asks for them again)."""
     yield from _camera(30)

@@ -7,6 +7,7 @@ the Aravis binding is missing (scripts/test.sh installs both).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_gige import fake_gige, lossy_gige  # noqa: F401
+from fake_gige import fake_gige_fixture, lossy_gige_fixture  # noqa: F401 (fixtures)
 from pydantic import ValidationError
 
 from edge.capture.genicam_config import GenICamSource
@@ -64,7 +65,7 @@ def test_software_trigger_frames_carry_trigger_count_frame_id_and_device_time(fa
     ids = [f.frame_id for f in frames]
     assert ids == list(range(ids[0], ids[0] + 15)), "one frame per trigger, in order"
     ts = [f.device_ts_ns for f in frames]
-    assert all(b > a for a, b in zip(ts, ts[1:], strict=False)), "device timestamps advance"
+    assert all(b > a for a, b in itertools.pairwise(ts)), "device timestamps advance"
     assert all(f.name == f"{fake_gige.serial}#t{f.encoder}/f{f.frame_id}" for f in frames)
     h = src.health()
     assert (h["frames"], h["missing"], h["late"], h["unmatched"]) == (15, 0, 0, 0)
