@@ -132,6 +132,7 @@ class GenICamCapture(Source):
                         threading.Thread(target=cam.close, daemon=True).start()
                         raise
             except aravis.CameraNotFound as exc:
+                log.warning("%s; retrying in %.1f s", exc, backoff)
                 self._no_frame(f"{exc}; retrying in {backoff:.1f} s")
                 if self.wait(backoff):
                     return
@@ -146,6 +147,9 @@ class GenICamCapture(Source):
                     return
                 backoff = min(hi, backoff * 2)
                 continue
+            if self.stopped:  # the line stopped while the camera was being opened
+                cam.close()
+                return
             backoff = lo
             self._want.clear()
             self._offer.put(cam)
@@ -158,7 +162,7 @@ class GenICamCapture(Source):
                 return
             cam, gen = job
             if gen in self._failed_gen or self.stopped:
-                continue
+                continue  # that connection is gone: a command to it would block for seconds
             try:
                 cam.software_trigger()
             except Exception as exc:
@@ -193,10 +197,13 @@ class GenICamCapture(Source):
 
     def _drop(self, link: _Link, why: str) -> None:
         self.last_error = why
+        self._failed_gen.setdefault(link.gen, why)
         log.warning("camera %s: %s; reconnecting", self.label, why)
         self._no_frame(f"camera {self.label}: {why}; reconnecting")
+        totals = dict(self.counters.stream)
         for k, v in link.cam.stream_stats().items():
-            self.counters.stream[k] = self.counters.stream.get(k, 0) + v
+            totals[k] = totals.get(k, 0) + v
+        self.counters.stream = totals  # replaced whole: health() may be reading the old one
         self._link = None
         # closing a camera that is gone waits on network timeouts: not on the line's thread
         threading.Thread(target=link.cam.close, name="camera-close", daemon=True).start()
