@@ -286,14 +286,27 @@ class Camera:
     def software_trigger(self) -> None:
         self.cam.software_trigger()
 
-    def probe(self, timeout_s: float = 2.0) -> int:
+    def probe(self, timeout_s: float = 2.0, settle_s: float = 0.15) -> int:
         """One software trigger whose frame is awaited and discarded: the camera streams, and
-        its frame ids continue from the id returned (the next trigger's frame is id + 1)."""
+        its frame ids continue from the id returned (the next trigger's frame is id + 1).
+
+        Frames already on their way (a camera may send one before its trigger mode took
+        effect) are drained first, and the probe's frame must have arrived after the probe
+        trigger was sent: a stray frame taken for it would shift every later match by one.
+        """
+        while self.pop(settle_s) is not None:
+            pass
+        sent_ns = time.time_ns()
         self.software_trigger()
         end = time.monotonic() + timeout_s
         while time.monotonic() < end:
             g = self.pop(end - time.monotonic())
-            if g is not None:
+            if g is not None and g.system_ts_ns >= sent_ns:
+                if self.pop(settle_s) is not None:
+                    raise CameraError(
+                        f"camera {self.device_id} sent two frames for one software trigger: "
+                        "it is not in trigger mode"
+                    )
                 return g.frame_id
         raise CameraNotFound(
             f"camera {self.device_id} opened but sent no frame for a test trigger in {timeout_s:g} s"

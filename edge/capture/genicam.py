@@ -43,6 +43,7 @@ class _Trigger:
     k: int  # trigger count since the source started: the item's encoder value
     t: float  # monotonic time of the trigger
     gen: int  # connection it was fired on
+    wall_ns: int = 0  # host clock when it was sent (Aravis stamps arrivals with this clock)
 
 
 @dataclass
@@ -288,7 +289,7 @@ class GenICamCapture(Source):
                     continue
                 if link.base is None:
                     link.base = (link.last_fid + 1, k)
-                pending.append(_Trigger(k, now, link.gen))
+                pending.append(_Trigger(k, now, link.gen, time.time_ns()))
                 self._triggers.put((link.cam, link.gen))
             while pending and (now > pending[0].t + timeout or pending[0].gen != self._gen):
                 tr = pending.popleft()
@@ -330,6 +331,10 @@ class GenICamCapture(Source):
         tr = next((p for p in pending if p.k == want and p.gen == link.gen), None)
         if tr is None:
             self.counters.late += 1  # its item was already rejected: never give it to another
+            return []
+        if g.system_ts_ns and g.system_ts_ns < tr.wall_ns:
+            self.counters.unmatched += 1  # it began to arrive before its trigger was sent
+            link.failed = f"frame {g.frame_id} arrived before trigger {tr.k}: out of step"
             return []
         out = []
         while pending[0] is not tr:  # frames come in order: the earlier ones are lost
@@ -392,6 +397,10 @@ class GenICamCapture(Source):
             t.join(1.0)
         link, self._link = self._link, None
         if link is not None:
+            totals = dict(self.counters.stream)
+            for k, v in link.cam.stream_stats().items():
+                totals[k] = totals.get(k, 0) + v
+            self.counters.stream = totals
             link.cam.close()
         try:
             self._offer.get_nowait().close()
