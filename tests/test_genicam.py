@@ -259,3 +259,13 @@ def test_a_late_frame_is_discarded_never_given_to_the_next_item(fake_gige):
     for f in frames:
         if f.image is None:
             assert f.reason == "MISSING_VIEW"
+
+
+def test_free_running_camera_numbers_items_by_frame_id(fake_gige):
+    from edge.capture.genicam import GenICamCapture
+
+    src = GenICamCapture(source_cfg(fake_gige.serial, trigger="free", rate_per_min=1200, items=20))
+    frames = list(src.frames())
+    assert [f.encoder for f in frames] == list(range(1, 21))
+    ids = [f.frame_id for f in frames if f.image is not None]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)

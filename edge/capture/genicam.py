@@ -84,6 +84,7 @@ class _Counters:
     dropped: int = 0  # gaps in the frame ids
     trigger_errors: int = 0
     reconnects: int = 0
+    clock_slips: int = 0  # the trigger clock was held up longer than a pitch
     stream: dict[str, int] = field(default_factory=dict)  # totals of closed connections
 
 
@@ -279,6 +280,9 @@ class GenICamCapture(Source):
             link = self._adopt()
             now = time.monotonic()
             more = c.items is None or k < c.items
+            if now > t0 + (k + 1) * period:  # held up for more than a pitch: no burst of
+                t0 = now - k * period  # triggers a camera could not follow; the clock moves on
+                self.counters.clock_slips += 1
             if more and now >= t0 + k * period:
                 k += 1
                 self.counters.triggers += 1
@@ -459,6 +463,7 @@ class GenICamCapture(Source):
             "dropped": c.dropped,
             "trigger_errors": c.trigger_errors,
             "reconnects": c.reconnects,
+            "clock_slips": c.clock_slips,
             "resent_packets": stream.get("n_resent_packets", 0),
             "missing_packets": stream.get("n_missing_packets", 0),
             "resend_requests": stream.get("n_resend_requests", 0),
