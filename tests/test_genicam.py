@@ -269,3 +269,13 @@ def test_free_running_camera_numbers_items_by_frame_id(fake_gige):
     assert [f.encoder for f in frames] == list(range(1, 21))
     ids = [f.frame_id for f in frames if f.image is not None]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_camera_opens_by_its_ip_address(fake_gige):
+    from edge.capture import aravis
+
+    cam = aravis.Camera(source_cfg(None, address="127.0.0.1"))
+    try:
+        assert cam.serial == fake_gige.serial
+    finally:
+        cam.close()

@@ -113,8 +113,8 @@ def find_camera(cfg: GenICamSource) -> str:
         hits = [c for c in cams if c.address == cfg.address]
         if not hits:  # a camera on another subnet answers to its address, not to discovery
             try:
-                cam = arv.Camera.new(cfg.address)
-                return cam.get_device_id() or cfg.address
+                arv.Camera.new(cfg.address)
+                return cfg.address  # Aravis opens a GigE Vision camera by its address too
             except Exception:
                 pass
     elif cfg.user_id:
