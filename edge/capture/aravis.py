@@ -256,11 +256,15 @@ class Camera:
         """Exposure and gain within the camera's bounds (a value outside them is an error)."""
         cam = self.cam
         if exposure_us is not None:
+            if cam.is_exposure_auto_available():  # a fixed exposure, or images drift with the scene
+                cam.set_exposure_time_auto(self.arv.Auto.OFF)
             lo, hi = cam.get_exposure_time_bounds()
             if not lo <= exposure_us <= hi:
                 raise CameraError(f"exposure {exposure_us:g} us outside {lo:g}..{hi:g} us")
             cam.set_exposure_time(float(exposure_us))
         if gain is not None:
+            if cam.is_gain_auto_available():
+                cam.set_gain_auto(self.arv.Auto.OFF)
             lo, hi = cam.get_gain_bounds()
             if not lo <= gain <= hi:
                 raise CameraError(f"gain {gain:g} outside {lo:g}..{hi:g}")
