@@ -125,11 +125,21 @@ def test_pulling_the_camera_mid_run_rejects_its_items_alarms_within_a_pitch_and_
     app.pipeline.bus.subscribe_sync("alarm", lambda _t, ev: alarms.append(ev))
     app.start()
 
+    ready_while_away = []
+
     def pull_and_return():
+        from edge.ops.health import camera
+
         while len(items) < 20:
             time.sleep(0.01)
         fake_gige.kill()
-        time.sleep(1.5)
+        t_kill = time.monotonic()
+        while (
+            not app.pipeline.alarms.is_active("CAMERA_NO_FRAME") and time.monotonic() < t_kill + 5
+        ):
+            time.sleep(0.01)
+        ready_while_away.append(camera(app)["up"])  # /readyz's camera check
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - t_kill)))
         fake_gige.start()
 
     helper = threading.Thread(target=pull_and_return)
@@ -162,6 +172,7 @@ def test_pulling_the_camera_mid_run_rejects_its_items_alarms_within_a_pitch_and_
     assert any(a["code"] == "CAMERA_NO_FRAME" and a["event"] == "cleared" for a in alarms)
     assert app.pipeline.stats.snapshot()["deadline_misses"] == 0
     assert app.pipeline.source.health()["reconnects"] >= 1
+    assert ready_while_away == [False], "not ready while items reject for want of frames"
 
 
 def test_a_camera_that_is_not_found_is_a_clear_error(fake_gige, tmp_path):
