@@ -41,6 +41,7 @@ COMPONENTS: list[str] = [
     "edge.line.packml:build",
     "edge.ops.metrics:build",
     "edge.ops.maintenance:build",
+    "edge.ops.camera_health:build",
     "edge.ops.logs:build",
     "edge.ops.watchdog:build",
     "edge.web.isolated:build",

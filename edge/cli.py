@@ -322,7 +322,7 @@ def _serve(
     overrides: dict[str, Any] = {"web.port": port}
     if state_dir is not None:
         overrides["records.state_dir"] = str(state_dir)
-    if cfg.source.type == "simulator":
+    if "items" in type(cfg.source).model_fields:  # the simulator, a camera's trigger clock
         overrides["source.items"] = items
         overrides["source.rate_per_min"] = rate
     if mqtt:
@@ -430,6 +430,7 @@ def _mount_optional() -> None:
         ("edge.train.cli", "register"),
         ("edge.web.cli", "register"),
         ("edge.store.verify", "register"),
+        ("edge.capture.camera_cli", "register"),
     ):
         try:
             mod = importlib.import_module(module)

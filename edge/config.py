@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.capture.genicam_config import GenICamSource
 from edge.domain import Action, Severity
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
@@ -108,7 +109,8 @@ class GStreamerSource(Strict):
 
 
 SourceConfig = Annotated[
-    Union[SimulatorSource, FolderSource, OpenCVSource, GStreamerSource], Field(discriminator="type")
+    Union[SimulatorSource, FolderSource, OpenCVSource, GStreamerSource, GenICamSource],
+    Field(discriminator="type"),
 ]
 
 

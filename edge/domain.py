@@ -170,6 +170,9 @@ class Frame:
     name: str = ""  # file name or simulator id, for traceability
     truth: dict[str, Any] | None = None  # simulator ground truth, never used to decide
     error: str | None = None  # set when the frame could not be read
+    reason: str | None = None  # reject code when image is None (default IMAGE_ERROR)
+    frame_id: int | None = None  # the camera's frame (block) id, for traceability
+    device_ts_ns: int | None = None  # the camera's own timestamp of the exposure
 
 
 @dataclass(slots=True)

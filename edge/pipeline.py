@@ -69,6 +69,8 @@ class Pipeline:
         # recipe and its tools are swapped together, so a worker never mixes two recipes
         self._active: tuple[Recipe, list[Tool]] = (recipe, build_tools(recipe, self.services))
         self.source = source or open_source(cfg.source)
+        if hasattr(self.source, "bind"):
+            self.source.bind(self.alarms)  # a camera source raises its own alarms at once
         self.deadline_s = (self.recipe.deadline_ms or cfg.pipeline.deadline_ms) / 1000.0
         self.batch: BatchState | None = None
         self.recorder = Recorder(
@@ -273,7 +275,8 @@ class Pipeline:
                 item = self.new_item(frame)
                 self.tracker.register(item)
                 if frame.image is None or frame.error:
-                    self.tracker.finalize(item, Verdict.REJECT, [Reason.IMAGE_ERROR.value])
+                    reason = frame.reason or Reason.IMAGE_ERROR.value
+                    self.tracker.finalize(item, Verdict.REJECT, [reason])
                     self._slots.release()
                     continue
                 try:
