@@ -20,6 +20,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -86,7 +87,14 @@ def login(url: str) -> str:
     import httpx
 
     with httpx.Client(base_url=url, timeout=30) as c:
-        r = c.post("/login", data={"username": USER, "password": PASSWORD})
+        form = c.get("/login").text  # the login form's own CSRF token, as a browser has it
+        token = re.search(r'name="csrf_token" value="([^"]*)"', form)
+        data = {
+            "username": USER,
+            "password": PASSWORD,
+            "csrf_token": token.group(1) if token else "",
+        }
+        r = c.post("/login", data=data)
         if r.status_code != 303 or "edge_session" not in c.cookies:
             raise RuntimeError(f"login failed: {r.status_code} {r.text[:200]}")
         return c.cookies["edge_session"]

@@ -8,16 +8,19 @@ config leaves it off. A new output is a new module plus one line here.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Protocol
 
 from edge import plugins
 from edge.capture.base import Source, open_source
+from edge.capture.serialisation import SerialCursor
 from edge.config import AppConfig
 from edge.inspect.base import BatchState, Services
 from edge.inspect.grade import GradeTrend
 from edge.pipeline import Pipeline
+from edge.store.restarts import audit_start, audit_stop
 from edge.store.serials import SerialRegistry
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ COMPONENTS: list[str] = [
     "edge.spc.component:build",
     "edge.ops.metrics:build",
     "edge.ops.maintenance:build",
+    "edge.ops.camera_health:build",
     "edge.ops.logs:build",
     "edge.ops.watchdog:build",
     "edge.web.isolated:build",
@@ -72,15 +76,22 @@ class Appliance:
             )
         if batch is None:
             batch = simulator_batch(source)
+        if hasattr(source, "continue_serials"):  # a restart prints new serials, never old ones
+            source.continue_serials(SerialCursor(state / "serialisation.json"))
         self.services = Services(
             serials=_serial_registry(state, cfg.records.synchronous), grade_trend=GradeTrend()
         )
         self.pipeline = Pipeline(cfg, source=source, services=self.services)
-        if batch is not None and (
-            self.pipeline.batch is None or self.pipeline.batch.lot != batch.lot
-        ):
-            self.pipeline.start_batch(batch, by="config")
+        found = self.pipeline.batch  # open in the records: a restart resumes it
+        ended, started = None, None
+        if batch is not None and (found is None or found.lot != batch.lot):
+            ended = found
+            started = self.pipeline.start_batch(batch, by="config")
         self.audit = _audit_trail(self.pipeline.db)
+        if self.audit is not None:  # never silent: the restart and the resumed batch
+            _audited(
+                audit_start, self.audit, self.pipeline, found=found, ended=ended, started=started
+            )
         self.components: list[Any] = []
         if components:
             for target in COMPONENTS:
@@ -103,6 +114,8 @@ class Appliance:
             except Exception:
                 log.exception("stopping %s", getattr(c, "name", c))
         self.services.serials.close()
+        if self.audit is not None:
+            _audited(audit_stop, self.audit, self.pipeline)
 
     def status(self) -> dict[str, Any]:
         out = {"pipeline": self.pipeline.stats.snapshot()}
@@ -112,6 +125,16 @@ class Appliance:
             except Exception as exc:
                 out[getattr(c, "name", "?")] = {"up": False, "error": str(exc)}
         return out
+
+
+def _audited(fn: Any, *args: Any, **kw: Any) -> None:
+    """A start or stop entry that cannot be written (disk full, read-only) is logged and raised
+    as an alarm; it does not keep the line from starting or stopping."""
+    try:
+        fn(*args, **kw)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot write the audit trail: %s", exc)
+        args[1].alarms.raise_("AUDIT_FAILED", f"cannot write the audit trail: {exc}", "major")
 
 
 def _serial_registry(state: Path, synchronous: str) -> SerialRegistry:

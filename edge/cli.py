@@ -35,14 +35,31 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _config_errors(source: str, lines: list[str]) -> None:
+    typer.echo(f"config error in {source}:", err=True)
+    for line in lines:
+        typer.echo(f"  {line}", err=True)
+    raise typer.Exit(2)
+
+
 def _load(path: Path | None) -> AppConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        typer.echo(f"config error in {exc.source}:", err=True)
-        for line in exc.errors:
-            typer.echo(f"  {line}", err=True)
-        raise typer.Exit(2) from None
+        _config_errors(exc.source, exc.errors)
+        raise
+
+
+def _appliance(config: Path | None, cfg: AppConfig, **kw: Any) -> Any:
+    """The appliance, or the config's tool problems (as `config check` prints them), exit 2."""
+    from edge.app import Appliance
+    from edge.inspect.registry import ToolBuildError
+
+    try:
+        return Appliance(cfg, **kw)
+    except ToolBuildError as exc:
+        _config_errors(str(config) if config else "embedded demo config", exc.lines())
+        raise
 
 
 def _override(cfg: AppConfig, **changes: Any) -> AppConfig:
@@ -77,7 +94,15 @@ def _logging(verbose: bool) -> None:
 @config_app.command("check")
 def config_check(file: Path = typer.Argument(..., help="YAML config to validate")) -> None:
     """Validate a config: print every error with its key path; exit non-zero if any."""
+    from edge.preflight import backend_missing, tool_problems
+
     cfg = _load(file)
+    problems = tool_problems(cfg)  # builds the tools: models present, approved, hashes match
+    if problems:
+        _config_errors(str(file), problems)
+    note = backend_missing(cfg)
+    if note:
+        typer.echo(f"note: {note}: models checked on ONNX Runtime instead", err=True)
     recipe = cfg.active_recipe()
     typer.echo(f"{file}: OK (source {cfg.source.type}, recipe {recipe.name}, plc {cfg.plc.type})")
 
@@ -151,7 +176,6 @@ def inspect(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a folder of images through the same pipeline, offline."""
-    from edge.app import Appliance
     from edge.inspect.base import BatchState
     from edge.spc.feed import SpcFeed
 
@@ -198,7 +222,7 @@ def inspect(
             dev_out.write(json.dumps(d.to_dict()) + "\n")
 
     try:
-        appliance = Appliance(cfg, batch=batch, components=False)
+        appliance = _appliance(config, cfg, batch=batch, components=False)
         spc = SpcFeed(appliance.pipeline.recipe.spc, deviation)
         with open(jsonl, "w", encoding="utf-8") as out:
 
@@ -320,14 +344,12 @@ def _serve(
     demo: bool,
     verbose: bool,
 ) -> None:
-    from edge.app import Appliance
-
     _logging(verbose)
     cfg = _load(config)
     overrides: dict[str, Any] = {"web.port": port}
     if state_dir is not None:
         overrides["records.state_dir"] = str(state_dir)
-    if cfg.source.type == "simulator":
+    if "items" in type(cfg.source).model_fields:  # the simulator, a camera's trigger clock
         overrides["source.items"] = items
         overrides["source.rate_per_min"] = rate
     if mqtt:
@@ -338,7 +360,7 @@ def _serve(
     if demo and cfg.plc.type == "none":
         overrides["plc"] = {"type": "sim"}
     cfg = _override(cfg, **overrides)
-    appliance = Appliance(cfg)
+    appliance = _appliance(config, cfg)
     stop, done = threading.Event(), threading.Event()
     _install_signal_handlers(stop)
     appliance.start()
@@ -438,6 +460,7 @@ def _mount_optional() -> None:
         ("edge.train.cli", "register"),
         ("edge.web.cli", "register"),
         ("edge.store.verify", "register"),
+        ("edge.capture.camera_cli", "register"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.capture.genicam_config import GenICamSource
 from edge.domain import Action, Severity
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
@@ -120,7 +121,8 @@ class GStreamerSource(Strict):
 
 
 SourceConfig = Annotated[
-    Union[SimulatorSource, FolderSource, OpenCVSource, GStreamerSource], Field(discriminator="type")
+    Union[SimulatorSource, FolderSource, OpenCVSource, GStreamerSource, GenICamSource],
+    Field(discriminator="type"),
 ]
 
 
@@ -263,12 +265,18 @@ class Recipe(Strict):
         from edge.inspect.registry import validate_tool_spec
 
         names = set()
-        for spec in self.tools:
-            validate_tool_spec(spec)
+        problems: list[tuple[str, str]] = []  # every bad tool, not only the first
+        for i, spec in enumerate(self.tools):
             n = spec.name or spec.type
+            try:
+                validate_tool_spec(spec)
+            except ValueError as exc:
+                problems.append((f"tools.{i} ({n})", str(exc).removeprefix(f"tool {n!r}: ")))
             if n in names:
-                raise ValueError(f"two tools named {n!r}: give one a distinct `name`")
+                problems.append((f"tools.{i} ({n})", "two tools of this name: give one a `name`"))
             names.add(n)
+        if problems:
+            raise KeyedErrors(problems)
         return self
 
     def rule(self, code: str) -> ClassRule:
@@ -388,8 +396,32 @@ class WebConfig(Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
-    session_key_file: Path | None = None
+    session_key_file: Path | None = Field(
+        None,
+        description="secret (32+ characters) that signs the login form's CSRF token; relative "
+        "paths are read from $CREDENTIALS_DIRECTORY. None: a random key per start of the web "
+        "process (an open login page then needs a reload after a restart)",
+    )
     session_timeout_min: int = 30
+    secure_cookies: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="`Secure` flag on the session and login cookies. auto: when the request "
+        "came over TLS (directly, or as a trusted proxy's X-Forwarded-Proto says); always: "
+        "TLS is terminated somewhere that does not say so",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+        "headers are believed (the client's address for login limits, TLS for cookies); "
+        "empty: no forwarded header is believed",
+    )
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=64 * 64,
+        le=64 * 1024 * 1024,  # untrusted_images.LARGEST
+        description="largest image (width x height) the web UI decodes from an upload; "
+        "checked in the file's header before decoding (3 bytes a pixel once decoded)",
+    )
     isolated: bool = Field(
         True,
         description="serve the web UI from its own process, so its requests never hold the "
@@ -457,6 +489,14 @@ def default_recipes() -> dict[str, Recipe]:
     return out
 
 
+class KeyedErrors(ValueError):
+    """Several problems inside one value, each with its key path below it."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+
+
 class ConfigError(Exception):
     """A config that must not start the line; `errors` holds one line per problem."""
 
@@ -470,7 +510,11 @@ def _format_errors(exc: ValidationError) -> list[str]:
     lines = []
     for e in exc.errors():
         path = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{path}: {e['msg']}")
+        inner = (e.get("ctx") or {}).get("error")
+        if isinstance(inner, KeyedErrors):
+            lines.extend(f"{path}.{k}: {m}" for k, m in inner.problems)
+        else:
+            lines.append(f"{path}: {e['msg']}")
     return lines
 
 

@@ -173,6 +173,9 @@ class Frame:
     name: str = ""  # file name or simulator id, for traceability
     truth: dict[str, Any] | None = None  # simulator ground truth, never used to decide
     error: str | None = None  # set when the frame could not be read
+    reason: str | None = None  # reject code when image is None (default IMAGE_ERROR)
+    frame_id: int | None = None  # the camera's frame (block) id, for traceability
+    device_ts_ns: int | None = None  # the camera's own timestamp of the exposure
 
 
 @dataclass(slots=True)
@@ -191,11 +194,25 @@ class Item:
     frame: Frame | None = None
     batch: str | None = None
     recipe: str = ""
+    # what the line expected at the trigger (the pipeline's batch, recipe and tools), so a
+    # batch or recipe change while the item is in flight never changes how it is judged
+    at_trigger: Any = None
     results: list[ToolResult] = field(default_factory=list)
     verdict: Verdict = Verdict.REJECT
     reasons: list[str] = field(default_factory=lambda: [Reason.TIMEOUT.value])
     t_final: float | None = None  # monotonic time the verdict became final
     image_sha256: str | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for another process (the web UI) without the line's live trigger context
+        (its tools hold sessions and locks, and no other process judges the item)."""
+        state = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        state["at_trigger"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
 
     @property
     def findings(self) -> list[Finding]:

@@ -11,13 +11,13 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge.alarms import Alarms
+from edge.batch_ids import new_batch_id
 from edge.bus import Bus
 from edge.capture.base import Source, open_source
 from edge.config import AppConfig, Recipe
@@ -69,6 +69,8 @@ class Pipeline:
         # recipe and its tools are swapped together, so a worker never mixes two recipes
         self._active: tuple[Recipe, list[Tool]] = (recipe, build_tools(recipe, self.services))
         self.source = source or open_source(cfg.source)
+        if hasattr(self.source, "bind"):
+            self.source.bind(self.alarms)  # a camera source raises its own alarms at once
         self.deadline_s = (self.recipe.deadline_ms or cfg.pipeline.deadline_ms) / 1000.0
         self.batch: BatchState | None = None
         self.recorder = Recorder(
@@ -109,7 +111,7 @@ class Pipeline:
     def start_batch(self, batch: BatchState, by: str | None = None, source: str = "local") -> str:
         if self.batch is not None and self.batch.id:
             self.db.end_batch(self.batch.id, by)
-        batch_id = batch.id or f"{batch.lot}-{uuid.uuid4().hex[:8]}"
+        batch_id = batch.id or new_batch_id(batch.lot)  # the lot may hold "/", "%", ".."
         self.db.start_batch(
             {
                 "id": batch_id,
@@ -161,6 +163,9 @@ class Pipeline:
     # ------------------------------------------------------------------ run
 
     def start(self) -> None:
+        # the stall clock and the rate start with capture, not when the pipeline was built:
+        # the components (the web UI's own process) start in between and take seconds
+        self.last_frame_at = self.stats.started = time.monotonic()
         self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
         for i in range(self.cfg.pipeline.workers):
             self._threads.append(
@@ -227,6 +232,7 @@ class Pipeline:
     def new_item(self, frame: Frame) -> Item:
         seq = self._next_seq()
         deadline = frame.t_trigger + self.deadline_s
+        batch, (recipe, tools) = self.batch, self._active  # fixed here, at the trigger
         item = Item(
             id=f"{self.cfg.station.id}-{seq:09d}",
             seq=seq,
@@ -235,8 +241,9 @@ class Pipeline:
             wall_trigger=time.time() - (time.monotonic() - frame.t_trigger),
             encoder=frame.encoder,
             frame=frame,
-            batch=self.batch.id if self.batch else None,
-            recipe=self.recipe.name,
+            batch=batch.id if batch else None,
+            recipe=recipe.name,
+            at_trigger=(batch, recipe, tools),
         )
         for hook in self.deadline_hooks:
             d = hook(item)
@@ -259,6 +266,7 @@ class Pipeline:
             yield frame
 
     def _capture(self) -> None:
+        self.last_frame_at = time.monotonic()
         try:
             for frame in self._frames():
                 self.last_frame_at = time.monotonic()
@@ -267,7 +275,8 @@ class Pipeline:
                 item = self.new_item(frame)
                 self.tracker.register(item)
                 if frame.image is None or frame.error:
-                    self.tracker.finalize(item, Verdict.REJECT, [Reason.IMAGE_ERROR.value])
+                    reason = frame.reason or Reason.IMAGE_ERROR.value
+                    self.tracker.finalize(item, Verdict.REJECT, [reason])
                     self._slots.release()
                     continue
                 try:
@@ -314,19 +323,20 @@ class Pipeline:
         """Run every tool of the recipe on one image and decide. Never raises."""
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
             return Verdict.REJECT, [Reason.IMAGE_ERROR.value], []
+        # judged against the batch and recipe of its trigger, never those current now
+        batch, recipe, tools = item.at_trigger or (self.batch, *self._active)
         ctx = ToolContext(
             item_id=item.id,
             seq=item.seq,
             deadline=item.deadline,
-            batch=self.batch,
+            batch=batch,
             now=item.wall_trigger,
         )
-        recipe, tools = self._active
         results: list[ToolResult] = []
         for tool in tools:
             if time.monotonic() >= item.deadline:
                 break  # the tracker rejects it as TIMEOUT; spend no more CPU on it
             results.append(tool.run(image, ctx))
-        batch_ok = self.batch is not None or not recipe.require_batch
+        batch_ok = batch is not None or not recipe.require_batch
         verdict, reasons = decide(recipe, [t.name for t in tools], results, batch_ok)
         return verdict, reasons, results

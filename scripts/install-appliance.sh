@@ -3,6 +3,7 @@
 #
 #   sudo scripts/install-appliance.sh                 # into /opt/edge-inspect, units into /etc
 #   sudo scripts/install-appliance.sh --extras gpio   # plus optional extras
+#   sudo scripts/install-appliance.sh --genicam       # GigE Vision / USB3 Vision cameras (Aravis)
 #   scripts/install-appliance.sh --root /tmp/img --prefix /tmp/img/opt/edge-inspect --no-systemctl
 #
 # Idempotent: re-running upgrades the package and units; it never overwrites the config or
@@ -19,7 +20,8 @@ Options:
   --source PATH       project folder or wheel to install (default: this checkout)
   --config FILE       initial /etc/edge-inspect/config.yaml (only if none is there yet)
   --python PATH       interpreter for the venv (default python3)
-  --extras LIST       optional extras, comma separated (opcua,gpio)
+  --extras LIST       optional extras, comma separated (opcua,gpio,genicam)
+  --genicam           GenICam cameras: Debian's Aravis packages and the genicam extra (PyGObject)
   --wheelhouse DIR    install offline from this folder of wheels
   --jetpack | --no-jetpack   force or forbid JetPack mode (default: detected)
   --no-deps           install the package only (dependencies already present)
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
     --config) CONFIG="$2"; shift 2 ;;
     --python) PYTHON="$2"; shift 2 ;;
     --extras) EXTRAS="$2"; shift 2 ;;
+    --genicam) EXTRAS="${EXTRAS:+$EXTRAS,}genicam"; shift ;;
     --wheelhouse) WHEELHOUSE="$2"; shift 2 ;;
     --jetpack) JETPACK=yes; shift ;;
     --no-jetpack) JETPACK=no; shift ;;
@@ -93,6 +96,28 @@ if [ ! -x "$VENV/bin/python" ]; then
 else
   say "reusing $VENV"
 fi
+
+case ",$EXTRAS," in
+  *,genicam,*)
+    # Aravis from Debian; PyGObject is built against its introspection headers (the pin in
+    # pyproject.toml keeps PyGObject on girepository-1.0, which Debian 12 has)
+    aravis_pkgs=(libaravis-0.8-0 gir1.2-aravis-0.8 aravis-tools libgirepository1.0-dev
+      libcairo2-dev pkg-config gcc python3-dev)
+    missing=()
+    for pkg in "${aravis_pkgs[@]}"; do
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+      if [ -z "$ROOT" ]; then
+        say "installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+      else
+        say "WARNING: the target needs these Debian packages: ${missing[*]}"
+      fi
+    fi
+    ;;
+esac
 
 pip_args=(--disable-pip-version-check --no-input -q)
 [ -n "$WHEELHOUSE" ] && pip_args+=(--no-index --find-links "$WHEELHOUSE")
@@ -162,7 +187,7 @@ web:
   enabled: true
   host: 127.0.0.1
   port: 8080
-  # session_key_file: /run/credentials/edge-inspect.service/web-session-key
+  session_key_file: web-session-key  # from the unit's LoadCredential= (signs the login form)
 YAML
     chmod 0640 "$ETC/config.yaml"
   fi

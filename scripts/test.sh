@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in mosquitto openssl libzbar0 chromium systemd; do
+# aravis-tools: the fake GigE Vision camera the camera tests start; the -dev packages, gcc and
+# pkg-config build PyGObject (the genicam extra) against Debian's gobject-introspection
+for pkg in mosquitto openssl libzbar0 chromium systemd aravis-tools gir1.2-aravis-0.8 libaravis-0.8-0 \
+    libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -19,6 +22,9 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # the dev and train extras (the training path is tested too); deterministic OpenCV build
 PYTHON=.venv/bin/python scripts/install-train.sh
+# the genicam extra (PyGObject for Aravis), built once, when the binding is missing
+.venv/bin/python -c 'import gi; gi.require_version("Aravis", "0.8")' 2>/dev/null \
+  || .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[genicam]'
 
 .venv/bin/ruff check edge tests bench scripts
 .venv/bin/ruff format --check edge tests bench scripts

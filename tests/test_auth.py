@@ -34,9 +34,7 @@ def test_passwords_are_stored_as_argon2_hashes_only(client):
 
 
 def test_the_session_cookie_is_httponly_and_samesite(client):
-    r = client.post(
-        "/login", data={"username": "olga", "password": "op-secret-1"}, follow_redirects=False
-    )
+    r = ws.post_login(client, "olga", "op-secret-1", follow_redirects=False)
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert r.headers["location"] == "/hmi"  # the operator lands on the HMI
@@ -44,14 +42,12 @@ def test_the_session_cookie_is_httponly_and_samesite(client):
 
 def test_a_wrong_password_is_refused_and_an_account_locks_after_repeated_failures(client):
     for _ in range(MAX_FAILED - 1):
-        r = client.post("/login", data={"username": "tom", "password": "guess"})
+        r = ws.post_login(client, "tom", "guess")
         assert "wrong user name or password" in r.text
-    r = client.post("/login", data={"username": "tom", "password": "guess"})
+    r = ws.post_login(client, "tom", "guess")
     assert "locked" in r.text
-    # even the right password is refused while locked
-    r = client.post(
-        "/login", data={"username": "tom", "password": "tech-secret-1"}, follow_redirects=False
-    )
+    # even the right password is refused while locked (for this client: see test_web_login)
+    r = ws.post_login(client, "tom", "tech-secret-1", follow_redirects=False)
     assert r.status_code != 303 and "locked" in r.text
     assert any(
         e["action"] == "user.lockout" and e["target"] == "tom" for e in client.ctx.audit.entries()
@@ -69,7 +65,7 @@ def test_a_disabled_user_cannot_log_in_and_loses_open_sessions(client):
     )
     assert r.status_code == 200
     assert other.get("/api/line/state").status_code == 401
-    r = other.post("/login", data={"username": "olga", "password": "op-secret-1"})
+    r = ws.post_login(other, "olga", "op-secret-1")
     assert "disabled" in r.text
     e = client.ctx.audit.entries(action="user.disable")[-1]
     assert (e["user"], e["target"], e["reason"]) == ("ada", "olga", "left the company")
@@ -105,10 +101,8 @@ def test_an_expired_session_is_refused_and_the_page_asks_for_login(client):
 
 
 def test_the_login_page_only_sends_users_back_to_local_pages(client):
-    r = client.post(
-        "/login",
-        data={"username": "olga", "password": "op-secret-1", "next": "//evil.example/x"},
-        follow_redirects=False,
+    r = ws.post_login(
+        client, "olga", "op-secret-1", next="//evil.example/x", follow_redirects=False
     )
     assert r.headers["location"] == "/hmi"
 

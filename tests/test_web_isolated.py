@@ -34,7 +34,7 @@ def test_a_separate_web_process_shows_the_live_line_and_its_commands_reach_the_l
         assert web.status()["up"], web.status()
         assert web.proc.pid != os.getpid() and web.proc.is_alive()
         with httpx.Client(base_url=web.url, timeout=10) as c:
-            r = c.post("/login", data={"username": "olga", "password": "op-secret-1"})
+            r = ws.post_login(c, "olga", "op-secret-1")
             assert r.status_code in (200, 303), r.text
             csrf = c.get("/api/me").json()["csrf"]
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
@@ -64,11 +68,50 @@ def add_users(app: Any) -> None:
             users.create(u, name, role, pw, by="shell:test", reason="test set-up")
 
 
+def login_form(client: Any, username: str, password: str, **extra: Any) -> dict[str, str]:
+    """The fields a browser posts from the login page it was served (its CSRF token too)."""
+    page = client.get("/login")
+    assert page.status_code == 200, page.text
+    m = re.search(r'name="csrf_token" value="([^"]*)"', page.text)
+    assert m, "the login form has no CSRF token"
+    return {"username": username, "password": password, "csrf_token": m.group(1), **extra}
+
+
+def post_login(client: Any, username: str, password: str, **kw: Any) -> Any:
+    """Log in as a browser does: fetch the form, post it back."""
+    next_ = kw.pop("next", "/")
+    return client.post("/login", data=login_form(client, username, password, next=next_), **kw)
+
+
 def login(client: TestClient, username: str, password: str | None = None) -> str:
     """Log in through the form; returns the session's CSRF token."""
     pw = password or PASSWORDS[username][2]
-    r = client.post(
-        "/login", data={"username": username, "password": pw, "next": "/"}, follow_redirects=False
-    )
+    r = post_login(client, username, pw, follow_redirects=False)
     assert r.status_code == 303, r.text
     return client.get("/api/me").json()["csrf"]
+
+
+@contextmanager
+def web_process(appl: Any) -> Iterator[Any]:
+    """The web UI as it ships: in its own process beside the running line (`web.isolated`)."""
+    from edge.web.isolated import IsolatedWeb
+
+    web = IsolatedWeb(appl)
+    appl.start()
+    web.start()
+    try:
+        assert web.status()["up"], web.status()
+        yield web
+    finally:
+        appl.stop()
+        web.stop()
+
+
+def http(web: Any, **kw: Any) -> httpx.Client:
+    """A browser's view of the web process: real HTTP on its port."""
+    return httpx.Client(base_url=web.url, timeout=30, **kw)
+
+
+def http_from(web: Any, address: str, **kw: Any) -> httpx.Client:
+    """A browser on another machine: the connection comes from `address` (any 127.x.y.z)."""
+    return http(web, transport=httpx.HTTPTransport(local_address=address), **kw)

@@ -20,6 +20,7 @@ SOURCES: dict[str, str] = {
     "folder": "edge.capture.folder:FolderCapture",
     "opencv": "edge.capture.opencv:OpenCVCapture",
     "gstreamer": "edge.capture.opencv:GStreamerCapture",
+    "genicam": "edge.capture.genicam:GenICamCapture",
 }
 
 
@@ -33,6 +34,11 @@ class Source:
     def __init__(self, cfg: Any):
         self.cfg = cfg
         self._stop = threading.Event()
+        self.alarms: Any = None  # the line's Alarms, once bound: a camera raises its own
+
+    def bind(self, alarms: Any) -> None:
+        """The pipeline hands its alarms over, so a source can say at once what is wrong."""
+        self.alarms = alarms
 
     @property
     def stopped(self) -> bool:

@@ -85,9 +85,19 @@ def other_lot(lot: str, k: int) -> str:
     return lot[:-1] + letters[k % len(letters)]
 
 
+def serial_base(seed: int) -> int:
+    """The serial number of item 0 of a fresh run with this seed."""
+    return 1 + seed * 1_000_003
+
+
 def serial(seed: int, i: int) -> str:
-    """A unique, random-looking 10-character serial for item i of a run."""
-    n = ((i + 1 + seed * 1_000_003) * _SERIAL_MUL) % _SERIAL_SPACE
+    """A unique, random-looking 10-character serial for item i of a fresh run."""
+    return serial_number(serial_base(seed) + i)
+
+
+def serial_number(number: int) -> str:
+    """The 10-character serial of an issued number: distinct numbers, distinct serials."""
+    n = (number * _SERIAL_MUL) % _SERIAL_SPACE
     chars = []
     for _ in range(_SERIAL_LEN):
         n, r = divmod(n, len(_ALNUM))

@@ -27,6 +27,7 @@ import zxingcpp
 
 from edge.capture import gs1data
 from edge.capture.base import Source
+from edge.capture.serialisation import SerialAllocator, SerialCursor
 from edge.capture.sim_drift import contrast_factor, drift_at
 from edge.config import SimulatorSource
 from edge.domain import Frame
@@ -188,6 +189,7 @@ class LineSimulator:
             expiry=b.expiry or gs1data.default_expiry(self.today),
             id=b.id,
         )
+        self.serial_base = gs1data.serial_base(cfg.seed)  # moved on by a SerialAllocator
         self._weights = self._check_weights(cfg.defect_weights)
         self._pools = self._defect_pools()
         rng = np.random.default_rng([cfg.seed, 0xC0FFEE])
@@ -249,7 +251,7 @@ class LineSimulator:
         return self._choose(rng, self._pools[1], exclude="duplicate_serial"), None
 
     def serial(self, i: int) -> str:
-        return gs1data.serial(self.cfg.seed, i)
+        return gs1data.serial_number(self.serial_base + i)
 
     def _code_data(self, i: int, defect: str | None, dup_of: int | None, rng) -> dict[str, str]:
         b = self.batch
@@ -945,6 +947,14 @@ class SimulatorCapture(Source):
         self.sim = LineSimulator(cfg, batch)
         self.batch = self.sim.batch
         self.paced = cfg.realtime
+        self.serials: SerialAllocator | None = None
+
+    def continue_serials(self, cursor: SerialCursor) -> None:
+        """Print serials the state directory has not issued yet (see `serialisation`)."""
+        self.serials = SerialAllocator(
+            cursor, self.batch.gtin or "", self.sim.serial_base, self.cfg.items
+        )
+        self.sim.serial_base = self.serials.base
 
     def frames(self) -> Iterator[Frame]:
         period = 60.0 / self.cfg.rate_per_min
@@ -956,6 +966,8 @@ class SimulatorCapture(Source):
                 if delay > 0 and self.wait(delay):
                     break
             t_trigger = time.monotonic()  # the trigger fires, then the camera renders
+            if self.serials is not None:
+                self.serials.ensure(i)
             img, truth = self.sim.render(i)
             yield Frame(
                 image=img,

@@ -18,6 +18,7 @@ TOOLS: dict[str, str] = {
     "barcode": "edge.inspect.barcode:BarcodeTool",
     "defects": "edge.inspect.defects:DefectTool",
     "glass": "edge.inspect.glass:GlassTool",
+    "exposure": "edge.inspect.exposure:ExposureTool",
 }
 
 
@@ -53,9 +54,38 @@ def validate_tool_spec(spec: ToolSpec) -> None:
         raise ValueError(f"tool {spec.name or spec.type!r}: {details}") from None
 
 
+class ToolBuildError(RuntimeError):
+    """Tools of a recipe that cannot be built (a model missing or unapproved, a file that
+    does not match its card, a backend that cannot load it): every one, by its index."""
+
+    def __init__(self, recipe: str, problems: list[tuple[int, str, str]]):
+        self.recipe = recipe
+        self.problems = problems  # (index in the recipe's tools, tool name, why)
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self, where: str | None = None) -> list[str]:
+        """One line per bad tool, with its key path (`recipes.NAME.tools.I`)."""
+        base = where or f"recipes.{self.recipe}"
+        return [f"{base}.tools.{i} ({name}): {why}" for i, name, why in self.problems]
+
+
 def build_tools(recipe: Recipe, services: Services) -> list[Tool]:
-    tools = []
-    for spec in recipe.tools:
-        cls = tool_class(spec.type)
-        tools.append(cls(spec.name or spec.type, cls.Params.model_validate(spec.params), services))
+    """Every tool of the recipe, built (models resolved and loaded), or ToolBuildError."""
+    tools: list[Tool] = []
+    problems: list[tuple[int, str, str]] = []
+    for i, spec in enumerate(recipe.tools):
+        name = spec.name or spec.type
+        try:
+            cls = tool_class(spec.type)
+            tools.append(cls(name, cls.Params.model_validate(spec.params), services))
+        except Exception as exc:  # reported with the others: the line must not start
+            why = str(exc).removeprefix(f"tool {name!r}: ")
+            problems.append((i, name, why or type(exc).__name__))
+    if problems:
+        for t in tools:
+            try:
+                t.close()
+            except Exception:
+                pass
+        raise ToolBuildError(recipe.name, problems)
     return tools

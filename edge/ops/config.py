@@ -52,6 +52,9 @@ def _default_limits() -> dict[str, TrendLimit]:
         "inference_ms": TrendLimit(high_rel=2.0),  # thermal throttling, a competing load
         "gate_confirm_ms": TrendLimit(high_rel=2.0),  # a sticky reject valve
         "gate_actuations": TrendLimit(high=10_000_000),  # rated cycles of the reject valve
+        "camera_temperature_c": TrendLimit(high=60.0),  # most industrial cameras: 50-65 °C max
+        "camera_resend_ratio": TrendLimit(high=0.001),  # a link getting worse (cable, NIC)
+        "camera_fps": TrendLimit(low_rel=0.9),  # the camera no longer keeps up
     }
 
 
@@ -75,6 +78,24 @@ class MaintenanceConfig(_Strict):
         return self
 
 
+class CameraHealthConfig(_Strict):
+    """Alarms on a GenICam camera's link and state, before the inspection suffers."""
+
+    enabled: bool = True
+    poll_s: float = Field(2.0, gt=0, description="how often the camera is read")
+    max_resend_ratio: float = Field(
+        0.001, ge=0, description="resent / received packets in a poll: the first sign of a bad link"
+    )
+    max_packet_loss_ratio: float = Field(0.0, ge=0, description="packets never received")
+    max_lost_frames: int = Field(0, ge=0, description="frames lost, late or incomplete in a poll")
+    max_temperature_c: float = Field(55.0, description="DeviceTemperature, where the camera has it")
+    min_fps_ratio: float = Field(0.9, gt=0, le=1, description="of the trigger or frame rate")
+    settings_tolerance: float = Field(
+        0.01, ge=0, description="exposure or gain read back this far from the configured value"
+    )
+
+
 class OpsConfig(_Strict):
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    camera: CameraHealthConfig = Field(default_factory=CameraHealthConfig)

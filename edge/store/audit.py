@@ -9,7 +9,6 @@ Times are UTC from the appliance clock, never from the browser.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import io
@@ -17,6 +16,7 @@ import json
 import logging
 from typing import Any
 
+from edge.store import csv_safe
 from edge.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class AuditTrail:
     def export_csv(self, rows: list[dict[str, Any]] | None = None) -> str:
         rows = self.entries() if rows is None else rows
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(FIELDS), extrasaction="ignore")
+        w = csv_safe.DictWriter(buf, fieldnames=list(FIELDS), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow(r)

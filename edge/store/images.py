@@ -23,6 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.store.safe_files import is_regular, read_regular
+
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".tmp"
@@ -64,7 +66,7 @@ class ImageStore:
         raises and leaves no temporary file behind.
         """
         path = self.path_for(sha256)
-        if path.exists():
+        if is_regular(path, self.root):  # a planted link in its place is replaced below
             return False
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
@@ -110,8 +112,7 @@ class ImageStore:
     def get(self, sha256: str) -> bytes | None:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
             return None
-        p = self.path_for(sha256)
-        return p.read_bytes() if p.exists() else None
+        return read_regular(self.path_for(sha256), self.root)  # never a planted link
 
     def verify(self, sha256: str) -> bool:
         data = self.get(sha256)

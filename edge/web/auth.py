@@ -4,8 +4,9 @@ Roles: operator (HMI), technician (datasets, training), qa (approve models, audi
 sign reports), admin (users). A session is a random token in an HttpOnly SameSite
 cookie, kept in the database (a restart of the web process logs nobody out) and
 expired after the idle timeout; each session has its own CSRF token that every
-state-changing request must echo. Repeated wrong passwords lock the account for a
-while. Every user change and every lockout goes to the audit trail.
+state-changing request must echo. Repeated wrong passwords lock the account for the
+client that sent them (`throttle.py`), and every refusal reads the same. Every user change
+and every lockout goes to the audit trail.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from edge.store.audit import AuditTrail
 from edge.store.db import Database
+from edge.web.throttle import MAX_FAILED, WINDOW_S, LoginThrottle
 
 log = logging.getLogger(__name__)
 
 ROLES = ("operator", "technician", "qa", "admin")
-MAX_FAILED = 5
-LOCKOUT_S = 15 * 60
 MIN_PASSWORD = 8
+#: One answer for every refused login: unknown user, wrong password, locked, disabled.
+REFUSED = "login refused: wrong user name or password, or the account is locked or disabled"
 _USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
 
 _hasher = PasswordHasher()
@@ -53,9 +55,21 @@ def check_password_policy(password: str) -> None:
         raise ValueError("a password may not start or end with spaces")
 
 
+class TooManyAttempts(AuthError):
+    """This client failed too often lately; it may try again in `wait_s`."""
+
+    def __init__(self, wait_s: float):
+        mins = max(1, round(wait_s / 60))
+        super().__init__(
+            f"too many failed logins from this address: try again in {mins} min", "rate limit"
+        )
+        self.wait_s = wait_s
+
+
 class UserStore:
     def __init__(self, db: Database, audit: AuditTrail):
         self.db, self.audit = db, audit
+        self.throttle = LoginThrottle()
         self._dummy: str | None = None  # a hash to verify against for unknown users (timing)
 
     def get(self, username: str) -> dict[str, Any] | None:
@@ -144,51 +158,51 @@ class UserStore:
             raise ValueError(f"no user {username!r}")
         return u
 
-    def authenticate(self, username: str, password: str, *, purpose: str = "login") -> dict:
+    def authenticate(
+        self, username: str, password: str, *, purpose: str = "login", client: str = "local"
+    ) -> dict:
         """The user, when the password is right and the account usable; AuthError otherwise.
 
-        Wrong passwords count towards the lockout, for logins and signatures alike.
+        Every refusal says the same (`REFUSED`): unknown user, wrong password, disabled, or
+        locked for this client; only `why` (log, audit) tells them apart, and one argon2
+        verification runs in each case, so neither text nor timing reveals an account.
+        Failures count per client and per account and client (`LoginThrottle`).
         """
+        wait = self.throttle.client_wait_s(client)
+        if wait:
+            self._log_refusal(username or "-", purpose, f"client {client} over its budget")
+            raise TooManyAttempts(wait)
         u = self.get(username or "")
-        if u is None:
-            if self._dummy is None:
-                self._dummy = _hasher.hash(secrets.token_hex(16))
-            try:
-                _hasher.verify(self._dummy, password or "-")
-            except VerificationError:
-                pass
-            self._log_refusal(username or "-", purpose, "unknown user")
-            raise AuthError("wrong user name or password", "unknown user")
-        now = time.time()
-        if u["disabled"]:
-            self._log_refusal(username, purpose, "account disabled")
-            raise AuthError("this account is disabled", "disabled")
-        if u["locked_until"] and u["locked_until"] > now:
-            self._log_refusal(username, purpose, "account locked")
-            mins = max(1, round((u["locked_until"] - now) / 60))
-            raise AuthError(f"account locked after repeated failures: try in {mins} min", "locked")
+        if self._dummy is None:
+            self._dummy = _hasher.hash(secrets.token_hex(16))
+        right = False
         try:
-            _hasher.verify(u["pw_hash"], password or "")
+            right = _hasher.verify(u["pw_hash"] if u else self._dummy, password or "-")
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            failed = int(u["failed"]) + 1
-            locked = now + LOCKOUT_S if failed >= MAX_FAILED else None
-            with self.db.transaction() as c:
-                c.execute(
-                    "UPDATE users SET failed = ?, locked_until = ? WHERE username = ?",
-                    (0 if locked else failed, locked, username),
-                )
-            self._log_refusal(username, purpose, "wrong password")
-            if locked:
+            pass
+        why = ""
+        if u is None:
+            why = "unknown user"
+        elif self.throttle.locked(username, client):
+            why = "account locked for this client"
+        elif u["disabled"]:
+            why = "account disabled"
+        elif not right:
+            why = "wrong password"
+        if why:
+            self._log_refusal(username or "-", f"{purpose} from {client}", why)
+            if self.throttle.failed(username or "-", client) and u is not None:
                 self.audit.record(
                     "system",
                     "user.lockout",
                     username,
-                    new={"locked_minutes": LOCKOUT_S // 60},
-                    reason=f"{MAX_FAILED} wrong passwords in a row ({purpose})",
+                    new={"locked_minutes": int(WINDOW_S // 60), "client": client},
+                    reason=f"{MAX_FAILED} failed {purpose}s in a row from {client}",
                 )
-                raise AuthError("account locked after repeated failures", "locked") from None
-            raise AuthError("wrong user name or password", "wrong password") from None
-        if u["failed"] or u["locked_until"]:
+            raise AuthError(REFUSED, why)
+        self.throttle.succeeded(username, client)
+        assert u is not None
+        if u["failed"] or u["locked_until"]:  # from versions that locked accounts outright
             with self.db.transaction() as c:
                 c.execute(
                     "UPDATE users SET failed = 0, locked_until = NULL WHERE username = ?",
@@ -350,4 +364,5 @@ def _digest(token: str) -> str:
 
 
 def csrf_ok(session: Session, supplied: str | None) -> bool:
-    return bool(supplied) and hmac.compare_digest(session.csrf, supplied or "")
+    # as bytes: compare_digest refuses (TypeError) str that is not ASCII
+    return bool(supplied) and hmac.compare_digest(session.csrf.encode(), (supplied or "").encode())

@@ -15,8 +15,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def make_server(app: Any, host: str, port: int) -> Any:
-    """The uvicorn server the web UI runs on, in a thread or in its own process alike."""
+def make_server(app: Any, host: str, port: int, trusted_proxies: list[str] | None = None) -> Any:
+    """The uvicorn server the web UI runs on, in a thread or in its own process alike.
+
+    Forwarded headers (client address, https) are believed only from `trusted_proxies`
+    (uvicorn would otherwise believe any client on 127.0.0.1).
+    """
     import uvicorn
 
     return uvicorn.Server(
@@ -24,6 +28,8 @@ def make_server(app: Any, host: str, port: int) -> Any:
             app,
             host=host,
             port=port,
+            proxy_headers=bool(trusted_proxies),
+            forwarded_allow_ips=list(trusted_proxies or []) or None,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -43,7 +49,7 @@ class WebComponent:
         self.cfg = appliance.cfg.web
         self.app = create_app(appliance)
         self.ctx = self.app.state.ctx
-        self.server = make_server(self.app, self.cfg.host, self.cfg.port)
+        self.server = make_server(self.app, self.cfg.host, self.cfg.port, self.cfg.trusted_proxies)
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 

@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
 from edge.store.audit import AuditTrail, utc_now
-from edge.web.auth import AuthError, Session, Sessions, UserStore, csrf_ok
+from edge.web.auth import AuthError, Session, Sessions, TooManyAttempts, UserStore, csrf_ok
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class WebContext:
     state_dir: Path
     jobs: Any = None
     shadow: Any = None
-    secure_cookie: bool = False
+    login_key: bytes = b""  # signs the login form's CSRF token (login.py)
 
     @property
     def pipeline(self) -> Any:
@@ -118,10 +118,14 @@ def esign(
     if not (reason or "").strip():
         raise HTTPException(422, "a signature needs a reason")
     try:
-        user = ctx.users.authenticate(s.username, password, purpose="signature")
+        # counted per signer: only the signer's own sessions can try their password here
+        user = ctx.users.authenticate(
+            s.username, password, purpose="signature", client=f"esign:{s.username}"
+        )
     except AuthError as exc:
         ctx.audit.record(s.username, "esign.refused", target=target, reason=exc.why)
-        raise HTTPException(403, f"signature refused: {exc}") from None
+        shown = str(exc) if isinstance(exc, TooManyAttempts) else exc.why
+        raise HTTPException(403, f"signature refused: {shown}") from None
     sig = {
         "username": user["username"],
         "full_name": user["full_name"],

@@ -84,7 +84,10 @@ class IsolatedWeb:
         self.proc.start()
         self._send(("snapshot", self._snapshot()))  # the first page the child serves is complete
         if self._port_r.poll(60):
-            msg = self._port_r.recv()
+            try:
+                msg = self._port_r.recv()
+            except (EOFError, OSError):  # the web process died before it said anything
+                msg = f"web process exited with code {self.proc.exitcode}"
             if isinstance(msg, int):
                 self.port = msg
                 log.info("web UI on %s (own process %d)", self.url, self.proc.pid)
@@ -337,36 +340,11 @@ class RemoteAppliance:
         self.audit = AuditTrail(self.pipeline.db)
 
 
-def ops_router(remote: _Remote) -> Any:
-    """/healthz, /readyz, /metrics answered by the line process."""
-    from fastapi import APIRouter, Response
-    from fastapi.responses import JSONResponse
-
-    from edge.ops.metrics import CONTENT_TYPE
-
-    r = APIRouter(tags=["ops"])
-
-    @r.get("/healthz")
-    def healthz() -> JSONResponse:
-        body = remote.call("liveness")
-        return JSONResponse(body, status_code=200 if body["alive"] else 503)
-
-    @r.get("/readyz")
-    def readyz() -> JSONResponse:
-        body = remote.call("readiness")
-        return JSONResponse(body, status_code=200 if body["ready"] else 503)
-
-    @r.get("/metrics")
-    def metrics_endpoint() -> Response:
-        return Response(remote.call("metrics"), media_type=CONTENT_TYPE)
-
-    return r
-
-
 def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, priority: tuple[int, bool]) -> None:
     """Entry of the web process."""
     from edge.ops.logs import configure
     from edge.web.component import make_server
+    from edge.web.remote_ops import ops_router
     from edge.web.server import create_app
 
     configure(logging.WARNING)
@@ -376,8 +354,12 @@ def child_main(cfg: Any, events: Any, rpc: Any, port_w: Any, priority: tuple[int
     first = events.recv()  # the first snapshot, so the first page is complete
     if first and first[0] == "snapshot":
         appliance.pipeline.snap = first[1]
-    app = create_app(appliance, ops=ops_router(remote))
-    server = make_server(app, cfg.web.host, cfg.web.port)
+    try:
+        app = create_app(appliance, ops=ops_router(remote))
+    except Exception as exc:  # e.g. an unreadable session key: said to the line, not a hang
+        port_w.send(f"{type(exc).__name__}: {exc}")
+        return
+    server = make_server(app, cfg.web.host, cfg.web.port, cfg.web.trusted_proxies)
 
     def announce() -> None:
         end = time.monotonic() + 30

@@ -136,8 +136,7 @@ def _line_evaluate(
 
 def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """Candidate beside the approved model on recorded images; drives nothing."""
-    import cv2
-
+    from edge import untrusted_images
     from edge.config import OnnxBackend
     from edge.inference.base import create_backend
     from edge.store.db import Database
@@ -170,10 +169,10 @@ def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, A
         data = store.get(sha)
         if data is None:
             continue
-        import numpy as np
-
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
+        try:  # the store may hold uploads: size from the header before decoding
+            img = untrusted_images.decode(data, untrusted_images.LARGEST)
+        except untrusted_images.ImageRefused as exc:
+            progress({"stage": "shadow", "skipped": sha, "why": str(exc)})
             continue
         dets = {r: b.infer(img) for r, b in backends.items()}
         verdicts = {

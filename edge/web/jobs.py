@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from edge.store.safe_files import read_regular
+
 KINDS = ("train", "evaluate", "shadow")
 
 
@@ -94,9 +96,10 @@ class Jobs:
         return True
 
     def _dir(self, jid: str) -> Path:
-        if not jid or "/" in jid or jid.startswith(".") or not (self.root / jid).is_dir():
+        d = self.root / jid
+        if not jid or "/" in jid or jid.startswith(".") or d.is_symlink() or not d.is_dir():
             raise JobError(f"no job {jid!r}")
-        return self.root / jid
+        return d
 
     def _append(self, jid: str, ev: dict[str, Any]) -> None:
         with open(self._dir(jid) / "progress.jsonl", "a", encoding="utf-8") as f:
@@ -104,11 +107,13 @@ class Jobs:
 
     def status(self, jid: str, log_tail: int = 4000) -> dict[str, Any]:
         d = self._dir(jid)
-        meta = json.loads((d / "job.json").read_text())
+        meta = json.loads(read_regular(d / "job.json", self.root) or b"{}")
+        if not meta:
+            raise JobError(f"no job {jid!r}")
         events = []
-        prog = d / "progress.jsonl"
-        if prog.is_file():
-            for line in prog.read_text(encoding="utf-8").splitlines():
+        prog = read_regular(d / "progress.jsonl", self.root)
+        if prog is not None:
+            for line in prog.decode("utf-8", "replace").splitlines():
                 try:
                     events.append(json.loads(line))
                 except json.JSONDecodeError:
@@ -129,8 +134,7 @@ class Jobs:
             state = "failed" if rc not in (None, 0) else "ended"
         epochs = [e for e in events if e.get("stage") == "epoch"]
         log = ""
-        if (d / "job.log").is_file():
-            data = (d / "job.log").read_bytes()[-log_tail:]
+        if log_tail and (data := read_regular(d / "job.log", self.root, tail=log_tail)):
             log = data.decode("utf-8", "replace")
         result = next((e for e in reversed(events) if e.get("stage") == "finished"), None)
         error = next((e.get("error") for e in reversed(events) if e.get("stage") == "failed"), None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -12,6 +11,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.batch_ids import is_safe, lot_slug
+from edge.store import csv_safe
 from edge.store.alarm_log import AlarmLog
 from edge.store.deviations import Deviations
 from edge.web.auth import Session
@@ -109,7 +110,7 @@ def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
 
 def report_csv(rep: dict[str, Any]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = csv_safe.Writer(buf)
     b = rep["batch"]
     w.writerow(["section", "key", "value"])
     for k in (
@@ -193,10 +194,11 @@ def report_csv_route(
     batch_id: str, request: Request, _s: Session = Depends(require(*REPORTS_VIEW))
 ) -> Response:
     rep = batch_report(ctx_of(request), batch_id)
+    name = batch_id if is_safe(batch_id) else lot_slug(batch_id)  # ids from older versions
     return Response(
         report_csv(rep),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="batch-{name}.csv"'},
     )
 
 

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from edge.store.audit import AuditTrail
-from edge.web import admin, deviations, errors, hmi, reports, technician
-from edge.web.auth import AuthError, Session, Sessions, UserStore
-from edge.web.deps import ALL_ROLES, COOKIE, HOME, LoginRequired, WebContext, page, require
+from edge.web import admin, deviations, errors, hmi, login, reports, technician, uploads
+from edge.web.auth import Session, Sessions, UserStore
+from edge.web.deps import ALL_ROLES, HOME, LoginRequired, WebContext, require
 from edge.web.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
         hub=hub or Hub(appliance),
         templates=templates,
         state_dir=state_dir,
+        login_key=login.login_key(cfg.web),
     )
     app = FastAPI(
         title="edge-inspect", version=_version(), docs_url=None, redoc_url=None, openapi_url=None
@@ -65,55 +66,6 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
         msgs = [f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"detail": "; ".join(msgs) or "invalid input"}, status_code=422)
 
-    @app.get("/login", include_in_schema=True)
-    def login_page(request: Request, next: str = "/", why: str = "") -> Response:
-        return page(
-            request, "login.html", next=_safe_next(next), error=why, no_users=ctx.users.count() == 0
-        )
-
-    @app.post("/login")
-    def login(
-        request: Request,
-        username: str = Form(..., max_length=64),
-        password: str = Form(..., max_length=256),
-        next: str = Form("/"),
-    ) -> Response:
-        try:
-            user = ctx.users.authenticate(username.strip().lower(), password)
-        except AuthError as exc:
-            return page(
-                request,
-                "login.html",
-                next=_safe_next(next),
-                error=str(exc),
-                username=username,
-                no_users=False,
-            )
-        s = ctx.sessions.create(user)
-        ctx.audit.record(s.username, "session.login", target=s.username)
-        dest = _safe_next(next)
-        if dest == "/":
-            dest = HOME.get(s.role, "/")
-        resp = RedirectResponse(dest, status_code=303)
-        resp.set_cookie(
-            COOKIE,
-            s.token,
-            httponly=True,
-            samesite="strict",
-            secure=ctx.secure_cookie,
-            path="/",
-            max_age=int(cfg.web.session_timeout_min * 60 * 8),
-        )
-        return resp
-
-    @app.post("/logout")
-    def logout(request: Request, s: Session = Depends(require(*ALL_ROLES))) -> Response:
-        ctx.sessions.drop(request.cookies.get(COOKIE))
-        ctx.audit.record(s.username, "session.logout", target=s.username)
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(COOKIE, path="/")
-        return resp
-
     @app.get("/")
     def home(s: Session = Depends(require(*ALL_ROLES))) -> Response:
         return RedirectResponse(HOME.get(s.role, "/hmi"), status_code=303)
@@ -126,8 +78,10 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     def me(s: Session = Depends(require(*ALL_ROLES))) -> dict[str, Any]:
         return {"username": s.username, "full_name": s.full_name, "role": s.role, "csrf": s.csrf}
 
+    app.include_router(login.router)
     app.include_router(hmi.router)
     app.include_router(technician.router)
+    app.include_router(uploads.router)
     app.include_router(reports.router)
     app.include_router(deviations.router)
     app.include_router(admin.router)
@@ -137,13 +91,6 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
         _include_ops(app, appliance)
     app.add_middleware(SecureHeaders)
     return app
-
-
-def _safe_next(nxt: str) -> str:
-    """Only local paths: a login link must not send the user to another site."""
-    if not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
-        return "/"
-    return nxt
 
 
 def _include_ops(app: FastAPI, appliance: Any) -> None:

@@ -13,13 +13,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import yaml
-from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.store.safe_files import read_regular
 from edge.train.line_eval import has_item_truth
 from edge.web.auth import Session
 from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, esign, page, require
@@ -27,8 +26,6 @@ from edge.web.jobs import JobError, Jobs
 
 router = APIRouter()
 
-MAX_UPLOAD = 10 * 1024 * 1024
-MAX_PIXELS = 4096 * 4096
 _DATASET_NAME = "ds-"
 
 
@@ -295,37 +292,6 @@ def put_label(
     return {"sha": sha, "boxes": boxes}
 
 
-@router.post("/api/tech/upload")
-async def upload(
-    request: Request, file: UploadFile = File(...), s: Session = Depends(require(*TECH))
-) -> dict[str, Any]:
-    """An image from elsewhere: checked by content (it must decode as PNG/JPEG/BMP), size-capped,
-    stored under its SHA-256, never under the name the browser sent."""
-    ctx = ctx_of(request)
-    data = await file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"image larger than {MAX_UPLOAD // (1024 * 1024)} MB")
-    if not (
-        data.startswith(b"\x89PNG\r\n\x1a\n")
-        or data.startswith(b"\xff\xd8\xff")
-        or data.startswith(b"BM")
-    ):
-        raise HTTPException(415, "not a PNG, JPEG or BMP image")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        raise HTTPException(415, "the file does not decode as an image")
-    h, w = img.shape[:2]
-    if w * h > MAX_PIXELS:
-        raise HTTPException(413, "image has too many pixels")
-    sha, rel = ctx.pipeline.images.put(img)
-    with ctx.pipeline.db.transaction() as c:
-        ctx.pipeline.db.add_image(c, sha, rel, w, h)
-    ctx.audit.record(
-        s.username, "image.upload", target=sha, new={"width": w, "height": h, "bytes": len(data)}
-    )
-    return {"sha": sha, "width": w, "height": h, "label": f"/tech/label/{sha}"}
-
-
 # --------------------------------------------------------------------------- datasets
 
 
@@ -337,9 +303,9 @@ class DatasetBuild(BaseModel):
 def list_datasets(ctx: WebContext) -> list[dict[str, Any]]:
     out = []
     for d in sorted(datasets_dir(ctx).iterdir(), reverse=True):
-        m = d / "manifest.json"
-        if d.name.startswith(_DATASET_NAME) and m.is_file():
-            man = json.loads(m.read_text())
+        m = read_regular(d / "manifest.json", datasets_dir(ctx).parent)  # no planted links
+        if d.name.startswith(_DATASET_NAME) and not d.is_symlink() and m is not None:
+            man = json.loads(m)
             out.append(
                 {
                     "version": d.name,
@@ -369,12 +335,14 @@ def build_dataset(ctx: WebContext, by: str, note: str | None, val_fraction: floa
     staging = root / f".staging-{uuid.uuid4().hex[:8]}"
     (staging / "images").mkdir(parents=True)
     (staging / "labels").mkdir()
+    copied = 0
     try:
         for sha, boxes, w, h in rows:
-            src = ctx.pipeline.images.path_for(sha)
-            if not src.is_file():
+            data = ctx.pipeline.images.get(sha)  # a regular file of the store, never a link
+            if data is None:
                 continue
-            shutil.copyfile(src, staging / "images" / f"{sha}.png")
+            (staging / "images" / f"{sha}.png").write_bytes(data)
+            copied += 1
             lines = []
             for b in json.loads(boxes):
                 x, y, bw, bh = b["bbox"]
@@ -385,6 +353,8 @@ def build_dataset(ctx: WebContext, by: str, note: str | None, val_fraction: floa
             (staging / "labels" / f"{sha}.txt").write_text(
                 "\n".join(lines) + ("\n" if lines else "")
             )
+        if copied < 2:
+            raise HTTPException(409, "fewer than two labelled images are readable in the store")
         (staging / "data.yaml").write_text(yaml.safe_dump({"names": classes}))
         version = f"{_DATASET_NAME}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         out = root / version
