@@ -105,9 +105,11 @@ def drift_run(kind: str, rate: float, start: int, seed: int, tmp: Path) -> dict:
         "first_reject": first,
         "lead": (first - alert) if alert is not None and first is not None else None,
         "delay": (alert - start) if alert is not None else None,
-        "other_alerts_before": sum(
-            1 for d in devs if d["measure"] not in watch and (alert is None or d["index"] < alert)
-        ),
+        "other_alerts_before": [
+            f"{d['measure']}@{d['index']}"
+            for d in devs
+            if d["measure"] not in watch and (alert is None or d["index"] < alert)
+        ],
     }
 
 
