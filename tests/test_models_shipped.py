@@ -416,3 +416,52 @@ def test_item_rates_above_the_recipe_limits_fail_acceptance():
     }
     fails = acceptance_failures(default_recipes()["vials"], line)
     assert len(fails) == 2 and "1/500" in fails[0] and "18/4500" in fails[1]
+
+
+def test_cpu_session_runs_every_int8_convolution_of_the_float_bias_file_as_qlinearconv(tmp_path):
+    """The shipped file keeps biases in float (TensorRT cannot import INT32 bias Q/DQ); the
+    CPU session quantises them in memory so that ONNX Runtime still fuses each INT8
+    convolution into QLinearConv (a float bias left it as a float Conv between Q/DQ)."""
+    import onnxruntime as ort
+
+    from edge.inference.onnx import OnnxRuntimeBackend
+
+    card = shipped_card()
+    path = MODELS / NAME / card.version / INT8
+    m = onnx.load(str(path))
+    qdq_convs = sum(
+        1
+        for n in m.graph.node
+        if n.op_type == "Conv"
+        and any(p.op_type == "DequantizeLinear" and p.output[0] == n.input[1] for p in m.graph.node)
+    )
+    assert qdq_convs > 50
+    be = OnnxRuntimeBackend()
+    be.model_path = path
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "cpu.onnx")
+    ort.InferenceSession(be._cpu_model_bytes(), opts, providers=["CPUExecutionProvider"])
+    fused = onnx.load(str(tmp_path / "cpu.onnx"))
+    assert sum(n.op_type == "QLinearConv" for n in fused.graph.node) == qdq_convs
+
+
+def test_cpu_bias_quantisation_keeps_the_numbers():
+    import onnxruntime as ort
+
+    from edge.inference.onnx import quantize_conv_biases
+    from edge.inference.yolo import letterbox
+
+    card = shipped_card()
+    path = MODELS / NAME / card.version / INT8
+    m = onnx.load(str(path))
+    assert quantize_conv_biases(m) > 50
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # plain Q/DQ math
+    a = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    x, _ = letterbox(_item_with("broken_tablet")[0], card.input_size)
+    ya, yb = a.run(None, {"images": x})[0], b.run(None, {"images": x})[0]
+    np.testing.assert_allclose(ya[0, 4:], yb[0, 4:], atol=2e-3)  # scores
+    np.testing.assert_allclose(ya[0, :4], yb[0, :4], atol=0.5)  # box pixels at 320

@@ -194,15 +194,27 @@ def _has_tensorrt() -> bool:
     "CPU-only development machines (on a Jetson: see docs/deployment.md, 'TensorRT check')",
 )
 def test_tensorrt_engine_matches_fp32_reference(tmp_path):  # pragma: no cover - GPU only
+    """On the device: build the approved model's engine into a fresh cache, load it again
+    from the cache without a build, and verify it against the FP32 reference."""
     from edge.config import TensorRTBackend
     from edge.train import evaluate, registry
+    from edge.train.engines import build_engine
 
-    card = registry.ModelRegistry("models").approved("defects")
-    d = registry.ModelRegistry("models").path(card.name, card.version)
+    root = Path(__file__).resolve().parents[1]
+    reg = registry.ModelRegistry(root / "models")
+    card = reg.approved("defects")
+    cfg = TensorRTBackend(cache_dir=tmp_path / "engines")
+    built = build_engine(reg.root, "defects", None, cfg)
+    engine = Path(built["engine"])
+    mtime = engine.stat().st_mtime_ns
+    again = build_engine(reg.root, "defects", None, cfg)
+    assert again["engine"] == built["engine"] and engine.stat().st_mtime_ns == mtime
+    print(f"\nengine {engine.name}: built in {built['seconds']} s, loaded in {again['seconds']} s")
     report = evaluate.verify(
-        d,
-        "calibration/verify-sim-v1",
-        backend_config=TensorRTBackend(cache_dir=tmp_path),
+        reg.path(card.name, card.version),
+        root / "calibration" / "verify-sim-v1",
+        backend_config=cfg,
         record=False,
     )
+    print(f"{card.name} {card.version} [{report['providers'][0]}]: {report['summary']}")
     assert report["passed"], report["summary"]

@@ -25,10 +25,12 @@ on the ONNX file) is plain Python; tests/fake_tensorrt.py runs the control flow 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -230,7 +232,6 @@ class TensorRTBackend(Backend):
         self._since = time.monotonic()
         self._builder: threading.Thread | None = None
         self._building = False  # a background build owns the CUDA context until it ends
-        self._runtime_objects: dict[str, Any] = {}
         self.cuda_ctx: Any = None
         self.engine_path: Path | None = None
 
@@ -265,6 +266,10 @@ class TensorRTBackend(Backend):
         source = self._checked_source(int8)
         self.logger = trt.Logger(trt.Logger.WARNING)
         try:
+            self.model_sha = sha256_file(source)
+        except OSError as exc:
+            raise BackendError(f"cannot read {source}: {exc.strerror or exc}") from None
+        try:
             cuda.init()
             if cuda.Device.count() < 1:
                 raise BackendError("no CUDA device found for the TensorRT backend")
@@ -275,7 +280,6 @@ class TensorRTBackend(Backend):
             raise BackendError(f"CUDA is not usable ({type(exc).__name__}: {exc})") from None
         self.gpu_name = self.device_info.name
         self.precision = precision_of(trt, int8, fp16)
-        self.model_sha = sha256_file(source)
         self.cache = EngineCache(getattr(self.config, "cache_dir", None) or default_cache_dir())
         self.key = engine_cache_key(
             trt.__version__, self.device_info, self.model_sha, self.precision
@@ -393,31 +397,26 @@ class TensorRTBackend(Backend):
                 if self._closed:
                     self._release()
 
-    def _context(self):
+    @contextlib.contextmanager
+    def _context(self) -> Iterator[None]:
         """The primary context current for a block; pycuda errors become BackendError."""
-        backend = self
-
-        class _Ctx:
-            def __enter__(self) -> None:
-                try:
-                    backend.cuda_ctx.push()
-                except backend.cuda.Error as exc:
-                    raise BackendError(f"cannot make the CUDA context current: {exc}") from None
-
-            def __exit__(self, et, exc, tb) -> bool:
-                try:
-                    backend.cuda.Context.pop()
-                except backend.cuda.Error:
-                    log.exception("CUDA context pop failed")
-                if exc is not None and isinstance(exc, backend.cuda.Error):
-                    raise BackendError(
-                        f"CUDA error in the TensorRT backend ({type(exc).__name__}: {exc}); "
-                        "if it persists, restart the service and check the GPU (tegrastats, "
-                        "dmesg)"
-                    ) from exc
-                return False
-
-        return _Ctx()
+        cuda = self.cuda
+        try:
+            self.cuda_ctx.push()
+        except cuda.Error as exc:
+            raise BackendError(f"cannot make the CUDA context current: {exc}") from None
+        try:
+            yield
+        except cuda.Error as exc:
+            raise BackendError(
+                f"CUDA error in the TensorRT backend ({type(exc).__name__}: {exc}); if it "
+                "persists, restart the service and check the GPU (tegrastats, dmesg)"
+            ) from exc
+        finally:
+            try:
+                cuda.Context.pop()
+            except cuda.Error:
+                log.exception("CUDA context pop failed")
 
     def _activate(self, data: bytes) -> None:
         """Deserialize, plan and allocate; CacheMismatch when the bytes are not an engine
