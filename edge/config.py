@@ -395,7 +395,7 @@ class AppConfig(Strict):
                 be.cache_dir = Path(self.records.state_dir) / "engines"
             problems = _tensorrt_precision_conflicts(be.int8, merged)
             if problems:
-                raise ValueError("; ".join(problems))
+                raise ValueError("\n  ".join(problems))
         return self
 
     def active_recipe(self) -> Recipe:

@@ -191,7 +191,7 @@ def _has_tensorrt() -> bool:
 @pytest.mark.skipif(
     not _has_tensorrt(),
     reason="needs an NVIDIA GPU with TensorRT and pycuda, which cannot be installed on the "
-    "CPU-only development machines (on a Jetson: see docs/deployment.md, 'TensorRT check')",
+    "CPU-only development machines (on a Jetson: docs/deployment.md, 'TensorRT engines')",
 )
 def test_tensorrt_engine_matches_fp32_reference(tmp_path):  # pragma: no cover - GPU only
     """On the device: build the approved model's engine into a fresh cache, load it again

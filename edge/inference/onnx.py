@@ -130,12 +130,15 @@ def quantize_conv_biases(model: onnx.ModelProto) -> int:
     """Give each INT8 convolution's float bias an INT32 DequantizeLinear, in place.
 
     The file on disk keeps biases in float, because TensorRT cannot import a
-    DequantizeLinear of INT32 (see edge.inference.qdq_check). ONNX Runtime's CPU kernels
-    fuse `DQ(x) -> Conv <- DQ(w)` into QLinearConv only when every input of the Conv comes
-    from a DequantizeLinear, and otherwise run the Conv in float between Q/DQ pairs (slower
-    than FP32). So the CPU session's copy quantises each bias the way ONNX Runtime's
-    quantiser does (scale = input scale x weight scale, zero-point 0, round to nearest):
-    QLinearConv adds exactly that INT32 bias to its INT32 accumulator. Returns how many.
+    DequantizeLinear of INT32 (see edge.inference.qdq_check). QLinearConv adds an INT32
+    bias to its INT32 accumulator; ONNX Runtime 1.32 (measured) quantises a float bias
+    itself when it fuses `DQ(x) -> Conv <- DQ(w)`, but the QDQ selectors of older releases
+    the project allows (>= 1.18) wanted a DequantizeLinear on every Conv input and left the
+    Conv in float between Q/DQ pairs (slower than FP32). So the CPU session's copy
+    quantises each bias the way ONNX Runtime's quantiser does (scale = input scale x
+    weight scale, zero-point 0, round to nearest): the same graph, whatever the release.
+    On the shipped model the fused graph and its outputs are identical to those of the
+    earlier file that carried the INT32 biases. Returns how many.
     """
     from onnx import helper
 

@@ -301,6 +301,9 @@ def step_reissue(
         **fields,
     )
     d = reg.path(NAME, version)
+    card = registry.load_card(d)
+    card.history[-1].reason = f"reissued from {source}: {reason}" if reason else source
+    registry.save_card(d, card)
     quantize.quantize(d, calibration)
     tests = export_sets(TEST_SETS, work / "test")
     metrics: dict[str, Any] = {}
@@ -339,9 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.step == "reissue":
         if not a.source:
             ap.error("reissue needs --from VERSION")
-        out = step_reissue(
-            a.models, a.calibration, a.verify_set, a.work, a.source, reason=a.reason
-        )
+        out = step_reissue(a.models, a.calibration, a.verify_set, a.work, a.source, reason=a.reason)
         print(json.dumps({"verify": out["verify"]["summary"]}), flush=True)
         print(json.dumps(out["metrics"], indent=1), flush=True)
     if a.step in ("package", "all"):
