@@ -140,6 +140,30 @@ def test_a_model_quantised_with_int32_biases_fails_the_check(tmp_path):
     assert check_qdq_model(tmp_path / "ours.onnx")["dequantize_linear"] > 0
 
 
+def test_the_generic_quantiser_takes_arrays_or_feeds_and_refuses_what_tensorrt_would(tmp_path):
+    """`quantize_qdq` is the entry point for any FP32 ONNX (a detector, a feature
+    extractor): calibration arrays or feed dicts in, a checked Q/DQ file out."""
+    from tiny_models import calibration_arrays, fp32_detector
+
+    from edge.train.quantize import quantize_qdq
+
+    fp32 = fp32_detector(tmp_path / "model.onnx")
+    arrays = calibration_arrays(4)
+    a = quantize_qdq(fp32, tmp_path / "a.onnx", arrays, method="minmax")
+    b = quantize_qdq(fp32, tmp_path / "b.onnx", [{"images": x} for x in arrays], method="minmax")
+    assert a["samples"] == b["samples"] == 4
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    m = onnx.load(str(fp32))  # an op outside the table: the file is refused and not left behind
+    m.graph.node.append(helper.make_node("Erf", ["output0"], ["erf"]))
+    m.graph.output.append(helper.make_tensor_value_info("erf", TensorProto.FLOAT, None))
+    onnx.save(m, str(tmp_path / "erf.onnx"))
+    with pytest.raises(ValueError, match="Erf"):
+        quantize_qdq(tmp_path / "erf.onnx", tmp_path / "erf.int8.onnx", arrays)
+    assert not (tmp_path / "erf.int8.onnx").exists()
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        quantize_qdq(fp32, tmp_path / "c.onnx", arrays, method="mse")
+
+
 def test_ops_tensorrt_cannot_import_are_refused(tmp_path):
     m = onnx.load(str(qdq_model(tmp_path / "ok.onnx")))
     m.graph.node.append(helper.make_node("NonMaxSuppression", ["y"], ["z"]))

@@ -364,7 +364,7 @@ class TensorRTBackend(Backend):
         """Build under the cache's lock; another process may have built it meanwhile."""
         int8, fp16 = self._precision()
         workspace = int(getattr(self.config, "workspace_mb", 1024)) << 20
-        self._set_state(f"building the TensorRT engine from {self.source}")
+        self._set_state(f"no engine cached: building the TensorRT engine from {self.source}")
         with self.cache.build_lock(self.key):
             data = self._cached()
             if data is not None:
