@@ -445,3 +445,66 @@ def test_edge_model_build_engine_builds_into_the_state_dir_and_then_finds_it(
     )
     assert r.exit_code == 0 and fake.builds == 1  # cached
     assert fake.retained == 0
+
+
+# --------------------------------------------------------------------------- the line
+
+
+def test_the_line_starts_while_the_engine_builds_rejects_until_ready_and_then_only_loads(
+    fake, tmp_path
+):
+    """The shipped default recipe on the TensorRT backend, no engine cached: the appliance
+    starts at once (no start timeout, no restart loop), every item is a MODEL_ERROR reject
+    while the engine builds, /readyz says why and the watchdog still sees progress. The
+    next start loads the engine the build left in the state dir."""
+    from edge.app import Appliance
+    from edge.capture.simulator import LineSimulator
+    from edge.config import SimulatorSource, parse_config
+    from edge.domain import Verdict
+    from edge.ops.health import model as model_check
+    from edge.ops.progress import Progress
+
+    from fake_tools import ListSource
+
+    root = Path(__file__).resolve().parents[1]
+    sim = LineSimulator(SimulatorSource(scenario="vials", seed=51, defect_rate=0.0))
+    images = [sim.render(i)[0] for i in range(3)]
+    cfg = parse_config(
+        {
+            "records": {"state_dir": str(tmp_path / "state")},
+            "recipe": "vials",
+            "pipeline": {"deadline_ms": 5000},
+            "web": {"enabled": False},
+            "inference": {"backend": {"type": "tensorrt"}, "models_dir": str(root / "models")},
+        }
+    )
+
+    def run(app):
+        got = []
+        app.pipeline.bus.subscribe_sync("verdict", lambda _t, item: got.append(item))
+        app.start()
+        app.pipeline.wait(60)
+        return got
+
+    fake.build_gate = threading.Event()
+    t0 = time.monotonic()
+    first = Appliance(cfg, source=ListSource(images, paced=False), components=False)
+    assert time.monotonic() - t0 < 20
+    progress = Progress.of(first)
+    items = run(first)
+    check = model_check(first)
+    assert len(items) == 3 and all(i.verdict == Verdict.REJECT for i in items)
+    assert all("MODEL_ERROR" in i.reasons for i in items)
+    assert check["up"] is False and "building the TensorRT engine" in check["detail"]
+    assert progress.last_inspected_at is not None  # verdicts flow: the watchdog keeps pinging
+    (detector,) = [t for t in first.pipeline.tools if t.name == "defects"]
+    first.stop()  # closed while the build still runs: it finishes and keeps its engine
+    fake.build_gate.set()
+    detector.backend.wait_ready(30)
+    assert fake.builds == 1 and fake.retained == 0
+
+    second = Appliance(cfg, source=ListSource(images, paced=False), components=False)
+    items = run(second)
+    second.stop()
+    assert len(items) == 3 and not any("MODEL_ERROR" in i.reasons for i in items)
+    assert fake.builds == 1 and fake.errors == [] and fake.retained == 0
