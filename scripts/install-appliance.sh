@@ -211,7 +211,7 @@ print(" ".join(n for n in reg.names() if reg.approved(n)))
 PY
   ); do
     say "building the TensorRT engine of $name (minutes)"
-    "${run_as[@]}" "$VENV/bin/edge" model build-engine "$name" \
+    ${run_as[@]+"${run_as[@]}"} "$VENV/bin/edge" model build-engine "$name" \
       --models "$PREFIX/models" --config "$ETC/config.yaml" \
       || say "WARNING: no engine for $name; the service builds it at start and rejects until then"
   done
