@@ -508,3 +508,42 @@ def test_the_line_starts_while_the_engine_builds_rejects_until_ready_and_then_on
     second.stop()
     assert len(items) == 3 and not any("MODEL_ERROR" in i.reasons for i in items)
     assert fake.builds == 1 and fake.errors == [] and fake.retained == 0
+
+
+def test_edge_model_approve_builds_the_engine_when_the_line_runs_tensorrt(fake, models, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from edge.train.cli import model_app
+    from edge.train.registry import FP32, INT8, ModelCard, load_card, save_card, sha256_file
+
+    reg = tmp_path / "registry"
+    d = reg / "tiny" / "1.0.0"
+    d.mkdir(parents=True)
+    for f in (FP32, INT8):
+        (d / f).write_bytes((models / f).read_bytes())
+    files = {f: sha256_file(d / f) for f in (FP32, INT8)}
+    verify = {"passed": True, "summary": "ok", "int8_sha256": files[INT8]}
+    save_card(
+        d,
+        ModelCard(
+            name="tiny",
+            version="1.0.0",
+            input_size=SIZE,
+            classes=CLASSES,
+            files=files,
+            verify=verify,
+        ),
+    )
+    state = tmp_path / "state"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {"records": {"state_dir": str(state)}, "inference": {"backend": {"type": "tensorrt"}}}
+        )
+    )
+    args = ["approve", "tiny", "1.0.0", "--reason", "verified", "--by", "qa"]
+    r = CliRunner().invoke(model_app, [*args, "--models", str(reg), "--config", str(cfg)])
+    assert r.exit_code == 0, r.output
+    assert load_card(d).status == "approved" and fake.builds == 1
+    assert "engine: " + str(state / "engines") in r.output
