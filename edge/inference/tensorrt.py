@@ -495,7 +495,11 @@ class TensorRTBackend(Backend):
                 self._release()
 
     def _release(self) -> None:
-        """Free buffers and TensorRT objects with the context current, then release it."""
+        """Free buffers and TensorRT objects with the context current, then release it.
+
+        pycuda releases a primary context only from the thread that retained it (the one
+        that called `load`); when `close()` came during a background build, this runs in
+        the build thread and pycuda leaves the release to process exit."""
         ctx, self.cuda_ctx = self.cuda_ctx, None
         if ctx is None:
             return
