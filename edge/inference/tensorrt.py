@@ -499,7 +499,7 @@ class TensorRTBackend(Backend):
 
         pycuda releases a primary context only from the thread that retained it (the one
         that called `load`); when `close()` came during a background build, this runs in
-        the build thread and pycuda leaves the release to process exit."""
+        the build thread and pycuda may leave the release to process exit."""
         ctx, self.cuda_ctx = self.cuda_ctx, None
         if ctx is None:
             return
