@@ -190,13 +190,14 @@ class OnnxBackend(Strict):
 
 class TensorRTBackend(Strict):
     type: Literal["tensorrt"] = "tensorrt"
-    int8: bool = True
-    fp16: bool = True
-    cache_dir: Path | None = Field(None, description="engine cache (default: beside the model)")
-    workspace_mb: int = 1024
-    calibration_dir: Path = Field(
-        Path("calibration/sim-v1"), description="TensorRT 8.x INT8 entropy calibration images"
+    int8: bool = Field(
+        True, description="build from the INT8 Q/DQ file (the defects tools' precision: int8)"
     )
+    fp16: bool = Field(True, description="FP16 for layers left in float (TensorRT 10)")
+    cache_dir: Path | None = Field(
+        None, description="engine cache (default: <records.state_dir>/engines, never the models)"
+    )
+    workspace_mb: int = Field(1024, ge=16)
 
 
 BackendConfig = Annotated[Union[OnnxBackend, TensorRTBackend], Field(discriminator="type")]
@@ -465,6 +466,13 @@ class AppConfig(Strict):
             raise ValueError(f"recipe {self.recipe!r} is not defined (known: {sorted(merged)})")
         if self.batch and self.batch.recipe and self.batch.recipe not in merged:
             raise ValueError(f"batch.recipe {self.batch.recipe!r} is not defined")
+        be = self.inference.backend
+        if be.type == "tensorrt":
+            if be.cache_dir is None:  # the state dir is writable; the models folder is not
+                be.cache_dir = Path(self.records.state_dir) / "engines"
+            problems = _tensorrt_precision_conflicts(be.int8, merged)
+            if problems:
+                raise ValueError("\n  ".join(problems))
         return self
 
     def active_recipe(self) -> Recipe:
@@ -472,6 +480,27 @@ class AppConfig(Strict):
         if name is None:
             name = getattr(self.source, "scenario", None) or "vials"
         return self.recipes[name]
+
+
+def _tensorrt_precision_conflicts(int8: bool, recipes: dict[str, Recipe]) -> list[str]:
+    """The detector tools' `precision` picks the file (int8: the Q/DQ file, fp32: the
+    reference); the TensorRT backend's `int8` must say the same, or the engine build fails
+    on the line instead of here."""
+    want = "int8" if int8 else "fp32"
+    out = []
+    for rname, recipe in recipes.items():
+        for i, tool in enumerate(recipe.tools):
+            if tool.type != "defects":
+                continue
+            prec = tool.params.get("precision", "int8")
+            if prec != want:
+                out.append(
+                    f"recipes.{rname}.tools.{i}.precision: {prec!r} contradicts "
+                    f"inference.backend.int8: {str(int8).lower()} (TensorRT builds "
+                    f"{'only from the INT8 Q/DQ file' if int8 else 'the FP32 file'}); "
+                    f"set precision: {want} or int8: {str(prec == 'int8').lower()}"
+                )
+    return out
 
 
 # --------------------------------------------------------------------------- loading

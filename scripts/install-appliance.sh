@@ -82,6 +82,18 @@ if [ "$JETPACK" = auto ]; then
   fi
 fi
 
+if [ "$JETPACK" = yes ] && [ -r "$ROOT/etc/nv_tegra_release" ]; then
+  # "# R36 (release), REVISION: 3.0, ...": L4T R36 is JetPack 6; R35 and older are JetPack 5
+  # and earlier (TensorRT 8.5, Python 3.8): the TensorRT backend needs TensorRT 10
+  l4t="$(sed -n 's/^# R\([0-9]*\).*/\1/p' "$ROOT/etc/nv_tegra_release" | head -n1)"
+  if [ -n "$l4t" ] && [ "$l4t" -lt 36 ]; then
+    echo "JetPack with L4T R$l4t is not supported: edge-inspect needs JetPack 6 or later" \
+      "(L4T R36: TensorRT 10, Python 3.10). Upgrade JetPack; or install with --no-jetpack" \
+      "and run the CPU backend (inference.backend.type: onnx)." >&2
+    exit 1
+  fi
+fi
+
 # --------------------------------------------------------------------------- venv and package
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || {
   echo "$PYTHON is older than Python 3.10 (JetPack 5 ships 3.8: use JetPack 6, or --python)" >&2
@@ -209,6 +221,26 @@ for name in mqtt-password plc-password web-session-key; do
       fi )
   fi
 done
+
+# --------------------------------------------------------------------------- TensorRT engines
+# Built now, not at the first start (minutes on a Jetson, under the unit's start timeout):
+# one engine per approved model into <state dir>/engines, as the service user.
+if "$VENV/bin/python" -c 'import tensorrt, pycuda.driver' 2>/dev/null && [ -z "$ROOT" ]; then
+  run_as=()
+  [ "$HAVE_USER" = 1 ] && run_as=(runuser -u "$SERVICE_USER" --)
+  for name in $("$VENV/bin/python" - "$PREFIX/models" <<'PY'
+import sys
+from edge.train.registry import ModelRegistry
+reg = ModelRegistry(sys.argv[1])
+print(" ".join(n for n in reg.names() if reg.approved(n)))
+PY
+  ); do
+    say "building the TensorRT engine of $name (minutes)"
+    ${run_as[@]+"${run_as[@]}"} "$VENV/bin/edge" model build-engine "$name" \
+      --models "$PREFIX/models" --config "$ETC/config.yaml" \
+      || say "WARNING: no engine for $name; the service builds it at start and rejects until then"
+  done
+fi
 
 # --------------------------------------------------------------------------- units
 install -d "$UNITS" "$ROOT/etc/sysusers.d" "$ROOT/etc/tmpfiles.d"

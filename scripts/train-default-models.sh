@@ -12,6 +12,12 @@
 # On a 2-core CPU the same 21 epochs take about five hours (`--hours 5`); the data and
 # package steps take a few minutes each.
 #
+# Re-quantising the shipped network into a new version (1.0.1 from 1.0.0, without INT32
+# bias Q/DQ), then approving it through the audited CLI:
+#
+#   scripts/train-default-models.sh reissue --from 1.0.0 --reason "..."
+#   edge model approve defects 1.0.1 --reason "..." --state-dir var
+#
 #   scripts/train-default-models.sh            # all steps, on the CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."

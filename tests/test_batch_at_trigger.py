@@ -7,14 +7,10 @@ inspected; an item triggered in batch A is checked against A's lot, not B's.
 
 from __future__ import annotations
 
-import json
 import pickle
 import time
-import uuid
 
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edge.app import Appliance
 from edge.capture.simulator import LineSimulator
@@ -22,26 +18,12 @@ from edge.config import SimulatorSource, parse_config
 from edge.domain import Verdict
 
 from fake_tools import ListSource, grey
-from services import Line, Subscriber, line_config, mosquitto  # noqa: F401
+from mqtt_support import PLANT_USERS, Requester, appliance_login
+from services import Line, Subscriber, line_config, plant_broker  # noqa: F401
 
 BASE = "acme/site1/packaging/line1/inspect1/inspection"
 PERIOD_S = 0.2
 SLOW_MS = 500  # items stay in flight this long at least (two workers: a queue builds up)
-
-
-def _send(sub: Subscriber, name: str, payload: dict) -> dict:
-    corr = uuid.uuid4().bytes
-    props = Properties(PacketTypes.PUBLISH)
-    props.ResponseTopic = f"plant/replies/{name}"
-    props.CorrelationData = corr
-    sub.client.publish(f"{BASE}/cmd/{name}", json.dumps(payload).encode(), qos=1, properties=props)
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        for m in list(sub.raw):
-            if m.properties.CorrelationData == corr:
-                return json.loads(m.payload)
-        time.sleep(0.005)
-    raise AssertionError(f"no answer to {name}")
 
 
 def _wait(pred, timeout=30.0) -> None:
@@ -52,7 +34,7 @@ def _wait(pred, timeout=30.0) -> None:
 
 
 @pytest.mark.integration
-def test_stop_and_start_batch_racing_items_in_flight(tmp_path, mosquitto):  # noqa: F811
+def test_stop_and_start_batch_racing_items_in_flight(tmp_path, plant_broker):  # noqa: F811
     sim = LineSimulator(SimulatorSource(scenario="cartons", seed=5, defect_rate=0.0))
     images = [sim.render(i)[0] for i in range(30)]
     b = sim.batch
@@ -68,26 +50,33 @@ def test_stop_and_start_batch_racing_items_in_flight(tmp_path, mosquitto):  # no
         tmp_path,
         period_s=PERIOD_S,
         gate_mm=8000,
-        mqtt_port=mosquitto.port,
+        mqtt_port=plant_broker.port,
+        mqtt=appliance_login(tmp_path),
         deadline_ms=8000,
         recipe=recipe,
     )
     line = Line(cfg, images, PERIOD_S, batch=False)
-    mes = Subscriber(mosquitto.port, "plant/replies/#", client_id=f"mes-{uuid.uuid4().hex[:6]}")
-    line_status = Subscriber(mosquitto.port, f"{BASE}/status", client_id="birth-watch")
+    mes = Requester(plant_broker.port)  # MES, authenticated as mes1 (allowed every command)
+    line_status = Subscriber(
+        plant_broker.port,
+        f"{BASE}/status",
+        client_id="birth-watch",
+        username="mes1",
+        password=PLANT_USERS["mes1"],
+    )
     try:
         line.start()
         # the birth message comes after the line subscribed to its commands
         assert line_status.wait_for(lambda s: s.on("/status"), 30)
         batch_a = {"gtin": b.gtin, "lot": b.lot, "expiry": b.expiry}
-        assert _send(mes, "start_batch", batch_a)["ok"]
+        assert mes.send("start_batch", batch_a)["ok"]
         _wait(lambda: len(line.verdicts) >= 6)
         t_stop = time.monotonic()
-        assert _send(mes, "stop_batch", {"reason": "end of batch"})["ok"]
+        assert mes.send("stop_batch", {"reason": "end of batch"})["ok"]
         t_stopped = time.monotonic()
         time.sleep(3 * PERIOD_S)  # items triggered now have no batch
         t_start = time.monotonic()
-        assert _send(mes, "start_batch", {**batch_a, "lot": b.lot + "X"})["ok"]  # another lot
+        assert mes.send("start_batch", {**batch_a, "lot": b.lot + "X"})["ok"]  # another lot
         t_started = time.monotonic()
         assert line.wait(120)
     finally:

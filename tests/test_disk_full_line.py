@@ -116,9 +116,7 @@ def test_a_demo_that_fills_its_disk_rejects_fails_safe_and_leaves_nothing_dangli
                         fill(state.parent, f"ballast-{n}")
                         time.sleep(0.5)
                         fill(state.parent, f"ballast-{n}-b")
-                        login = c.post(
-                            "/login", data={"username": "olga", "password": "op-secret-1"}
-                        )
+                        login = web_support.post_login(c, "olga", "op-secret-1")
                         if login.status_code != 303:  # 303: there was room after all
                             break
                         c.cookies.clear()
@@ -192,7 +190,7 @@ def test_web_writes_on_a_full_disk_answer_503_with_a_plain_message(tmp_path, sma
     web.start()
     try:
         with httpx.Client(base_url=web.url, timeout=30) as c:
-            r = c.post("/login", data={"username": "olga", "password": "op-secret-1"})
+            r = web_support.post_login(c, "olga", "op-secret-1")
             assert r.status_code in (200, 303), r.text
             csrf = c.get("/api/me").json()["csrf"]
             ballast = fill(state)
@@ -206,10 +204,8 @@ def test_web_writes_on_a_full_disk_answer_503_with_a_plain_message(tmp_path, sma
             assert "cannot write its records" in r.json()["detail"]
             # a login (its session and audit entry) from a browser: a page that says why
             with httpx.Client(base_url=web.url, timeout=30) as b:
-                r = b.post(
-                    "/login",
-                    data={"username": "tom", "password": "tech-secret-1"},
-                    headers={"accept": "text/html"},
+                r = web_support.post_login(
+                    b, "tom", "tech-secret-1", headers={"accept": "text/html"}
                 )
             assert r.status_code == 503, r.text
             assert "text/html" in r.headers["content-type"]

@@ -416,3 +416,67 @@ def test_item_rates_above_the_recipe_limits_fail_acceptance():
     }
     fails = acceptance_failures(default_recipes()["vials"], line)
     assert len(fails) == 2 and "1/500" in fails[0] and "18/4500" in fails[1]
+
+
+def test_cpu_session_runs_every_int8_convolution_of_the_float_bias_file_as_qlinearconv(tmp_path):
+    """The shipped file keeps biases in float (TensorRT cannot import INT32 bias Q/DQ); the
+    CPU session still runs each INT8 convolution as one QLinearConv (the speed-up), with
+    the in-memory rewrites (INT32 biases, uint8 activations, ReLU folding) applied."""
+    import onnxruntime as ort
+
+    from edge.inference.onnx import OnnxRuntimeBackend
+
+    card = shipped_card()
+    path = MODELS / NAME / card.version / INT8
+    m = onnx.load(str(path))
+    qdq_convs = sum(
+        1
+        for n in m.graph.node
+        if n.op_type == "Conv"
+        and any(p.op_type == "DequantizeLinear" and p.output[0] == n.input[1] for p in m.graph.node)
+    )
+    assert qdq_convs > 50
+    be = OnnxRuntimeBackend()
+    be.model_path = path
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "cpu.onnx")
+    ort.InferenceSession(be._cpu_model_bytes(), opts, providers=["CPUExecutionProvider"])
+    fused = onnx.load(str(tmp_path / "cpu.onnx"))
+    assert sum(n.op_type == "QLinearConv" for n in fused.graph.node) == qdq_convs
+
+
+def test_cpu_bias_quantisation_detects_what_the_float_bias_file_detects():
+    """INT32 biases round each bias to one accumulator step; a value that then crosses a
+    rounding boundary downstream moves by one INT8 step, so raw outputs differ a little.
+    What must not change is what is detected."""
+    import onnxruntime as ort
+
+    from edge.inference.onnx import quantize_conv_biases
+    from edge.inference.yolo import decode, letterbox
+
+    card = shipped_card()
+    path = MODELS / NAME / card.version / INT8
+    m = onnx.load(str(path))
+    assert quantize_conv_biases(m) > 50
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # plain Q/DQ math
+    a = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    compared = 0
+    for defect in ("broken_tablet", "foreign_tablet", "empty_pocket"):
+        img = _item_with(defect)[0]
+        x, lb = letterbox(img, card.input_size)
+        da, db = (
+            decode(s.run(None, {"images": x})[0], lb, card.classes, conf=0.25) for s in (a, b)
+        )
+        assert sorted(d["cls"] for d in da) == sorted(d["cls"] for d in db)
+        for d in da:
+            best = max(
+                (e for e in db if e["cls"] == d["cls"]), key=lambda e: box_iou(d["bbox"], e["bbox"])
+            )
+            assert box_iou(d["bbox"], best["bbox"]) > 0.9 and abs(d["score"] - best["score"]) < 0.05
+            compared += 1
+    assert compared >= 3

@@ -55,7 +55,7 @@ def test_a_restart_resumes_the_open_batch_audited_and_shown_in_the_batch_report(
     web.start()
     try:
         with httpx.Client(base_url=web.url, timeout=20) as c:
-            r = c.post("/login", data={"username": "quinn", "password": "qa-secret-1"})
+            r = ws.post_login(c, "quinn", "qa-secret-1")
             assert r.status_code in (200, 303), r.text
             report = c.get(f"/api/reports/{bid}").json()
     finally:

@@ -179,3 +179,20 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_site_config(t
 def test_installer_refuses_unknown_options():
     r = subprocess.run(["bash", str(INSTALLER), "--frobnicate"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown option" in r.stderr
+
+
+def test_installer_refuses_jetpack_5_before_installing_anything(tmp_path):
+    """JetPack 5 (L4T R35: TensorRT 8.5, Python 3.8) cannot run the TensorRT backend."""
+    (tmp_path / "root" / "etc").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "nv_tegra_release").write_text(
+        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64\n"
+    )
+    prefix = tmp_path / "root" / "opt" / "edge-inspect"
+    r = subprocess.run(
+        ["bash", str(INSTALLER), "--root", str(tmp_path / "root"), "--prefix", str(prefix)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "needs JetPack 6 or later" in r.stderr, r.stderr
+    assert not prefix.exists()

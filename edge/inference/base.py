@@ -43,20 +43,31 @@ class Backend:
         self.input_size = 0
         self.class_names: list[str] = []
         self.providers: list[str] = []
+        self.wait_on_load = True
 
     # -- lifecycle
-    def load(self, model_path: str | Path, input_size: int, class_names: list[str]) -> Backend:
+    def load(
+        self, model_path: str | Path, input_size: int, class_names: list[str], *, wait: bool = True
+    ) -> Backend:
+        """Load a model. `wait=False` lets a backend that must first prepare the model (a
+        TensorRT engine build) return at once and do it in the background: `readiness()`
+        then says what it is doing, and `run` raises until it is ready."""
         p = Path(model_path)
         if not p.is_file():
             raise BackendError(f"model file not found: {p}")
         if not class_names:
             raise BackendError("a detector needs at least one class name")
         self.model_path, self.input_size, self.class_names = p, int(input_size), list(class_names)
+        self.wait_on_load = wait
         self._load()
         return self
 
     def _load(self) -> None:
         raise NotImplementedError
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready to infer, what it is doing). Loaded backends are ready."""
+        return self.model_path is not None, "loaded" if self.model_path else "not loaded"
 
     def close(self) -> None:
         """Release sessions and device memory."""

@@ -126,6 +126,69 @@ def fold_relu_into_qdq(model: onnx.ModelProto) -> int:
     return folded
 
 
+def quantize_conv_biases(model: onnx.ModelProto) -> int:
+    """Give each INT8 convolution's float bias an INT32 DequantizeLinear, in place.
+
+    The file on disk keeps biases in float, because TensorRT cannot import a
+    DequantizeLinear of INT32 (see edge.inference.qdq_check). QLinearConv adds an INT32
+    bias to its INT32 accumulator; ONNX Runtime 1.32 (measured) quantises a float bias
+    itself when it fuses `DQ(x) -> Conv <- DQ(w)`, but the QDQ selectors of older releases
+    the project allows (>= 1.18) wanted a DequantizeLinear on every Conv input and left the
+    Conv in float between Q/DQ pairs (slower than FP32). So the CPU session's copy
+    quantises each bias the way ONNX Runtime's quantiser does (scale = input scale x
+    weight scale, zero-point 0, round to nearest): the same graph, whatever the release.
+    On the shipped model the fused graph and its outputs are identical to those of the
+    earlier file that carried the INT32 biases. Returns how many.
+    """
+    from onnx import helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    int32 = np.iinfo(np.int32)
+    added: list[onnx.NodeProto] = []
+    for n in g.node:
+        if n.op_type != "Conv" or len(n.input) < 3 or not n.input[2]:
+            continue
+        b = inits.get(n.input[2])
+        dx, dw = producer.get(n.input[0]), producer.get(n.input[1])
+        if b is None or b.data_type != onnx.TensorProto.FLOAT or dx is None or dw is None:
+            continue
+        if dx.op_type != "DequantizeLinear" or dw.op_type != "DequantizeLinear":
+            continue
+        xs, ws = inits.get(dx.input[1]), inits.get(dw.input[1])
+        if xs is None or ws is None or dw.input[0] not in inits:
+            continue
+        x_scale, w_scale = numpy_helper.to_array(xs), numpy_helper.to_array(ws)
+        bias = numpy_helper.to_array(b)
+        scale = (x_scale * w_scale).astype(np.float32)
+        if x_scale.size != 1 or scale.size not in (1, bias.size) or np.any(scale <= 0):
+            continue
+        q = np.round(bias.astype(np.float64) / scale.astype(np.float64))
+        q = np.clip(q, int32.min, int32.max).astype(np.int32)
+        p = f"{n.name or n.output[0]}__bias"
+        scale = scale.reshape(-1) if scale.size > 1 else scale.reshape(())
+        g.initializer.extend(
+            [
+                numpy_helper.from_array(q, p + "_q"),
+                numpy_helper.from_array(scale, p + "_scale"),
+                numpy_helper.from_array(np.zeros(scale.shape, np.int32), p + "_zp"),
+            ]
+        )
+        kw = {"axis": 0} if scale.ndim else {}
+        added.append(
+            helper.make_node(
+                "DequantizeLinear", [p + "_q", p + "_scale", p + "_zp"], [p], name=p, **kw
+            )
+        )
+        n.input[2] = p
+    if added:
+        nodes = added + list(g.node)
+        del g.node[:]
+        g.node.extend(nodes)
+    return len(added)
+
+
 def decompose_softmax(model: onnx.ModelProto) -> int:
     """Replace each Softmax by ReduceMax, Sub, Exp, ReduceSum, Div over the same axis, in place.
 
@@ -222,13 +285,14 @@ class OnnxRuntimeBackend(Backend):
 
     def _cpu_model_bytes(self) -> bytes:
         """The model as the CPU session should see it: the same function, rewritten for the
-        CPU kernels (uint8 activations, ReLUs folded, Softmax element-wise). FP32 and INT8
+        CPU kernels (INT32 biases, uint8 activations, ReLUs folded, Softmax element-wise). FP32 and INT8
         get the same Softmax rewrite, so the bench compares like with like."""
         try:
             model = onnx.load(str(self.model_path))
         except Exception as exc:
             raise BackendError(f"cannot load model {self.model_path}: {exc}") from exc
         if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+            quantize_conv_biases(model)
             qdq_activations_to_uint8(model)
             fold_relu_into_qdq(model)
         decompose_softmax(model)

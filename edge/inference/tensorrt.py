@@ -1,35 +1,61 @@
-"""TensorRT backend with pycuda, for Jetson-class devices.
+"""TensorRT backend with pycuda, for Jetson-class devices (JetPack 6 and later).
 
-- TensorRT >= 10: the engine is built from the INT8 Q/DQ ONNX (explicit quantisation;
-  the implicit calibrators are deprecated since 10.1), with the INT8 and FP16 flags.
-- TensorRT 8.x (JetPack 5): built from the FP32 ONNX with the INT8 flag and an entropy
-  calibrator (IInt8EntropyCalibrator2) over the calibration image set.
-- Engines are not portable: they are cached keyed by TensorRT version + GPU name +
-  model SHA-256 (+ precision flags), with a sidecar JSON that is checked on load.
-- Inference runs on a CUDA stream with pycuda device buffers: the tensor-address API
-  (`set_tensor_address` + `execute_async_v3`) where present (TensorRT >= 8.5), the
-  bindings API (`execute_async_v2`) on older 8.x.
+- Supported: TensorRT 10 (JetPack 6) and 11. The engine is built only from the file the
+  registry hands over, the verified and approved INT8 Q/DQ ONNX (explicit quantisation),
+  or the FP32 reference when the tool's precision is `fp32`. TensorRT 8 (JetPack 5) is
+  refused: its INT8 path calibrates the FP32 file itself, which would be an engine from a
+  model nobody verified, and JetPack 5's Python 3.8 cannot run this project anyway.
+- TensorRT 10 builds a weakly typed network with the INT8 flag (Q/DQ says what is INT8)
+  and FP16 for the rest where the GPU has fast FP16. TensorRT 11 has no precision flags:
+  the network is strongly typed and each tensor keeps the type the ONNX file gives it.
+- Engines are built at install and approval time (`edge model build-engine`) into the
+  cache under the state directory (edge.inference.engine_cache); at service start the
+  backend only loads. An engine missing at start is built in a background thread while
+  `ready` is false: the detector tool rejects every item as MODEL_ERROR and /readyz says
+  why, rather than block the start (the unit's start timeout would restart it forever).
+- A corrupt or mismatched engine is deleted and rebuilt once, then a clear error.
+- Inference: one execution context, one CUDA stream, pycuda device buffers, the tensor
+  address API (`set_tensor_address` + `execute_async_v3`); each call holds the lock and
+  pushes the CUDA primary context, and `close()` takes the same lock, so teardown while a
+  call is in flight waits for it. `close()` releases the primary context it retained.
 
-Everything that does not need a GPU (cache keys, buffer planning from the engine's
-tensor shapes, the checks on the Q/DQ model) is plain Python, tested on the CPU.
+Everything that does not need a GPU (cache keys and files, buffer planning, the checks
+on the ONNX file) is plain Python; tests/fake_tensorrt.py runs the control flow here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
-import re
+import logging
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edge.inference import yolo
 from edge.inference.base import Backend, BackendError
+from edge.inference.engine_cache import (
+    CacheMismatch,
+    DeviceInfo,
+    EngineCache,
+    default_cache_dir,
+    engine_cache_key,
+    engine_meta,
+)
+from edge.inference.qdq_check import check_qdq_model
 
-# --------------------------------------------------------------------------- pure helpers
+log = logging.getLogger(__name__)
+
+#: TensorRT major versions this backend is written and tested against (see module docstring)
+SUPPORTED_MAJORS = (10, 11)
+
+
+class EngineNotReady(BackendError):
+    """The engine is still being built (or its build failed): nothing may be inferred yet."""
 
 
 def sha256_file(path: str | Path) -> str:
@@ -40,35 +66,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def engine_cache_key(
-    trt_version: str, gpu_name: str, model_sha256: str, int8: bool = True, fp16: bool = True
-) -> str:
-    """File stem of a cached engine. Any change of runtime, GPU, model or flags is a new key."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower() or "gpu"
-    ver = re.sub(r"[^0-9.]+", "", trt_version) or "unknown"
-    flags = "".join(f for f, on in (("i8", int8), ("f16", fp16)) if on) or "f32"
-    return f"trt{ver}-{gpu}-{flags}-{model_sha256[:16]}"
-
-
-def engine_meta(
-    trt_version: str, gpu_name: str, model_sha256: str, int8: bool, fp16: bool
-) -> dict[str, Any]:
-    return {
-        "tensorrt": trt_version,
-        "gpu": gpu_name,
-        "model_sha256": model_sha256,
-        "int8": bool(int8),
-        "fp16": bool(fp16),
-    }
-
-
-def check_engine_meta(found: dict[str, Any], expected: dict[str, Any]) -> list[str]:
-    """Differences between a cached engine's sidecar and this runtime (empty: usable)."""
-    return [
-        f"{k}: engine has {found.get(k)!r}, this runtime needs {v!r}"
-        for k, v in expected.items()
-        if found.get(k) != v
-    ]
+# --------------------------------------------------------------------------- buffers
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,72 +119,6 @@ def plan_buffers(tensors: list[TensorSpec], input_size: int, num_classes: int) -
     return BufferPlan(input=inp, outputs=outputs)
 
 
-def check_qdq_model(path: str | Path, min_opset: int = 17) -> dict[str, Any]:
-    """What TensorRT's explicit quantisation needs of the ONNX it is fed.
-
-    Q/DQ pairs present, static input shapes, opset >= 17, symmetric (zero-point 0)
-    int8 quantisation. Raises BackendError listing every problem.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:
-        raise BackendError(f"cannot read ONNX {path}: {exc}") from exc
-    problems = []
-    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    if opset < min_opset:
-        problems.append(f"opset {opset} < {min_opset}")
-    counts: dict[str, int] = {}
-    for n in model.graph.node:
-        counts[n.op_type] = counts.get(n.op_type, 0) + 1
-    nq, ndq = counts.get("QuantizeLinear", 0), counts.get("DequantizeLinear", 0)
-    if nq == 0 or ndq == 0:
-        problems.append(f"no Q/DQ nodes (QuantizeLinear {nq}, DequantizeLinear {ndq})")
-    shapes = {}
-    inits = {i.name for i in model.graph.initializer}
-    for i in model.graph.input:
-        if i.name in inits:
-            continue
-        dims = [
-            d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim
-        ]
-        shapes[i.name] = dims
-        if any(d <= 0 for d in dims):
-            problems.append(f"input {i.name!r} has a dynamic shape {dims}")
-    init_by_name = {i.name: i for i in model.graph.initializer}
-    asym = 0
-    for n in model.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) >= 3:
-            zp = init_by_name.get(n.input[2])
-            if zp is not None and np.any(numpy_helper.to_array(zp) != 0):
-                asym += 1
-    if asym:
-        problems.append(f"{asym} Q/DQ nodes with non-zero zero-points (TensorRT needs symmetric)")
-    if problems:
-        raise BackendError(f"{path} is not a TensorRT-ready Q/DQ model: " + "; ".join(problems))
-    return {"opset": opset, "quantize_linear": nq, "dequantize_linear": ndq, "inputs": shapes}
-
-
-def calibration_batches(calibration_dir: str | Path, input_size: int, limit: int = 256):
-    """Letterboxed 1x3xSxS tensors from a calibration image set (sorted, deterministic)."""
-    import cv2
-
-    files = sorted(
-        p
-        for p in Path(calibration_dir).rglob("*")
-        if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp")
-    )[:limit]
-    if not files:
-        raise BackendError(f"no calibration images under {calibration_dir}")
-    for p in files:
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise BackendError(f"unreadable calibration image {p}")
-        yield yolo.letterbox(img, input_size)[0]
-
-
 # --------------------------------------------------------------------------- runtime
 
 
@@ -197,218 +129,400 @@ def _import_runtime():
     except ImportError as exc:
         raise BackendError(
             "the TensorRT backend needs the `tensorrt` and `pycuda` Python packages and an "
-            f"NVIDIA GPU (JetPack on Jetson); not available here: {exc}. "
+            f"NVIDIA GPU (JetPack 6 or later on Jetson); not available here: {exc}. "
             "Use `type: onnx` or install TensorRT."
         ) from exc
     return trt, cuda
 
 
-def _trt_major(trt) -> int:
-    return int(str(trt.__version__).split(".")[0])
+def trt_major(trt: Any) -> int:
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except ValueError:
+        return 0
 
 
-def _make_entropy_calibrator(trt, cuda, calibration_dir: Path, input_size: int, cache: Path):
-    """An IInt8EntropyCalibrator2 over the calibration set (TensorRT 8.x implicit INT8)."""
+def check_tensorrt_version(trt: Any) -> int:
+    """The major version, or a BackendError saying why this TensorRT is not used."""
+    major = trt_major(trt)
+    if major < 10:
+        raise BackendError(
+            f"TensorRT {trt.__version__} is not supported: engines are built only from the "
+            "verified INT8 Q/DQ file, which needs TensorRT 10 or later (JetPack 6 or later). "
+            "JetPack 5 (TensorRT 8.5, Python 3.8) cannot run edge-inspect: upgrade to "
+            "JetPack 6, or use `inference.backend.type: onnx`"
+        )
+    if major not in SUPPORTED_MAJORS:
+        raise BackendError(
+            f"TensorRT {trt.__version__} is newer than this backend knows "
+            f"({', '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}): its Python API may differ. "
+            "Use a supported TensorRT or `inference.backend.type: onnx`"
+        )
+    return major
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.batches = calibration_batches(calibration_dir, input_size)
-            self.device = cuda.mem_alloc(3 * input_size * input_size * 4)
 
-        def get_batch_size(self) -> int:
-            return 1
+def strongly_typed(trt: Any) -> bool:
+    """TensorRT 11 removed the precision flags: networks are strongly typed."""
+    return not hasattr(trt.BuilderFlag, "INT8")
 
-        def get_batch(self, names):
-            try:
-                batch = next(self.batches)
-            except StopIteration:
-                return None
-            cuda.memcpy_htod(self.device, np.ascontiguousarray(batch))
-            return [int(self.device)]
 
-        def read_calibration_cache(self):
-            return cache.read_bytes() if cache.is_file() else None
+def device_info(cuda: Any, dev: Any) -> DeviceInfo:
+    return DeviceInfo(
+        name=str(dev.name()),
+        compute_capability=tuple(int(v) for v in dev.compute_capability()),  # type: ignore[arg-type]
+        sm_count=int(dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT)),
+        total_memory=int(dev.total_memory()),
+    )
 
-        def write_calibration_cache(self, data) -> None:
-            cache.write_bytes(bytes(data))
 
-    return EntropyCalibrator()
+def precision_of(trt: Any, int8: bool, fp16: bool) -> str:
+    """The precision part of the cache key, as this runtime will build."""
+    if strongly_typed(trt):
+        return "typed"  # the types come from the file (INT8 where Q/DQ says so)
+    return "-".join(p for p, on in (("int8", int8), ("fp16", fp16)) if on) or "fp32"
+
+
+def build_serialized(
+    trt: Any, logger: Any, source: Path, int8: bool, fp16: bool, workspace: int
+) -> bytes:
+    """Parse the ONNX file and build a serialized engine (needs a current CUDA context)."""
+    builder = trt.Builder(logger)
+    typed = strongly_typed(trt)
+    flags = 0
+    if typed:
+        flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        flags = 0 if flag is None else 1 << int(flag)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise BackendError(f"cannot read {source}: {exc.strerror or exc}") from None
+    if not parser.parse(data):
+        errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise BackendError(
+            f"TensorRT {trt.__version__} cannot parse {source}: "
+            + ("; ".join(errs) or "no error reported")
+        )
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if not typed:
+        if fp16 and getattr(builder, "platform_has_fast_fp16", False):
+            config.set_flag(trt.BuilderFlag.FP16)
+        if int8:
+            config.set_flag(trt.BuilderFlag.INT8)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(
+            f"TensorRT {trt.__version__} failed to build an engine from {source} "
+            "(its log above says why)"
+        )
+    return bytes(serialized)
 
 
 class TensorRTBackend(Backend):
     type_key: ClassVar[str] = "tensorrt"
 
+    def __init__(self, config: Any = None):
+        super().__init__(config)
+        self._lock = threading.RLock()  # one execution context: one call, or teardown, at a time
+        self._ready = threading.Event()
+        self._closed = False
+        self._state = "not loaded"
+        self._since = time.monotonic()
+        self._builder: threading.Thread | None = None
+        self._building = False  # a background build owns the CUDA context until it ends
+        self.cuda_ctx: Any = None
+        self.engine_path: Path | None = None
+
+    # -- readiness
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set() and not self._closed
+
+    def readiness(self) -> tuple[bool, str]:
+        if self._closed:
+            return False, "closed"
+        if self._ready.is_set():
+            return True, f"engine loaded ({self.engine_path})"
+        return False, f"{self._state} ({time.monotonic() - self._since:.0f} s)"
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Until the engine is loaded (or its build failed: then False)."""
+        t = self._builder
+        if t is not None:
+            t.join(timeout)
+        return self.ready
+
+    def _set_state(self, state: str) -> None:
+        self._state, self._since = state, time.monotonic()
+
+    # -- loading
     def _load(self) -> None:
         trt, cuda = _import_runtime()
         self.trt, self.cuda = trt, cuda
-        cuda.init()
-        if cuda.Device.count() < 1:
-            raise BackendError("no CUDA device found for the TensorRT backend")
-        dev = cuda.Device(0)
-        self.cuda_ctx = dev.retain_primary_context()
-        self.cuda_ctx.push()
+        self.major = check_tensorrt_version(trt)
+        int8, fp16 = self._precision()
+        source = self._checked_source(int8)
+        self.logger = trt.Logger(trt.Logger.WARNING)
         try:
-            self.gpu_name = dev.name()
-            self.logger = trt.Logger(trt.Logger.WARNING)
-            engine_bytes = self._engine_bytes()
-            runtime = trt.Runtime(self.logger)
-            self.engine = runtime.deserialize_cuda_engine(engine_bytes)
-            if self.engine is None:
-                raise BackendError(
-                    f"TensorRT {trt.__version__} could not deserialize the engine for "
-                    f"{self.model_path} (built for another TensorRT or GPU?)"
-                )
-            self.context = self.engine.create_execution_context()
-            self.plan = plan_buffers(self._tensor_specs(), self.input_size, len(self.class_names))
-            self.stream = cuda.Stream()
-            self.host = {t.name: cuda.pagelocked_empty(t.shape, t.dtype) for t in self.plan.tensors}
-            self.device = {t.name: cuda.mem_alloc(self.plan.nbytes(t)) for t in self.plan.tensors}
-            self.tensor_api = hasattr(self.context, "execute_async_v3")
-            if self.tensor_api:
-                for t in self.plan.tensors:
-                    self.context.set_tensor_address(t.name, int(self.device[t.name]))
+            self.model_sha = sha256_file(source)
+        except OSError as exc:
+            raise BackendError(f"cannot read {source}: {exc.strerror or exc}") from None
+        try:
+            cuda.init()
+            if cuda.Device.count() < 1:
+                raise BackendError("no CUDA device found for the TensorRT backend")
+            dev = cuda.Device(0)
+            self.device_info = device_info(cuda, dev)
+            self.cuda_ctx = dev.retain_primary_context()
+        except cuda.Error as exc:
+            raise BackendError(f"CUDA is not usable ({type(exc).__name__}: {exc})") from None
+        self.gpu_name = self.device_info.name
+        self.precision = precision_of(trt, int8, fp16)
+        self.cache = EngineCache(getattr(self.config, "cache_dir", None) or default_cache_dir())
+        self.key = engine_cache_key(
+            trt.__version__, self.device_info, self.model_sha, self.precision
+        )
+        self.meta = engine_meta(trt.__version__, self.device_info, self.model_sha, self.precision)
+        self.source = source
+        self.engine_path = self.cache.paths(self.key)[0]
+        self.providers = [f"TensorRT {trt.__version__} on {self.gpu_name} ({self.precision})"]
+        try:
+            data = self._cached()
+            if data is not None:
+                self._activate_or_rebuild(data)
+            elif self.wait_on_load:
+                self._build_and_activate()
             else:
-                self.bindings = [0] * self.engine.num_bindings
-                for t in self.plan.tensors:
-                    self.bindings[self.engine.get_binding_index(t.name)] = int(self.device[t.name])
-        finally:
-            self.cuda_ctx.pop()
-        self.providers = [f"TensorRT {trt.__version__} on {self.gpu_name}"]
-        self._lock = threading.Lock()  # one execution context: one inference at a time
+                self._start_background_build()
+        except BaseException:
+            with self._lock:
+                if not self._building:
+                    self._release()
+            raise
 
-    # -- engine preparation
     def _precision(self) -> tuple[bool, bool]:
         return bool(getattr(self.config, "int8", True)), bool(getattr(self.config, "fp16", True))
 
-    def _engine_bytes(self) -> bytes:
-        trt = self.trt
+    def _checked_source(self, int8: bool) -> Path:
+        """The file the engine is built from: the one the registry resolved, checked for
+        what TensorRT imports, and of the precision the config says."""
+        path = Path(self.model_path)  # type: ignore[arg-type]
+        if int8:
+            try:
+                check_qdq_model(path)
+            except BackendError as exc:
+                raise BackendError(
+                    f"{exc} (inference.backend.int8 is true: the tool's precision must be int8)"
+                ) from None
+            return path
+        info = check_qdq_model(path, require_qdq=False)
+        if info["quantize_linear"] or info["dequantize_linear"]:
+            raise BackendError(
+                f"{path} is an INT8 Q/DQ model but inference.backend.int8 is false: set int8 "
+                "true, or the tool's precision to fp32"
+            )
+        return path
+
+    def _cached(self) -> bytes | None:
+        try:
+            return self.cache.load(self.key, self.meta)
+        except CacheMismatch as exc:
+            log.warning("%s: deleting it and building again", exc)
+            self.cache.discard(self.key)
+            return None
+
+    def _activate_or_rebuild(self, data: bytes) -> None:
+        try:
+            self._activate(data)
+        except CacheMismatch as exc:
+            log.warning("%s: deleting it and building again", exc)
+            self.cache.discard(self.key)
+            if self.wait_on_load:
+                self._build_and_activate()
+            else:
+                self._start_background_build()
+
+    def _build_and_activate(self) -> None:
+        """Build (or take what another process built meanwhile) and load it; an engine that
+        does not load even then is deleted and reported, not rebuilt again."""
+        data = self._build_and_store()
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._activate(data)
+            except CacheMismatch as exc:
+                self.cache.discard(self.key)
+                raise BackendError(
+                    f"{exc}, even after a fresh build: TensorRT, the GPU driver or the model "
+                    "file is broken; reinstall JetPack's TensorRT or use `type: onnx`"
+                ) from None
+
+    def _build_and_store(self) -> bytes:
+        """Build under the cache's lock; another process may have built it meanwhile."""
         int8, fp16 = self._precision()
-        source = self._source_model(int8)
-        model_sha = sha256_file(source)
-        key = engine_cache_key(trt.__version__, self.gpu_name, model_sha, int8, fp16)
-        cache_dir = Path(
-            getattr(self.config, "cache_dir", None) or self.model_path.parent / "engines"
-        )
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        engine_path, meta_path = cache_dir / f"{key}.engine", cache_dir / f"{key}.json"
-        expected = engine_meta(trt.__version__, self.gpu_name, model_sha, int8, fp16)
-        if engine_path.is_file() and meta_path.is_file():
-            diffs = check_engine_meta(json.loads(meta_path.read_text()), expected)
-            if diffs:
-                raise BackendError(f"cached engine {engine_path} does not fit: " + "; ".join(diffs))
-            return engine_path.read_bytes()
-        data = self._build_engine(source, int8, fp16)
-        tmp = engine_path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(engine_path)
-        meta_path.write_text(json.dumps(expected, indent=2))
+        workspace = int(getattr(self.config, "workspace_mb", 1024)) << 20
+        self._set_state(f"no engine cached: building the TensorRT engine from {self.source}")
+        with self.cache.build_lock(self.key):
+            data = self._cached()
+            if data is not None:
+                return data
+            log.info("building TensorRT engine %s from %s", self.key, self.source)
+            t0 = time.monotonic()
+            with self._context():
+                data = build_serialized(self.trt, self.logger, self.source, int8, fp16, workspace)
+            self.cache.store(self.key, data, self.meta)
+            log.info("built %s in %.0f s", self.engine_path, time.monotonic() - t0)
         return data
 
-    def _source_model(self, int8: bool) -> Path:
-        """TensorRT >= 10 builds from the Q/DQ ONNX; 8.x builds from FP32 with a calibrator."""
-        path = Path(self.model_path)
-        if not int8:
-            return path
-        if _trt_major(self.trt) >= 10:
-            check_qdq_model(path)
-            return path
-        fp32 = path.with_name("model.onnx")
-        if not fp32.is_file():
-            raise BackendError(f"TensorRT 8.x INT8 needs the FP32 model beside {path}: {fp32}")
-        return fp32
+    def _start_background_build(self) -> None:
+        self._set_state(f"no engine cached: building the TensorRT engine from {self.source}")
+        self._building = True
+        self._builder = threading.Thread(
+            target=self._background_build, name="tensorrt-build", daemon=True
+        )
+        self._builder.start()
 
-    def _build_engine(self, source: Path, int8: bool, fp16: bool) -> bytes:
+    def _background_build(self) -> None:
+        try:
+            self._build_and_activate()
+        except Exception as exc:  # the state says why; the line keeps rejecting
+            log.error("TensorRT engine build failed: %s", exc)
+            self._set_state(f"engine build failed: {exc}")
+        finally:
+            with self._lock:
+                self._building = False
+                if self._closed:
+                    self._release()
+
+    @contextlib.contextmanager
+    def _context(self) -> Iterator[None]:
+        """The primary context current for a block; pycuda errors become BackendError."""
+        cuda = self.cuda
+        try:
+            self.cuda_ctx.push()
+        except cuda.Error as exc:
+            raise BackendError(f"cannot make the CUDA context current: {exc}") from None
+        try:
+            yield
+        except cuda.Error as exc:
+            raise BackendError(
+                f"CUDA error in the TensorRT backend ({type(exc).__name__}: {exc}); if it "
+                "persists, restart the service and check the GPU (tegrastats, dmesg)"
+            ) from exc
+        finally:
+            try:
+                cuda.Context.pop()
+            except cuda.Error:
+                log.exception("CUDA context pop failed")
+
+    def _activate(self, data: bytes) -> None:
+        """Deserialize, plan and allocate; CacheMismatch when the bytes are not an engine
+        this runtime can use."""
+        trt, cuda = self.trt, self.cuda
+        with self._lock, self._context():
+            engine = trt.Runtime(self.logger).deserialize_cuda_engine(data)
+            if engine is None:
+                raise CacheMismatch(
+                    f"TensorRT {trt.__version__} could not deserialize {self.engine_path}"
+                )
+            context = engine.create_execution_context()
+            if context is None:
+                raise BackendError("TensorRT could not create an execution context (GPU memory?)")
+            plan = plan_buffers(self._tensor_specs(engine), self.input_size, len(self.class_names))
+            host = {t.name: cuda.pagelocked_empty(t.shape, t.dtype) for t in plan.tensors}
+            device = {t.name: cuda.mem_alloc(plan.nbytes(t)) for t in plan.tensors}
+            for t in plan.tensors:
+                context.set_tensor_address(t.name, int(device[t.name]))
+            self.engine, self.context, self.plan = engine, context, plan
+            self.host, self.device, self.stream = host, device, cuda.Stream()
+            self._set_state("ready")
+            self._ready.set()
+
+    def _tensor_specs(self, e: Any) -> list[TensorSpec]:
         trt = self.trt
-        builder = trt.Builder(self.logger)
-        flags = 0
-        if _trt_major(trt) < 10:
-            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-        network = builder.create_network(flags)
-        parser = trt.OnnxParser(network, self.logger)
-        if not parser.parse(source.read_bytes()):
-            errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-            raise BackendError(f"TensorRT cannot parse {source}: " + "; ".join(errs))
-        config = builder.create_builder_config()
-        workspace = int(getattr(self.config, "workspace_mb", 1024)) << 20
-        if hasattr(config, "set_memory_pool_limit"):
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
-        else:  # TensorRT < 8.4
-            config.max_workspace_size = workspace
-        if fp16 and builder.platform_has_fast_fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
-        if int8:
-            config.set_flag(trt.BuilderFlag.INT8)
-            if _trt_major(trt) < 10:
-                calib_dir = Path(
-                    getattr(self.config, "calibration_dir", None) or "calibration/sim-v1"
-                )
-                config.int8_calibrator = _make_entropy_calibrator(
-                    trt, self.cuda, calib_dir, self.input_size, source.with_suffix(".calib")
-                )
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise BackendError(f"TensorRT failed to build an engine from {source}")
-        return bytes(serialized)
-
-    def _tensor_specs(self) -> list[TensorSpec]:
-        trt, e = self.trt, self.engine
-        specs = []
-        if hasattr(e, "num_io_tensors"):
-            for i in range(e.num_io_tensors):
-                name = e.get_tensor_name(i)
-                specs.append(
-                    TensorSpec(
-                        name=name,
-                        is_input=e.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                        shape=tuple(e.get_tensor_shape(name)),
-                        dtype=np.dtype(trt.nptype(e.get_tensor_dtype(name))),
-                    )
-                )
-        else:  # TensorRT < 8.5
-            for i in range(e.num_bindings):
-                specs.append(
-                    TensorSpec(
-                        name=e.get_binding_name(i),
-                        is_input=e.binding_is_input(i),
-                        shape=tuple(e.get_binding_shape(i)),
-                        dtype=np.dtype(trt.nptype(e.get_binding_dtype(i))),
-                    )
-                )
-        return specs
+        return [
+            TensorSpec(
+                name=(name := e.get_tensor_name(i)),
+                is_input=e.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                shape=tuple(e.get_tensor_shape(name)),
+                dtype=np.dtype(trt.nptype(e.get_tensor_dtype(name))),
+            )
+            for i in range(e.num_io_tensors)
+        ]
 
     # -- inference
     def run(self, tensor: np.ndarray) -> np.ndarray:
-        cuda, plan = self.cuda, self.plan
-        if tuple(tensor.shape) != tuple(plan.input.shape):
-            raise BackendError(f"input tensor {tensor.shape} != engine input {plan.input.shape}")
+        if not self._ready.is_set() or self._closed:
+            raise EngineNotReady(f"TensorRT engine not ready: {self.readiness()[1]}")
+        cuda = self.cuda
         with self._lock:
-            self.cuda_ctx.push()
-            try:
+            if self._closed:
+                raise EngineNotReady("TensorRT backend closed")
+            plan = self.plan
+            if tuple(tensor.shape) != tuple(plan.input.shape):
+                raise BackendError(
+                    f"input tensor {tensor.shape} != engine input {plan.input.shape}"
+                )
+            with self._context():
                 inp = self.host[plan.input.name]
                 np.copyto(inp, tensor.astype(plan.input.dtype, copy=False))
                 cuda.memcpy_htod_async(self.device[plan.input.name], inp, self.stream)
-                if self.tensor_api:
-                    ok = self.context.execute_async_v3(stream_handle=self.stream.handle)
-                else:
-                    ok = self.context.execute_async_v2(
-                        bindings=self.bindings, stream_handle=self.stream.handle
-                    )
-                if not ok:
+                if not self.context.execute_async_v3(stream_handle=self.stream.handle):
                     raise BackendError("TensorRT execution failed")
                 out = plan.outputs[0]
                 cuda.memcpy_dtoh_async(self.host[out.name], self.device[out.name], self.stream)
                 self.stream.synchronize()
                 return np.array(self.host[out.name], dtype=np.float32)
-            finally:
-                self.cuda_ctx.pop()
 
+    def describe(self) -> dict[str, Any]:
+        ready, detail = self.readiness()
+        return {**super().describe(), "ready": ready, "state": detail}
+
+    # -- teardown
     def close(self) -> None:
-        for buf in getattr(self, "device", {}).values():
+        """Free everything; waits for a call in flight. A build in progress finishes in its
+        thread (TensorRT cannot cancel one) and stores its engine; the context is released
+        after it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._ready.clear()
+            if not self._building:
+                self._release()
+
+    def _release(self) -> None:
+        """Free buffers and TensorRT objects with the context current, then release it.
+
+        pycuda releases a primary context only from the thread that retained it (the one
+        that called `load`); when `close()` came during a background build, this runs in
+        the build thread and pycuda may leave the release to process exit."""
+        ctx, self.cuda_ctx = self.cuda_ctx, None
+        if ctx is None:
+            return
+        cuda = self.cuda
+        try:
+            ctx.push()
+        except Exception:
+            log.exception("CUDA context push at close failed")
+            return
+        try:
+            for buf in getattr(self, "device", {}).values():
+                try:
+                    buf.free()
+                except cuda.Error:
+                    log.exception("freeing a device buffer failed")
+            self.device, self.host = {}, {}
+            self.context = self.engine = self.stream = None
+        finally:
             try:
-                buf.free()
-            except Exception:
-                pass
-        self.device = {}
-        self.context = None
-        self.engine = None
+                cuda.Context.pop()
+            except cuda.Error:
+                log.exception("CUDA context pop at close failed")
+            try:
+                ctx.detach()  # the retain of the primary context taken at load
+            except cuda.Error:
+                log.exception("releasing the CUDA primary context failed")

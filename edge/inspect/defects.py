@@ -12,6 +12,9 @@ inference (a dimmer lamp would otherwise read as defects: at 65 % light the defa
 detector saw foreign tablets on good blisters). The gain is bounded by `max_gain`:
 beyond it the frame is out of the range the model was validated for, and the tool
 reports LIGHTING, a reject, rather than guess. The classic tools are unaffected.
+
+A backend that is not ready (a TensorRT engine still being built at start) makes every
+item a MODEL_ERROR reject, and `readiness()` says why for /readyz.
 """
 
 from __future__ import annotations
@@ -108,13 +111,27 @@ class DefectTool(Tool):
             [params.class_conf.get(c, params.conf) for c in card.classes], dtype=np.float32
         )
         try:
+            # wait=False: an engine that must first be built (TensorRT, none cached) is
+            # built in the background; meanwhile every item rejects as MODEL_ERROR
             self.backend: Backend = create_backend(backend_cfg).load(
-                path, card.input_size, card.classes
+                path, card.input_size, card.classes, wait=False
             )
         except BackendError as exc:
             raise ModelError(f"tool {name!r}: model {card.name} {card.version}: {exc}") from None
 
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why not): /readyz reports it for the line."""
+        ready, detail = self.backend.readiness()
+        name = f"{self.card.name} {self.card.version}"
+        return ready, f"model {name}: {detail}"
+
     def inspect(self, image: np.ndarray, ctx: ToolContext) -> Any:
+        ready, detail = self.readiness()
+        if not ready:  # never a verdict from a model that is not loaded: reject, say why
+            return self.result(
+                findings=[self.finding("MODEL_ERROR", f"detector not ready: {detail}")],
+                model=dict(self.model_info),
+            )
         ref = self.params.light_reference
         if ref is not None:
             image, gain = compensate_light(image, ref)

@@ -47,6 +47,9 @@ def model(app: Any) -> dict[str, Any]:
     prog = Progress.of(app)
     tools = list(getattr(p, "tool_names", []))
     models = sorted(f"{m.get('name')}:{m.get('version')}" for m in prog.models.values())
+    waiting = [d for ok, d in _tool_readiness(p) if not ok]
+    if waiting:
+        return _check(False, "; ".join(waiting), tools=tools, models=models)
     if p.alarms.is_active("MODEL_ERROR"):
         return _check(False, "model error alarm active", tools=tools, models=models)
     if prog.last_tool_errors:
@@ -55,6 +58,19 @@ def model(app: Any) -> dict[str, Any]:
         )
     detail = "tools loaded" if prog.last_inspected_at is None else "inspecting"
     return _check(True, detail, tools=tools, models=models)
+
+
+def _tool_readiness(pipeline: Any) -> list[tuple[bool, str]]:
+    """Tools that load something before they can judge (a TensorRT engine being built)."""
+    out = []
+    for tool in list(getattr(pipeline, "tools", [])):
+        check = getattr(tool, "readiness", None)
+        if callable(check):
+            try:
+                out.append(check())
+            except Exception as exc:  # a probe never takes the web UI down
+                out.append((False, f"{getattr(tool, 'name', '?')}: {exc}"))
+    return out
 
 
 def _component(app: Any, configured: bool, *names: str) -> dict[str, Any]:

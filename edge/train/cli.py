@@ -1,4 +1,4 @@
-"""`edge train`, `edge quantize`, `edge model {list,verify,eval,approve,retire,rollback}`.
+"""`edge train`, `edge quantize`, `edge model {list,verify,eval,approve,retire,rollback,build-engine}`.
 
 Mounted on the main CLI with `register(app)`. Every command is a thin shell over the
 functions in edge.train.*; exit code 1 with a one-line reason on refusal.
@@ -245,6 +245,7 @@ def approve_cmd(
         models,
     )
     typer.echo(f"approved {c.name} {c.version}")
+    _build_after_approval(config, models, c.name, c.version)
 
 
 @model_app.command("retire")
@@ -288,6 +289,55 @@ def rollback_cmd(
         models,
     )
     typer.echo(f"rolled back {name} to {c.version}")
+
+
+@model_app.command("build-engine")
+def build_engine_cmd(
+    name: str,
+    version: str | None = typer.Argument(None, help="default: the approved version"),
+    models: Path | None = typer.Option(
+        None, "--models", help="registry folder (default: the config's inference.models_dir)"
+    ),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Build the TensorRT engine of an approved model into the engine cache (state dir).
+
+    Run at install and after approval, so that the service only loads it at start."""
+    from edge.config import ConfigError, load_config
+    from edge.inference.base import BackendError
+    from edge.train.engines import build_engine, tensorrt_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}")
+    try:
+        out = build_engine(models or cfg.inference.models_dir, name, version, tensorrt_config(cfg))
+    except (reg_mod.ModelError, BackendError) as exc:
+        _fail(str(exc))
+    typer.echo(f"engine for {out['name']} {out['version']}: {out['engine']} ({out['seconds']} s)")
+
+
+def _build_after_approval(config: Path | None, models: Path, name: str, version: str) -> None:
+    """With a TensorRT config, the approved model's engine is built now, not at start."""
+    from edge.config import ConfigError, load_config
+    from edge.inference.base import BackendError
+    from edge.train.engines import build_engine
+
+    try:
+        cfg = load_config(config)
+    except ConfigError:
+        return  # the approval stands; `edge config check` reports the config
+    if cfg.inference.backend.type != "tensorrt":
+        return
+    try:
+        out = build_engine(models, name, version, cfg.inference.backend)
+    except (reg_mod.ModelError, BackendError) as exc:
+        _fail(
+            f"approved, but the TensorRT engine was not built: {exc} "
+            f"(retry: edge model build-engine {name} {version})"
+        )
+    typer.echo(f"engine: {out['engine']} ({out['seconds']} s)")
 
 
 def _change(config, state_dir, by, reason, change, models):

@@ -5,7 +5,8 @@
 Steps (each can be run alone): `data` (simulator export with training seeds, merged
 into one YOLO dataset with a manifest), `train`, `package` (ONNX export, candidate in
 the registry, calibration set, INT8, evaluation on an independent test set, verify,
-approve). Seeds for training data (1001-1008 vials, 1101-1104 blisters), for the test
+approve); `reissue --from V` (a new candidate from version V's FP32 network, quantised,
+evaluated and verified again; approval is then `edge model approve`). Seeds for training data (1001-1008 vials, 1101-1104 blisters), for the test
 sets (2001, 2002), calibration (3001, 3002) and verification (3101, 3102) are never used
 by the tests or the line evaluations (4001+).
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 NAME = "defects"
-VERSION = "1.0.0"
+#: 1.0.1: 1.0.0's FP32 network re-quantised without INT32 bias Q/DQ (TensorRT imports it)
+VERSION = "1.0.1"
 #: YOLO11n with ReLU activations (see the yaml for why); the card names it by this path
 ARCH = "edge/train/arch/yolo11n-relu.yaml"
 ARCH_PATH = Path(__file__).resolve().parent / "arch" / "yolo11n-relu.yaml"
@@ -261,9 +263,66 @@ def step_package(
     return {"metrics": metrics, "verify": report}
 
 
+def step_reissue(
+    models: Path,
+    calibration: Path,
+    verify_set: Path,
+    work: Path,
+    source: str,
+    version: str = VERSION,
+    reason: str = "",
+) -> dict[str, Any]:
+    """A new version from an earlier version's FP32 network, quantised again.
+
+    The network and its provenance (dataset, training record) are the earlier version's;
+    the INT8 file, its evaluation on the test sets and its verification are new. It stays
+    a candidate: approval is the audited `edge model approve` (see models/README.md).
+    """
+    from edge.train import dataset, evaluate, quantize, registry
+
+    reg = registry.ModelRegistry(models)
+    old = reg.card(NAME, source)
+    keep = {"arch", "severities", "dataset", "training"}
+    fields = {k: v for k, v in old.model_dump(mode="json").items() if k in keep}
+    by = f"{registry.whoami()} via scripts/train-default-models.sh reissue"
+    reg.create(
+        NAME,
+        version,
+        reg.path(NAME, source) / registry.FP32,
+        classes=list(old.classes),
+        input_size=old.input_size,
+        by=by,
+        reissued_from={
+            "version": source,
+            "fp32_sha256": old.files.get(registry.FP32),
+            "int8_sha256": old.files.get(registry.INT8),
+            "reason": reason,
+        },
+        **fields,
+    )
+    d = reg.path(NAME, version)
+    card = registry.load_card(d)
+    card.history[-1].reason = f"reissued from {source}: {reason}" if reason else source
+    registry.save_card(d, card)
+    quantize.quantize(d, calibration)
+    tests = export_sets(TEST_SETS, work / "test")
+    metrics: dict[str, Any] = {}
+    for t in tests:
+        dataset.write_manifest(t)
+        metrics[t.name] = evaluate.evaluate(d, t)
+        metrics[t.name]["test_set"] = f"simulator {t.name}"
+    card = registry.load_card(d)
+    card.metrics = metrics
+    registry.save_card(d, card)
+    report = evaluate.verify(d, verify_set)
+    return {"metrics": metrics, "verify": report}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["data", "train", "package", "all"])
+    ap.add_argument("step", choices=["data", "train", "package", "all", "reissue"])
+    ap.add_argument("--from", dest="source", help="reissue: the version whose FP32 is reused")
+    ap.add_argument("--reason", default="", help="reissue: why (kept in the new card)")
     ap.add_argument("--work", type=Path, default=Path("runs/defaults"))
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--calibration", type=Path, default=Path("calibration/sim-v1"))
@@ -280,6 +339,12 @@ def main(argv: list[str] | None = None) -> None:
     if a.step in ("train", "all"):
         best = step_train(a.work, a.device, a.workers, a.batch, a.hours, a.cache)
         print(json.dumps({"best": str(best)}), flush=True)
+    if a.step == "reissue":
+        if not a.source:
+            ap.error("reissue needs --from VERSION")
+        out = step_reissue(a.models, a.calibration, a.verify_set, a.work, a.source, reason=a.reason)
+        print(json.dumps({"verify": out["verify"]["summary"]}), flush=True)
+        print(json.dumps(out["metrics"], indent=1), flush=True)
     if a.step in ("package", "all"):
         out = step_package(a.work, a.models, a.calibration, a.verify_set, approve=not a.no_approve)
         print(json.dumps(out["metrics"], indent=1), flush=True)

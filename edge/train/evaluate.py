@@ -264,6 +264,13 @@ def verify(
             "summary": "FAILED: " + "; ".join(problems),
             "failures": problems,
         }
+    from edge.inference.base import BackendError
+    from edge.inference.qdq_check import check_qdq_model
+
+    try:  # the one INT8 file every runtime loads: TensorRT must be able to import it too
+        check_qdq_model(model_dir / registry.INT8, require_qdq=False)
+    except BackendError as exc:
+        return {"passed": False, "summary": f"FAILED: {exc}", "failures": [str(exc)]}
     images = list(iter_images(images_dir))[: limit or None]
     if not images:
         raise ValueError(f"no images in {images_dir}")

@@ -3,7 +3,13 @@
 onnxruntime's static quantisation writes a Q/DQ ONNX (QuantizeLinear/DequantizeLinear
 pairs around each quantised op) with symmetric int8 activations and symmetric
 per-channel int8 weights: the explicit-quantisation form TensorRT >= 10 builds engines
-from, and what ONNX Runtime runs with its int8 kernels on the CPU.
+from, and what ONNX Runtime runs with its int8 kernels on the CPU. Biases stay float:
+TensorRT cannot import the INT32 bias DequantizeLinear nodes the quantiser writes by
+default, and the CPU session quantises them in memory (edge.inference.onnx).
+
+`quantize_qdq` is the entry point for any model (a path and calibration arrays);
+`quantize_onnx` and `quantize` are the detector's (letterboxed images, the head kept in
+float, the registry card).
 
 The detector's decode tail (DFL softmax, anchor arithmetic, the concat of box pixels
 with class scores) stays in float: one int8 scale cannot cover box coordinates in
@@ -81,14 +87,42 @@ class _Reader:
         self._it = iter(self.files)
 
 
-def quantize_onnx(
+class _ArrayReader:
+    """CalibrationDataReader over arrays already in memory (one feed dict per sample)."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self.feeds = feeds
+        self._it = iter(self.feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter(self.feeds)
+
+
+#: calibration methods by the names the CLI and the card use
+METHODS = ("percentile", "minmax", "entropy")
+
+
+def quantize_qdq(
     fp32_path: str | Path,
     int8_path: str | Path,
-    calibration_dir: str | Path,
+    calibration: Any,
     method: str = "percentile",
-    limit: int | None = None,
+    nodes_to_exclude: list[str] | None = None,
 ) -> dict[str, Any]:
-    """FP32 ONNX -> INT8 Q/DQ ONNX. Returns what the card records about it."""
+    """Any FP32 ONNX -> INT8 Q/DQ ONNX that TensorRT imports and ONNX Runtime runs.
+
+    `calibration` is what the model's input(s) see in use: a sequence of arrays for a
+    single-input model, a sequence of {input name: array} feeds, or an onnxruntime
+    CalibrationDataReader. Symmetric INT8 activations and per-channel INT8 weights (what
+    TensorRT's explicit quantisation needs); biases stay float (`QuantizeBias: False`:
+    TensorRT cannot dequantize the INT32 biases ONNX Runtime would otherwise write, and
+    folds float biases into its INT8 convolutions itself). The result is checked with
+    `check_qdq_model`; a file TensorRT would refuse raises ValueError and is removed.
+    Returns what a model card records about it.
+    """
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -96,6 +130,79 @@ def quantize_onnx(
         quantize_static,
     )
 
+    from edge.inference.base import BackendError
+    from edge.inference.qdq_check import check_qdq_model
+
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r} (known: {list(METHODS)})")
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    reader = calibration
+    samples: int | None = None
+    if not hasattr(calibration, "get_next"):
+        model = onnx.load(str(fp32_path))
+        inits = {i.name for i in model.graph.initializer}
+        names = [i.name for i in model.graph.input if i.name not in inits]
+        given = list(calibration)
+        if not given:
+            raise ValueError("no calibration samples")
+        if any(not isinstance(s, dict) for s in given) and len(names) != 1:
+            raise ValueError(f"{fp32_path} has inputs {names}: give feed dicts, not arrays")
+        feeds = [
+            s if isinstance(s, dict) else {names[0]: np.ascontiguousarray(s, dtype=np.float32)}
+            for s in given
+        ]
+        reader, samples = _ArrayReader(feeds), len(feeds)
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    quantize_static(
+        model_input=str(fp32_path),
+        model_output=str(int8_path),
+        calibration_data_reader=reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[method],
+        nodes_to_exclude=list(nodes_to_exclude or []),
+        extra_options={
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            "QuantizeBias": False,
+        },
+    )
+    try:
+        check = check_qdq_model(int8_path)
+    except BackendError as exc:
+        int8_path.unlink(missing_ok=True)
+        raise ValueError(str(exc)) from None
+    return {
+        "format": "QDQ",
+        "activations": "int8 symmetric",
+        "weights": "int8 symmetric per-channel",
+        "biases": "float (not quantised)",
+        "method": method,
+        **({"samples": samples} if samples is not None else {}),
+        "excluded_nodes": len(nodes_to_exclude or []),
+        "tensorrt_check": {"passed": True, "dequantize_linear": check["dequantize_linear"]},
+    }
+
+
+def quantize_onnx(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    calibration_dir: str | Path,
+    method: str = "percentile",
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """A YOLO detector's FP32 ONNX -> INT8 Q/DQ ONNX, calibrated on letterboxed images.
+
+    The detector's decode tail and logit convolutions stay in float (see the module
+    docstring). Returns what the card records about it.
+    """
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     model = onnx.load(str(fp32_path))
     inp = model.graph.input[0]
@@ -107,34 +214,11 @@ def quantize_onnx(
     if limit:
         files = files[:limit]
     exclude = head_nodes_to_exclude(model)
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }
-    int8_path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_static(
-        model_input=str(fp32_path),
-        model_output=str(int8_path),
-        calibration_data_reader=_Reader(files, inp.name, size),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=methods[method],
-        nodes_to_exclude=exclude,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    info = quantize_qdq(
+        fp32_path, int8_path, _Reader(files, inp.name, size), method, nodes_to_exclude=exclude
     )
     man = build_manifest(calibration_dir)
-    return {
-        "format": "QDQ",
-        "activations": "int8 symmetric",
-        "weights": "int8 symmetric per-channel",
-        "method": method,
-        "images": len(files),
-        "excluded_nodes": len(exclude),
-        "calibration_manifest_sha256": man["sha256"],
-    }
+    return {**info, "images": len(files), "calibration_manifest_sha256": man["sha256"]}
 
 
 def quantize(
