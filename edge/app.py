@@ -39,6 +39,7 @@ COMPONENTS: list[str] = [
     "edge.line.plc.component:build",
     "edge.publish.mqtt:build",
     "edge.line.packml:build",
+    "edge.spc.component:build",
     "edge.ops.metrics:build",
     "edge.ops.maintenance:build",
     "edge.ops.camera_health:build",

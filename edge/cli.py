@@ -125,9 +125,15 @@ def sim(
     out: Path = typer.Option(..., help="output folder"),
     defect_rate: float | None = typer.Option(None, min=0, max=1),
     code_defect_rate: float | None = typer.Option(None, min=0, max=1),
+    drift: list[str] = typer.Option(
+        [],
+        help="NAME:PER_1000_ITEMS:START_ITEM, repeatable; NAME: fill_level (mm), "
+        "cap_tilt (deg), print_contrast (fraction)",
+    ),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
+    from edge.capture.sim_drift import parse_drift
     from edge.capture.simulator import export
 
     cfg = _load(config)
@@ -137,6 +143,11 @@ def sim(
         src["defect_rate"] = defect_rate
     if code_defect_rate is not None:
         src["code_defect_rate"] = code_defect_rate
+    if drift:
+        try:
+            src["process_drift"] = [parse_drift(d).model_dump() for d in drift]
+        except ValueError as exc:
+            _fail(str(exc))
     cfg = _override(cfg, source=src)
     t0 = time.perf_counter()
     summary = export(cfg.source, out, items)
@@ -159,10 +170,14 @@ def inspect(
         None, help="keep records here (default: a temporary folder, removed after)"
     ),
     workers: int | None = typer.Option(None, min=1),
+    deviations: Path | None = typer.Option(
+        None, help="write one JSON line per SPC deviation alert here (the recipe's `spc`)"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a folder of images through the same pipeline, offline."""
     from edge.inspect.base import BatchState
+    from edge.spc.feed import SpcFeed
 
     _logging(verbose)
     cfg = _load(config)
@@ -200,8 +215,15 @@ def inspect(
     )
     lines = 0
     lock = threading.Lock()
+    dev_out = open(deviations, "w", encoding="utf-8") if deviations else None  # noqa: SIM115
+
+    def deviation(d: Any) -> None:
+        if dev_out is not None:
+            dev_out.write(json.dumps(d.to_dict()) + "\n")
+
     try:
         appliance = _appliance(config, cfg, batch=batch, components=False)
+        spc = SpcFeed(appliance.pipeline.recipe.spc, deviation)
         with open(jsonl, "w", encoding="utf-8") as out:
 
             def write(_topic: str, item: Any) -> None:
@@ -218,9 +240,12 @@ def inspect(
                     "codes": [c.to_dict() for c in item.codes],
                     "latency_ms": round(item.latency_ms or 0.0, 2),
                 }
+                if item.measurements:
+                    rec["measurements"] = item.measurements
                 with lock:
                     out.write(json.dumps(rec) + "\n")
                     lines += 1
+                spc.add(item)
 
             appliance.pipeline.bus.subscribe_sync("verdict", write)
             appliance.start()
@@ -228,6 +253,8 @@ def inspect(
             appliance.stop()
         stats = appliance.pipeline.stats.snapshot()
     finally:
+        if dev_out is not None:
+            dev_out.close()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     typer.echo(
@@ -366,6 +393,9 @@ def _serve(
         "p99_ms": s["p99_ms"],
         "by_reason": s["by_reason"],
     }
+    spc = next((c for c in appliance.components if getattr(c, "name", "") == "spc"), None)
+    if spc is not None:
+        summary["deviations"] = spc.status()["by_measure"]
     if as_json:
         typer.echo(json.dumps(summary))
     elif headless:

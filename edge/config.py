@@ -20,6 +20,7 @@ from edge.capture.genicam_config import GenICamSource
 from edge.domain import Action, Severity
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
+from edge.spc.config import SpcConfig
 
 
 class Strict(BaseModel):
@@ -54,6 +55,14 @@ class EncoderConfig(Strict):
     safety_margin_mm: float = 40.0
 
 
+class ProcessDrift(Strict):
+    """A process parameter of the simulated line drifting from item `start` on (see sim_drift)."""
+
+    name: Literal["fill_level", "cap_tilt", "print_contrast"]
+    per_1000: float = Field(description="change per 1,000 items (mm, degrees, contrast fraction)")
+    start: int = Field(0, ge=0, description="first item that drifts")
+
+
 class SimulatorSource(Strict):
     type: Literal["simulator"] = "simulator"
     scenario: Scenario = "vials"
@@ -69,6 +78,9 @@ class SimulatorSource(Strict):
     code_defect_rate: float = Field(0.0, ge=0, le=1, description="probability of a code defect")
     drift_per_hour: float = Field(
         0.0, description="lighting drift, fraction of brightness per hour"
+    )
+    process_drift: list[ProcessDrift] = Field(
+        default_factory=list, description="process parameters that drift (fill, cap, print)"
     )
     realtime: bool = True  # pace frames at rate_per_min; False: as fast as consumed
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -245,6 +257,9 @@ class Recipe(Strict):
     deadline_ms: float | None = Field(None, gt=0, description="overrides pipeline.deadline_ms")
     consecutive_rejects_stop: int = Field(0, ge=0, description="line-stop after N rejects in a row")
     acceptance: Acceptance = Field(default_factory=Acceptance)
+    spc: SpcConfig | None = Field(
+        None, description="statistical process control of this product (None: off, said once)"
+    )
 
     @model_validator(mode="after")
     def _tools_valid(self) -> Recipe:

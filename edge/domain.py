@@ -157,6 +157,9 @@ class ToolResult:
     model: dict[str, str] | None = None  # name, version, sha256 of a model that decided
     ms: float = 0.0
     error: str | None = None  # set when the tool raised
+    # what the tool measured on this item, pass or reject (name -> value in the unit the tool
+    # declares in `Tool.measures`), for process control: kept even when nothing rejects
+    measurements: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -218,6 +221,19 @@ class Item:
     @property
     def codes(self) -> list[CodeRead]:
         return [c for r in self.results for c in r.codes]
+
+    @property
+    def measurements(self) -> dict[str, float]:
+        """Every tool's measurements; a name two tools share is kept per tool (`tool.name`)."""
+        out: dict[str, float] = {}
+        seen: dict[str, int] = {}
+        for r in self.results:
+            for k in r.measurements:
+                seen[k] = seen.get(k, 0) + 1
+        for r in self.results:
+            for k, v in r.measurements.items():
+                out[k if seen[k] == 1 else f"{r.tool}.{k}"] = v
+        return out
 
     @property
     def models(self) -> list[dict[str, str]]:

@@ -48,6 +48,7 @@ def item_row(item: Item, station: str) -> dict[str, Any]:
         "models": models,
         "image_sha256": item.image_sha256,
         "source_name": item.frame.name if item.frame else None,
+        "measurements": item.measurements,
     }
     row["message"] = {
         "schema": RESULT_SCHEMA,
@@ -68,4 +69,6 @@ def item_row(item: Item, station: str) -> dict[str, Any]:
         "models": models,
         "image_sha256": item.image_sha256,
     }
+    if row["measurements"]:
+        row["message"]["measurements"] = row["measurements"]
     return row

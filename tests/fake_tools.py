@@ -23,6 +23,7 @@ class BehaviourTool(Tool):
     type_key = "behaviour"
     version = "test-1"
     Params = BehaviourParams
+    measures = {"mean_grey": "grey level 0-255"}
 
     def inspect(self, image, ctx):
         p: BehaviourParams = self.params  # type: ignore[assignment]
@@ -33,7 +34,9 @@ class BehaviourTool(Tool):
         findings = []
         if p.find and (p.find_when_mean_below is None or image.mean() < p.find_when_mean_below):
             findings.append(self.finding(p.find, "seen"))
-        return self.result(findings)
+        r = self.result(findings)
+        r.measurements = {"mean_grey": round(float(image.mean()), 2)}
+        return r
 
 
 class ListSource(Source):

@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from edge.spc.monitor import Deviation
+
 from mqtt_support import GOOD, Requester, appliance_login, validate, wait_until
 from services import (  # noqa: F401
     BASE,
@@ -62,6 +64,16 @@ def test_every_payload_matches_its_published_schema(mosquitto, make_line):  # no
         assert wait_until(lambda: any(a["code"] == "BIN_FULL" for a in sub.on("/alarm")))
         for a in sub.on("/alarm"):
             validate("alarm", a)
+        # every item's measurements for a historian, and process-control deviations
+        measured = sub.on("/measurements")
+        assert measured and all(m["units"] == {"mean_grey": "grey level 0-255"} for m in measured)
+        for m in measured:
+            validate("measurements", m)
+        dev = Deviation("mean_grey", "ewma", 12, "img-12", 3, 41.0, (50.0, 60.0), 55.0, "ewma")
+        line.pipeline.bus.publish("deviation", {**dev.to_dict(), "record": 7})
+        assert wait_until(lambda: sub.on("/deviation"))
+        validate("deviation", sub.on("/deviation")[0])
+        assert sub.on("/deviation")[0]["record"] == 7
         # acknowledged results leave the outbox
         assert wait_until(lambda: line.mqtt.status()["outbox"] == 0)
         line.stop()

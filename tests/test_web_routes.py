@@ -26,6 +26,8 @@ ALL = {"operator", "technician", "qa", "admin"}
 #: The plant's access matrix, written out here rather than read from the code.
 EXPECTED: list[tuple[str, str, set[str]]] = [
     ("POST", r"^/api/line/batch/", {"operator"}),
+    ("POST", r"^/api/line/deviations/.+/ack$", {"operator", "technician"}),
+    ("POST", r"^/api/deviations/.+/investigate$", {"technician", "qa"}),
     ("POST", r"^/api/line/alarms/", {"operator", "technician"}),
     ("*", r"^/(hmi|api/line/|images/|api/me|openapi\.json|logout|$)", ALL),
     ("GET", r"^/api/jobs/", {"technician", "qa"}),
@@ -35,6 +37,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("*", r"^/(models|api/models/)", {"technician", "qa"}),
     ("POST", r"^/api/reports/.+/sign$", {"qa"}),
     ("*", r"^/(reports|api/reports/)", {"operator", "technician", "qa"}),
+    ("GET", r"^/deviations$", {"operator", "technician", "qa"}),
     ("*", r"^/(qa/|api/qa/)", {"qa"}),
     ("*", r"^/(admin/|api/admin/)", {"admin"}),
 ]

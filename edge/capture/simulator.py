@@ -28,6 +28,7 @@ import zxingcpp
 from edge.capture import gs1data
 from edge.capture.base import Source
 from edge.capture.serialisation import SerialAllocator, SerialCursor
+from edge.capture.sim_drift import contrast_factor, drift_at
 from edge.config import SimulatorSource
 from edge.domain import Frame
 from edge.inspect.base import BatchState
@@ -137,6 +138,13 @@ def _module_image(hri: str, scale: int) -> np.ndarray:
     b = zxingcpp.create_barcode(hri, zxingcpp.BarcodeFormat.DataMatrix, gs1=True)
     m = np.asarray(b.to_image(scale=1, add_quiet_zones=False))
     return np.repeat(np.repeat(m, scale, 0), scale, 1)
+
+
+def _fade(sym: np.ndarray, contrast: float) -> np.ndarray:
+    """The symbol printed with only `contrast` of its ink (dark modules lighten toward paper)."""
+    if contrast >= 1.0:
+        return sym
+    return (255 - (255 - sym.astype(np.float32)) * contrast).astype(sym.dtype)
 
 
 def _damage_code(sym: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -356,7 +364,8 @@ class LineSimulator:
             "cartons": self._render_carton,
         }
         canvas = self._bg.copy()
-        boxes, code_bbox, printed = fn[self.scenario](canvas, defect, gs1, rng)
+        drift = drift_at(self.cfg.process_drift, i)
+        boxes, code_bbox, printed = fn[self.scenario](canvas, defect, gs1, rng, drift)
         img = self._finish(canvas, rng, light)
         H, W = self.cfg.height, self.cfg.width
         sx, sy = W / BASE_W, H / BASE_H
@@ -398,6 +407,8 @@ class LineSimulator:
             "t": round(i * 60.0 / self.cfg.rate_per_min, 4),
             "encoder": self._encoder(i, rng),
         }
+        if self.cfg.process_drift:
+            truth["drift"] = {k: round(v, 5) for k, v in drift.items()}
         if dup_of is not None:
             truth["duplicate_of"] = f"{self.scenario}-{self.cfg.seed}-{dup_of:06d}"
         return img, truth
@@ -528,7 +539,7 @@ class LineSimulator:
         self._v_stop = stop
         self._v_stop_mask = np.repeat((smask > 0)[..., None], 3, 2)
 
-    def _render_vial(self, canvas, defect, gs1, rng):
+    def _render_vial(self, canvas, defect, gs1, rng, drift):
         W, H = self._VW, self._VH
         x0 = 200 + int(rng.integers(-28, 29))
         y0 = 10 + int(rng.integers(-6, 7))
@@ -536,6 +547,9 @@ class LineSimulator:
         p = canvas[y0 : y0 + H, x0 : x0 + W].copy()
         v = self._v_empty.copy()
         level = self._NOMINAL_FILL + int(rng.integers(-3, 4))
+        if drift.get("fill_level"):  # mm of liquid height -> rows (the tool scales by width)
+            ix0, ix1 = self._v_interior_x
+            level -= round(drift["fill_level"] * (ix1 - ix0) / 22.0)
         if defect == "low_fill":
             level = int(rng.integers(195, 223))
         v[level + 4 :] = self._v_full[level + 4 :]
@@ -562,6 +576,7 @@ class LineSimulator:
             sym = _module_image(gs1data.hri(gs1), 3)
             if defect == "damaged_code":
                 sym = _damage_code(sym, rng)
+            sym = _fade(sym, contrast_factor(drift))
             sh, sw = sym.shape
             cy = 48
             lab[cy : cy + sh, 10 : 10 + sw] = (
@@ -593,6 +608,12 @@ class LineSimulator:
             np.copyto(cp, self._v_stop, where=self._v_stop_mask)
         else:
             spr, msk = self._v_cap, self._v_cap_mask
+            if defect != "cap_tilt" and drift.get("cap_tilt"):  # the capper losing torque
+                tilt = float(drift["cap_tilt"])
+                piv = (self._VCX - cx0 + 48 * np.sign(tilt), 80 - cy0)
+                m = cv2.getRotationMatrix2D(piv, tilt, 1.0)
+                spr = cv2.warpAffine(spr, m, (cx1 - cx0, cy1 - cy0), flags=cv2.INTER_LINEAR)
+                msk = cv2.warpAffine(msk, m, (cx1 - cx0, cy1 - cy0), flags=cv2.INTER_NEAREST)
             if defect == "cap_tilt":
                 tilt = float(rng.uniform(7, 15)) * (1 if rng.random() < 0.5 else -1)
                 piv = (self._VCX - cx0 + 48 * np.sign(tilt), 80 - cy0)
@@ -742,7 +763,7 @@ class LineSimulator:
         self._b_tabs["capsule"] = (cap_img, cap_m)
         self._b_score = np.abs(xx) < 1.0
 
-    def _render_blister(self, canvas, defect, gs1, rng):
+    def _render_blister(self, canvas, defect, gs1, rng, drift):
         W, H = self._b_patch
         x0 = (BASE_W - W) // 2 + int(rng.integers(-10, 11))
         y0 = (BASE_H - H) // 2 + int(rng.integers(-25, 26))
@@ -864,7 +885,7 @@ class LineSimulator:
         self._k_mask3 = np.repeat((m > 0)[..., None], 3, 2)
         self._k_patch = (W, H)
 
-    def _render_carton(self, canvas, defect, gs1, rng):
+    def _render_carton(self, canvas, defect, gs1, rng, drift):
         W, H = self._k_patch
         x0 = (BASE_W - W) // 2 + int(rng.integers(-25, 26))
         y0 = (BASE_H - H) // 2 + int(rng.integers(-18, 19))
@@ -880,6 +901,7 @@ class LineSimulator:
             sym = _module_image(gs1data.hri(gs1), 4)
             if defect == "damaged_code":
                 sym = _damage_code(sym, rng)
+            sym = _fade(sym, contrast_factor(drift))
             sh, sw = sym.shape
             cx, cy = px + 10, py + (ph - sh) // 2
             p[cy : cy + sh, cx : cx + sw] = (sym[..., None] * 0.9).astype(np.uint8) + 12

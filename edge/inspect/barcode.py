@@ -384,6 +384,7 @@ class BarcodeTool(Tool):
 
     type_key: ClassVar[str] = "barcode"
     version: ClassVar[str] = "1.0"
+    measures: ClassVar[dict[str, str]] = {"scan_grade": "grade 0-4", "symbol_contrast": "ratio"}
 
     class Params(ToolParams):
         symbologies: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLOGIES))
@@ -508,11 +509,18 @@ class BarcodeTool(Tool):
             reads = self.read(grey, ctx)
         except BadImage as exc:
             return self.result(findings=[self.finding(Reason.IMAGE_ERROR.value, str(exc))])
-        findings, codes = self.evaluate(reads, ctx, grey)
-        return self.result(findings=findings, codes=codes)
+        measured: dict[str, float] = {}
+        findings, codes = self.evaluate(reads, ctx, grey, measured)
+        r = self.result(findings=findings, codes=codes)
+        r.measurements = measured
+        return r
 
     def evaluate(
-        self, reads: list[Decoded], ctx: ToolContext, grey: np.ndarray | None = None
+        self,
+        reads: list[Decoded],
+        ctx: ToolContext,
+        grey: np.ndarray | None = None,
+        measured: dict[str, float] | None = None,
     ) -> tuple[list[Finding], list[CodeRead]]:
         """Every check on what was read: count, grade, GS1 content, batch, serial, OCV.
 
@@ -532,7 +540,7 @@ class BarcodeTool(Tool):
             )
             codes.append(code)
             if grey is not None:
-                self._grade(grey, d, code, ctx, findings)
+                self._grade(grey, d, code, ctx, findings, measured)
             data = self._interpret(d)
             if data is not None:
                 code.gs1 = dict(data.ais)
@@ -574,6 +582,7 @@ class BarcodeTool(Tool):
         code: CodeRead,
         ctx: ToolContext,
         findings: list[Finding],
+        measured: dict[str, float] | None = None,
     ) -> None:
         if d.corners is None:
             return
@@ -581,6 +590,11 @@ class BarcodeTool(Tool):
         if g is None:
             return
         code.grade = g.overall
+        if measured is not None:  # the worst code of the item sets the item's values
+            measured["scan_grade"] = min(g.overall, measured.get("scan_grade", 4.0))
+            if "SC" in g.params:
+                sc = round(float(g.params["SC"][0]), 4)
+                measured["symbol_contrast"] = min(sc, measured.get("symbol_contrast", 1.0))
         batch = ctx.batch.id or ctx.batch.lot if ctx.batch else None
         self.trend.add(batch or "-", g.overall)
         if g.overall < self.p.min_grade:

@@ -66,6 +66,8 @@ class Tool:
     type_key: ClassVar[str] = ""
     version: ClassVar[str] = "0"
     Params: ClassVar[type[ToolParams]] = ToolParams
+    #: what the tool measures on every item it can measure: name -> unit (for SPC and historians)
+    measures: ClassVar[dict[str, str]] = {}
 
     def __init__(self, name: str, params: ToolParams, services: Services):
         self.name = name

@@ -73,6 +73,7 @@ def compensate_light(image: np.ndarray, reference: float) -> tuple[np.ndarray, f
 
 class DefectTool(Tool):
     type_key: ClassVar[str] = "defects"
+    measures: ClassVar[dict[str, str]] = {"defect_score_max": "score 0-1"}
     version: ClassVar[str] = "2"  # 2: lamp-ageing compensation, LIGHTING
     Params: ClassVar[type[ToolParams]] = DefectParams
 
@@ -158,7 +159,11 @@ class DefectTool(Tool):
             for d in dets
             if d["cls"] in self.report
         ]
-        return self.result(findings=findings, model=dict(self.model_info))
+        r = self.result(findings=findings, model=dict(self.model_info))
+        r.measurements = {
+            "defect_score_max": round(max((d["score"] for d in dets), default=0.0), 4)
+        }
+        return r
 
     def close(self) -> None:
         self.backend.close()

@@ -68,6 +68,7 @@ class GlassTool(_MeasureTool):
     type_key = "glass"
     version = "1.0"
     Params = GlassParams
+    measures = {"glass_residue_max": "ratio"}
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -120,7 +121,7 @@ class GlassTool(_MeasureTool):
         bg = cv2.blur(gray, (k, k))
         return res.astype(np.float32) / np.maximum(bg.astype(np.float32), 8.0)
 
-    def measure(self, image: np.ndarray) -> list[Finding]:
+    def measure(self, image: np.ndarray, values: dict[str, float]) -> list[Finding]:
         p: GlassParams = self.params  # type: ignore[assignment]
         found = self._regions(image)
         if isinstance(found, str):
@@ -138,6 +139,8 @@ class GlassTool(_MeasureTool):
             inner = (slice(by - ay0, by - ay0 + bh), slice(bx - ax0, bx - ax0 + bw))
             dark = self._residues(win, True)[inner]
             bright = self._residues(win, False)[inner]
+            peak = float(max(dark.max(initial=0.0), bright.max(initial=0.0)))
+            values["glass_residue_max"] = max(peak, values.get("glass_residue_max", 0.0))
             findings += self._classify(dark, bright, bx, by)
         return findings
 

@@ -41,9 +41,13 @@ class _MeasureTool(Tool):
         why = check_image(image)
         if why is not None:
             return self.result([self.finding("IMAGE_ERROR", why)])
-        return self.result(self.measure(image))
+        values: dict[str, float] = {}
+        r = self.result(self.measure(image, values))
+        r.measurements = {k: round(float(v), 4) for k, v in values.items()}
+        return r
 
-    def measure(self, image: np.ndarray) -> list[Finding]:
+    def measure(self, image: np.ndarray, values: dict[str, float]) -> list[Finding]:
+        """The findings; what was measured goes into `values` (names from `measures`)."""
         raise NotImplementedError
 
 
@@ -151,13 +155,15 @@ class FillLevelTool(_MeasureTool):
 
     type_key = "fill_level"
     Params = FillParams
+    measures = {"fill_level_mm": "mm"}
 
-    def measure(self, image: np.ndarray) -> list[Finding]:
+    def measure(self, image: np.ndarray, values: dict[str, float]) -> list[Finding]:
         p: FillParams = self.params  # type: ignore[assignment]
         v = locate_vial(image, p)
         if v is None:
             return [self.finding("NO_PRODUCT", "no vial (liquid column) in view")]
         level = (v.bottom - v.top) / max(1, v.width) * p.inner_diameter_mm
+        values["fill_level_mm"] = level
         if level < p.min_level_mm:
             return [
                 self.finding(
@@ -199,8 +205,9 @@ class CapTool(_MeasureTool):
 
     type_key = "cap"
     Params = CapParams
+    measures = {"cap_tilt_deg": "deg", "cap_area_px": "px"}
 
-    def measure(self, image: np.ndarray) -> list[Finding]:
+    def measure(self, image: np.ndarray, values: dict[str, float]) -> list[Finding]:
         p: CapParams = self.params  # type: ignore[assignment]
         v = locate_vial(image, p)
         if v is None:
@@ -214,15 +221,18 @@ class CapTool(_MeasureTool):
         win = (v.x0, v.oy + round(y0 / s), v.width, round((y1 - y0) / s))
         hsv = v.hsv[y0:y1, x0:x1]
         if hsv.size == 0:
+            values["cap_area_px"] = 0.0
             return [self.finding("MISSING_CAP", "no room above the liquid", bbox=win)]
         lo = (p.cap_hue[0], p.cap_min_saturation, p.min_value)
         m = cv2.inRange(hsv, lo, (p.cap_hue[1], 255, 255))
         m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
         n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
         if n <= 1:
+            values["cap_area_px"] = 0.0
             return [self.finding("MISSING_CAP", "no cap colour above the vial", bbox=win)]
         k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         area = stats[k, cv2.CC_STAT_AREA] / (s * s)
+        values["cap_area_px"] = area
         if area < p.min_cap_area_px:
             return [
                 self.finding(
@@ -234,6 +244,7 @@ class CapTool(_MeasureTool):
             ]
         pts = np.column_stack(np.nonzero(lab == k)[::-1]).astype(np.float32)
         angle = _long_side_angle(cv2.minAreaRect(pts))
+        values["cap_tilt_deg"] = angle
         bx, by, bw, bh = stats[k, :4]
         box = (
             v.ox + round((x0 + bx) / s),
@@ -258,8 +269,9 @@ class LabelTool(_MeasureTool):
 
     type_key = "label"
     Params = LabelParams
+    measures = {"label_coverage": "ratio"}
 
-    def measure(self, image: np.ndarray) -> list[Finding]:
+    def measure(self, image: np.ndarray, values: dict[str, float]) -> list[Finding]:
         p: LabelParams = self.params  # type: ignore[assignment]
         v = locate_vial(image, p)
         if v is None:
@@ -272,6 +284,7 @@ class LabelTool(_MeasureTool):
                 self.finding("MISSING_LABEL", "liquid column too short to hold a label", bbox=v.box)
             ]
         coverage = float((v.rows[r0:r1] < p.row_fraction).mean())
+        values["label_coverage"] = coverage
         if coverage < p.min_coverage:
             return [
                 self.finding(
@@ -313,6 +326,7 @@ class PocketTool(_MeasureTool):
 
     type_key = "pockets"
     Params = PocketParams
+    measures = {"pocket_fill_min": "ratio", "pocket_saturation_max": "0-255"}
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -367,7 +381,7 @@ class PocketTool(_MeasureTool):
         dst = np.float32([origin, origin + ux, origin + uy])
         return cv2.getAffineTransform(src, dst)
 
-    def measure(self, image: np.ndarray) -> list[Finding]:
+    def measure(self, image: np.ndarray, values: dict[str, float]) -> list[Finding]:
         p: PocketParams = self.params  # type: ignore[assignment]
         m = self._card(image)
         if m is None:
@@ -395,11 +409,15 @@ class PocketTool(_MeasureTool):
             obj = ((pv > p.brightness_ratio * ref) | (ps > p.max_saturation)) & self._disc
             area = float(obj.sum())
             ratio = area / self._expected
+            values["pocket_fill_min"] = min(ratio, values.get("pocket_fill_min", ratio))
             box = self._pocket_box(m, cx, cy)
             if ratio < p.empty_ratio:
                 findings.append(self.finding("EMPTY_POCKET", "no tablet", value=ratio, bbox=box))
                 continue
             mean_sat = float(ps[obj].mean())
+            values["pocket_saturation_max"] = max(
+                mean_sat, values.get("pocket_saturation_max", mean_sat)
+            )
             if mean_sat > p.max_saturation:
                 findings.append(
                     self.finding(

@@ -26,6 +26,17 @@ def tool_class(type_key: str) -> type[Tool]:
     return plugins.load("tool", TOOLS, type_key)
 
 
+def measurement_units() -> dict[str, str]:
+    """Every measurement name a registered tool can report, with its unit."""
+    units: dict[str, str] = {}
+    for key in TOOLS:
+        try:
+            units.update(tool_class(key).measures)
+        except plugins.PluginError:  # a tool whose library is not installed measures nothing here
+            continue
+    return units
+
+
 def validate_tool_spec(spec: ToolSpec) -> None:
     """Raise ValueError naming the tool when its parameters do not fit its model."""
     from pydantic import ValidationError

@@ -114,6 +114,17 @@ class _StatusCollector(Collector):
             if name.startswith("plc"):
                 plc_rtt = find_number(st, *PLC_RTT_KEYS)
         yield up
+        spc = component(app, "spc")
+        if spc is not None:
+            st = safe_status(spc)
+            dev = CounterMetricFamily(
+                "edge_spc_deviations",
+                "process-control deviation alerts in this batch, by measurement",
+                labels=["measure"],
+            )
+            for measure, n in sorted((st.get("by_measure") or {}).items()):
+                dev.add_metric([measure], n)
+            yield dev
         if commands is not None:
             yield from _command_metrics(commands)
         db_depth, db_age = self.m.outbox_from_db()

@@ -31,6 +31,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge import __version__
+from edge.inspect.registry import measurement_units
 from edge.publish.broker_check import IdentityCheck
 from edge.publish.commands import CommandHandler
 from edge.publish.encoding import make_encoding
@@ -46,6 +47,7 @@ STATUS_SCHEMA, COUNTERS_SCHEMA, ALARM_SCHEMA = (
     "edge-inspect/counters",
     "edge-inspect/alarm",
 )
+MEASUREMENTS_SCHEMA, DEVIATION_SCHEMA = "edge-inspect/measurements", "edge-inspect/deviation"
 
 
 def _now() -> str:
@@ -96,7 +98,8 @@ class MqttPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._state_msg: dict[str, Any] | None = None
-        self._alarm_q: deque[dict[str, Any]] = deque(maxlen=1000)
+        self._alarm_q: deque[Any] = deque(maxlen=1000)  # alarms, and (kind, message) pairs
+        self._units = measurement_units()
         self._cmd_q: queue.Queue[Any] = queue.Queue(100)
         self._threads: list[threading.Thread] = []
         self._subs: list[Any] = []
@@ -158,7 +161,10 @@ class MqttPublisher:
         self.policy.warn_at_start()
         bus = self.pipeline.bus
         self._subs.append(bus.subscribe("verdict", lambda *_: self._wake.set(), name="mqtt-wake"))
-        self._subs.append(bus.subscribe(["alarm", "state"], self._on_bus, name="mqtt-events"))
+        self._subs.append(
+            bus.subscribe(["alarm", "state", "deviation"], self._on_bus, name="mqtt-events")
+        )
+        self._subs.append(bus.subscribe("verdict", self._on_measured, name="mqtt-measurements"))
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self.client.loop_start()
         for target, nm in ((self._forward, "mqtt-forward"), (self._command_loop, "mqtt-commands")):
@@ -401,11 +407,41 @@ class MqttPublisher:
             }
             self._alarm_q.append(msg)
             self._wake.set()
+        elif topic == "deviation":  # a process-control alert: QoS 1, queued like alarms
+            msg = {"schema": DEVIATION_SCHEMA, "version": 1, "station": self.station.id, **ev}
+            self._alarm_q.append(("deviation", msg))
+            self._wake.set()
+
+    def _on_measured(self, _topic: str, item: Any) -> None:
+        """Every item's measurements for a historian (QoS 0, not stored and forwarded: the
+        durable copy is in the item's `result` message)."""
+        m = item.measurements
+        if not m or not self.connected:
+            return
+        msg = {
+            "schema": MEASUREMENTS_SCHEMA,
+            "version": 1,
+            "station": self.station.id,
+            "id": item.id,
+            "item_seq": item.seq,
+            "batch": item.batch,
+            "recipe": item.recipe,
+            "time": _now(),
+            "verdict": item.verdict.value,
+            "measurements": m,
+            "units": {k: self._units.get(k.rsplit(".", 1)[-1], "") for k in m},
+        }
+        self.client.publish(
+            self.enc.topic("measurements"), self.enc.encode("measurements", msg), qos=0
+        )
 
     def _flush_alarms(self) -> None:
         while self._alarm_q and self.connected:
             msg = self._alarm_q.popleft()
-            self.client.publish(self.enc.topic("alarm"), self.enc.encode("alarm", msg), qos=1)
+            kind = "alarm"
+            if isinstance(msg, tuple):
+                kind, msg = msg
+            self.client.publish(self.enc.topic(kind), self.enc.encode(kind, msg), qos=1)
 
     def _publish_counters(self) -> None:
         s = self.pipeline.stats.snapshot()

@@ -138,6 +138,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX alarm_log_raised ON alarm_log(raised_utc);
     """,
+    # 4: every item's measurements (pass or reject) and the deviation records of process control
+    """
+    ALTER TABLE items ADD COLUMN measurements TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE deviations (
+        id INTEGER PRIMARY KEY,
+        batch_id TEXT,
+        opened_utc REAL NOT NULL,
+        measure TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        item_index INTEGER NOT NULL,
+        since_index INTEGER NOT NULL,
+        value REAL NOT NULL,
+        lcl REAL NOT NULL,
+        ucl REAL NOT NULL,
+        centre REAL NOT NULL,
+        cause TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'open'
+            CHECK (state IN ('open', 'acknowledged', 'investigated', 'closed')),
+        acked_by TEXT,
+        acked_utc REAL,
+        root_cause TEXT,
+        corrective_action TEXT,
+        closed_by TEXT,
+        closed_utc REAL
+    );
+    CREATE INDEX deviations_batch ON deviations(batch_id, id);
+    """,
 ]
 
 
@@ -199,10 +228,10 @@ class Database:
         conn.executemany(
             """INSERT INTO items (seq, id, batch_id, recipe, trigger_utc, final_utc, latency_ms,
                    encoder, verdict, reasons, findings, codes, tools, models, image_sha256,
-                   source_name)
+                   source_name, measurements)
                VALUES (:seq, :id, :batch_id, :recipe, :trigger_utc, :final_utc, :latency_ms,
                    :encoder, :verdict, :reasons, :findings, :codes, :tools, :models,
-                   :image_sha256, :source_name)""",
+                   :image_sha256, :source_name, :measurements)""",
             [_encode_row(r) for r in rows],
         )
         seqs: list[int] = []
@@ -263,13 +292,15 @@ class Database:
         return dict(row) if row else None
 
 
-_JSON_COLS = ("reasons", "findings", "codes", "tools", "models")
+_JSON_COLS = ("reasons", "findings", "codes", "tools", "models", "measurements")
+_JSON_OBJECTS = ("tools", "measurements")  # the others are lists
 
 
 def _encode_row(r: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in r.items() if k != "message"}
     for k in _JSON_COLS:
-        out[k] = json.dumps(out.get(k) or ([] if k != "tools" else {}), separators=(",", ":"))
+        empty: Any = {} if k in _JSON_OBJECTS else []
+        out[k] = json.dumps(out.get(k) or empty, separators=(",", ":"))
     return out
 
 

@@ -178,6 +178,7 @@ def nav_for(role: str | None) -> list[tuple[str, str]]:
         ("/tech/train", "Training", TECH),
         ("/models", "Models", MODELS_VIEW),
         ("/reports", "Reports", REPORTS_VIEW),
+        ("/deviations", "Deviations", REPORTS_VIEW),
         ("/qa/audit", "Audit", QA),
         ("/admin/users", "Users", ADMIN),
     ]

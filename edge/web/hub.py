@@ -159,6 +159,7 @@ class Hub:
             "rejects": rejects,
             "grades": grades,
             "alarms": [a.to_dict() for a in p.alarms.active()],
+            "deviations": _open_deviations(p, b.id if b else None),
             "jobs": jobs,
             "web_dropped": self.sub.dropped,
         }
@@ -184,3 +185,19 @@ class Hub:
 
     def close(self) -> None:
         self.closed = True
+
+
+def _open_deviations(pipeline: Any, batch: str | None) -> list[dict[str, Any]]:
+    """The batch's deviations not yet investigated, newest first (for the HMI)."""
+    if batch is None:
+        return []
+    try:
+        rows = pipeline.db.conn.execute(
+            "SELECT id, measure, rule, item_id, item_index, since_index, value, lcl, ucl, cause,"
+            " action, state, acked_by FROM deviations WHERE batch_id = ?"
+            " AND state IN ('open', 'acknowledged') ORDER BY id DESC LIMIT 5",
+            (batch,),
+        ).fetchall()
+    except Exception:  # an older database, or a busy one: the HMI shows the rest
+        return []
+    return [dict(r) for r in rows]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from edge.batch_ids import is_safe, lot_slug
 from edge.store import csv_safe
 from edge.store.alarm_log import AlarmLog
+from edge.store.deviations import Deviations
 from edge.web.auth import Session
 from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require, signatures_for
 
@@ -96,6 +97,10 @@ def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
         },
         "models": [json.loads(m) for m in models],
         "alarms": alarms,
+        "deviations": [
+            {**d, "opened": _iso(d["opened_utc"]), "closed": _iso(d["closed_utc"])}
+            for d in Deviations(ctx.pipeline.db).list(batch=batch_id)
+        ],
         "audit": entries,
         "signatures": signatures_for(ctx, f"batch:{batch_id}"),
         "generated": _iso(dt.datetime.now(dt.timezone.utc).timestamp()),
@@ -134,6 +139,15 @@ def report_csv(rep: dict[str, Any]) -> str:
                 "alarm",
                 a["code"],
                 f"{a['raised']} {a['message']} cleared={a['cleared']} acked_by={a['acked_by']}",
+            ]
+        )
+    for d in rep.get("deviations", []):
+        w.writerow(
+            [
+                "deviation",
+                d["measure"],
+                f"{d['opened']} {d['rule']} item={d['item_id']} state={d['state']} "
+                f"root_cause={d['root_cause'] or ''} closed_by={d['closed_by'] or ''}",
             ]
         )
     for e in rep["audit"]:

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from edge.store.audit import AuditTrail
-from edge.web import admin, errors, hmi, login, reports, technician, uploads
+from edge.web import admin, deviations, errors, hmi, login, reports, technician, uploads
 from edge.web.auth import Session, Sessions, UserStore
 from edge.web.deps import ALL_ROLES, HOME, LoginRequired, WebContext, require
 from edge.web.hub import Hub
@@ -83,6 +83,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     app.include_router(technician.router)
     app.include_router(uploads.router)
     app.include_router(reports.router)
+    app.include_router(deviations.router)
     app.include_router(admin.router)
     if ops is not None:  # the web UI in its own process asks the line for these
         app.include_router(ops)

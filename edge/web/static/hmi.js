@@ -66,6 +66,7 @@
     const rs = $("reasons"); rs.replaceChildren();
     for (const [r, n] of Object.entries(st.by_reason || {}).slice(0, 5)) rs.append(EI.el("li", {}, EI.el("span", {}, r), EI.el("b", {}, String(n))));
     renderAlarms(s.alarms || []);
+    renderDeviations(s.deviations || []);
     renderRejects(s.rejects || []);
     renderGrades(s.grades || []);
     renderJobs(s.jobs || []);
@@ -83,6 +84,25 @@
       if (canAck && !a.acked_by) row.append(EI.el("button", { class: "btn ack", type: "button", onclick: () => ack(a.code) }, "ACK"));
       box.append(row);
     }
+  }
+  let devKey = "";
+  function renderDeviations(devs) {
+    const key = devs.map((d) => d.id + d.state).join(",");
+    if (key === devKey) return;
+    devKey = key;
+    const box = $("deviations"); box.replaceChildren();
+    for (const d of devs) {
+      const row = EI.el("div", { class: "deviation" + (d.acked_by ? " acked" : ""), "data-id": String(d.id) },
+        EI.el("div", { class: "msg" }, EI.el("b", {}, "Deviation " + d.measure), " ", d.rule + " since item " + d.since_index,
+          EI.el("small", {}, " " + (d.cause || "")), EI.el("small", {}, " → " + (d.action || ""))),
+        EI.el("img", { src: "/api/line/deviations/" + d.id + "/chart.svg", alt: "control chart of " + d.measure, class: "spc-chart" }));
+      if (canAck && !d.acked_by) row.append(EI.el("button", { class: "btn ack", type: "button", onclick: () => ackDeviation(d.id) }, "ACK"));
+      box.append(row);
+    }
+  }
+  async function ackDeviation(id) {
+    try { await EI.api("POST", "/api/line/deviations/" + id + "/ack", {}); EI.toast("Deviation " + id + " acknowledged"); }
+    catch (e) { EI.toast(e.message, true); }
   }
   async function ack(code) {
     try { await EI.api("POST", "/api/line/alarms/" + encodeURIComponent(code) + "/ack", {}); EI.toast("Alarm " + code + " acknowledged"); }

@@ -93,6 +93,24 @@
     signing = { url: "/api/reports/" + $("report").dataset.batch + "/sign" };
     $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
   });
+  const devs = $("deviation-list");
+  if (devs) {
+    devs.addEventListener("submit", async (ev) => {
+      const f = ev.target.closest("form.investigate"); if (!f) return;
+      ev.preventDefault();
+      try {
+        await EI.api("POST", "/api/deviations/" + f.dataset.id + "/investigate",
+          { root_cause: f.root_cause.value, corrective_action: f.corrective_action.value });
+        EI.toast("Investigation recorded"); setTimeout(() => location.reload(), 400);
+      } catch (e) { EI.toast(e.message, true); }
+    });
+    devs.addEventListener("click", (ev) => {
+      const b = ev.target.closest(".close-deviation"); if (!b) return;
+      signing = { url: "/api/qa/deviations/" + b.dataset.id + "/close" };
+      $("sign-what").textContent = "Close deviation #" + b.dataset.id;
+      $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
+    });
+  }
   const fs = $("form-sign");
   if (fs) fs.addEventListener("submit", async (ev) => {
     ev.preventDefault();
