@@ -187,23 +187,23 @@ class CapParams(VialParams):
     search_above_px: int = Field(200, gt=0, description="how far above the meniscus to look")
 
 
-def _long_side_angle(rect: tuple) -> float:
-    """Angle of a rotated rectangle's long side from horizontal, in -90..90 degrees."""
-    pts = cv2.boxPoints(rect)
-    e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
-    e = e1 if np.hypot(*e1) >= np.hypot(*e2) else e2
-    a = float(np.degrees(np.arctan2(e[1], e[0])))
-    if a > 90:
-        a -= 180
-    elif a <= -90:
-        a += 180
-    return a
+def _orientation(mo: dict) -> float:
+    """Angle of a blob's long axis from horizontal, in -90..90 degrees (image y down).
+
+    From the second central moments, so it varies continuously with the blob: a rotated
+    rectangle's bounding fit (minAreaRect) jumps between 0 and atan(1 / width) on pixel
+    masks, too coarse to chart a capper drifting by tenths of a degree.
+    """
+    if mo["m00"] <= 0:
+        return 0.0
+    return float(np.degrees(0.5 * np.arctan2(2 * mo["mu11"], mo["mu20"] - mo["mu02"])))
 
 
 class CapTool(_MeasureTool):
     """Flip-off cap presence (its colour above the liquid) and tilt (its long axis)."""
 
     type_key = "cap"
+    version = "1.1"  # 1.1: tilt from the blob's moments (continuous), was its bounding fit
     Params = CapParams
     measures = {"cap_tilt_deg": "deg", "cap_area_px": "px"}
 
@@ -242,8 +242,7 @@ class CapTool(_MeasureTool):
                     bbox=win,
                 )
             ]
-        pts = np.column_stack(np.nonzero(lab == k)[::-1]).astype(np.float32)
-        angle = _long_side_angle(cv2.minAreaRect(pts))
+        angle = _orientation(cv2.moments((lab == k).astype(np.uint8), binaryImage=True))
         values["cap_tilt_deg"] = angle
         bx, by, bw, bh = stats[k, :4]
         box = (
