@@ -77,7 +77,9 @@ class Reason(str, Enum):
     LOW_GRADE = "LOW_GRADE"
     # appended later (numbers are append-only)
     LIGHTING = "LIGHTING"  # the frame is too dark for a tool to vouch for it (lamp ageing)
-    NOT_RECORDED = "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    NOT_RECORDED = (
+        "NOT_RECORDED"  # the recorder could not keep up or write: nothing unrecorded passes
+    )
     ANOMALY = "ANOMALY"  # a region scores outside what the good-only model learned
     MISSING_VIEW = "MISSING_VIEW"  # a configured camera view of the item did not arrive in time
     OCV_MISMATCH = "OCV_MISMATCH"  # a printed human-readable field reads differently
@@ -101,6 +103,9 @@ class Finding:
     bbox: tuple[int, int, int, int] | None = None  # x, y, w, h in image pixels
     severity: Severity | None = None  # filled by the decision from the recipe
     action: Action | None = None
+    #: tool-specific facts a person needs to judge the finding (JSON-serialisable), e.g. the
+    #: OCV tool's field, expected and read text and per-character confidence
+    detail: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"tool": self.tool, "code": self.code}
@@ -116,6 +121,8 @@ class Finding:
             d["severity"] = self.severity.value
         if self.action is not None:
             d["action"] = self.action.value
+        if self.detail:
+            d["detail"] = self.detail
         return d
 
 

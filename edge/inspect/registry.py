@@ -18,6 +18,7 @@ TOOLS: dict[str, str] = {
     "barcode": "edge.inspect.barcode:BarcodeTool",
     "defects": "edge.inspect.defects:DefectTool",
     "glass": "edge.inspect.glass:GlassTool",
+    "ocv": "edge.inspect.ocv:OcvTool",
 }
 
 
