@@ -39,10 +39,70 @@ class OcrUnavailable(RuntimeError):
 class LineRead:
     text: str
     conf: list[float] = field(default_factory=list)  # one per character of `text`
+    #: per-step class probabilities (CTC engines) and the class of each character, so that
+    #: an expected string can be aligned to what the network saw (`support`)
+    probs: np.ndarray | None = None
+    classes: dict[str, int] | None = None
 
     @property
     def min_conf(self) -> float:
         return min(self.conf) if self.conf else 0.0
+
+    def support(self, expected: str) -> list[float] | None:
+        """How strongly the image shows each character of `expected` (spaces ignored).
+
+        The best CTC alignment (Viterbi) of `expected` to the network's steps; each
+        character's support is its highest probability over the steps aligned to it. A
+        character the print lacks, or that reads as another, gets a low support; a clean
+        print of exactly `expected` gets high support everywhere. None: the engine gives no
+        step probabilities, or a character is outside the line's alphabet.
+        """
+        if self.probs is None or self.classes is None:
+            return None
+        want = expected.replace(" ", "")
+        try:
+            lab = [self.classes[c] for c in want]
+        except KeyError:
+            return None
+        return ctc_support(self.probs, lab)
+
+
+def ctc_support(probs: np.ndarray, labels: list[int]) -> list[float]:
+    """Per-label support of the best CTC path of `labels` (blank = class 0) through `probs`."""
+    n = len(labels)
+    if n == 0:
+        return []
+    steps = probs.shape[0]
+    ext = np.zeros(2 * n + 1, np.int64)
+    ext[1::2] = labels
+    lp = np.log(np.maximum(probs[:, ext], 1e-12))  # T x S
+    s_len = len(ext)
+    # a label state may skip the blank before it unless it repeats the previous label
+    skip = np.zeros(s_len, bool)
+    for k in range(1, n):
+        skip[2 * k + 1] = labels[k] != labels[k - 1]
+    neg = -1e30
+    score = np.full(s_len, neg)
+    score[0], score[1] = lp[0, 0], lp[0, 1]
+    back = np.zeros((steps, s_len), np.int8)  # 0 stay, 1 from s-1, 2 from s-2
+    for t in range(1, steps):
+        stay = score
+        one = np.concatenate(([neg], score[:-1]))
+        two = np.where(skip, np.concatenate(([neg, neg], score[:-2])), neg)
+        choice = np.argmax(np.stack([stay, one, two]), axis=0)
+        score = np.choose(choice, [stay, one, two]) + lp[t]
+        back[t] = choice
+    end = s_len - 1 if score[-1] >= score[-2] else s_len - 2
+    if score[end] <= neg / 2:  # too few steps for the string: it cannot be there
+        return [0.0] * n
+    best = np.zeros(n)
+    s = end
+    for t in range(steps - 1, -1, -1):
+        if s % 2 == 1:
+            k = s // 2
+            best[k] = max(best[k], float(np.exp(lp[t, s])))
+        s -= int(back[t, s])
+    return [round(float(v), 4) for v in best]
 
 
 class Recognizer(Protocol):
@@ -76,9 +136,14 @@ class PaddleRecognizer:
     """PP-OCRv4 line recognition on ONNX Runtime with an alphabet-restricted CTC decode."""
 
     name: ClassVar[str] = "paddle"
-    HEIGHT: ClassVar[int] = 48
 
-    def __init__(self, alphabet: str = DEFAULT_ALPHABET, threads: int = 1):
+    def __init__(
+        self,
+        alphabet: str = DEFAULT_ALPHABET,
+        threads: int = 1,
+        height: int = 48,
+        stretch: float = 1.0,
+    ):
         import onnx
         import onnxruntime as ort
         from onnx import numpy_helper
@@ -92,6 +157,7 @@ class PaddleRecognizer:
         if missing:
             raise OcrUnavailable(f"characters {sorted(missing)} unknown to the PP-OCR model")
         self.chars = [chars[i] for i in keep]
+        self.classes = {c: i for i, c in enumerate(self.chars) if i > 0}
         # The classifier's last layer is cut to the alphabet in memory (the file is not
         # touched): the softmax over the kept classes is exactly the full softmax
         # renormalised over them, and the 6,625-class projection was a large share of the
@@ -114,49 +180,56 @@ class PaddleRecognizer:
         )
         self.input = self.session.get_inputs()[0].name
         self._lock = threading.Lock()  # one run at a time per session keeps the thread count
+        self._masks: dict[str, np.ndarray] = {}
+        self.height, self.stretch = height, stretch
 
-    def _batch(self, lines: list[np.ndarray]) -> np.ndarray:
-        h = self.HEIGHT
-        # widths as the network's 48-px input would have them: at 32 px high the characters
-        # are stretched sideways, which keeps enough CTC steps (one per 8 columns) per character
-        widths = [max(8, math.ceil(48 * ln.shape[1] / max(1, ln.shape[0]))) for ln in lines]
-        wmax = max(widths)
-        wmax = max(64, int(math.ceil(wmax / 8.0)) * 8)
-        out = np.zeros((len(lines), 3, h, wmax), np.float32)
-        for k, (ln, w) in enumerate(zip(lines, widths, strict=True)):
-            g = cv2.resize(ln, (min(w, wmax), h), interpolation=cv2.INTER_LINEAR)
-            x = g.astype(np.float32) / 127.5 - 1.0
-            out[k, :, :, : g.shape[1]] = x[None]
-            # PP-OCR pads with zeros (mid grey after normalisation), as rapidocr does
-        return out
+    def _input(self, line: np.ndarray) -> np.ndarray:
+        """One line as the network takes it: `height` rows, the width in proportion
+        (times `stretch`), values in -1..1, no padding (one run per line)."""
+        h = self.height
+        w = max(16, math.ceil(self.stretch * h * line.shape[1] / max(1, line.shape[0])))
+        g = cv2.resize(
+            line, (w, h), interpolation=cv2.INTER_AREA if w < line.shape[1] else cv2.INTER_LINEAR
+        )
+        x = g.astype(np.float32) / 127.5 - 1.0
+        return np.ascontiguousarray(np.broadcast_to(x[None, None], (1, 3, h, w)))
 
     def read_lines(
         self, lines: list[np.ndarray], alphabets: list[str] | None = None
     ) -> list[LineRead]:
-        if not lines:
-            return []
-        batch = self._batch(lines)
-        with self._lock:
-            probs = self.session.run(None, {self.input: batch})[0]  # N x T x len(alphabet)+1
-        if alphabets is not None:  # each line only what its field may contain
-            for k, a in enumerate(alphabets):
-                mask = np.array([c == "<blank>" or c in a for c in self.chars])
-                probs[k, :, ~mask] = 0.0
-            probs = probs / np.maximum(probs.sum(axis=2, keepdims=True), 1e-9)
-        best = probs.argmax(axis=2)
         out = []
-        for k in range(len(lines)):
-            idx, p = best[k], probs[k, np.arange(probs.shape[1]), best[k]]
-            text, conf, prev = [], [], 0
-            for t, j in enumerate(idx):
-                if j != 0 and j != prev:
-                    text.append(self.chars[j])
-                    conf.append(float(p[t]))
-                elif j != 0 and conf:  # the same character over several steps
-                    conf[-1] = max(conf[-1], float(p[t]))
-                prev = j
-            out.append(LineRead("".join(text), conf))
+        for k, line in enumerate(lines):
+            with self._lock:
+                probs = self.session.run(None, {self.input: self._input(line)})[0][0]  # T x C
+            if alphabets is not None:  # only what this line's field may contain
+                probs = probs * self._mask(alphabets[k])[None, :]
+                probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
+            out.append(self._decode(probs))
         return out
+
+    def _mask(self, alphabet: str) -> np.ndarray:
+        m = self._masks.get(alphabet)
+        if m is None:
+            m = np.array([c == "<blank>" or c in alphabet for c in self.chars], np.float32)
+            self._masks[alphabet] = m
+        return m
+
+    def _decode(self, probs: np.ndarray) -> LineRead:
+        """Greedy CTC: the best class per step, repeats merged, blanks dropped; a
+        character's confidence is its best step's probability."""
+        best = probs.argmax(axis=1)
+        p = probs[np.arange(len(best)), best]
+        text: list[str] = []
+        conf: list[float] = []
+        prev = 0
+        for t, j in enumerate(best):
+            if j != 0 and j != prev:
+                text.append(self.chars[j])
+                conf.append(float(p[t]))
+            elif j != 0 and conf:  # the same character over several steps
+                conf[-1] = max(conf[-1], float(p[t]))
+            prev = j
+        return LineRead("".join(text), conf, probs, self.classes)
 
 
 # --------------------------------------------------------------------------- tesseract

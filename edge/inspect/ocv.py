@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edge.domain import Finding, Reason, ToolResult
 from edge.inspect.barcode import BadImage, to_grey
 from edge.inspect.base import Services, Tool, ToolContext, ToolParams
-from edge.inspect.ocr import DEFAULT_ALPHABET, Recognizer, recognizer
+from edge.inspect.ocr import DEFAULT_ALPHABET, LineRead, Recognizer, recognizer
 from edge.inspect.ocv_fields import (
     BATCH_FIELDS,
     FIELD_AI,
@@ -101,6 +101,7 @@ class Line:
     x0: int
     x1: int
     contrast: float  # (paper - ink) / paper
+    ink: float  # the largest ink share of a character-sized window along the line
 
 
 class OcvTool(Tool):
@@ -127,8 +128,16 @@ class OcvTool(Tool):
         char_height: tuple[float, float] = Field(
             (0.06, 0.2), description="allowed line height (ink), code sides"
         )
-        min_contrast: float = Field(0.3, ge=0, le=1, description="(paper - ink) / paper")
-        min_char_conf: float = Field(0.5, ge=0, le=1, description="below this: PRINT_QUALITY")
+        min_contrast: float = Field(0.2, ge=0, le=1, description="(paper - ink) / paper")
+        min_support: float = Field(
+            0.01, ge=0, le=1, description="least probability of each expected character"
+        )
+        min_char_conf: float = Field(
+            0.5, ge=0, le=1, description="engines without step probabilities: PRINT_QUALITY"
+        )
+        max_ink: float = Field(
+            0.9, gt=0, le=1, description="ink share of a character cell above this: a blot"
+        )
         threads: int = Field(1, ge=1, le=8, description="OCR threads per inference")
         alphabet: str = DEFAULT_ALPHABET
 
@@ -234,7 +243,11 @@ class OcvTool(Tool):
                 continue
             level = float(np.percentile(band[inked], 20))
             local = float(np.percentile(band[~inked], 60))
-            out.append(Line(y0, y1, x0, x1, (local - level) / max(local, 1.0)))
+            # a blot is dark throughout (the black-hat only sees its rim): judge by grey level
+            cols = (band < (local + level) / 2).mean(axis=0)
+            cell = max(1, min(len(cols), round(0.8 * (y1 - y0 + 1))))
+            ink_share = float(np.convolve(cols, np.ones(cell) / cell, mode="valid").max())
+            out.append(Line(y0, y1, x0, x1, (local - level) / max(local, 1.0), ink_share))
         return out, paper
 
     # ---------------------------------------------------------------- expected
@@ -326,40 +339,65 @@ class OcvTool(Tool):
                 continue
             detail["expected"] = want
             detail["source"] = src[spec.field]
-            if not squeeze(rd.text):
-                findings.append(
-                    self.finding(
-                        Reason.OCV_NO_READ.value,
-                        f"{spec.field}: nothing read",
-                        bbox=box,
-                        detail=detail,
-                    )
-                )
-            elif squeeze(rd.text) != squeeze(want):
-                detail["differs"] = differing(want, rd.text)
-                findings.append(
-                    self.finding(
-                        Reason.OCV_MISMATCH.value,
-                        f"{spec.field}: printed {rd.text!r}, expected {want!r}",
-                        score=rd.min_conf,
-                        bbox=box,
-                        detail=detail,
-                    )
-                )
-            elif rd.min_conf < self.p.min_char_conf:
-                weak = [i for i, c in enumerate(rd.conf) if c < self.p.min_char_conf]
-                detail["differs"] = weak
-                findings.append(
-                    self.finding(
-                        Reason.PRINT_QUALITY.value,
-                        f"{spec.field}: character confidence {rd.min_conf:.2f} below "
-                        f"{self.p.min_char_conf:.2f}",
-                        score=rd.min_conf,
-                        bbox=box,
-                        detail=detail,
-                    )
-                )
+            f = self._verify(spec.field, want, rd, box, detail)
+            if f is not None:
+                findings.append(f)
         return self.result(findings=findings)
+
+    def _verify(
+        self, field: str, want: str, rd: LineRead, box: tuple[int, int, int, int], detail: dict
+    ) -> Finding | None:
+        """Does the line show `want`? None if so, else the finding that says why not.
+
+        With step probabilities (PP-OCR), the expected string is aligned to what the
+        network saw and every character must reach `min_support`: a missing, wrong or
+        smeared character scores about 0 there, while a clean print of the right text
+        passes even where the greedy reading confuses look-alikes (8/B, 0/Q) of this font.
+        Without them (tesseract), the reading must equal `want` at `min_char_conf`.
+        """
+        read = squeeze(rd.text)
+        support = rd.support(want)
+        if support is not None:
+            detail["support"] = support
+            weak = [i for i, v in enumerate(support) if v < self.p.min_support]
+            if not weak:
+                return None
+            detail["differs"] = sorted(set(weak) | set(differing(want, rd.text)))
+            if not read:
+                return self.finding(
+                    Reason.OCV_NO_READ.value, f"{field}: nothing read", bbox=box, detail=detail
+                )
+            chars = ", ".join(f"{squeeze(want)[i]!r}@{i}" for i in weak[:4])
+            return self.finding(
+                Reason.OCV_MISMATCH.value,
+                f"{field}: printed {rd.text!r}, expected {want!r} (not found: {chars})",
+                score=min(support),
+                bbox=box,
+                detail=detail,
+            )
+        if not read:
+            return self.finding(
+                Reason.OCV_NO_READ.value, f"{field}: nothing read", bbox=box, detail=detail
+            )
+        if read != squeeze(want):
+            detail["differs"] = differing(want, rd.text)
+            return self.finding(
+                Reason.OCV_MISMATCH.value,
+                f"{field}: printed {rd.text!r}, expected {want!r}",
+                score=rd.min_conf,
+                bbox=box,
+                detail=detail,
+            )
+        if rd.min_conf < self.p.min_char_conf:
+            detail["differs"] = [i for i, c in enumerate(rd.conf) if c < self.p.min_char_conf]
+            return self.finding(
+                Reason.PRINT_QUALITY.value,
+                f"{field}: character confidence {rd.min_conf:.2f} below {self.p.min_char_conf:.2f}",
+                score=rd.min_conf,
+                bbox=box,
+                detail=detail,
+            )
+        return None
 
     def _quality(self, lines: list[Line], back: np.ndarray, s: float) -> list[Finding]:
         """Contrast, height and position of each line against the product's limits."""
@@ -370,6 +408,8 @@ class OcvTool(Tool):
             problems = []
             if ln.contrast < self.p.min_contrast:
                 problems.append(f"contrast {ln.contrast:.2f} below {self.p.min_contrast:.2f}")
+            if ln.ink > self.p.max_ink:
+                problems.append(f"ink blot: {ln.ink:.2f} of a character cell inked")
             if s > 0:
                 height = (ln.y1 - ln.y0 + 1) / s
                 if not lo <= height <= hi:
