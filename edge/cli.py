@@ -100,6 +100,10 @@ def sim(
     out: Path = typer.Option(..., help="output folder"),
     defect_rate: float | None = typer.Option(None, min=0, max=1),
     code_defect_rate: float | None = typer.Option(None, min=0, max=1),
+    print_defect_rate: float | None = typer.Option(
+        None, min=0, max=1, help="printed-text defects (vials, cartons)"
+    ),
+    print_font: str | None = typer.Option(None, help="solid | dotmatrix"),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
@@ -112,6 +116,10 @@ def sim(
         src["defect_rate"] = defect_rate
     if code_defect_rate is not None:
         src["code_defect_rate"] = code_defect_rate
+    if print_defect_rate is not None:
+        src["print_defect_rate"] = print_defect_rate
+    if print_font is not None:
+        src["print_font"] = print_font
     cfg = _override(cfg, source=src)
     t0 = time.perf_counter()
     summary = export(cfg.source, out, items)

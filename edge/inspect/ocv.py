@@ -104,6 +104,16 @@ class Line:
     ink: float  # the largest ink share of a character-sized window along the line
 
 
+@dataclass
+class Reading:
+    """The block's lines as found and read, before verification."""
+
+    lines: list[Line]
+    reads: list[LineRead]
+    back: np.ndarray  # affine block -> image
+    scale: float  # block pixels per code side (0: placed by a region, no layout)
+
+
 class OcvTool(Tool):
     """Reads the human-readable block beside the code and verifies every printed field."""
 
@@ -276,36 +286,39 @@ class OcvTool(Tool):
             grey = to_grey(image, 40_000_000)
         except BadImage as exc:
             return self.result(findings=[self.finding(Reason.IMAGE_ERROR.value, str(exc))])
+        reading = self.read(grey, ctx)
+        if isinstance(reading, Finding):
+            return self.result(findings=[reading])
+        return self.result(findings=self.verify(reading, ctx))
+
+    def read(self, grey: np.ndarray, ctx: ToolContext) -> Reading | Finding:
+        """Locate, split and read the block; a Finding when it cannot be (never a pass)."""
         placed = self._warp(grey, ctx)
         if placed is None:
-            return self.result(
-                findings=[
-                    self.finding(
-                        Reason.NO_READ.value,
-                        "no decoded code to locate the printed block from (and no region set)",
-                    )
-                ]
+            return self.finding(
+                Reason.NO_READ.value,
+                "no decoded code to locate the printed block from (and no region set)",
             )
         block, back, scale = placed
         lines, _ = self._lines(block, len(self.specs))
         if len(lines) != len(self.specs):
-            return self.result(
-                findings=[
-                    self.finding(
-                        Reason.OCV_NO_READ.value,
-                        f"{len(lines)} printed line(s) found, {len(self.specs)} expected",
-                        bbox=self._box(back, (0, 0, block.shape[1], block.shape[0])),
-                    )
-                ]
+            return self.finding(
+                Reason.OCV_NO_READ.value,
+                f"{len(lines)} printed line(s) found, {len(self.specs)} expected",
+                bbox=self._box(back, (0, 0, block.shape[1], block.shape[0])),
             )
-        findings = self._quality(lines, back, scale)
         crops = []
         for ln in lines:
             m = max(3, (ln.y1 - ln.y0) // 3)
             crops.append(
                 block[max(0, ln.y0 - m) : ln.y1 + m + 1, max(0, ln.x0 - m) : ln.x1 + m + 1]
             )
-        reads = self.ocr.read_lines(crops, self.alphabets)
+        return Reading(lines, self.ocr.read_lines(crops, self.alphabets), back, scale)
+
+    def verify(self, reading: Reading, ctx: ToolContext) -> list[Finding]:
+        """Print quality of each line, then each line against what it must say."""
+        lines, reads, back = reading.lines, reading.reads, reading.back
+        findings = self._quality(lines, back, reading.scale)
         values, src = self._expected(ctx)
         b = ctx.batch
         bkey = (b.gtin, b.lot, b.expiry) if b else (None, None, None)
@@ -342,7 +355,7 @@ class OcvTool(Tool):
             f = self._verify(spec.field, want, rd, box, detail)
             if f is not None:
                 findings.append(f)
-        return self.result(findings=findings)
+        return findings
 
     def _verify(
         self, field: str, want: str, rd: LineRead, box: tuple[int, int, int, int], detail: dict
