@@ -14,7 +14,8 @@ Reports per engine and set: per-defect recall (rejected by the ocv tool) and rec
 the truth's own reason, the escapes among wrong-text items (`OCV_MISMATCH` cases, which
 must be 0), false rejects of good items, character accuracy on good items (1 - edit
 distance / characters printed), and the tool's p50/p99 ms. The ocv parameters are the
-default recipe's when it has an `ocv` tool, else `LAYOUTS` below (the simulator's print).
+default recipe's when it has an `ocv` tool, else `examples/ocv-<scenario>.yaml`'s, else
+`LAYOUTS` below (the simulator's print).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.capture.printing import PRINT_DEFECTS, PRINT_REASONS  # noqa: E402
 from edge.capture.simulator import LineSimulator  # noqa: E402
-from edge.config import SimulatorSource, default_recipes  # noqa: E402
+from edge.config import SimulatorSource, default_recipes, load_config  # noqa: E402
 from edge.domain import Finding  # noqa: E402
 from edge.inspect.barcode import BarcodeTool, to_grey  # noqa: E402
 from edge.inspect.base import BatchState, Services, ToolContext  # noqa: E402
@@ -41,8 +42,8 @@ from edge.inspect.ocr import OcrUnavailable  # noqa: E402
 from edge.inspect.ocv import OcvTool  # noqa: E402
 
 SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
-#: The simulator's printed block, as a recipe would describe it (used when the default
-#: recipe of the scenario has no `ocv` tool).
+#: The simulator's vial print, as a recipe would describe it (vials have no recipe with
+#: an `ocv` tool: README, "Printed text"); cartons take `examples/ocv-cartons.yaml`.
 LAYOUTS: dict[str, dict[str, Any]] = {
     "vials": {
         "fields": [
@@ -56,24 +57,19 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         "line_pitch": 0.242,
         "text_left": 1.12,
     },
-    "cartons": {
-        "fields": [
-            {"field": "gtin", "prefix": "GTIN "},
-            {"field": "expiry", "prefix": "EXP ", "format": "YYMMDD"},
-            {"field": "lot", "prefix": "LOT "},
-            {"field": "serial", "prefix": "SN ", "charset": SERIAL},
-        ],
-        "block": [1.05, -0.15, 1.6, 1.5],
-        "first_line": 0.1,
-        "line_pitch": 0.25,
-        "text_left": 1.11,
-    },
 }
 WRONG_TEXT = ("missing_char", "wrong_lot_print", "wrong_expiry_print")
 
 
 def ocv_params(scenario: str, engine: str) -> OcvTool.Params:
-    specs = [t for t in default_recipes()[scenario].tools if t.type == "ocv"]
+    """The default recipe's ocv parameters, else the example's (cartons), else LAYOUTS."""
+    recipes = default_recipes()
+    example = ROOT / "examples" / f"ocv-{scenario}.yaml"
+    if example.is_file():
+        recipes.update(load_config(example).recipes)
+    specs = [
+        t for r in recipes.values() if r.scenario == scenario for t in r.tools if t.type == "ocv"
+    ]
     params = dict(specs[0].params) if specs else dict(LAYOUTS[scenario])
     params["engine"] = engine
     return OcvTool.Params.model_validate(params)
