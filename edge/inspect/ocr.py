@@ -120,13 +120,17 @@ class Recognizer(Protocol):
 
 
 def _paddle_model() -> Path:
-    try:
-        import rapidocr_onnxruntime
-    except ImportError as exc:
+    """The recognition model inside the installed rapidocr-onnxruntime wheel (found, not
+    imported: the package's own pipeline is not used)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or not spec.origin:
         raise OcrUnavailable(
-            "the 'paddle' OCR engine needs rapidocr-onnxruntime (its wheel carries the model)"
-        ) from exc
-    path = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+            "the 'paddle' OCR engine needs rapidocr-onnxruntime (its wheel carries the model): "
+            "pip install 'edge-inspect[ocr]'"
+        )
+    path = Path(spec.origin).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
     if not path.is_file():
         raise OcrUnavailable(f"PP-OCR recognition model missing: {path}")
     return path
