@@ -51,6 +51,9 @@ from edge.inspect.ocv_fields import (
     squeeze,
 )
 
+#: characters shorter than the cap height: a line printing one is not judged by glyph height
+_SHORT_GLYPHS = set("-.:")
+
 
 class FieldParams(BaseModel):
     """One printed line of the block."""
@@ -102,6 +105,7 @@ class Line:
     x1: int
     contrast: float  # (paper - ink) / paper
     ink: float  # the largest ink share of a character-sized window along the line
+    glyph: float  # the shortest glyph (connected ink) as a share of the line's height
 
 
 @dataclass
@@ -144,6 +148,9 @@ class OcvTool(Tool):
         )
         min_char_conf: float = Field(
             0.5, ge=0, le=1, description="engines without step probabilities: PRINT_QUALITY"
+        )
+        min_glyph: float = Field(
+            0.7, ge=0, le=1, description="shortest glyph / line height below this: broken"
         )
         max_ink: float = Field(
             0.9, gt=0, le=1, description="ink share of a character cell above this: a blot"
@@ -257,8 +264,42 @@ class OcvTool(Tool):
             cols = (band < (local + level) / 2).mean(axis=0)
             cell = max(1, min(len(cols), round(0.8 * (y1 - y0 + 1))))
             ink_share = float(np.convolve(cols, np.ones(cell) / cell, mode="valid").max())
-            out.append(Line(y0, y1, x0, x1, (local - level) / max(local, 1.0), ink_share))
+            out.append(
+                Line(
+                    y0,
+                    y1,
+                    x0,
+                    x1,
+                    (local - level) / max(local, 1.0),
+                    ink_share,
+                    OcvTool._shortest_glyph(inked),
+                )
+            )
         return out, paper
+
+    @staticmethod
+    def _shortest_glyph(inked: np.ndarray) -> float:
+        """Height of the shortest glyph over the line's: a broken character leaves a stub.
+
+        Digits and capitals span the cap height; what remains of a character most of which
+        did not print is a short fragment. Dots of an inkjet font are merged first.
+        """
+        h = inked.shape[0]
+        m = inked.astype(np.uint8)
+        for merge in (False, True):
+            if merge:  # dots of an inkjet font: merge them into glyphs first
+                m = cv2.dilate(m, np.ones((3, 3), np.uint8))
+            n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+            if n <= 1:
+                return 0.0
+            area = stats[1:, cv2.CC_STAT_AREA]
+            heights = stats[1:, cv2.CC_STAT_HEIGHT]
+            real = area >= max(8.0, 0.2 * float(np.median(area)))
+            if not real.any():
+                return 0.0
+            if float(np.median(heights[real])) >= 0.6 * h:
+                break
+        return float(heights[real].min()) / h
 
     # ---------------------------------------------------------------- expected
 
@@ -423,6 +464,9 @@ class OcvTool(Tool):
                 problems.append(f"contrast {ln.contrast:.2f} below {self.p.min_contrast:.2f}")
             if ln.ink > self.p.max_ink:
                 problems.append(f"ink blot: {ln.ink:.2f} of a character cell inked")
+            short_ok = set(spec.prefix + (spec.date_format or "")) & _SHORT_GLYPHS
+            if ln.glyph < self.p.min_glyph and not short_ok:
+                problems.append(f"broken character: a glyph {ln.glyph:.2f} of the line high")
             if s > 0:
                 height = (ln.y1 - ln.y0 + 1) / s
                 if not lo <= height <= hi:
