@@ -56,6 +56,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
         "first_line": 0.12,
         "line_pitch": 0.242,
         "text_left": 1.12,
+        "min_glyph": 0.55,  # digits are shorter than the parentheses that set the line height
     },
 }
 WRONG_TEXT = ("missing_char", "wrong_lot_print", "wrong_expiry_print")

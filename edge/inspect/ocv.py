@@ -146,6 +146,12 @@ class OcvTool(Tool):
         min_support: float = Field(
             0.01, ge=0, le=1, description="least probability of each expected character"
         )
+        count_support: float = Field(
+            0.1,
+            ge=0,
+            le=1,
+            description="when the reading has another length: least support of each character",
+        )
         min_char_conf: float = Field(
             0.5, ge=0, le=1, description="engines without step probabilities: PRINT_QUALITY"
         )
@@ -414,6 +420,10 @@ class OcvTool(Tool):
         if support is not None:
             detail["support"] = support
             weak = [i for i, v in enumerate(support) if v < self.p.min_support]
+            if not weak and len(read) != len(squeeze(want)) and min(support) < self.p.count_support:
+                # the network sees another number of characters and one of the expected is
+                # barely there: what a broken or missing character looks like
+                weak = [i for i, v in enumerate(support) if v < self.p.count_support]
             if not weak:
                 return None
             detail["differs"] = sorted(set(weak) | set(differing(want, rd.text)))
