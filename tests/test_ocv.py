@@ -238,3 +238,17 @@ def test_the_finding_detail_is_part_of_the_published_result_schema():
     jsonschema.validate(f.to_dict(), item_schema)
     assert f.to_dict()["detail"] == {"field": "lot", "read": "LOT L1"}
     assert "detail" not in Finding(tool="t", code="C").to_dict()
+
+
+def test_a_recipe_naming_an_engine_that_is_not_installed_is_refused_at_load(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "rapidocr_onnxruntime" else real(name, *a),
+    )
+    spec = ToolSpec(type="ocv", fields=CARTON_FIELDS)
+    with pytest.raises(ValueError, match="rapidocr-onnxruntime"):
+        validate_tool_spec(spec)

@@ -285,6 +285,26 @@ class TesseractRecognizer:
         return out
 
 
+def missing(engine: str) -> str | None:
+    """Why `engine` cannot run here (checked when a recipe is validated), or None."""
+    import importlib.util
+    import shutil
+
+    if engine == "paddle":
+        try:
+            _paddle_model()
+        except OcrUnavailable as exc:
+            return str(exc)
+        return None
+    if engine == "tesseract":
+        if importlib.util.find_spec("pytesseract") is None:
+            return "the 'tesseract' OCR engine needs pytesseract"
+        if shutil.which("tesseract") is None:
+            return "the 'tesseract' OCR engine needs Debian's tesseract-ocr"
+        return None
+    return f"unknown OCR engine {engine!r}"
+
+
 ENGINES: dict[str, type] = {"paddle": PaddleRecognizer, "tesseract": TesseractRecognizer}
 
 _shared: dict[tuple[str, str, int], Recognizer] = {}

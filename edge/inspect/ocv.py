@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edge.domain import Finding, Reason, ToolResult
 from edge.inspect.barcode import BadImage, to_grey
 from edge.inspect.base import Services, Tool, ToolContext, ToolParams
-from edge.inspect.ocr import DEFAULT_ALPHABET, LineRead, Recognizer, recognizer
+from edge.inspect.ocr import DEFAULT_ALPHABET, LineRead, Recognizer, missing, recognizer
 from edge.inspect.ocv_fields import (
     BATCH_FIELDS,
     FIELD_AI,
@@ -174,6 +174,9 @@ class OcvTool(Tool):
             seen = [f.field for f in self.fields]
             if len(seen) != len(set(seen)):
                 raise ValueError("a field is listed twice")
+            why = missing(self.engine)  # refused at recipe load, not at the first item
+            if why:
+                raise ValueError(why)
             return self
 
     def __init__(self, name: str, params: ToolParams, services: Services):
