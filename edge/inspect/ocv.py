@@ -12,19 +12,22 @@ runs after the barcode tool and, per item:
 2. **splits** it into text lines by the ink's row profile (no detection network), one line
    per configured field, in print order;
 3. **measures** print quality per line (contrast, character height, position against the
-   layout): PRINT_QUALITY when below the product's limits;
-4. **reads** all lines in one call of the recognizer (`edge/inspect/ocr.py`), and
+   layout, ink blots, broken characters): PRINT_QUALITY when outside the product's limits;
+4. **reads** the lines with the recognizer (`edge/inspect/ocr.py`), each line restricted to
+   the characters its field may hold, and
 5. **verifies** each line against what it must say: the prefix and the field's value from the
    decoded code, formatted as configured for the product (dates: `MM/YYYY`, `YYMMDD`, ...).
+   The expected string is aligned to the network's output and each of its characters must
+   be seen (`min_support`); see `_verify`.
    The barcode tool checks the code against the batch; with print = code here, the three
    agree. Without a decoded code the batch is the reference for GTIN, lot and expiry, and the
    serial cannot be verified (NO_READ, the code's own reason).
 
-Every verdict on a field is explicit: a line that is missing, unread, read differently or
-read with a character below `min_char_conf` rejects (OCV_NO_READ, OCV_MISMATCH,
-PRINT_QUALITY); there is no path on which an unread field passes. Each finding carries
-`detail`: field, expected and read strings, per-character confidence, the indexes of the
-characters that differ, and the line's box in the image (the HMI draws it).
+Every verdict on a field is explicit: a line that is missing, unread, or does not show its
+expected characters rejects (OCV_NO_READ, OCV_MISMATCH, PRINT_QUALITY); there is no path on
+which an unread field passes. Each finding carries `detail`: field, expected and read
+strings, per-character support and confidence, the indexes of the characters that differ,
+and the line's box in the image (the HMI draws it).
 """
 
 from __future__ import annotations
