@@ -85,7 +85,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run(
-    rate: float, seconds: float, scenario: str, config: str | None, port: int, images: bool = True
+    rate: float,
+    seconds: float,
+    scenario: str,
+    config: str | None,
+    port: int,
+    images: bool = True,
+    recipe: str | None = None,
 ) -> dict:
     items = max(int(rate / 60 * seconds), 20)
     state = Path(tempfile.mkdtemp(prefix="bench-line-"))
@@ -103,7 +109,7 @@ def run(
             "mqtt.host": "127.0.0.1",
             "mqtt.port": port,
             "web.enabled": False,
-            "recipe": None,
+            "recipe": recipe,
             **(
                 {}
                 if images
@@ -160,6 +166,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0, help="run length per rate")
     ap.add_argument("--scenario", default="vials")
     ap.add_argument("--config", default=None, help="YAML config (default: embedded demo)")
+    ap.add_argument("--recipe", default=None, help="recipe name (default: the scenario's)")
     ap.add_argument(
         "--ramp", action="store_true", help="double the rate until a deadline is missed"
     )
@@ -189,7 +196,13 @@ def main() -> None:
         i = 0
         while i < len(rates):
             r = run(
-                rates[i], args.seconds, args.scenario, args.config, broker.port, not args.no_images
+                rates[i],
+                args.seconds,
+                args.scenario,
+                args.config,
+                broker.port,
+                not args.no_images,
+                args.recipe,
             )
             print(" ".join(f"{r[c]!s:>17s}" for c in cols), flush=True)
             clean = r["deadline_misses"] == 0 and r["late_for_gate"] == 0

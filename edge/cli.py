@@ -130,6 +130,10 @@ def sim(
         help="NAME:PER_1000_ITEMS:START_ITEM, repeatable; NAME: fill_level (mm), "
         "cap_tilt (deg), print_contrast (fraction)",
     ),
+    print_defect_rate: float | None = typer.Option(
+        None, min=0, max=1, help="printed-text defects (vials, cartons)"
+    ),
+    print_font: str | None = typer.Option(None, help="solid | dotmatrix"),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
@@ -148,6 +152,10 @@ def sim(
             src["process_drift"] = [parse_drift(d).model_dump() for d in drift]
         except ValueError as exc:
             _fail(str(exc))
+    if print_defect_rate is not None:
+        src["print_defect_rate"] = print_defect_rate
+    if print_font is not None:
+        src["print_font"] = print_font
     cfg = _override(cfg, source=src)
     t0 = time.perf_counter()
     summary = export(cfg.source, out, items)

@@ -84,6 +84,11 @@ class SimulatorSource(Strict):
     )
     realtime: bool = True  # pace frames at rate_per_min; False: as fast as consumed
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    print_defect_rate: float = Field(
+        0.0, ge=0, le=1, description="probability of a printed-text defect (vials, cartons)"
+    )
+    print_font: Literal["solid", "dotmatrix"] = "solid"
+    print_date_format: str = Field("YYMMDD", description="printed expiry, e.g. MM/YYYY")
 
 
 class FolderSource(Strict):

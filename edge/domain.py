@@ -101,6 +101,9 @@ class Finding:
     bbox: tuple[int, int, int, int] | None = None  # x, y, w, h in image pixels
     severity: Severity | None = None  # filled by the decision from the recipe
     action: Action | None = None
+    #: tool-specific facts a person needs to judge the finding (JSON-serialisable), e.g. the
+    #: OCV tool's field, expected and read text and per-character confidence
+    detail: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"tool": self.tool, "code": self.code}
@@ -116,6 +119,8 @@ class Finding:
             d["severity"] = self.severity.value
         if self.action is not None:
             d["action"] = self.action.value
+        if self.detail:
+            d["detail"] = self.detail
         return d
 
 

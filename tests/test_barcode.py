@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from edge.domain import CodeRead, Finding
+from edge.domain import Finding
 from edge.inspect.barcode import BarcodeTool, CodeReader
 from edge.inspect.base import BatchState, Services, ToolContext
 from edge.inspect.grade import GradeTrend
@@ -311,23 +311,14 @@ def test_grades_are_kept_per_batch_for_the_trend():
     assert snap["count"] == 3 and snap["min"] >= 3.5
 
 
-class PrintedTextCheck:
-    """A stand-in OCV plug-in: flags every code whose serial ends in 9."""
-
-    def __init__(self):
-        self.calls: list[tuple[CodeRead, tuple[int, ...]]] = []
-
-    def check(self, code: CodeRead, region: np.ndarray, ctx: ToolContext) -> list[Finding]:
-        self.calls.append((code, region.shape))
-        if code.gs1 and code.gs1.get("21", "").endswith("9"):
-            return [Finding(tool="ocv", code="OCV_MISMATCH", message="printed serial differs")]
-        return []
-
-
-def test_the_human_readable_hook_sees_each_gs1_code_and_its_region():
-    ocv = PrintedTextCheck()
-    tool = make_tool(Services(ocv=ocv))
-    assert tool.inspect(pack(symbol(hri(serial="A1"))), ctx()).findings == []
-    res = tool.inspect(pack(symbol(hri(serial="A9"))), ctx())
-    assert codes_of(res.findings) == ["OCV_MISMATCH"]
-    assert len(ocv.calls) == 2 and ocv.calls[0][1][0] > 0
+def test_each_code_read_is_shared_with_later_tools_with_its_content_and_corners():
+    """The printed-text check (ocv) locates the human-readable block from these."""
+    c = ctx()
+    res = make_tool().inspect(pack(symbol(hri(serial="A1")), at=(60, 90)), c)
+    assert res.findings == []
+    (shared,) = c.shared["codes"]
+    assert shared["gs1"]["21"] == "A1"
+    corners = np.asarray(shared["corners"])
+    assert corners.shape == (4, 2)
+    x0, y0 = corners.min(axis=0)
+    assert abs(x0 - 90) <= 4 and abs(y0 - 60) <= 4  # top-left of the symbol as placed

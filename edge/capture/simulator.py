@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 import zxingcpp
 
-from edge.capture import gs1data
+from edge.capture import gs1data, printing
 from edge.capture.base import Source
+from edge.capture.printing import PRINT_DEFECTS
 from edge.capture.serialisation import SerialAllocator, SerialCursor
 from edge.capture.sim_drift import contrast_factor, drift_at
 from edge.config import SimulatorSource
@@ -77,6 +78,7 @@ SEVERITY: dict[str, str] = {
     "broken_tablet": "critical",
     "foreign_tablet": "critical",
     **{c: "critical" for c in CODE_DEFECTS},
+    **printing.PRINT_SEVERITY,
 }
 
 _CODE_REASONS: dict[str, list[str]] = {
@@ -87,6 +89,7 @@ _CODE_REASONS: dict[str, list[str]] = {
     "expired": ["EXPIRED", "EXPIRY_MISMATCH"],
     "wrong_expiry": ["EXPIRY_MISMATCH"],
     "duplicate_serial": ["DUPLICATE_SERIAL"],
+    **printing.PRINT_REASONS,
 }
 
 DUPLICATE_MIN_GAP = 10  # a duplicate repeats the serial of an item at least this many earlier
@@ -205,7 +208,7 @@ class LineSimulator:
 
     @staticmethod
     def _check_weights(w: dict[str, float]) -> dict[str, float]:
-        known = set(CLASSES) | set(CODE_DEFECTS)
+        known = set(CLASSES) | set(CODE_DEFECTS) | set(PRINT_DEFECTS)
         bad = sorted(set(w) - known)
         if bad:
             raise ValueError(f"unknown defect classes in defect_weights: {bad}")
@@ -235,6 +238,9 @@ class LineSimulator:
             return self._choose(rng, phys_pool), rng
         if u < self.cfg.defect_rate + self.cfg.code_defect_rate and code_pool:
             return self._choose(rng, code_pool), rng
+        u -= self.cfg.defect_rate + self.cfg.code_defect_rate
+        if 0 <= u < self.cfg.print_defect_rate and self.scenario in ("vials", "cartons"):
+            return self._choose(rng, PRINT_DEFECTS), rng
         return None, rng
 
     def plan(self, i: int) -> tuple[str | None, int | None]:
@@ -366,6 +372,7 @@ class LineSimulator:
         canvas = self._bg.copy()
         drift = drift_at(self.cfg.process_drift, i)
         boxes, code_bbox, printed = fn[self.scenario](canvas, defect, gs1, rng, drift)
+        print_info = boxes.pop("_print", None)
         img = self._finish(canvas, rng, light)
         H, W = self.cfg.height, self.cfg.width
         sx, sy = W / BASE_W, H / BASE_H
@@ -409,6 +416,8 @@ class LineSimulator:
         }
         if self.cfg.process_drift:
             truth["drift"] = {k: round(v, 5) for k, v in drift.items()}
+        if print_info is not None:
+            truth["print"] = {k: v for k, v in print_info.items() if k != "box"}
         if dup_of is not None:
             truth["duplicate_of"] = f"{self.scenario}-{self.cfg.seed}-{dup_of:06d}"
         return img, truth
@@ -583,17 +592,13 @@ class LineSimulator:
                 sym[..., None] * (0.86 if rng.random() < 0.5 else 0.9)
             ).astype(np.uint8) + 8
             tx = 18 + sw
-            for n, ai in enumerate(("01", "17", "10", "21")):
-                cv2.putText(
-                    lab,
-                    f"({ai}){gs1[ai]}",
-                    (tx, cy + 12 + 16 * n),
-                    cv2.FONT_HERSHEY_PLAIN,
-                    0.6,
-                    (30, 30, 30),
-                    1,
-                    cv2.LINE_AA,
-                )
+            hri_lines = [(ai, f"({ai})") for ai in ("01", "17", "10", "21")]
+            info = printing.print_block(
+                lab, gs1, hri_lines, (tx, cy + 12), 16, 0.6, (30, 30, 30), self.cfg, defect, rng
+            )
+            bx, by, bw, bh = info["box"]
+            for d in PRINT_DEFECTS:
+                boxes[d] = (lx0 + bx, ly0 + by, bw, bh)
             p[ly0:ly1, lx0:lx1] = lab
             code_box = (lx0 + 10, ly0 + cy, sw, sh)
         boxes["missing_label"] = (lx0, ly0, lx1 - lx0, ly1 - ly0)
@@ -640,6 +645,8 @@ class LineSimulator:
             p[135:435, gx : gx + 18] = cv2.add(roi, cv2.merge([(g * s).astype(np.uint8)] * 3))
         m = self._place(canvas, p, x0, y0, angle, rng)
         out = {k: _box_after(m, b, (x0, y0)) for k, b in boxes.items() if b is not None}
+        if printed:
+            out["_print"] = info
         return out, out.get("code"), printed
 
     def _draw_crack(self, p, rng) -> tuple:
@@ -905,19 +912,21 @@ class LineSimulator:
             sh, sw = sym.shape
             cx, cy = px + 10, py + (ph - sh) // 2
             p[cy : cy + sh, cx : cx + sw] = (sym[..., None] * 0.9).astype(np.uint8) + 12
-            for n, (lbl, ai) in enumerate(
-                (("GTIN", "01"), ("EXP", "17"), ("LOT", "10"), ("SN", "21"))
-            ):
-                cv2.putText(
-                    p,
-                    f"{lbl} {gs1[ai]}",
-                    (cx + sw + 10, cy + 14 + 22 * n),
-                    cv2.FONT_HERSHEY_PLAIN,
-                    0.8,
-                    (25, 25, 25),
-                    1,
-                    cv2.LINE_AA,
-                )
+            hri_lines = [("01", "GTIN "), ("17", "EXP "), ("10", "LOT "), ("21", "SN ")]
+            info = printing.print_block(
+                p,
+                gs1,
+                hri_lines,
+                (cx + sw + 10, cy + 14),
+                22,
+                0.8,
+                (25, 25, 25),
+                self.cfg,
+                defect,
+                rng,
+            )
+            for d in PRINT_DEFECTS:
+                boxes[d] = tuple(info["box"])
             code_box = (cx, cy, sw, sh)
         for c in CODE_DEFECTS:
             if c != "missing_label":
@@ -933,6 +942,8 @@ class LineSimulator:
             )
         m = self._place(canvas, p, x0, y0, angle, rng)
         out = {k: _box_after(m, b, (x0, y0)) for k, b in boxes.items() if b is not None}
+        if printed:
+            out["_print"] = info
         return out, out.get("code"), printed
 
 

@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -326,27 +326,6 @@ class CodeReader:
         return list(found.values())
 
 
-# --------------------------------------------------------------------------- OCV hook
-
-
-class HumanReadableCheck(Protocol):
-    """Extension point for OCV: does the printed text agree with the code?
-
-    Called once per GS1 code the tool read, with the decoded AIs and the image region
-    around the code (the human-readable lines are printed beside it). Return findings
-    (e.g. code "OCV_MISMATCH") or an empty list. Provide one as the `ocv` service.
-    """
-
-    def check(self, code: CodeRead, region: np.ndarray, ctx: ToolContext) -> list[Finding]: ...
-
-
-class NoHumanReadableCheck:
-    """The default until OCR exists: checks nothing, finds nothing."""
-
-    def check(self, code: CodeRead, region: np.ndarray, ctx: ToolContext) -> list[Finding]:
-        return []
-
-
 # --------------------------------------------------------------------------- the tool
 
 
@@ -452,7 +431,6 @@ class BarcodeTool(Tool):
             second_decoder=p.second_decoder,
         )
         self.trend: GradeTrend = services.get("grade_trend") or GradeTrend()
-        self.ocv: HumanReadableCheck = services.get("ocv") or NoHumanReadableCheck()
 
     # ---------------------------------------------------------------- regions
 
@@ -522,10 +500,11 @@ class BarcodeTool(Tool):
         grey: np.ndarray | None = None,
         measured: dict[str, float] | None = None,
     ) -> tuple[list[Finding], list[CodeRead]]:
-        """Every check on what was read: count, grade, GS1 content, batch, serial, OCV.
+        """Every check on what was read: count, grade, GS1 content, batch, serial.
 
         Separate from decoding so the GS1 path can be exercised (and fuzzed) on decoder
-        output alone; `grey` is needed only for the scan grade and the OCV region.
+        output alone; `grey` is needed only for the scan grade. The reads (content and
+        corners) are shared as `ctx.shared["codes"]` for later tools.
         """
         findings: list[Finding] = []
         codes: list[CodeRead] = []
@@ -553,18 +532,11 @@ class BarcodeTool(Tool):
             )
         if self.p.required_ais or gs1_codes:
             findings.extend(self._check_gs1(reads, gs1_codes, ctx))
-        if grey is not None:
-            for code, _ in gs1_codes:
-                findings.extend(self.ocv.check(code, self._around(grey, code.bbox), ctx))
+        # later tools (the printed-text check) locate their regions from the codes read
+        shared = ctx.shared.setdefault("codes", [])
+        for d, code in zip(reads, codes, strict=True):
+            shared.append({"gs1": code.gs1, "corners": d.corners, "bbox": d.bbox})
         return findings, codes
-
-    @staticmethod
-    def _around(grey: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
-        if bbox is None:
-            return grey
-        x, y, w, h = bbox
-        m = max(w, h)
-        return grey[max(0, y - m) : y + h + m, max(0, x - m) : x + w + 2 * m]
 
     @staticmethod
     def _interpret(d: Decoded) -> gs1.GS1Data | None:

@@ -19,6 +19,7 @@ TOOLS: dict[str, str] = {
     "defects": "edge.inspect.defects:DefectTool",
     "glass": "edge.inspect.glass:GlassTool",
     "exposure": "edge.inspect.exposure:ExposureTool",
+    "ocv": "edge.inspect.ocv:OcvTool",
 }
 
 

@@ -48,6 +48,18 @@ def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
             (batch_id,),
         )
     ]
+    # rejected items per printed field and OCV reason (an item counts once per field/reason)
+    ocv_by_field = [
+        dict(r)
+        for r in conn.execute(
+            "SELECT json_extract(value, '$.detail.field') AS field,"
+            " json_extract(value, '$.code') AS reason, COUNT(DISTINCT items.id) AS n"
+            " FROM items, json_each(items.findings) WHERE batch_id = ? AND verdict = 'REJECT'"
+            " AND json_extract(value, '$.code') IN ('OCV_MISMATCH', 'OCV_NO_READ', 'PRINT_QUALITY')"
+            " GROUP BY field, reason ORDER BY n DESC",
+            (batch_id,),
+        )
+    ]
     g = conn.execute(
         "SELECT COUNT(*) n, MIN(g) mn, AVG(g) avg, MAX(g) mx, SUM(g < 1.5) below_c FROM ("
         " SELECT CAST(json_extract(value, '$.grade') AS REAL) g FROM items, json_each(items.codes)"
@@ -88,6 +100,7 @@ def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
             "mean_latency_ms": round(tot["lat"], 2) if tot["lat"] is not None else None,
         },
         "by_reason": by_reason,
+        "ocv_by_field": ocv_by_field,
         "grades": {
             "reads": int(g["n"] or 0),
             "min": g["mn"],

@@ -22,6 +22,7 @@
       ctx.strokeStyle = f.action === "warn" ? "#f5c400" : "#ff3b30";
       ctx.strokeRect(ox + x * s, oy + y * s, w * s, h * s);
       label(f.code + (f.score ? " " + f.score.toFixed(2) : ""), ox + x * s, oy + y * s, ctx.strokeStyle);
+      if (f.detail && f.detail.expected !== undefined) printed(f.detail, ox + x * s, oy + (y + h) * s + 24);
     }
     for (const c of item.codes || []) {
       if (!c.bbox) continue;
@@ -30,6 +31,23 @@
       ctx.strokeRect(ox + x * s, oy + y * s, w * s, h * s);
       const txt = (c.text || "").replace(/\x1d/g, "<GS>");
       label(txt.slice(0, 40) + (c.grade !== null ? "  grade " + EI.GRADE(c.grade) : ""), ox + x * s, oy + (y + h) * s + 22, "#29c5ff");
+    }
+  }
+  // an OCV finding: what was read, then what must be printed with the differing characters in red
+  function printed(d, x, y) {
+    const bad = new Set(d.differs || []);
+    const want = String(d.expected).replace(/ /g, "");
+    const read = "read " + (d.read || "∅") + "   expected ";
+    const w = ctx.measureText(read + want).width + 8;
+    x = Math.max(0, Math.min(x, canvas.width - w));
+    y = Math.max(22, Math.min(y, canvas.height));
+    ctx.fillStyle = "rgba(0,0,0,.8)"; ctx.fillRect(x, y - 22, w, 22);
+    ctx.fillStyle = "#fff"; ctx.fillText(read, x + 4, y - 5);
+    let cx = x + 4 + ctx.measureText(read).width;
+    for (let i = 0; i < want.length; i++) {
+      ctx.fillStyle = bad.has(i) ? "#ff3b30" : "#7CFC00";
+      ctx.fillText(want[i], cx, y - 5);
+      cx += ctx.measureText(want[i]).width;
     }
   }
   function label(text, x, y, color) {

@@ -1,0 +1,273 @@
+"""The simulator's variable-data printer: the human-readable lines beside the code.
+
+A good pack in the solid font is drawn exactly as before (the same `cv2.putText` calls),
+so data sets rendered without print defects keep their pixels. This module adds what the
+OCV check must catch or tolerate:
+
+* a dot-matrix (continuous inkjet) font, as a line option (`print_font: dotmatrix`);
+* print defects, drawn on one line of the block, the code left correct:
+  `missing_char` (a character not printed), `broken_char` (most of a character gone),
+  `smear` (wet ink dragged over characters), `wrong_lot_print` / `wrong_expiry_print`
+  (another lot or expiry printed than the code carries), `low_contrast` (low ink), and
+  `shifted_print` (the block printed off its place).
+
+Ground truth says what was printed (`truth["print"]`), and the reason codes expected.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.capture import gs1data
+from edge.inspect.ocv_fields import format_date
+
+PRINT_DEFECTS: list[str] = [
+    "missing_char",
+    "broken_char",
+    "smear",
+    "wrong_lot_print",
+    "wrong_expiry_print",
+    "low_contrast",
+    "shifted_print",
+]
+
+PRINT_REASONS: dict[str, list[str]] = {
+    "missing_char": ["OCV_MISMATCH"],
+    "broken_char": ["OCV_MISMATCH"],
+    "smear": ["OCV_MISMATCH"],
+    "wrong_lot_print": ["OCV_MISMATCH"],
+    "wrong_expiry_print": ["OCV_MISMATCH"],
+    "low_contrast": ["PRINT_QUALITY"],
+    "shifted_print": ["PRINT_QUALITY"],
+}
+
+PRINT_SEVERITY: dict[str, str] = {
+    "missing_char": "critical",
+    "broken_char": "critical",
+    "smear": "critical",
+    "wrong_lot_print": "critical",
+    "wrong_expiry_print": "critical",
+    "low_contrast": "major",
+    "shifted_print": "major",
+}
+
+#: AI of each printed field, in the simulator's print order per scenario
+FIELDS = {"01": "gtin", "17": "expiry", "10": "lot", "21": "serial"}
+
+_FONT = cv2.FONT_HERSHEY_PLAIN
+_DOT_X = 0.75  # inkjet fonts are condensed: dot pitch across, relative to down
+_UP = 4  # dot-matrix lines are drawn at 4x and reduced (the dots blend like ink)
+
+
+def printed_values(
+    gs1: dict[str, str],
+    defect: str | None,
+    rng: np.random.Generator | None,
+    date_format: str = "YYMMDD",
+) -> dict[str, str]:
+    """The value printed for each AI: the code's, except where a print defect changes it."""
+    out = dict(gs1)
+    if defect == "wrong_lot_print" and rng is not None:
+        out["10"] = gs1data.other_lot(gs1["10"], int(rng.integers(0, 1_000_000)))
+    elif defect == "wrong_expiry_print" and rng is not None:
+        exp = gs1data.parse_yymmdd(gs1["17"])
+        months = int(rng.integers(1, 13)) * (1 if rng.random() < 0.5 else -1)
+        y, m = divmod(exp.year * 12 + exp.month - 1 + months, 12)
+        out["17"] = gs1data.yymmdd(gs1data.end_of_month(y, m + 1))
+    if "17" in out:
+        out["17"] = format_date(out["17"], date_format)
+    return out
+
+
+def print_block(
+    img: np.ndarray,
+    gs1: dict[str, str],
+    lines: list[tuple[str, str]],
+    org: tuple[int, int],
+    pitch: int,
+    scale: float,
+    colour: tuple[int, int, int],
+    cfg: Any,
+    defect: str | None,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """The simulator's hook: print the (AI, prefix) `lines` of `gs1` as the source configures."""
+    bad = defect if defect in PRINT_DEFECTS else None
+    values = printed_values(gs1, bad, rng, cfg.print_date_format)
+    return draw_lines(
+        img,
+        [(prefix, values[ai]) for ai, prefix in lines],
+        org,
+        pitch,
+        scale,
+        colour,
+        cfg.print_font,
+        bad,
+        rng,
+    )
+
+
+def _text_mask(text: str, scale: float, size: tuple[int, int], org: tuple[int, int]) -> np.ndarray:
+    """Ink coverage 0..1 of one line drawn as cv2.putText would (anti-aliased)."""
+    m = np.zeros(size, np.uint8)
+    cv2.putText(m, text, org, _FONT, scale, 255, 1, cv2.LINE_AA)
+    return m.astype(np.float32) / 255.0
+
+
+@functools.lru_cache(maxsize=128)
+def _glyph(c: str) -> np.ndarray:
+    """A character's dot pattern: the solid font drawn aliased at 8 dots per cap height."""
+    m = np.zeros((16, 16), np.uint8)
+    cv2.putText(m, c, (1, 11), _FONT, 0.6, 255, 1, cv2.LINE_8)
+    cols = np.flatnonzero(m.any(axis=0))
+    if cols.size == 0:  # a space
+        return np.zeros((16, 4), bool)
+    return m[:, cols[0] : cols[-1] + 1] > 0
+
+
+def _dot_advances(text: str, scale: float) -> tuple[list[tuple[float, float]], float]:
+    """x-span of each character of a dot-matrix line, and the dot pitch, in image pixels."""
+    cap = cv2.getTextSize("0", _FONT, scale, 1)[0][1]
+    pitch = cap / 8.0
+    spans, x = [], 0.0
+    for c in text:
+        w = (_glyph(c).shape[1] + 1.2) * pitch * _DOT_X
+        spans.append((x, x + w))
+        x += w
+    return spans, pitch
+
+
+def _dot_mask(text: str, scale: float, size: tuple[int, int], org: tuple[int, int]) -> np.ndarray:
+    """The same line as a continuous inkjet prints it: round dots, 8 per cap height."""
+    h, w = size
+    big = np.zeros((h * _UP, w * _UP), np.uint8)
+    spans, pitch = _dot_advances(text, scale)
+    r = max(1, round(0.4 * pitch * _UP))
+    for c, (x0, _) in zip(text, spans, strict=True):
+        g = _glyph(c)
+        for y, x in zip(*np.nonzero(g), strict=True):
+            px = (org[0] + x0 + (x + 0.5) * pitch * _DOT_X) * _UP
+            py = (org[1] - 11 * pitch + (y + 0.5) * pitch) * _UP
+            cv2.circle(big, (round(px), round(py)), r, 255, -1, cv2.LINE_AA)
+    small = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32) / 255.0
+
+
+def _char_span(text: str, k: int, scale: float, font: str) -> tuple[int, int]:
+    if font == "dotmatrix":
+        a, b = _dot_advances(text, scale)[0][k]
+        return int(a), int(math.ceil(b))
+    x0 = cv2.getTextSize(text[:k], _FONT, scale, 1)[0][0] if k else 0
+    x1 = cv2.getTextSize(text[: k + 1], _FONT, scale, 1)[0][0]
+    return x0, x1
+
+
+def _width(text: str, scale: float, font: str) -> int:
+    if font == "dotmatrix":
+        return int(math.ceil(_dot_advances(text, scale)[0][-1][1]))
+    return cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+
+
+def draw_lines(
+    img: np.ndarray,
+    lines: list[tuple[str, str]],
+    org: tuple[int, int],
+    pitch: int,
+    scale: float,
+    colour: tuple[int, int, int],
+    font: str = "solid",
+    defect: str | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """Print `lines` ((prefix, value) each) on `img` from baseline `org`, one every `pitch` px.
+
+    Returns what was printed and where a defect went, for the ground truth.
+    """
+    info: dict[str, Any] = {"font": font, "lines": [p + v for p, v in lines]}
+    widest = max(_width(p + v, scale, font) for p, v in lines)
+    th0 = cv2.getTextSize(lines[0][0] + lines[0][1], _FONT, scale, 1)[0][1]
+    info["box"] = [org[0], org[1] - th0 - 2, widest, pitch * (len(lines) - 1) + th0 + 6]
+    if font == "solid" and defect not in PRINT_DEFECTS:
+        for n, (p, v) in enumerate(lines):
+            cv2.putText(
+                img, p + v, (org[0], org[1] + pitch * n), _FONT, scale, colour, 1, cv2.LINE_AA
+            )
+        return info
+    assert rng is not None or defect not in PRINT_DEFECTS, "a print defect needs the item's rng"
+    x0, y0 = org
+    ink = np.array(colour, np.float32)
+    if defect == "shifted_print" and rng is not None:
+        dy = int(round(pitch * rng.uniform(0.9, 1.3)))
+        dx = int(round(pitch * rng.uniform(-0.3, 0.3)))
+        x0, y0 = x0 + dx, y0 + dy
+        info["shift"] = [dx, dy]
+    if defect == "low_contrast" and rng is not None:
+        paper = float(np.median(img[max(0, y0 - pitch) : y0, x0 : x0 + 40]))
+        ink = np.full(3, paper - rng.uniform(0.08, 0.18) * paper, np.float32)
+        info["ink"] = round(float(ink[0]), 1)
+    target = -1
+    if defect in ("missing_char", "broken_char", "smear") and rng is not None:
+        target = int(rng.integers(0, len(lines)))
+    elif defect == "wrong_lot_print":
+        target = next((n for n, (p, _) in enumerate(lines) if "10" in p or "LOT" in p), -1)
+    elif defect == "wrong_expiry_print":
+        target = next((n for n, (p, _) in enumerate(lines) if "17" in p or "EXP" in p), -1)
+    h, w = img.shape[:2]
+    for n, (p, v) in enumerate(lines):
+        text = p + v
+        base = y0 + pitch * n
+        th = cv2.getTextSize(text, _FONT, scale, 1)[0][1]
+        top = max(0, base - th - 4)
+        bottom = min(h, base + 5)
+        right = min(w, x0 + _width(text, scale, font) + 4)
+        if bottom <= top or right <= max(0, x0):
+            continue
+        size = (bottom - top, right - max(0, x0))
+        local = (x0 - max(0, x0), base - top)
+        make = _dot_mask if font == "dotmatrix" else _text_mask
+        a = make(text, scale, size, local)
+        if n == target and rng is not None:
+            info["field_line"] = n
+            if defect in ("missing_char", "broken_char"):
+                k = len(p) + int(rng.integers(0, len(v)))  # a character of the value
+                c0, c1 = _char_span(text, k, scale, font)
+                c0, c1 = c0 + local[0], c1 + local[0]
+                if defect == "missing_char":
+                    a[:, c0:c1] = 0.0
+                else:  # keep a sliver: the character no longer reads as itself
+                    keep = int(rng.integers(0, 2))
+                    mid = (c0 + c1) // 2
+                    a[:, c0:mid] = a[:, c0:mid] * keep
+                    a[:, mid:c1] = a[:, mid:c1] * (1 - keep)
+                    a[: size[0] // 2 + 1, c0:c1] = 0.0
+                info["char"] = k
+            elif defect == "smear":
+                k = len(p) + int(rng.integers(0, max(1, len(v) - 2)))
+                c0, _ = _char_span(text, k, scale, font)
+                _, c1 = _char_span(text, min(len(text) - 1, k + 2), scale, font)
+                smear = np.zeros(size, np.float32)
+                cy = size[0] // 2 + int(rng.integers(-1, 2))
+                cv2.ellipse(
+                    smear,
+                    ((c0 + c1) // 2 + local[0], cy),
+                    (max(3, (c1 - c0) // 2 + 2), max(2, size[0] // 3)),
+                    float(rng.uniform(-15, 15)),
+                    0,
+                    360,
+                    0.9,
+                    -1,
+                    cv2.LINE_AA,
+                )
+                a = np.maximum(a, cv2.GaussianBlur(smear, (0, 0), 1.2))
+                info["char"] = k
+            else:
+                info["printed"] = text
+        roi = img[top:bottom, max(0, x0) : right].astype(np.float32)
+        roi = roi * (1.0 - a[..., None]) + ink[None, None, :] * a[..., None]
+        img[top:bottom, max(0, x0) : right] = np.clip(roi, 0, 255).astype(np.uint8)
+    return info

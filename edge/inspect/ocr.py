@@ -1,0 +1,322 @@
+"""Text-line recognisers for the OCV tool, behind one small interface.
+
+Only recognition lives here: the OCV tool locates the printed block from the decoded code
+and cuts it into line images itself, so no text-detection network runs on the line and
+never on the whole frame. Each engine returns, per line, the text and one confidence per
+character, so a reject can say which character was doubtful.
+
+* `paddle` (the default): the PP-OCRv4 recognition network that `rapidocr-onnxruntime`
+  ships inside its wheel, run on ONNX Runtime (already the line's runtime). Nothing is
+  downloaded at run time. The CTC decoding is our own so that it can be restricted to the
+  characters a field may contain (digits, capitals, the few separators of the printed
+  formats): a read can then never be a look-alike outside the alphabet.
+* `tesseract`: Debian's tesseract-ocr 5 through pytesseract, kept for comparison
+  (`bench/ocv.py` runs both on the same items). One process per call, so it is slow; it
+  gives word confidences only, spread over each word's characters.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import cv2
+import numpy as np
+
+#: What a printed human-readable block may contain (GS1 AI values are upper case, digits
+#: and a few separators; the labels are the printed prefixes).
+DEFAULT_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ()/-.:"
+
+
+class OcrUnavailable(RuntimeError):
+    """The chosen engine is not installed here (reported when the recipe is loaded)."""
+
+
+@dataclass
+class LineRead:
+    text: str
+    conf: list[float] = field(default_factory=list)  # one per character of `text`
+    #: per-step class probabilities (CTC engines) and the class of each character, so that
+    #: an expected string can be aligned to what the network saw (`support`)
+    probs: np.ndarray | None = None
+    classes: dict[str, int] | None = None
+
+    @property
+    def min_conf(self) -> float:
+        return min(self.conf) if self.conf else 0.0
+
+    def support(self, expected: str) -> list[float] | None:
+        """How strongly the image shows each character of `expected` (spaces ignored).
+
+        The best CTC alignment (Viterbi) of `expected` to the network's steps; each
+        character's support is its highest probability over the steps aligned to it. A
+        character the print lacks, or that reads as another, gets a low support; a clean
+        print of exactly `expected` gets high support everywhere. None: the engine gives no
+        step probabilities, or a character is outside the line's alphabet.
+        """
+        if self.probs is None or self.classes is None:
+            return None
+        want = expected.replace(" ", "")
+        try:
+            lab = [self.classes[c] for c in want]
+        except KeyError:
+            return None
+        return ctc_support(self.probs, lab)
+
+
+def ctc_support(probs: np.ndarray, labels: list[int]) -> list[float]:
+    """Per-label support of the best CTC path of `labels` (blank = class 0) through `probs`."""
+    n = len(labels)
+    if n == 0:
+        return []
+    steps = probs.shape[0]
+    ext = np.zeros(2 * n + 1, np.int64)
+    ext[1::2] = labels
+    lp = np.log(np.maximum(probs[:, ext], 1e-12))  # T x S
+    s_len = len(ext)
+    # a label state may skip the blank before it unless it repeats the previous label
+    skip = np.zeros(s_len, bool)
+    for k in range(1, n):
+        skip[2 * k + 1] = labels[k] != labels[k - 1]
+    neg = -1e30
+    score = np.full(s_len, neg)
+    score[0], score[1] = lp[0, 0], lp[0, 1]
+    back = np.zeros((steps, s_len), np.int8)  # 0 stay, 1 from s-1, 2 from s-2
+    for t in range(1, steps):
+        stay = score
+        one = np.concatenate(([neg], score[:-1]))
+        two = np.where(skip, np.concatenate(([neg, neg], score[:-2])), neg)
+        choice = np.argmax(np.stack([stay, one, two]), axis=0)
+        score = np.choose(choice, [stay, one, two]) + lp[t]
+        back[t] = choice
+    end = s_len - 1 if score[-1] >= score[-2] else s_len - 2
+    if score[end] <= neg / 2:  # too few steps for the string: it cannot be there
+        return [0.0] * n
+    best = np.zeros(n)
+    s = end
+    for t in range(steps - 1, -1, -1):
+        if s % 2 == 1:
+            k = s // 2
+            best[k] = max(best[k], float(np.exp(lp[t, s])))
+        s -= int(back[t, s])
+    return [round(float(v), 4) for v in best]
+
+
+class Recognizer(Protocol):
+    name: str
+
+    def read_lines(
+        self, lines: list[np.ndarray], alphabets: list[str] | None = None
+    ) -> list[LineRead]:
+        """Grey uint8 line images (dark text on light) -> one read per line; `alphabets`
+        (one per line) restricts what each line may read as."""
+        ...
+
+
+# --------------------------------------------------------------------------- PP-OCR
+
+
+def _paddle_model() -> Path:
+    """The recognition model inside the installed rapidocr-onnxruntime wheel (found, not
+    imported: the package's own pipeline is not used)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or not spec.origin:
+        raise OcrUnavailable(
+            "the 'paddle' OCR engine needs rapidocr-onnxruntime (its wheel carries the model): "
+            "pip install 'edge-inspect[ocr]'"
+        )
+    path = Path(spec.origin).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+    if not path.is_file():
+        raise OcrUnavailable(f"PP-OCR recognition model missing: {path}")
+    return path
+
+
+class PaddleRecognizer:
+    """PP-OCRv4 line recognition on ONNX Runtime with an alphabet-restricted CTC decode."""
+
+    name: ClassVar[str] = "paddle"
+
+    def __init__(
+        self,
+        alphabet: str = DEFAULT_ALPHABET,
+        threads: int = 1,
+        height: int = 48,
+        stretch: float = 1.0,
+    ):
+        import onnx
+        import onnxruntime as ort
+        from onnx import numpy_helper
+
+        model = onnx.load(str(_paddle_model()))
+        meta = {p.key: p.value for p in model.metadata_props}
+        chars = ["<blank>", *meta["character"].splitlines(), " "]
+        allowed = set(alphabet)
+        keep = [0] + [i for i, c in enumerate(chars) if c in allowed]
+        missing = allowed - {chars[i] for i in keep[1:]}
+        if missing:
+            raise OcrUnavailable(f"characters {sorted(missing)} unknown to the PP-OCR model")
+        self.chars = [chars[i] for i in keep]
+        self.classes = {c: i for i, c in enumerate(self.chars) if i > 0}
+        # The classifier's last layer is cut to the alphabet in memory (the file is not
+        # touched): the softmax over the kept classes is exactly the full softmax
+        # renormalised over them, and the 6,625-class projection was a large share of the
+        # network's time.
+        last = model.graph.node[-1]
+        add = next(n for n in model.graph.node if n.output[0] == last.input[0])
+        mm = next(n for n in model.graph.node if n.output[0] == add.input[0])
+        consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+        idx = np.array(keep, np.int64)
+        for name, cut in ((mm.input[1], lambda a: a[:, idx]), (add.input[1], lambda a: a[idx])):
+            attr = next(a for a in consts[name].attribute if a.name == "value")
+            arr = cut(numpy_helper.to_array(attr.t))
+            attr.t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+        )
+        self.input = self.session.get_inputs()[0].name
+        self._lock = threading.Lock()  # one run at a time per session keeps the thread count
+        self._masks: dict[str, np.ndarray] = {}
+        self.height, self.stretch = height, stretch
+
+    def _input(self, line: np.ndarray) -> np.ndarray:
+        """One line as the network takes it: `height` rows, the width in proportion
+        (times `stretch`), values in -1..1, no padding (one run per line)."""
+        h = self.height
+        w = max(16, math.ceil(self.stretch * h * line.shape[1] / max(1, line.shape[0])))
+        g = cv2.resize(
+            line, (w, h), interpolation=cv2.INTER_AREA if w < line.shape[1] else cv2.INTER_LINEAR
+        )
+        x = g.astype(np.float32) / 127.5 - 1.0
+        return np.ascontiguousarray(np.broadcast_to(x[None, None], (1, 3, h, w)))
+
+    def read_lines(
+        self, lines: list[np.ndarray], alphabets: list[str] | None = None
+    ) -> list[LineRead]:
+        out = []
+        for k, line in enumerate(lines):
+            with self._lock:
+                probs = self.session.run(None, {self.input: self._input(line)})[0][0]  # T x C
+            if alphabets is not None:  # only what this line's field may contain
+                probs = probs * self._mask(alphabets[k])[None, :]
+                probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
+            out.append(self._decode(probs))
+        return out
+
+    def _mask(self, alphabet: str) -> np.ndarray:
+        m = self._masks.get(alphabet)
+        if m is None:
+            m = np.array([c == "<blank>" or c in alphabet for c in self.chars], np.float32)
+            self._masks[alphabet] = m
+        return m
+
+    def _decode(self, probs: np.ndarray) -> LineRead:
+        """Greedy CTC: the best class per step, repeats merged, blanks dropped; a
+        character's confidence is its best step's probability."""
+        best = probs.argmax(axis=1)
+        p = probs[np.arange(len(best)), best]
+        text: list[str] = []
+        conf: list[float] = []
+        prev = 0
+        for t, j in enumerate(best):
+            if j != 0 and j != prev:
+                text.append(self.chars[j])
+                conf.append(float(p[t]))
+            elif j != 0 and conf:  # the same character over several steps
+                conf[-1] = max(conf[-1], float(p[t]))
+            prev = j
+        return LineRead("".join(text), conf, probs, self.classes)
+
+
+# --------------------------------------------------------------------------- tesseract
+
+
+class TesseractRecognizer:
+    """Debian's tesseract (LSTM) through pytesseract, one line per call (`--psm 7`)."""
+
+    name: ClassVar[str] = "tesseract"
+
+    def __init__(self, alphabet: str = DEFAULT_ALPHABET, threads: int = 1):
+        try:
+            import pytesseract
+        except ImportError as exc:
+            raise OcrUnavailable("the 'tesseract' OCR engine needs pytesseract") from exc
+        try:
+            pytesseract.get_tesseract_version()
+        except Exception as exc:
+            raise OcrUnavailable(f"tesseract is not installed: {exc}") from exc
+        self.tess = pytesseract
+        wl = alphabet.replace(" ", "")
+        self.config = f"--psm 7 --oem 1 -c tessedit_char_whitelist={wl}"
+
+    def read_lines(
+        self, lines: list[np.ndarray], alphabets: list[str] | None = None
+    ) -> list[LineRead]:
+        out = []
+        for k, ln in enumerate(lines):
+            # tesseract wants text some 30 px high and a white border around it
+            s = max(1.0, 32.0 / max(1, ln.shape[0]))
+            g = cv2.resize(ln, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC) if s > 1 else ln
+            g = cv2.copyMakeBorder(g, 10, 10, 10, 10, cv2.BORDER_REPLICATE)
+            cfg = self.config
+            if alphabets is not None:
+                cfg = cfg.split(" -c ")[0] + " -c tessedit_char_whitelist=" + alphabets[k]
+            d = self.tess.image_to_data(g, config=cfg, output_type=self.tess.Output.DICT)
+            words, conf = [], []
+            for w, c in zip(d["text"], d["conf"], strict=True):
+                w = (w or "").strip()
+                if not w:
+                    continue
+                cf = max(0.0, float(c)) / 100.0
+                if words:
+                    words.append(" ")
+                    conf.append(cf)
+                words.append(w)
+                conf.extend([cf] * len(w))
+            out.append(LineRead("".join(words), conf))
+        return out
+
+
+def missing(engine: str) -> str | None:
+    """Why `engine` cannot run here (checked when a recipe is validated), or None."""
+    import importlib.util
+    import shutil
+
+    if engine == "paddle":
+        try:
+            _paddle_model()
+        except OcrUnavailable as exc:
+            return str(exc)
+        return None
+    if engine == "tesseract":
+        if importlib.util.find_spec("pytesseract") is None:
+            return "the 'tesseract' OCR engine needs pytesseract"
+        if shutil.which("tesseract") is None:
+            return "the 'tesseract' OCR engine needs Debian's tesseract-ocr"
+        return None
+    return f"unknown OCR engine {engine!r}"
+
+
+ENGINES: dict[str, type] = {"paddle": PaddleRecognizer, "tesseract": TesseractRecognizer}
+
+_shared: dict[tuple[str, str, int], Recognizer] = {}
+_shared_lock = threading.Lock()
+
+
+def recognizer(engine: str, alphabet: str = DEFAULT_ALPHABET, threads: int = 1) -> Recognizer:
+    """One recognizer per (engine, alphabet, threads) in the process (the model loads once)."""
+    if engine not in ENGINES:
+        raise OcrUnavailable(f"unknown OCR engine {engine!r} (known: {sorted(ENGINES)})")
+    key = (engine, alphabet, threads)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = ENGINES[engine](alphabet, threads)
+        return _shared[key]
