@@ -18,6 +18,7 @@ TOOLS: dict[str, str] = {
     "barcode": "edge.inspect.barcode:BarcodeTool",
     "defects": "edge.inspect.defects:DefectTool",
     "glass": "edge.inspect.glass:GlassTool",
+    "anomaly": "edge.inspect.anomaly:AnomalyTool",
 }
 
 
