@@ -33,8 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.anomaly.fit import FitOptions, fit_arrays, good_files, load_good, quantize_features
-from edge.anomaly.features import preprocess
+from edge.anomaly.fit import FitOptions, fit_arrays, good_files, load_good
 from edge.anomaly.model import Scorer, crop
 
 PIXEL_SCALE = 4
@@ -139,12 +138,8 @@ def main() -> None:
         t0 = time.perf_counter()
         f = fit_arrays(good, Path(tmp), roi, opt, progress=say)
         fit_s = time.perf_counter() - t0
-        int8 = Path(tmp) / "model.int8.onnx"
-        picks = np.linspace(0, len(good.images) - 1, min(16, len(good.images)))
-        calib = [preprocess(crop(good.images[int(i)], roi), w, h) for i in picks]
-        quantize_features(f.fp32, int8, calib)
         say("scoring with the INT8 feature file")
-        s8 = Scorer(int8, f.memory, opt.sigma, opt.knn, a.threads)
+        s8 = Scorer(f.int8, f.memory, opt.sigma, opt.knn, a.threads)
         res = evaluate(s8, test_good, test_bad, masks, roi, f.spec.threshold)
         res.update(backend="onnxruntime-cpu", int8=True)
         if not a.no_fp32:

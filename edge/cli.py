@@ -404,7 +404,11 @@ def _mount_optional() -> None:
     """Sub-commands whose modules bring heavier imports are mounted when present."""
     import importlib
 
-    for module, attr in (("edge.train.cli", "register"), ("edge.web.cli", "register")):
+    for module, attr in (
+        ("edge.train.cli", "register"),
+        ("edge.web.cli", "register"),
+        ("edge.anomaly.cli", "register"),
+    ):
         try:
             mod = importlib.import_module(module)
         except ImportError:

@@ -1,15 +1,16 @@
 """Teaching a product from good images: `edge anomaly fit` (teaching side: needs torch).
 
 good folders -> checks (enough images, one size, ROI inside) -> FP32 feature ONNX built
-for the model's input size -> patch features of every good image -> k-fold held-out
-scores -> threshold at the target false-reject rate -> coreset memory of all good
-patches -> INT8 feature file calibrated on the good images -> a *candidate* in the model
-registry (approval is a separate, audited step after `verify`).
+for the model's input size -> INT8 feature file calibrated on the good images -> patch
+features of every good image (FP32 for the memory, INT8 as the line will see them) ->
+k-fold held-out scores -> threshold at the target false-reject rate -> coreset memory of
+all good patches -> a *candidate* in the model registry (approval is a separate, audited step after `verify`).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,8 +124,15 @@ def build_memory(feats: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     return flat[coreset(feats, size, seed=seed)]
 
 
-def held_out_scores(feats: np.ndarray, grid: tuple[int, int], opt: FitOptions) -> np.ndarray:
-    """Each good image scored by a memory fitted without its fold."""
+def held_out_scores(
+    feats: np.ndarray, grid: tuple[int, int], opt: FitOptions, queries: np.ndarray | None = None
+) -> np.ndarray:
+    """Each good image scored by a memory fitted without its fold.
+
+    `queries` are the same images' features as the line computes them (the INT8 file);
+    the memory is always built from the FP32 reference features.
+    """
+    queries = feats if queries is None else queries
     n = len(feats)
     folds = max(2, min(opt.folds, n))
     order = np.random.default_rng(opt.seed).permutation(n)
@@ -134,12 +142,23 @@ def held_out_scores(feats: np.ndarray, grid: tuple[int, int], opt: FitOptions) -
         train = np.setdiff1d(order, test)
         size = max(1, int(round(opt.memory_size * len(train) / n)))
         mem = build_memory(feats[train], size, opt.seed)
-        scores[test] = image_scores(feats[test], mem, grid, opt.sigma, opt.knn)
+        scores[test] = image_scores(queries[test], mem, grid, opt.sigma, opt.knn)
     return scores
 
 
 def quantize_features(fp32: Path, int8: Path, calib: list[np.ndarray]) -> dict[str, Any]:
-    """INT8 Q/DQ through the project's quantiser (the detector's settings)."""
+    """INT8 Q/DQ through the project's quantiser (the detector's settings).
+
+    The quantiser prints its progress; it goes to stderr so a `--json` stdout stays JSON.
+    """
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return _quantize(fp32, int8, calib)
+
+
+def _quantize(fp32: Path, int8: Path, calib: list[np.ndarray]) -> dict[str, Any]:
     from edge.train import quantize as q
 
     generic = getattr(q, "quantize_qdq", None)
@@ -179,6 +198,15 @@ def quantize_features(fp32: Path, int8: Path, calib: list[np.ndarray]) -> dict[s
     }
 
 
+def calibration_set(
+    good: GoodSet, roi: tuple[int, int, int, int] | None, opt: FitOptions
+) -> list[np.ndarray]:
+    """Evenly spaced good images, as the feature file sees them."""
+    picks = np.linspace(0, len(good.images) - 1, min(opt.calibration_images, len(good.images)))
+    h, w = opt.input_hw
+    return [preprocess(crop(good.images[int(round(i))], roi), w, h) for i in picks]
+
+
 @dataclass
 class Fitted:
     """What a fit produced before it is written anywhere (the bench uses it directly)."""
@@ -188,6 +216,8 @@ class Fitted:
     held_out: np.ndarray
     outliers: list[str]
     fp32: Path
+    int8: Path
+    quantization: dict[str, Any]
     good: GoodSet
 
 
@@ -208,9 +238,16 @@ def fit_arrays(
     ex = FeatureExtractor(fp32, threads=opt.threads)
     progress(f"extracting patch features of {len(good.images)} good images")
     feats = extract_all(ex, good.images, roi)
+    ex.close()
     grid = tuple(info["grid"])
-    progress(f"held-out scores ({opt.folds}-fold)")
-    held = held_out_scores(feats, grid, opt)
+    int8 = Path(workdir) / reg.INT8
+    progress("INT8 feature file (calibrated on the good images)")
+    quantization = quantize_features(fp32, int8, calibration_set(good, roi, opt))
+    ex8 = FeatureExtractor(int8, threads=opt.threads)
+    queries = extract_all(ex8, good.images, roi)
+    ex8.close()
+    progress(f"held-out scores ({opt.folds}-fold, INT8 features against FP32 memories)")
+    held = held_out_scores(feats, grid, opt, queries)
     threshold = thr.threshold_for(held, opt.target_frr)
     far = [good.paths[i].name for i in thr.outliers(held)]
     progress(f"memory: coreset of {opt.memory_size} patches")
@@ -243,8 +280,7 @@ def fit_arrays(
         good_manifest_sha256=good.manifest["sha256"],
         outliers=far,
     )
-    ex.close()
-    return Fitted(spec, memory, held, far, fp32, good)
+    return Fitted(spec, memory, held, far, fp32, int8, quantization, good)
 
 
 def fit(
@@ -281,18 +317,15 @@ def fit(
             },
             anomaly=f.spec.model_dump(mode="json"),
         )
-    d = registry.path(name, version)
+        d = registry.path(name, version)
+        shutil.copyfile(f.int8, d / reg.INT8)
     np.save(d / MEMORY, f.memory.astype(np.float32))
-    progress("INT8 feature file (calibrated on the good images)")
-    picks = np.linspace(0, len(good.images) - 1, min(opt.calibration_images, len(good.images)))
-    calib = [
-        preprocess(crop(good.images[int(round(i))], roi), opt.input_hw[1], opt.input_hw[0])
-        for i in picks
-    ]
-    qinfo = quantize_features(d / reg.FP32, d / reg.INT8, calib)
     card = reg.load_card(d)
-    card.quantization = qinfo
-    card.calibration = {"source": "good images", "images": len(calib)}
+    card.quantization = f.quantization
+    card.calibration = {
+        "source": "the good images",
+        "images": min(opt.calibration_images, len(good.images)),
+    }
     card.files[reg.INT8] = reg.sha256_file(d / reg.INT8)
     card.files[MEMORY] = reg.sha256_file(d / MEMORY)
     reg.save_card(d, card)

@@ -153,7 +153,9 @@ class AnomalyModel:
         try:
             memory = np.load(path.parent / MEMORY, allow_pickle=False)
         except Exception as exc:
-            raise ModelError(f"model {card.name} {card.version}: unreadable memory: {exc}") from None
+            raise ModelError(
+                f"model {card.name} {card.version}: unreadable memory: {exc}"
+            ) from None
         try:
             self.scorer = Scorer(path, memory, self.spec.sigma, self.spec.knn, threads)
         except BackendError as exc:

@@ -95,7 +95,9 @@ class AnomalyTool(Tool):
         findings, maps = [], []
         for rname, rect in self.regions.items():
             score, heat = self.model.scorer.score(crop(image, rect))
-            maps.append({"tool": self.name, "region": rname, "rect": rect, "score": score, "heat": heat})
+            maps.append(
+                {"tool": self.name, "region": rname, "rect": rect, "score": score, "heat": heat}
+            )
             if score > self.threshold:
                 bx, by, bw, bh = hottest_box(heat, self.threshold, (rect[2], rect[3]))
                 findings.append(
