@@ -188,3 +188,20 @@ def test_the_recipe_key_is_validated_like_every_tool():
     validate_tool_spec(ToolSpec(type="anomaly", model="m"))
     with pytest.raises(ValueError, match="threshold"):
         validate_tool_spec(ToolSpec(type="anomaly", model="m", threshold=-1))
+
+
+def test_regions_located_by_an_earlier_tool_are_scored_and_a_missing_one_rejects(taught):
+    approve(taught)
+    tool = make_tool(taught["models"], regions_from="vial", min_regions=1)
+    held = cv2.imread(str(sorted(taught["held"].iterdir())[0]))
+    box = {"cls": "vial", "score": 0.9, "bbox": [0, 0, 640, 480]}
+    c = ctx()
+    c.shared["detections"] = [box, {"cls": "code", "score": 0.9, "bbox": [10, 10, 50, 50]}]
+    assert tool.run(held, c).findings == []
+    c = ctx()
+    c.shared["detections"] = [box]
+    r = tool.run(with_stain(held), c)
+    assert [f.code for f in r.findings] == [Reason.ANOMALY.value]
+    r = tool.run(held, ctx())  # the earlier tool found no vial
+    assert [f.code for f in r.findings] == [Reason.ANOMALY.value]
+    assert "0 vial region(s) located" in r.findings[0].message

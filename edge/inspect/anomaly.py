@@ -3,9 +3,11 @@
 The model (edge.anomaly) is resolved in the registry at construction: approved status,
 task `anomaly`, the SHA-256 of the feature file and of the memory against the card;
 any failure raises, so the line refuses to start with a broken or unapproved model.
-The regions are the model's fitted ROI, or named rectangles of the recipe (each the
-fitted ROI's size: the model knows one view of the product); a rectangle outside the
-image the model was fitted on is a config error.
+The regions are the model's fitted ROI, named rectangles of the recipe (each the
+fitted ROI's size: the model knows one view of the product; a rectangle outside the
+image the model was fitted on is a config error), or the boxes of one class located by
+an earlier tool (`regions_from`, e.g. each blister pocket the detector found; the model
+is then fitted on crops of that region).
 
 Each region's score is the maximum of its smoothed heat map; above the threshold (the
 card's, set from good images at a stated false-reject rate, or the recipe's override)
@@ -38,6 +40,14 @@ class AnomalyParams(ToolParams):
     )
     threshold: float | None = Field(
         None, gt=0, description="override of the card's threshold (None: the card's)"
+    )
+    regions_from: str | None = Field(
+        None,
+        description="score each box of this class found by an earlier tool (the detector's "
+        "`detections`) instead of fixed rectangles; the model is then fitted on crops of it",
+    )
+    min_regions: int = Field(
+        0, ge=0, description="with regions_from: fewer located regions than this is an ANOMALY"
     )
 
     @field_validator("regions")
@@ -87,13 +97,41 @@ class AnomalyTool(Tool):
                     f"{fitted[2]}x{fitted[3]} regions"
                 )
         self.threshold = float(params.threshold or spec.threshold)
+        if params.regions_from and params.regions:
+            raise ModelError(f"tool {name!r}: give either `regions` or `regions_from`, not both")
+
+    def _located(self, image: np.ndarray, ctx: ToolContext) -> dict[str, Rect]:
+        """Boxes of the `regions_from` class found by earlier tools, clipped to the image."""
+        ih, iw = image.shape[:2]
+        out: dict[str, Rect] = {}
+        for d in ctx.shared.get("detections", []):
+            if d.get("cls") != self.params.regions_from:
+                continue
+            x, y, w, h = (int(round(v)) for v in d["bbox"])
+            x0, y0 = max(0, x), max(0, y)
+            x1, y1 = min(iw, x + w), min(ih, y + h)
+            if x1 - x0 >= 8 and y1 - y0 >= 8:
+                out[f"{self.params.regions_from}{len(out)}"] = (x0, y0, x1 - x0, y1 - y0)
+        return out
 
     def inspect(self, image: np.ndarray, ctx: ToolContext) -> Any:
         from edge.anomaly.model import crop, hottest_box
 
-        self.model.check_image(image)
         findings, maps = [], []
-        for rname, rect in self.regions.items():
+        if self.params.regions_from:
+            regions = self._located(image, ctx)
+            if len(regions) < self.params.min_regions:
+                findings.append(
+                    self.finding(
+                        Reason.ANOMALY.value,
+                        f"{len(regions)} {self.params.regions_from} region(s) located, "
+                        f"{self.params.min_regions} expected",
+                    )
+                )
+        else:
+            self.model.check_image(image)
+            regions = self.regions
+        for rname, rect in regions.items():
             score, heat = self.model.scorer.score(crop(image, rect))
             maps.append(
                 {"tool": self.name, "region": rname, "rect": rect, "score": score, "heat": heat}
