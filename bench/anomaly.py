@@ -155,7 +155,7 @@ def main() -> None:
         layers=a.layers,
         threads=a.threads,
         fit_s=round(fit_s, 1),
-        held_out_max=round(float(f.held.max()), 4),
+        held_out_max=round(float(f.held_out.max()), 4),
         outliers=f.outliers,
     )
     print(json.dumps(res))
