@@ -205,3 +205,20 @@ def test_regions_located_by_an_earlier_tool_are_scored_and_a_missing_one_rejects
     r = tool.run(held, ctx())  # the earlier tool found no vial
     assert [f.code for f in r.findings] == [Reason.ANOMALY.value]
     assert "0 vial region(s) located" in r.findings[0].message
+
+
+def test_edge_anomaly_fit_says_why_it_refuses_a_good_set(tmp_path):
+    import subprocess
+    import sys
+
+    good = write(tmp_path / "good", good_vials(3))
+    cmd = [sys.executable, "-c", "from edge.cli import main; main()", "anomaly", "fit"]
+    p = subprocess.run(
+        [*cmd, "--good", str(good), "--name", "m", "--version", "1", "--models", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 1
+    assert "3 good images" in p.stderr and "at least 10 are needed" in p.stderr
+    assert not (tmp_path / "m").exists()
