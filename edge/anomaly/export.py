@@ -94,4 +94,19 @@ def export_features(
             opset_version=17,
             dynamo=False,
         )
+    slim(path)
     return {"dim": int(y.shape[1]), "grid": [int(y.shape[2]), int(y.shape[3])]}
+
+
+def slim(path: str | Path) -> None:
+    """Fold the exporter's shape arithmetic and merge each static "same" padding into its
+    convolution's own (asymmetric) pads, in place. Without it every padding stays a Pad
+    node that the INT8 model runs in float between two requantisations."""
+    import onnx
+    import onnxslim
+
+    with contextlib.redirect_stdout(sys.stderr):
+        model = onnxslim.slim(str(path))
+    if any(n.op_type == "Pad" for n in model.graph.node):
+        raise RuntimeError(f"{path}: padding left outside the convolutions after slimming")
+    onnx.save(model, str(path))
