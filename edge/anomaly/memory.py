@@ -33,8 +33,8 @@ def coreset(features: np.ndarray, n: int, seed: int = 0, projection: int = 32) -
     """Indices (into the flattened patches) of `n` patches chosen by greedy k-centre.
 
     `features` is images x patches x D. Two stages keep the cost down on a small CPU:
-    each image first keeps its own greedy k-centre picks (a few times its share of `n`;
-    an image's patches fit in the cache), then the final greedy selection runs over
+    each image first keeps its own greedy k-centre picks (a few times its share of `n`,
+    at least 300; an image's patches fit in the cache), then the final greedy selection runs over
     those candidates. Distances are on a seeded random projection, so a fit is
     reproducible.
     """
@@ -46,7 +46,10 @@ def coreset(features: np.ndarray, n: int, seed: int = 0, projection: int = 32) -
         return np.arange(n_img * n_patch)
     rng = np.random.default_rng(seed)
     proj = rng.standard_normal((dim, projection)).astype(np.float32) / np.sqrt(projection)
-    per_image = min(n_patch, max(32, int(np.ceil(4 * n / n_img))))
+    # at least 300 per image: with 150 VisA photos and a 2,000-patch memory, 54 per image
+    # (4x the share) gave image AUROC 0.87, 300 gave 0.92 (the extremes of each image are
+    # not a cover of its ordinary patches)
+    per_image = min(n_patch, max(300, int(np.ceil(4 * n / n_img))))
     cand, pts = [], []
     for i in range(n_img):
         p = f[i] @ proj
