@@ -1,6 +1,6 @@
 """Teach a product from good units only: fit, change control, the anomaly tool on the line.
 
-One small model is fitted once (simulated good vials, a 160x128 input, a small memory)
+One small model is fitted once (simulated good vials, a 320x256 input, a small memory)
 and used by every test: the requirements are about refusal, change control and
 findings, not about accuracy (that is bench/anomaly.py on real photos).
 """
@@ -27,7 +27,7 @@ from edge.train.registry import INT8, ModelError, ModelRegistry, load_card
 
 pytest.importorskip("efficientnet_lite_pytorch")
 
-OPT = FitOptions(input_hw=(128, 160), memory_size=300, folds=3, calibration_images=4)
+OPT = FitOptions(input_hw=(256, 320), memory_size=300, folds=3, calibration_images=4)
 
 
 def good_vials(n: int, seed: int = 11) -> list[np.ndarray]:
@@ -131,7 +131,7 @@ def test_a_stain_on_a_good_vial_is_an_anomaly_and_held_good_vials_pass(taught):
     assert f.score > f.value  # score above the threshold
     x, y, w, h = f.bbox
     assert x <= 320 <= x + w and y <= 240 <= y + h, f.bbox  # the hottest area holds the stain
-    assert c.shared["anomaly_maps"][0]["heat"].shape == (16, 20)
+    assert c.shared["anomaly_maps"][0]["heat"].shape == (32, 40)
 
 
 def test_a_frame_of_another_size_is_a_reject_not_a_pass(taught):
