@@ -469,6 +469,7 @@ def _mount_optional() -> None:
         ("edge.web.cli", "register"),
         ("edge.store.verify", "register"),
         ("edge.capture.camera_cli", "register"),
+        ("edge.anomaly.cli", "register"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -20,6 +20,7 @@ TOOLS: dict[str, str] = {
     "glass": "edge.inspect.glass:GlassTool",
     "exposure": "edge.inspect.exposure:ExposureTool",
     "ocv": "edge.inspect.ocv:OcvTool",
+    "anomaly": "edge.inspect.anomaly:AnomalyTool",
 }
 
 

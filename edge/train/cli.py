@@ -178,6 +178,8 @@ def verify_cmd(
         if card is None:
             _fail(f"model {name!r} has no approved version; name one")
         version = card.version
+    if reg.card(name, version).task == "anomaly":
+        _fail(f"{name} {version} is an anomaly model: `edge anomaly verify {name} {version}`")
     cfg = OnnxBackend() if backend == "onnx" else TensorRTBackend()
     report = verify(reg.path(name, version), images, backend_config=cfg, limit=limit, record=record)
     typer.echo(f"{name} {version} [{backend}]: {report['summary']}")

@@ -1,0 +1,83 @@
+"""Patch features of a region on ONNX Runtime (deploy side: no torch).
+
+The ONNX file (FP32 reference or INT8 Q/DQ) is loaded through the same CPU rewrite the
+detector's backend applies (uint8 activations, ReLUs folded into the convolution's
+range), so the INT8 file runs on ONNX Runtime's integer kernels. The region is resized
+to the model's input size; the caller gets one feature vector per patch of the grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.inference.base import BackendError
+
+#: ImageNet normalisation the backbone was trained with (RGB, 0..255 scale); the same
+#: numbers as edge.anomaly.export (which needs torch, so is not imported here)
+MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+
+def preprocess(region: np.ndarray, width: int, height: int) -> np.ndarray:
+    """BGR (or grey) uint8 region -> 1x3xHxW float32, normalised."""
+    if region.ndim == 2:
+        region = cv2.cvtColor(region, cv2.COLOR_GRAY2BGR)
+    if region.shape[1] != width or region.shape[0] != height:
+        region = cv2.resize(region, (width, height), interpolation=cv2.INTER_AREA)
+    x = (region[:, :, ::-1].astype(np.float32) - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+class FeatureExtractor:
+    """One ONNX Runtime session for one feature file; `run` is thread-safe."""
+
+    def __init__(self, path: str | Path, threads: int = 1, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        from edge.inference.onnx import OnnxRuntimeBackend, pick_providers
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BackendError(f"feature model not found: {self.path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        chosen = pick_providers(providers or ["CPUExecutionProvider"])
+        # the detector backend's in-memory CPU rewrite of the same Q/DQ artefact
+        rewriter = OnnxRuntimeBackend()
+        rewriter.model_path = self.path
+        try:
+            source: str | bytes = str(self.path)
+            if chosen == ["CPUExecutionProvider"]:
+                source = rewriter._cpu_model_bytes()
+            self.session = ort.InferenceSession(source, sess_options=opts, providers=chosen)
+        except BackendError:
+            raise
+        except Exception as exc:  # ORT raises its own types for corrupt files
+            raise BackendError(f"cannot load feature model {self.path}: {exc}") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise BackendError(f"{self.path}: expected one 1x3xHxW input")
+        shape = inputs[0].shape
+        if not all(isinstance(v, int) and v > 0 for v in shape) or shape[:2] != [1, 3]:
+            raise BackendError(f"{self.path}: input shape {shape} is not a static 1x3xHxW")
+        self.input_name = inputs[0].name
+        self.height, self.width = int(shape[2]), int(shape[3])
+        out = self.session.get_outputs()[0]
+        self.output_name = out.name
+        self.dim, self.grid = int(out.shape[1]), (int(out.shape[2]), int(out.shape[3]))
+
+    def run(self, region: np.ndarray) -> np.ndarray:
+        """BGR region (any size) -> (gh*gw, D) float32 patch features, row-major grid."""
+        x = preprocess(region, self.width, self.height)
+        y = self.session.run([self.output_name], {self.input_name: x})[0][0]
+        return np.ascontiguousarray(y.reshape(self.dim, -1).T)
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

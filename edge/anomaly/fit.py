@@ -1,0 +1,332 @@
+"""Teaching a product from good images: `edge anomaly fit` (teaching side: needs torch).
+
+good folders -> checks (enough images, one size, ROI inside) -> FP32 feature ONNX built
+for the model's input size -> INT8 feature file calibrated on the good images -> patch
+features of every good image (FP32 for the memory, INT8 as the line will see them) ->
+k-fold held-out scores -> threshold at the target false-reject rate -> coreset memory of
+all good patches -> a *candidate* in the model registry (approval is a separate, audited step after `verify`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.anomaly import threshold as thr
+from edge.anomaly.features import FeatureExtractor, preprocess
+from edge.anomaly.memory import MemoryIndex, coreset
+from edge.anomaly.model import MEMORY, TASK, AnomalySpec, crop
+from edge.train import registry as reg
+from edge.train.dataset import IMAGE_EXT, manifest_hash, sha256_file
+
+log = logging.getLogger(__name__)
+
+#: fewer good images than this cannot give held-out scores worth a threshold
+MIN_GOOD = 10
+
+
+class FitError(ValueError):
+    """Good images the method cannot be fitted on; the message says why."""
+
+
+@dataclass
+class FitOptions:
+    input_hw: tuple[int, int] = (512, 768)
+    layers: tuple[int, ...] = (4, 10)
+    memory_size: int = 2000
+    sigma: float = 1.0
+    knn: int = 1
+    target_frr: float = 0.01
+    folds: int = 5
+    seed: int = 0
+    threads: int = 1
+    calibration_images: int = 16
+
+
+@dataclass
+class GoodSet:
+    paths: list[Path]
+    images: list[np.ndarray]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def good_files(dirs: list[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise FitError(f"good-image folder {d} does not exist")
+        files += sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXT)
+    return files
+
+
+def load_good(
+    dirs: list[str | Path], roi: tuple[int, int, int, int] | None = None, n: int | None = None
+) -> GoodSet:
+    """Read the good images (with `n`: n evenly spaced picks in name order) and check them."""
+    files = good_files(dirs)
+    if n is not None and 0 < n < len(files):
+        files = [files[int(round(i))] for i in np.linspace(0, len(files) - 1, n)]
+    if len(files) < MIN_GOOD:
+        raise FitError(
+            f"{len(files)} good images in {[str(d) for d in dirs]}: at least {MIN_GOOD} are "
+            "needed (held-out scores for the threshold come from them)"
+        )
+    images, sizes = [], {}
+    for p in files:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FitError(f"unreadable image {p}")
+        sizes.setdefault((img.shape[1], img.shape[0]), []).append(p.name)
+        images.append(img)
+    if len(sizes) > 1:
+        detail = ", ".join(f"{w}x{h}: {len(v)} (e.g. {v[0]})" for (w, h), v in sizes.items())
+        raise FitError(f"good images of mixed sizes ({detail}): one camera set-up per model")
+    try:
+        crop(images[0], roi)
+    except ValueError as exc:
+        raise FitError(str(exc)) from None
+    shas = {f"{i}/{p.name}": sha256_file(p) for i, p in enumerate(files)}
+    man = {"count": len(files), "sha256": manifest_hash(shas), "files": shas}
+    return GoodSet(files, images, man)
+
+
+def extract_all(
+    ex: FeatureExtractor, images: list[np.ndarray], roi: tuple[int, int, int, int] | None
+) -> np.ndarray:
+    return np.stack([ex.run(crop(img, roi)) for img in images])
+
+
+def image_scores(
+    feats: np.ndarray, memory: np.ndarray, grid: tuple[int, int], sigma: float, knn: int = 1
+) -> np.ndarray:
+    """Score (max of the smoothed map) of each image's features against a memory."""
+    index = MemoryIndex(memory)
+    out = []
+    for f in feats:
+        m = index.distances(f, knn).reshape(grid).astype(np.float32)
+        if sigma > 0:
+            m = cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        out.append(float(m.max()))
+    return np.array(out)
+
+
+def build_memory(feats: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    flat = feats.reshape(-1, feats.shape[-1])
+    return flat[coreset(feats, size, seed=seed)]
+
+
+def held_out_scores(
+    feats: np.ndarray, grid: tuple[int, int], opt: FitOptions, queries: np.ndarray | None = None
+) -> np.ndarray:
+    """Each good image scored by a memory fitted without its fold.
+
+    `queries` are the same images' features as the line computes them (the INT8 file);
+    the memory is always built from the FP32 reference features.
+    """
+    queries = feats if queries is None else queries
+    n = len(feats)
+    folds = max(2, min(opt.folds, n))
+    order = np.random.default_rng(opt.seed).permutation(n)
+    scores = np.zeros(n)
+    for k in range(folds):
+        test = order[k::folds]
+        train = np.setdiff1d(order, test)
+        size = max(1, int(round(opt.memory_size * len(train) / n)))
+        mem = build_memory(feats[train], size, opt.seed)
+        scores[test] = image_scores(queries[test], mem, grid, opt.sigma, opt.knn)
+    return scores
+
+
+def quantize_features(fp32: Path, int8: Path, calib: list[np.ndarray]) -> dict[str, Any]:
+    """INT8 Q/DQ through the project's quantiser (the detector's settings).
+
+    The quantiser prints its progress; it goes to stderr so a `--json` stdout stays JSON.
+    """
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return _quantize(fp32, int8, calib)
+
+
+def _quantize(fp32: Path, int8: Path, calib: list[np.ndarray]) -> dict[str, Any]:
+    from edge.train import quantize as q
+
+    generic = getattr(q, "quantize_qdq", None)
+    if generic is not None:
+        return generic(fp32, int8, calib)
+    # the same settings as the detector's `quantize_onnx`, for any input shape
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader:
+        def __init__(self) -> None:
+            self.it = iter(calib)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.it, None)
+            return None if x is None else {"images": x}
+
+        def rewind(self) -> None:
+            self.it = iter(calib)
+
+    quantize_static(
+        model_input=str(fp32),
+        model_output=str(int8),
+        calibration_data_reader=Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.Percentile,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    return {
+        "format": "QDQ",
+        "activations": "int8 symmetric",
+        "weights": "int8 symmetric per-channel",
+        "method": "percentile",
+        "samples": len(calib),
+    }
+
+
+def calibration_set(
+    good: GoodSet, roi: tuple[int, int, int, int] | None, opt: FitOptions
+) -> list[np.ndarray]:
+    """Evenly spaced good images, as the feature file sees them."""
+    picks = np.linspace(0, len(good.images) - 1, min(opt.calibration_images, len(good.images)))
+    h, w = opt.input_hw
+    return [preprocess(crop(good.images[int(round(i))], roi), w, h) for i in picks]
+
+
+@dataclass
+class Fitted:
+    """What a fit produced before it is written anywhere (the bench uses it directly)."""
+
+    spec: AnomalySpec
+    memory: np.ndarray
+    held_out: np.ndarray
+    outliers: list[str]
+    fp32: Path
+    int8: Path
+    quantization: dict[str, Any]
+    good: GoodSet
+
+
+def fit_arrays(
+    good: GoodSet,
+    workdir: Path,
+    roi: tuple[int, int, int, int] | None = None,
+    opt: FitOptions | None = None,
+    progress: Callable[[str], None] = lambda s: None,
+) -> Fitted:
+    from edge.anomaly.export import BACKBONE, BACKBONE_LICENCE, export_features
+
+    opt = opt or FitOptions()
+    h, w = opt.input_hw
+    fp32 = Path(workdir) / reg.FP32
+    progress(f"exporting the {BACKBONE} feature extractor for {w}x{h}")
+    info = export_features(fp32, h, w, list(opt.layers))
+    ex = FeatureExtractor(fp32, threads=opt.threads)
+    progress(f"extracting patch features of {len(good.images)} good images")
+    feats = extract_all(ex, good.images, roi)
+    ex.close()
+    grid = tuple(info["grid"])
+    int8 = Path(workdir) / reg.INT8
+    progress("INT8 feature file (calibrated on the good images)")
+    quantization = quantize_features(fp32, int8, calibration_set(good, roi, opt))
+    ex8 = FeatureExtractor(int8, threads=opt.threads)
+    queries = extract_all(ex8, good.images, roi)
+    ex8.close()
+    progress(f"held-out scores ({opt.folds}-fold, INT8 features against FP32 memories)")
+    held = held_out_scores(feats, grid, opt, queries)
+    threshold = thr.threshold_for(held, opt.target_frr)
+    far = [good.paths[i].name for i in thr.outliers(held)]
+    progress(f"memory: coreset of {opt.memory_size} patches")
+    memory = build_memory(feats, opt.memory_size, opt.seed)
+    ih, iw = good.images[0].shape[:2]
+    spec = AnomalySpec(
+        input_hw=(h, w),
+        grid=grid,
+        layers=list(opt.layers),
+        roi=roi,
+        image_size=(iw, ih),
+        sigma=opt.sigma,
+        knn=opt.knn,
+        threshold=threshold,
+        threshold_method=thr.METHOD,
+        target_frr=opt.target_frr,
+        backbone=BACKBONE,
+        backbone_licence=BACKBONE_LICENCE,
+        memory_size=len(memory),
+        feature_dim=info["dim"],
+        folds=opt.folds,
+        held_out={
+            "n": len(held),
+            "min": float(held.min()),
+            "median": float(np.median(held)),
+            "max": float(held.max()),
+            "scores": [round(float(s), 4) for s in held],
+        },
+        good_images=good.manifest["count"],
+        good_manifest_sha256=good.manifest["sha256"],
+        outliers=far,
+    )
+    return Fitted(spec, memory, held, far, fp32, int8, quantization, good)
+
+
+def fit(
+    good_dirs: list[str | Path],
+    name: str,
+    version: str,
+    models_dir: str | Path = "models",
+    roi: tuple[int, int, int, int] | None = None,
+    opt: FitOptions | None = None,
+    by: str | None = None,
+    progress: Callable[[str], None] = lambda s: None,
+) -> reg.ModelCard:
+    """Fit on good images and register the result as a candidate version."""
+    opt = opt or FitOptions()
+    registry = reg.ModelRegistry(models_dir)
+    if (registry.path(name, version) / reg.CARD).exists():
+        raise FitError(f"{name} {version} already exists: versions are never overwritten")
+    good = load_good(good_dirs, roi)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = fit_arrays(good, Path(tmp), roi, opt, progress)
+        card = registry.create(
+            name,
+            version,
+            f.fp32,
+            classes=["anomaly"],
+            input_size=opt.input_hw[1],
+            by=by,
+            task=TASK,
+            arch=f.spec.backbone,
+            dataset={
+                "good_dirs": [Path(d).as_posix() for d in good_dirs],
+                "images": good.manifest["count"],
+                "manifest_sha256": good.manifest["sha256"],
+            },
+            anomaly=f.spec.model_dump(mode="json"),
+        )
+        d = registry.path(name, version)
+        shutil.copyfile(f.int8, d / reg.INT8)
+    np.save(d / MEMORY, f.memory.astype(np.float32))
+    card = reg.load_card(d)
+    card.quantization = f.quantization
+    card.calibration = {
+        "source": "the good images",
+        "images": min(opt.calibration_images, len(good.images)),
+    }
+    card.files[reg.INT8] = reg.sha256_file(d / reg.INT8)
+    card.files[MEMORY] = reg.sha256_file(d / MEMORY)
+    reg.save_card(d, card)
+    return card

@@ -1,0 +1,189 @@
+"""An approved anomaly model on the line: feature file + memory + threshold, checked first.
+
+Registry layout (the detector's, plus the memory):
+
+    models/<name>/<version>/model.onnx        FP32 feature extractor (the reference)
+    models/<name>/<version>/model.int8.onnx   INT8 Q/DQ feature extractor (what the line runs)
+    models/<name>/<version>/memory.npy        the coreset of good patch features
+    models/<name>/<version>/card.yaml         task: anomaly; `anomaly:` section below
+
+The card's `anomaly` section holds what scoring needs (input size, ROI, smoothing,
+threshold) and what QA needs to know (backbone and licence, the good images' manifest
+SHA-256, the threshold method and its target false-reject rate).
+
+Scoring: the distance of each patch to its nearest good patch is the heat map; the
+region's score is the maximum of that map after a small Gaussian smoothing (one hot
+patch of noise does not decide, a defect a few patches wide does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.anomaly.features import FeatureExtractor
+from edge.anomaly.memory import MemoryIndex
+from edge.inference.base import BackendError
+from edge.train.registry import FP32, INT8, ModelCard, ModelError, ModelRegistry
+
+MEMORY = "memory.npy"
+TASK = "anomaly"
+
+
+class AnomalySpec(BaseModel):
+    """The card's `anomaly` section."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input_hw: tuple[int, int] = Field(..., description="feature model input (height, width)")
+    grid: tuple[int, int] = Field(..., description="patch grid (rows, cols)")
+    layers: list[int]
+    roi: tuple[int, int, int, int] | None = Field(
+        None, description="x, y, w, h in image pixels the model was fitted on (None: whole image)"
+    )
+    image_size: tuple[int, int] = Field(..., description="width, height of the good images")
+    sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of the map, in patches")
+    knn: int = Field(1, ge=1)
+    threshold: float = Field(..., gt=0)
+    threshold_method: str = ""
+    target_frr: float = 0.01
+    backbone: str = ""
+    backbone_licence: str = ""
+
+
+def spec_of(card: ModelCard) -> AnomalySpec:
+    if card.task != TASK:
+        raise ModelError(f"{card.name} {card.version} is a {card.task!r} model, not {TASK!r}")
+    raw = getattr(card, "anomaly", None) or (card.model_extra or {}).get("anomaly")
+    if not raw:
+        raise ModelError(f"{card.name} {card.version}: the card has no `anomaly` section")
+    try:
+        return AnomalySpec.model_validate(raw)
+    except Exception as exc:
+        raise ModelError(f"{card.name} {card.version}: bad `anomaly` section: {exc}") from None
+
+
+def crop(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The region (x, y, w, h) of an image; a region outside the image is an error."""
+    if roi is None:
+        return image
+    x, y, w, h = (int(v) for v in roi)
+    ih, iw = image.shape[:2]
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > iw or y + h > ih:
+        raise ValueError(f"region {[x, y, w, h]} lies outside the {iw}x{ih} image")
+    return image[y : y + h, x : x + w]
+
+
+class Scorer:
+    """Feature file + memory: region -> (score, heat map on the patch grid)."""
+
+    def __init__(
+        self,
+        features_path: str | Path,
+        memory: np.ndarray,
+        sigma: float = 1.0,
+        knn: int = 1,
+        threads: int = 1,
+    ):
+        self.extractor = FeatureExtractor(features_path, threads=threads)
+        if memory.ndim != 2 or memory.shape[1] != self.extractor.dim:
+            raise ModelError(
+                f"memory of shape {memory.shape} does not fit features of dim {self.extractor.dim}"
+            )
+        self.index = MemoryIndex(memory, threads=threads)
+        self.sigma, self.knn = float(sigma), int(knn)
+
+    def heat(self, region: np.ndarray) -> np.ndarray:
+        """Smoothed distance map on the patch grid (rows x cols), float32."""
+        d = self.index.distances(self.extractor.run(region), self.knn)
+        m = d.reshape(self.extractor.grid).astype(np.float32)
+        if self.sigma > 0:
+            m = cv2.GaussianBlur(m, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT)
+        return m
+
+    def score(self, region: np.ndarray) -> tuple[float, np.ndarray]:
+        m = self.heat(region)
+        return float(m.max()), m
+
+    def close(self) -> None:
+        self.extractor.close()
+
+
+def hottest_box(
+    heat: np.ndarray, level: float, region_wh: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Bounding box (x, y, w, h, region pixels) of the connected hot area around the peak.
+
+    The area is the patches at or above `level` connected to the hottest patch (at least
+    that patch itself).
+    """
+    gh, gw = heat.shape
+    peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    hot = (heat >= min(level, float(heat[peak]))).astype(np.uint8)
+    _, labels = cv2.connectedComponents(hot, connectivity=8)
+    ys, xs = np.nonzero(labels == labels[peak])
+    sx, sy = region_wh[0] / gw, region_wh[1] / gh
+    x0, y0 = int(xs.min() * sx), int(ys.min() * sy)
+    x1, y1 = int(np.ceil((xs.max() + 1) * sx)), int(np.ceil((ys.max() + 1) * sy))
+    return x0, y0, x1 - x0, y1 - y0
+
+
+class AnomalyModel:
+    """An anomaly model resolved in the registry and checked against its card."""
+
+    def __init__(
+        self,
+        models_dir: str | Path,
+        name: str,
+        version: str | None = None,
+        precision: str = "int8",
+        allow_unapproved: bool = False,
+        threads: int = 1,
+    ):
+        reg = ModelRegistry(models_dir)
+        card, path = reg.resolve(name, version, precision, allow_unapproved=allow_unapproved)
+        self.spec = spec_of(card)
+        problems = reg.check_files(card, [MEMORY])
+        if problems:
+            raise ModelError(f"model {card.name} {card.version}: " + "; ".join(problems))
+        try:
+            memory = np.load(path.parent / MEMORY, allow_pickle=False)
+        except Exception as exc:
+            raise ModelError(
+                f"model {card.name} {card.version}: unreadable memory: {exc}"
+            ) from None
+        try:
+            self.scorer = Scorer(path, memory, self.spec.sigma, self.spec.knn, threads)
+        except BackendError as exc:
+            raise ModelError(f"model {card.name} {card.version}: {exc}") from None
+        if list(self.scorer.extractor.grid) != list(self.spec.grid):
+            raise ModelError(
+                f"model {card.name} {card.version}: feature grid {self.scorer.extractor.grid} "
+                f"does not match the card's {self.spec.grid}"
+            )
+        self.card = card
+        self.info = {"name": card.name, "version": card.version, "sha256": card.files[path.name]}
+
+    def check_image(self, image: np.ndarray) -> None:
+        w, h = self.spec.image_size
+        if image.shape[1] != w or image.shape[0] != h:
+            raise ValueError(
+                f"image is {image.shape[1]}x{image.shape[0]}, the model was fitted on {w}x{h}"
+            )
+
+    def close(self) -> None:
+        self.scorer.close()
+
+
+def files_of(model_dir: str | Path) -> list[str]:
+    """Files an anomaly version must hold (for approval and verification)."""
+    return [FP32, INT8, MEMORY]
+
+
+def describe(card: ModelCard) -> dict[str, Any]:
+    s = spec_of(card)
+    return {"threshold": s.threshold, "roi": s.roi, "input_hw": s.input_hw, "grid": s.grid}

@@ -1,0 +1,42 @@
+"""The decision threshold from good images only, at a stated false-reject target.
+
+The scores used are *held-out* scores: each good image is scored by a memory fitted
+without it (k-fold), as an unseen good unit will be on the line. A threshold at the
+highest held-out score grows with the number of good images and soon rejects almost
+nothing (one odd good image sets it); a quantile at the target false-reject rate is what
+the plant asked for. With few images the empirical quantile is coarse, so the log
+scores are modelled as normal (scores are positive and right-skewed) and the threshold
+is the (1 - target) quantile of that fit, never below the empirical quantile.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+METHOD = "k-fold held-out scores, log-normal fit, (1 - target) quantile"
+
+
+def threshold_for(scores: np.ndarray, target_frr: float) -> float:
+    s = np.asarray(scores, dtype=np.float64)
+    if len(s) < 3 or np.any(s <= 0):
+        raise ValueError("need at least 3 positive held-out scores for a threshold")
+    if not 0 < target_frr < 0.5:
+        raise ValueError(f"target false-reject rate {target_frr} must be in (0, 0.5)")
+    z = NormalDist().inv_cdf(1.0 - target_frr)
+    logs = np.log(s)
+    parametric = float(np.exp(logs.mean() + z * logs.std(ddof=1)))
+    empirical = float(np.quantile(s, 1.0 - target_frr))
+    return max(parametric, empirical)
+
+
+def outliers(scores: np.ndarray, limit: float = 6.0) -> list[int]:
+    """Indices of good images whose held-out score is far out (robust z above `limit`):
+    a good set that contains a defect, or an image of something else."""
+    logs = np.log(np.asarray(scores, dtype=np.float64))
+    med = np.median(logs)
+    mad = np.median(np.abs(logs - med)) * 1.4826
+    if mad <= 0:
+        return []
+    return [int(i) for i in np.nonzero((logs - med) / mad > limit)[0]]

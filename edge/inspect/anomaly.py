@@ -1,0 +1,154 @@
+"""Good-only anomaly check as an inspection tool: ANOMALY where a region looks unlike good units.
+
+The model (edge.anomaly) is resolved in the registry at construction: approved status,
+task `anomaly`, the SHA-256 of the feature file and of the memory against the card;
+any failure raises, so the line refuses to start with a broken or unapproved model.
+The regions are the model's fitted ROI, named rectangles of the recipe (each the
+fitted ROI's size: the model knows one view of the product; a rectangle outside the
+image the model was fitted on is a config error), or the boxes of one class located by
+an earlier tool (`regions_from`, e.g. each blister pocket the detector found; the model
+is then fitted on crops of that region).
+
+Each region's score is the maximum of its smoothed heat map; above the threshold (the
+card's, set from good images at a stated false-reject rate, or the recipe's override)
+it is an ANOMALY finding with the score, the region's name and the box of the hottest
+area. The heat maps go to `ctx.shared["anomaly_maps"]` for evidence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from edge.domain import Reason
+from edge.inspect.base import Services, Tool, ToolContext, ToolParams
+from edge.train.registry import ModelError
+
+Rect = tuple[int, int, int, int]
+
+
+class AnomalyParams(ToolParams):
+    model: str = Field(..., description="anomaly model name in the registry (models/<name>/)")
+    version: str | None = Field(None, description="pin a version (must be approved)")
+    precision: Literal["int8", "fp32"] = "int8"
+    regions: dict[str, Rect] = Field(
+        default_factory=dict,
+        description="named rectangles x, y, w, h to score (empty: the model's fitted ROI)",
+    )
+    threshold: float | None = Field(
+        None, gt=0, description="override of the card's threshold (None: the card's)"
+    )
+    regions_from: str | None = Field(
+        None,
+        description="score each box of this class found by an earlier tool (the detector's "
+        "`detections`) instead of fixed rectangles; the model is then fitted on crops of it",
+    )
+    min_regions: int = Field(
+        0, ge=0, description="with regions_from: fewer located regions than this is an ANOMALY"
+    )
+
+    @field_validator("regions")
+    @classmethod
+    def _positive(cls, v: dict[str, Rect]) -> dict[str, Rect]:
+        for name, (x, y, w, h) in v.items():
+            if w <= 0 or h <= 0 or x < 0 or y < 0:
+                raise ValueError(f"region {name!r}: {[x, y, w, h]} is not a rectangle in the image")
+        return v
+
+
+class AnomalyTool(Tool):
+    type_key: ClassVar[str] = "anomaly"
+    version: ClassVar[str] = "1"
+    Params: ClassVar[type[ToolParams]] = AnomalyParams
+
+    def __init__(self, name: str, params: AnomalyParams, services: Services):
+        super().__init__(name, params, services)
+        from edge.anomaly.model import AnomalyModel
+
+        backend = services.get("backend")
+        threads = int(getattr(backend, "threads", 1) or 1)
+        try:
+            self.model = AnomalyModel(
+                Path(services.get("models_dir") or "models"),
+                params.model,
+                params.version,
+                params.precision,
+                allow_unapproved=bool(services.get("evaluation_only")),
+                threads=threads,
+            )
+        except ModelError as exc:
+            raise ModelError(f"tool {name!r}: {exc}") from None
+        spec = self.model.spec
+        iw, ih = spec.image_size
+        fitted = spec.roi or (0, 0, iw, ih)
+        self.regions: dict[str, Rect] = dict(params.regions) or {"roi": tuple(fitted)}
+        for rname, (x, y, w, h) in self.regions.items():
+            if x + w > iw or y + h > ih:
+                raise ModelError(
+                    f"tool {name!r}: region {rname!r} {[x, y, w, h]} lies outside the "
+                    f"{iw}x{ih} image the model was fitted on"
+                )
+            if (w, h) != (fitted[2], fitted[3]):
+                raise ModelError(
+                    f"tool {name!r}: region {rname!r} is {w}x{h}, the model was fitted on "
+                    f"{fitted[2]}x{fitted[3]} regions"
+                )
+        self.threshold = float(params.threshold or spec.threshold)
+        if params.regions_from and params.regions:
+            raise ModelError(f"tool {name!r}: give either `regions` or `regions_from`, not both")
+
+    def _located(self, image: np.ndarray, ctx: ToolContext) -> dict[str, Rect]:
+        """Boxes of the `regions_from` class found by earlier tools, clipped to the image."""
+        ih, iw = image.shape[:2]
+        out: dict[str, Rect] = {}
+        for d in ctx.shared.get("detections", []):
+            if d.get("cls") != self.params.regions_from:
+                continue
+            x, y, w, h = (int(round(v)) for v in d["bbox"])
+            x0, y0 = max(0, x), max(0, y)
+            x1, y1 = min(iw, x + w), min(ih, y + h)
+            if x1 - x0 >= 8 and y1 - y0 >= 8:
+                out[f"{self.params.regions_from}{len(out)}"] = (x0, y0, x1 - x0, y1 - y0)
+        return out
+
+    def inspect(self, image: np.ndarray, ctx: ToolContext) -> Any:
+        from edge.anomaly.model import crop, hottest_box
+
+        findings, maps = [], []
+        if self.params.regions_from:
+            regions = self._located(image, ctx)
+            if len(regions) < self.params.min_regions:
+                findings.append(
+                    self.finding(
+                        Reason.ANOMALY.value,
+                        f"{len(regions)} {self.params.regions_from} region(s) located, "
+                        f"{self.params.min_regions} expected",
+                    )
+                )
+        else:
+            self.model.check_image(image)
+            regions = self.regions
+        for rname, rect in regions.items():
+            score, heat = self.model.scorer.score(crop(image, rect))
+            maps.append(
+                {"tool": self.name, "region": rname, "rect": rect, "score": score, "heat": heat}
+            )
+            if score > self.threshold:
+                bx, by, bw, bh = hottest_box(heat, self.threshold, (rect[2], rect[3]))
+                findings.append(
+                    self.finding(
+                        Reason.ANOMALY.value,
+                        f"{rname}: anomaly score {score:.3f} > {self.threshold:.3f}",
+                        score=score,
+                        value=self.threshold,
+                        bbox=(rect[0] + bx, rect[1] + by, bw, bh),
+                    )
+                )
+        ctx.shared.setdefault("anomaly_maps", []).extend(maps)
+        return self.result(findings=findings, model=dict(self.model.info))
+
+    def close(self) -> None:
+        self.model.close()
