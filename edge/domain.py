@@ -230,12 +230,23 @@ class Item:
     @property
     def measurements(self) -> dict[str, float]:
         """Every tool's measurements; a name two tools share is kept per tool (`tool.name`)."""
+        return self.measured()
+
+    def measured(self, *, in_spec_only: bool = False) -> dict[str, float]:
+        """The measurements; with `in_spec_only`, only those of tools that found nothing.
+
+        Process control charts the process inside its spec: a tilted cap the cap tool already
+        rejected is a defect (counted by the reject-rate chart), not a point of the capper's
+        trend, and one such outlier would move a sensitive chart on its own.
+        """
         out: dict[str, float] = {}
         seen: dict[str, int] = {}
         for r in self.results:
             for k in r.measurements:
                 seen[k] = seen.get(k, 0) + 1
         for r in self.results:
+            if in_spec_only and (r.findings or r.error):
+                continue
             for k, v in r.measurements.items():
                 out[k if seen[k] == 1 else f"{r.tool}.{k}"] = v
         return out

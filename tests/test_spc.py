@@ -152,3 +152,23 @@ def test_a_reject_reason_that_rises_raises_a_rate_deviation():
         alerts += mon.observe(str(i), {}, ["LOW_FILL"] if rng.random() < rate else [])
     assert [a.measure for a in alerts] == ["rate:LOW_FILL"]
     assert alerts[0].index >= 3000 and alerts[0].chart == "p"
+
+
+def test_a_defect_the_tool_rejected_is_not_a_point_of_the_process_trend():
+    """Tilted caps the cap tool already rejects are counted by the reject-rate chart; they do
+    not drag the capper's trend chart (one 12-degree outlier would alarm a sensitive EWMA)."""
+    from edge.domain import Finding, Item, ToolResult
+    from edge.spc.feed import SpcFeed
+
+    rng = np.random.default_rng(4)
+    alerts: list = []
+    cfg = SpcConfig(reference_items=300, measures={"cap_tilt_deg": MeasureSpc()})
+    feed = SpcFeed(cfg, alerts.append, batch="B")
+    for i in range(3000):
+        r = ToolResult("cap", "1.1", measurements={"cap_tilt_deg": float(rng.normal(0, 0.85))})
+        if i % 97 == 0 and i > 300:  # a defective cap, rejected by the tool
+            r.measurements["cap_tilt_deg"] = 12.0
+            r.findings = [Finding("cap", "CAP_TILT", "tilted")]
+        it = Item(id=str(i), seq=i + 1, t_trigger=0.0, deadline=1.0, results=[r])
+        feed.add(it)
+    assert alerts == []

@@ -129,8 +129,9 @@ class PChart:
     Reject counts are small (about one per subgroup), where the normal approximation of the
     textbook p-chart fires far too often; the upper limit is therefore the exact binomial
     count whose tail probability is below `alpha` (probability limits). The centre is the
-    reference rate with a floor of half an event over the reference window, so a reference
-    with no such reject does not turn the first one into a deviation. Only a rise is a
+    reference rate counted with one event more than seen (an upper estimate from a few
+    hundred items), so a reference with no such reject does not turn the first ones into a
+    deviation. Only a rise is a
     deviation: fewer rejects than usual is not a process problem. Run rules (`rules`) apply to
     the standardised subgroup rates, for slower rises.
     """
@@ -147,7 +148,7 @@ class PChart:
     ):
         if items <= 0:
             raise ReferenceError("no items in the reference window")
-        self.p = max(rejects, 0.5) / items
+        self.p = (rejects + 1) / (items + 1)
         self.n = n
         self.ucl_count = _binomial_upper(n, self.p, alpha)
         self.checker = RuleChecker([r for r in rules if r not in ("we1", "nelson1")])

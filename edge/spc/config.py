@@ -44,7 +44,8 @@ class ReasonSpc(_Strict):
         default_factory=list, description="run rules on subgroup rates, beside the limit"
     )
     watch: list[str] = Field(
-        default_factory=list, description="reasons charted even when absent from the reference"
+        default_factory=list,
+        description="reject reasons whose rate is charted (those a process drift makes)",
     )
 
 

@@ -67,5 +67,5 @@ class SpcFeed:
 
     def _observe(self, it: Item) -> None:
         name = it.frame.name if it.frame and it.frame.name else it.id  # as in the records
-        for d in self.monitor.observe(name, it.measurements, list(it.reasons)):
+        for d in self.monitor.observe(name, it.measured(in_spec_only=True), list(it.reasons)):
             self.on_deviation(d)
