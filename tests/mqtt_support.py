@@ -117,7 +117,7 @@ class Requester:
 
         if not answer:
             return None
-        assert wait_until(answered, 10), f"no answer to {name}"
+        assert wait_until(answered, 30), f"no answer to {name}"
         msg = next(m for m in self.sub.raw if m.properties.CorrelationData == corr)
         resp = json.loads(msg.payload)
         validate("cmd-response", resp)

@@ -68,6 +68,7 @@ def test_stop_and_start_batch_racing_items_in_flight(tmp_path, plant_broker):  #
         line.start()
         # the birth message comes after the line subscribed to its commands
         assert line_status.wait_for(lambda s: s.on("/status"), 30)
+        assert line.mqtt.check.wait(60)  # the broker's identity check, before commands count
         batch_a = {"gtin": b.gtin, "lot": b.lot, "expiry": b.expiry}
         assert mes.send("start_batch", batch_a)["ok"]
         _wait(lambda: len(line.verdicts) >= 6)

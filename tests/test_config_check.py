@@ -19,7 +19,12 @@ import yaml
 from services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_CARD = ROOT / "models" / "defects" / "1.0.0" / "card.yaml"
+#: the shipped detector's card (whichever version is approved)
+SHIPPED_CARD = next(
+    c
+    for c in sorted((ROOT / "models" / "defects").glob("*/card.yaml"))
+    if yaml.safe_load(c.read_text()).get("status") == "approved"
+)
 
 
 def edge(folder: Path, *args: str) -> subprocess.CompletedProcess:
@@ -50,7 +55,7 @@ def registry_with_card(tmp_path: Path, **changes) -> Path:
     """A models folder holding the shipped detector's card, changed; its file is junk."""
     card = yaml.safe_load(SHIPPED_CARD.read_text())
     card.update(changes)
-    d = tmp_path / "models" / "defects" / "1.0.0"
+    d = tmp_path / "models" / "defects" / SHIPPED_CARD.parent.name
     d.mkdir(parents=True)
     write(d / "card.yaml", card)
     (d / "model.int8.onnx").write_bytes(b"not the file the card was signed for")
