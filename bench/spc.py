@@ -144,7 +144,9 @@ def main() -> int:
             false_alerts=false,
             per_10000=round(false * 10_000 / max(1, n), 3),
         )
-    leads = [r["lead"] for r in out["drifts"]]
+    # the goal is stated for slow drifts (the first rate of each kind); the fast rate (4x) is
+    # printed beside it to show where early warning runs out
+    leads = [r["lead"] for r in out["drifts"] if r["per_1000"] == KINDS[r["kind"]][2][0]]
     out["goal_met"] = bool(
         leads
         and all(v is not None and v >= 200 for v in leads)
