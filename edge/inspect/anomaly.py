@@ -61,6 +61,7 @@ class AnomalyParams(ToolParams):
 
 class AnomalyTool(Tool):
     type_key: ClassVar[str] = "anomaly"
+    measures: ClassVar[dict[str, str]] = {"anomaly_score_max": "score (threshold-relative)"}
     version: ClassVar[str] = "1"
     Params: ClassVar[type[ToolParams]] = AnomalyParams
 
@@ -148,7 +149,11 @@ class AnomalyTool(Tool):
                     )
                 )
         ctx.shared.setdefault("anomaly_maps", []).extend(maps)
-        return self.result(findings=findings, model=dict(self.model.info))
+        r = self.result(findings=findings, model=dict(self.model.info))
+        if maps:  # the worst region, as a share of the threshold: comparable across models
+            worst = max(m["score"] for m in maps)
+            r.measurements = {"anomaly_score_max": round(float(worst) / self.threshold, 4)}
+        return r
 
     def close(self) -> None:
         self.model.close()

@@ -35,6 +35,7 @@ class ExposureParams(ToolParams):
 
 class ExposureTool(Tool):
     type_key = "exposure"
+    measures = {"mean_grey": "grey level 0-255", "grey_sd": "grey level", "clipped": "ratio"}
     version = "1.0"
     Params = ExposureParams
 
@@ -74,4 +75,10 @@ class ExposureTool(Tool):
                     value=clipped,
                 )
             )
-        return self.result(found)
+        r = self.result(found)
+        r.measurements = {
+            "mean_grey": round(mean, 2),
+            "grey_sd": round(std, 2),
+            "clipped": round(clipped, 5),
+        }
+        return r
