@@ -59,12 +59,15 @@ def control_chart_svg(
             f'stroke="{colour}" stroke-width="1.5"{d}/>'
             f'<text x="4" y="{py(y) + 4:.1f}" fill="{colour}">{name} {y:.4g}</text>'
         )
-    for x, label in ((since, "since"), (mark, "alert")):
+    # "since" below the plot, "alert" above it: the two are often close together
+    for x, label, ly in ((since, "since", pad_t + H + 16), (mark, "alert", pad_t - 6)):
         if x is not None and x0 <= x <= x1:
+            right = px(x) > pad_l + 0.75 * W  # keep the label inside the picture
+            tx, anchor = (px(x) - 3, "end") if right else (px(x) + 3, "start")
             out.append(
                 f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{pad_t}" y2="{pad_t + H}" '
-                f'stroke="#f90" stroke-width="2"/><text x="{px(x) + 3:.1f}" '
-                f'y="{pad_t + H + 16}" fill="#b60">{label} #{x}</text>'
+                f'stroke="#f90" stroke-width="2"/><text x="{tx:.1f}" text-anchor="{anchor}" '
+                f'y="{ly}" fill="#b60">{label} #{x}</text>'
             )
     out.append('<g fill="#777">')
     out += [
