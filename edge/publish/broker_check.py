@@ -129,11 +129,11 @@ class IdentityCheck:
             notes.append("the broker refused an unknown user")
         self.problems, self.notes = problems, notes
         retry = any("could not be checked" in p for p in problems)
+        self._report(final=not retry)  # the alarm stands before anyone sees the check done
         with self._lock:
             self._running = False
             if not retry:
                 self._done.set()
-        self._report(final=not retry)
 
     def _stranger(self, c: mqtt.Client) -> None:
         c.username_pw_set(f"edge-inspect-probe-{secrets.token_hex(6)}", secrets.token_hex(16))
