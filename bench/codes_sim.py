@@ -28,8 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from edge.capture.simulator import CODE_DEFECTS, LineSimulator  # noqa: E402
 from edge.config import SimulatorSource, default_recipes  # noqa: E402
+from edge.domain import BatchState, Detection  # noqa: E402
 from edge.inspect.barcode import BarcodeTool  # noqa: E402
-from edge.inspect.base import BatchState, Services, ToolContext  # noqa: E402
+from edge.inspect.base import Services, ToolContext  # noqa: E402
 from edge.store.serials import SerialRegistry  # noqa: E402
 
 
@@ -58,10 +59,10 @@ def run(items: int, rate: float, seed: int, boxes: bool, deadline_ms: float) -> 
             tool = BarcodeTool("barcode", params, Services(serials=registry))
             for i in range(n):
                 img, truth = sim.render(i)
-                shared = {}
+                detections = []
                 if boxes and truth.get("code_bbox"):
-                    shared["detections"] = [
-                        {"cls": "code", "score": 0.9, "bbox": truth["code_bbox"]}
+                    detections = [
+                        Detection.of({"cls": "code", "score": 0.9, "bbox": truth["code_bbox"]})
                     ]
                 ctx = ToolContext(
                     item_id=truth["id"],
@@ -69,7 +70,7 @@ def run(items: int, rate: float, seed: int, boxes: bool, deadline_ms: float) -> 
                     deadline=time.monotonic() + deadline_ms / 1000.0,
                     batch=sim.batch,
                     now=time.time(),
-                    shared=shared,
+                    detections=detections,
                 )
                 t0 = time.perf_counter()
                 res = tool.inspect(img, ctx)

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from edge.capture.printing import PRINT_DEFECTS, PRINT_REASONS  # noqa: E402
 from edge.capture.simulator import LineSimulator  # noqa: E402
 from edge.config import SimulatorSource, default_recipes, load_config  # noqa: E402
-from edge.domain import Finding  # noqa: E402
+from edge.domain import BatchState, Finding  # noqa: E402
 from edge.inspect.barcode import BarcodeTool, to_grey  # noqa: E402
-from edge.inspect.base import BatchState, Services, ToolContext  # noqa: E402
+from edge.inspect.base import Services, ToolContext  # noqa: E402
 from edge.inspect.ocr import OcrUnavailable  # noqa: E402
 from edge.inspect.ocv import OcvTool  # noqa: E402
 

@@ -17,7 +17,8 @@ from edge import plugins
 from edge.capture.base import Source, open_source
 from edge.capture.serialisation import SerialCursor
 from edge.config import AppConfig
-from edge.inspect.base import BatchState, Services
+from edge.domain import BatchState
+from edge.inspect.base import Services
 from edge.inspect.grade import GradeTrend
 from edge.pipeline import Pipeline
 from edge.store.restarts import audit_start, audit_stop

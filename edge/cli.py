@@ -184,7 +184,7 @@ def inspect(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a folder of images through the same pipeline, offline."""
-    from edge.inspect.base import BatchState
+    from edge.domain import BatchState
     from edge.spc.feed import SpcFeed
 
     _logging(verbose)

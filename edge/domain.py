@@ -89,6 +89,32 @@ class Reason(str, Enum):
 REASON_NUMBERS: dict[str, int] = {r.value: i + 1 for i, r in enumerate(Reason)}
 
 
+@dataclass
+class BatchState:
+    """What the running batch expects of every pack (capture, inspection, outputs and the web
+    UI all read it, so it lives with the other shared nouns)."""
+
+    lot: str | None = None
+    gtin: str | None = None
+    expiry: str | None = None  # YYMMDD
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One box a detector found: what later tools (code finder, anomaly regions) read."""
+
+    cls: str
+    score: float
+    bbox: tuple[float, float, float, float]  # x, y, w, h in image pixels
+
+    @classmethod
+    def of(cls, d: dict[str, Any]) -> Detection:
+        """From an inference backend's dict (`cls`, `score`, `bbox`)."""
+        x, y, w, h = (float(v) for v in d["bbox"])
+        return cls(str(d["cls"]), float(d["score"]), (x, y, w, h))
+
+
 @dataclass(slots=True)
 class Finding:
     """One observation by one tool. `code` is a reason code (or a recipe-defined class)."""

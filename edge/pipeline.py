@@ -22,8 +22,8 @@ from edge.bus import Bus
 from edge.capture.base import Source, open_source
 from edge.config import AppConfig, Recipe
 from edge.decide import decide
-from edge.domain import Frame, Item, Reason, ToolResult, Verdict
-from edge.inspect.base import BatchState, Services, Tool, ToolContext
+from edge.domain import BatchState, Frame, Item, Reason, ToolResult, Verdict
+from edge.inspect.base import Services, Tool, ToolContext
 from edge.inspect.registry import build_tools
 from edge.line.tracking import Tracker
 from edge.recorder import Recorder
@@ -63,9 +63,9 @@ class Pipeline:
         self.alarms = Alarms(self.bus)
         AlarmLog(self.db).subscribe(self.bus)
         self.services = services or Services()
-        self.services.__dict__.setdefault("models_dir", cfg.inference.models_dir)
-        self.services.__dict__.setdefault("backend", cfg.inference.backend)
-        self.services.__dict__.setdefault("state_dir", state)
+        self.services.models_dir = cfg.inference.models_dir
+        self.services.backend = cfg.inference.backend
+        self.services.state_dir = state
         # recipe and its tools are swapped together, so a worker never mixes two recipes
         self._active: tuple[Recipe, list[Tool]] = (recipe, build_tools(recipe, self.services))
         self.source = source or open_source(cfg.source)

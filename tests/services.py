@@ -309,7 +309,7 @@ class Line:
 
     def __init__(self, cfg, images, period_s: float, batch: bool = True):
         from edge.app import Appliance
-        from edge.inspect.base import BatchState
+        from edge.domain import BatchState
         from edge.line import packml
         from edge.line.plc import component as plc_component
         from edge.publish import mqtt as mqtt_component

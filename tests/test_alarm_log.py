@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from edge.inspect.base import BatchState
+from edge.domain import BatchState
 from edge.store.alarm_log import RESTART, AlarmLog
 from edge.web.server import create_app
 

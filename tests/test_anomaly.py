@@ -20,7 +20,7 @@ from edge.anomaly.model import MEMORY
 from edge.anomaly.verify import verify
 from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource
-from edge.domain import Reason
+from edge.domain import Detection, Reason
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import tool_class
 from edge.train.registry import INT8, ModelError, ModelRegistry, load_card
@@ -131,7 +131,7 @@ def test_a_stain_on_a_good_vial_is_an_anomaly_and_held_good_vials_pass(taught):
     assert f.score > f.value  # score above the threshold
     x, y, w, h = f.bbox
     assert x <= 320 <= x + w and y <= 240 <= y + h, f.bbox  # the hottest area holds the stain
-    assert c.shared["anomaly_maps"][0]["heat"].shape == (32, 40)
+    assert c.anomaly_maps[0].heat.shape == (32, 40)
 
 
 def test_a_frame_of_another_size_is_a_reject_not_a_pass(taught):
@@ -194,12 +194,12 @@ def test_regions_located_by_an_earlier_tool_are_scored_and_a_missing_one_rejects
     approve(taught)
     tool = make_tool(taught["models"], regions_from="vial", min_regions=1)
     held = cv2.imread(str(sorted(taught["held"].iterdir())[0]))
-    box = {"cls": "vial", "score": 0.9, "bbox": [0, 0, 640, 480]}
+    box = Detection("vial", 0.9, (0, 0, 640, 480))
     c = ctx()
-    c.shared["detections"] = [box, {"cls": "code", "score": 0.9, "bbox": [10, 10, 50, 50]}]
+    c.detections = [box, Detection("code", 0.9, (10, 10, 50, 50))]
     assert tool.run(held, c).findings == []
     c = ctx()
-    c.shared["detections"] = [box]
+    c.detections = [box]
     r = tool.run(with_stain(held), c)
     assert [f.code for f in r.findings] == [Reason.ANOMALY.value]
     r = tool.run(held, ctx())  # the earlier tool found no vial

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from edge.domain import Finding
+from edge.domain import BatchState, Detection, Finding
 from edge.inspect.barcode import BarcodeTool, CodeReader
-from edge.inspect.base import BatchState, Services, ToolContext
+from edge.inspect.base import Services, ToolContext
 from edge.inspect.grade import GradeTrend
 from edge.store.serials import SerialRegistry
 
@@ -47,14 +47,14 @@ def pack(sym: np.ndarray, size=(300, 400), at=(60, 90)) -> np.ndarray:
     return img
 
 
-def ctx(item="i1", batch=BATCH, now=NOW, budget_s=1.0, **shared) -> ToolContext:
+def ctx(item="i1", batch=BATCH, now=NOW, budget_s=1.0, **earlier) -> ToolContext:
     return ToolContext(
         item_id=item,
         seq=1,
         deadline=time.monotonic() + budget_s,
         batch=batch,
         now=now,
-        shared=dict(shared),
+        **earlier,
     )
 
 
@@ -234,11 +234,9 @@ def test_code_boxes_from_the_defect_model_are_read_first():
     sym = symbol(hri(), scale=3)
     img[700 : 700 + sym.shape[0], 1000 : 1000 + sym.shape[1]] = sym
     box = [1000, 700, sym.shape[1], sym.shape[0]]
-    dets = [
-        {"cls": "crack", "score": 0.9, "bbox": [10, 10, 50, 50]},
-        {"cls": "code", "score": 0.8, "bbox": box},
-        {"cls": "code", "bbox": "garbage"},  # malformed entries are skipped
-        "not a dict",
+    dets = [  # the detector's boxes, typed (a malformed box cannot reach a later tool)
+        Detection("crack", 0.9, (10, 10, 50, 50)),
+        Detection("code", 0.8, tuple(box)),
     ]
     tool = make_tool()
     c = ctx(detections=dets)
@@ -316,9 +314,9 @@ def test_each_code_read_is_shared_with_later_tools_with_its_content_and_corners(
     c = ctx()
     res = make_tool().inspect(pack(symbol(hri(serial="A1")), at=(60, 90)), c)
     assert res.findings == []
-    (shared,) = c.shared["codes"]
-    assert shared["gs1"]["21"] == "A1"
-    corners = np.asarray(shared["corners"])
+    (shared,) = c.codes
+    assert shared.gs1["21"] == "A1"
+    corners = np.asarray(shared.corners)
     assert corners.shape == (4, 2)
     x0, y0 = corners.min(axis=0)
     assert abs(x0 - 90) <= 4 and abs(y0 - 60) <= 4  # top-left of the symbol as placed

@@ -12,10 +12,10 @@ import time
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge.domain import Reason
+from edge.domain import BatchState, Reason
 from edge.inspect import gs1
 from edge.inspect.barcode import BarcodeTool, Decoded
-from edge.inspect.base import BatchState, Services, ToolContext
+from edge.inspect.base import Services, ToolContext
 
 GS = gs1.GS
 GOOD = f"0109504000059101172812311012345A{GS}21SER123"

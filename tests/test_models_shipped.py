@@ -105,7 +105,7 @@ def test_detector_reports_defects_and_hands_codes_to_the_barcode_tool(scenario, 
     assert max(box_iou(f.bbox, box) for f in hits) > 0.3
     assert res.model == {"name": NAME, "version": t.card.version, "sha256": t.card.files[INT8]}
     # raw detections, codes included, are handed on to the barcode tool
-    assert any(d["cls"] == "code" for d in ctx.shared["detections"])
+    assert any(d.cls == "code" for d in ctx.detections)
     assert not any(f.code == "CODE" for f in res.findings)
 
 

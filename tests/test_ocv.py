@@ -21,9 +21,9 @@ from pydantic import ValidationError
 from edge.capture.printing import PRINT_DEFECTS
 from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource, ToolSpec
-from edge.domain import Finding
+from edge.domain import BatchState, Finding
 from edge.inspect.barcode import BarcodeTool
-from edge.inspect.base import BatchState, Services, ToolContext
+from edge.inspect.base import Services, ToolContext
 from edge.inspect.ocr import ctc_support
 from edge.inspect.ocv import OcvTool
 from edge.inspect.ocv_fields import ExpectedCache, FieldSpec, format_date

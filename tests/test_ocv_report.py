@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from edge.domain import Finding, Item, ToolResult, Verdict
-from edge.inspect.base import BatchState
+from edge.domain import BatchState, Finding, Item, ToolResult, Verdict
 from edge.record import item_row
 from edge.web.server import create_app
 

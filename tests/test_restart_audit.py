@@ -14,7 +14,7 @@ import httpx
 
 from edge.app import Appliance
 from edge.config import BatchConfig
-from edge.inspect.base import BatchState
+from edge.domain import BatchState
 from edge.web.isolated import IsolatedWeb
 
 import web_support as ws

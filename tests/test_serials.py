@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import zxingcpp
 
+from edge.domain import BatchState
 from edge.inspect.barcode import BarcodeTool
-from edge.inspect.base import BatchState, Services, ToolContext
+from edge.inspect.base import Services, ToolContext
 from edge.store.serials import SerialRegistry
 
 GTIN = "09504000059101"

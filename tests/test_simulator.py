@@ -14,7 +14,7 @@ import zxingcpp
 from edge.capture import gs1data
 from edge.capture.simulator import CLASSES, CODE_DEFECTS, LineSimulator, SimulatorCapture, export
 from edge.config import SimulatorSource
-from edge.inspect.base import BatchState
+from edge.domain import BatchState
 
 TODAY = dt.date(2026, 11, 27)
 

@@ -7,7 +7,7 @@ import re
 from urllib.parse import quote
 
 from edge.batch_ids import is_safe, new_batch_id
-from edge.inspect.base import BatchState
+from edge.domain import BatchState
 
 import web_support as ws
 

@@ -118,7 +118,7 @@ def test_reports_count_rejects_by_reason_for_their_batch(tmp_path):
     appl = ws.appliance(tmp_path, imgs=ws.images(6))
     ws.add_users(appl)
     appl.pipeline.start_batch(
-        __import__("edge.inspect.base", fromlist=["BatchState"]).BatchState("LOTX", None, None),
+        __import__("edge.domain", fromlist=["BatchState"]).BatchState("LOTX", None, None),
         by="olga",
     )
     appl.start()

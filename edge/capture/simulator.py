@@ -31,8 +31,7 @@ from edge.capture.printing import PRINT_DEFECTS
 from edge.capture.serialisation import SerialAllocator, SerialCursor
 from edge.capture.sim_drift import contrast_factor, drift_at
 from edge.config import SimulatorSource
-from edge.domain import Frame
-from edge.inspect.base import BatchState
+from edge.domain import BatchState, Frame
 
 #: Detector classes, in a fixed order shared by every scenario (one model can serve all).
 CLASSES: list[str] = [

@@ -12,7 +12,7 @@ is then fitted on crops of that region).
 Each region's score is the maximum of its smoothed heat map; above the threshold (the
 card's, set from good images at a stated false-reject rate, or the recipe's override)
 it is an ANOMALY finding with the score, the region's name and the box of the hottest
-area. The heat maps go to `ctx.shared["anomaly_maps"]` for evidence.
+area. The heat maps go to `ctx.anomaly_maps` for evidence.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from edge.domain import Reason
-from edge.inspect.base import Services, Tool, ToolContext, ToolParams
+from edge.domain import Finding, Reason
+from edge.inspect.base import AnomalyMap, Services, Tool, ToolContext, ToolParams
 from edge.train.registry import ModelError
 
 Rect = tuple[int, int, int, int]
@@ -69,15 +69,15 @@ class AnomalyTool(Tool):
         super().__init__(name, params, services)
         from edge.anomaly.model import AnomalyModel
 
-        backend = services.get("backend")
+        backend = services.backend
         threads = int(getattr(backend, "threads", 1) or 1)
         try:
             self.model = AnomalyModel(
-                Path(services.get("models_dir") or "models"),
+                Path(services.models_dir or "models"),
                 params.model,
                 params.version,
                 params.precision,
-                allow_unapproved=bool(services.get("evaluation_only")),
+                allow_unapproved=services.evaluation_only,
                 threads=threads,
             )
         except ModelError as exc:
@@ -105,10 +105,10 @@ class AnomalyTool(Tool):
         """Boxes of the `regions_from` class found by earlier tools, clipped to the image."""
         ih, iw = image.shape[:2]
         out: dict[str, Rect] = {}
-        for d in ctx.shared.get("detections", []):
-            if d.get("cls") != self.params.regions_from:
+        for d in ctx.detections:
+            if d.cls != self.params.regions_from:
                 continue
-            x, y, w, h = (int(round(v)) for v in d["bbox"])
+            x, y, w, h = (int(round(v)) for v in d.bbox)
             x0, y0 = max(0, x), max(0, y)
             x1, y1 = min(iw, x + w), min(ih, y + h)
             if x1 - x0 >= 8 and y1 - y0 >= 8:
@@ -118,7 +118,8 @@ class AnomalyTool(Tool):
     def inspect(self, image: np.ndarray, ctx: ToolContext) -> Any:
         from edge.anomaly.model import crop, hottest_box
 
-        findings, maps = [], []
+        findings: list[Finding] = []
+        maps: list[AnomalyMap] = []
         if self.params.regions_from:
             regions = self._located(image, ctx)
             if len(regions) < self.params.min_regions:
@@ -134,9 +135,7 @@ class AnomalyTool(Tool):
             regions = self.regions
         for rname, rect in regions.items():
             score, heat = self.model.scorer.score(crop(image, rect))
-            maps.append(
-                {"tool": self.name, "region": rname, "rect": rect, "score": score, "heat": heat}
-            )
+            maps.append(AnomalyMap(self.name, rname, rect, heat, float(score)))
             if score > self.threshold:
                 bx, by, bw, bh = hottest_box(heat, self.threshold, (rect[2], rect[3]))
                 findings.append(
@@ -148,10 +147,10 @@ class AnomalyTool(Tool):
                         bbox=(rect[0] + bx, rect[1] + by, bw, bh),
                     )
                 )
-        ctx.shared.setdefault("anomaly_maps", []).extend(maps)
+        ctx.anomaly_maps.extend(maps)
         r = self.result(findings=findings, model=dict(self.model.info))
         if maps:  # the worst region, as a share of the threshold: comparable across models
-            worst = max(m["score"] for m in maps)
+            worst = max(m.score for m in maps)
             r.measurements = {"anomaly_score_max": round(float(worst) / self.threshold, 4)}
         return r
 

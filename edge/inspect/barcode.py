@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 
 from edge.domain import CodeRead, Finding, Reason, ToolResult
 from edge.inspect import gs1
-from edge.inspect.base import Services, Tool, ToolContext, ToolParams
+from edge.inspect.base import LocatedCode, Services, Tool, ToolContext, ToolParams
 from edge.inspect.grade import GradeTrend, scan_grade
 
 DEFAULT_SYMBOLOGIES = [
@@ -430,7 +430,7 @@ class BarcodeTool(Tool):
             rungs=p.rungs,
             second_decoder=p.second_decoder,
         )
-        self.trend: GradeTrend = services.get("grade_trend") or GradeTrend()
+        self.trend: GradeTrend = services.grade_trend or GradeTrend()
 
     # ---------------------------------------------------------------- regions
 
@@ -445,19 +445,17 @@ class BarcodeTool(Tool):
                 raise BadImage(f"ROI {self.p.roi} lies outside the {w}x{h} frame")
             base = (x0, y0, x1 - x0, y1 - y0)
         regions = []
-        dets = ctx.shared.get("detections") if self.p.use_detections else None
-        if isinstance(dets, list):
+        if self.p.use_detections:
             boxes = []
-            for d in dets:
-                try:
-                    if d.get("cls") != self.p.detection_class:
-                        continue
-                    score = float(d.get("score", 0.0))
-                    bx, by, bw, bh = (float(v) for v in d["bbox"])
-                except (AttributeError, KeyError, TypeError, ValueError):
-                    continue
-                if score >= self.p.detection_min_score and bw > 0 and bh > 0:
-                    boxes.append((score, bx, by, bw, bh))
+            for d in ctx.detections:
+                bx, by, bw, bh = d.bbox
+                if (
+                    d.cls == self.p.detection_class
+                    and d.score >= self.p.detection_min_score
+                    and bw > 0
+                    and bh > 0
+                ):
+                    boxes.append((d.score, bx, by, bw, bh))
             boxes.sort(reverse=True)
             for _, bx, by, bw, bh in boxes[: 2 * self.p.expected_count]:
                 m = self.p.crop_margin * max(bw, bh) + 8
@@ -504,7 +502,7 @@ class BarcodeTool(Tool):
 
         Separate from decoding so the GS1 path can be exercised (and fuzzed) on decoder
         output alone; `grey` is needed only for the scan grade. The reads (content and
-        corners) are shared as `ctx.shared["codes"]` for later tools.
+        corners) are shared as `ctx.codes` for later tools.
         """
         findings: list[Finding] = []
         codes: list[CodeRead] = []
@@ -533,9 +531,8 @@ class BarcodeTool(Tool):
         if self.p.required_ais or gs1_codes:
             findings.extend(self._check_gs1(reads, gs1_codes, ctx))
         # later tools (the printed-text check) locate their regions from the codes read
-        shared = ctx.shared.setdefault("codes", [])
         for d, code in zip(reads, codes, strict=True):
-            shared.append({"gs1": code.gs1, "corners": d.corners, "bbox": d.bbox})
+            ctx.codes.append(LocatedCode(code.gs1, d.corners, d.bbox))
         return findings, codes
 
     @staticmethod
@@ -629,7 +626,7 @@ class BarcodeTool(Tool):
         A pack whose code failed is rejected anyway; its serial is not evidence of a pack
         released, so it is not claimed.
         """
-        registry = self.services.get("serials")
+        registry = self.services.serials
         if registry is None:
             return []
         out = []

@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from edge.domain import CodeRead, Finding, ToolResult
+from edge.domain import BatchState, CodeRead, Detection, Finding, ToolResult
+
+if TYPE_CHECKING:
+    from edge.inspect.grade import GradeTrend
+    from edge.store.serials import SerialRegistry
 
 log = logging.getLogger(__name__)
 
@@ -21,39 +26,58 @@ class ToolParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-@dataclass
-class BatchState:
-    """What the running batch expects of every pack."""
+@dataclass(frozen=True, slots=True)
+class LocatedCode:
+    """A code an earlier tool read, where it lies: the printed-text check places its block
+    from the corners and compares the printed fields with the GS1 content."""
 
-    lot: str | None = None
-    gtin: str | None = None
-    expiry: str | None = None  # YYMMDD
-    id: str | None = None
+    gs1: dict[str, str] | None
+    corners: Any  # 4x2 points, zxing's order (top-left, top-right, bottom-right, bottom-left)
+    bbox: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyMap:
+    """One scored region of the anomaly tool: kept as evidence with a reject."""
+
+    tool: str
+    region: str
+    rect: tuple[int, int, int, int]  # x, y, w, h in image pixels
+    heat: np.ndarray  # patch scores over the region
+    score: float
 
 
 @dataclass
 class ToolContext:
-    """Per-item context handed to each tool, in recipe order."""
+    """Per-item context handed to each tool, in recipe order.
+
+    What a tool leaves for later tools is a typed field here, never a loose dict: a later
+    tool reads exactly what an earlier one wrote, and a rename breaks loudly."""
 
     item_id: str
     seq: int
     deadline: float  # monotonic; tools with optional extra work stop before it
     batch: BatchState | None = None
-    shared: dict[str, Any] = field(default_factory=dict)  # earlier tools' outputs (e.g. detections)
     now: float = 0.0  # wall clock (epoch s) at the trigger, for expiry checks
+    detections: list[Detection] = field(default_factory=list)  # by the defect detector
+    codes: list[LocatedCode] = field(default_factory=list)  # by the code reader
+    anomaly_maps: list[AnomalyMap] = field(default_factory=list)  # by the anomaly tool
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()
 
 
+@dataclass
 class Services:
-    """Long-lived things tools may need (serial registry, model registry); filled by the pipeline."""
+    """Long-lived things tools may need, built once by whoever builds the tools (the
+    appliance, the config check, an evaluation) and shared by every tool of a recipe."""
 
-    def __init__(self, **kw: Any):
-        self.__dict__.update(kw)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.__dict__.get(name, default)
+    serials: SerialRegistry | None = None  # serials seen, for the duplicate-serial check
+    grade_trend: GradeTrend | None = None  # scan grades per batch
+    models_dir: Path | str = "models"  # the model registry's folder
+    backend: Any = None  # the inference backend's config (ONNX Runtime or TensorRT)
+    state_dir: Path | None = None
+    evaluation_only: bool = False
 
 
 class Tool:

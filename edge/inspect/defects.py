@@ -4,7 +4,7 @@ At construction the tool resolves the model in the registry (approved status, SH
 of the file against its card, input shape) and loads it on the configured backend; any
 failure raises, so the line refuses to start rather than run an unverified model. Every
 result names the model (name, version, SHA-256) that decided. Raw detections go into
-`ctx.shared["detections"]` for later tools (the barcode tool finds codes there).
+`ctx.detections` for later tools (the barcode tool finds codes there).
 
 Lamp ageing: the model knows the brightness it was trained at. With `light_reference`
 set, each frame is scaled so its 99th-percentile grey level meets that reference before
@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from edge.domain import Detection
 from edge.inference.base import Backend, BackendError, create_backend
 from edge.inspect.base import Services, Tool, ToolContext, ToolParams
 from edge.train.registry import ModelError, ModelRegistry
@@ -79,15 +80,15 @@ class DefectTool(Tool):
 
     def __init__(self, name: str, params: DefectParams, services: Services):
         super().__init__(name, params, services)
-        models_dir = Path(services.get("models_dir") or "models")
-        backend_cfg = services.get("backend")
+        models_dir = Path(services.models_dir or "models")
+        backend_cfg = services.backend
         try:
             card, path = ModelRegistry(models_dir).resolve(
                 params.model,
                 params.version,
                 params.precision,
                 # set by edge.train.line_eval only: an evaluation decides nothing
-                allow_unapproved=bool(services.get("evaluation_only")),
+                allow_unapproved=services.evaluation_only,
             )
         except ModelError as exc:
             raise ModelError(f"tool {name!r}: {exc}") from None
@@ -148,7 +149,7 @@ class DefectTool(Tool):
                     model=dict(self.model_info),
                 )
         dets = self.backend.infer(image, conf=self.thresholds, iou=self.params.iou)
-        ctx.shared.setdefault("detections", []).extend(dets)
+        ctx.detections.extend(Detection.of(d) for d in dets)
         findings = [
             self.finding(
                 d["cls"].upper(),

@@ -4,7 +4,7 @@ EU FMD and DSCSA want the product identifier printed in human-readable form besi
 DataMatrix; a pack whose printed lot or expiry differs from its code is a recall. The tool
 runs after the barcode tool and, per item:
 
-1. **locates** the printed block from the decoded code's corners (`ctx.shared["codes"]`):
+1. **locates** the printed block from the decoded code's corners (`ctx.codes`):
    the block's place is fixed in the product's layout, given in code sides relative to the
    code (`block`), so one small affine warp cuts it out upright and at a fixed scale, even
    when the pack is turned. Without a decoded code, a recipe `region` (image pixels) is used,
@@ -201,9 +201,9 @@ class OcvTool(Tool):
         bx, by, bw, bh = self.p.block
         w, h = max(8, round(bw * s)), max(8, round(bh * s))
         corners = None
-        for c in ctx.shared.get("codes") or []:
-            if c.get("gs1") and c.get("corners") is not None:
-                corners = np.asarray(c["corners"], np.float64)
+        for c in ctx.codes:
+            if c.gs1 and c.corners is not None:
+                corners = np.asarray(c.corners, np.float64)
                 break
         if corners is not None:
             tl, tr, bl = corners[0], corners[1], corners[3]
@@ -317,7 +317,7 @@ class OcvTool(Tool):
 
     def _expected(self, ctx: ToolContext) -> tuple[dict[str, str | None], dict[str, str]]:
         """Expected value per field, and where it came from ('code' or 'batch')."""
-        code = next((c["gs1"] for c in ctx.shared.get("codes") or [] if c.get("gs1")), None)
+        code = next((c.gs1 for c in ctx.codes if c.gs1), None)
         b = ctx.batch
         batch = {"gtin": b.gtin, "lot": b.lot, "expiry": b.expiry} if b else {}
         values: dict[str, str | None] = {}

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edge.inspect.base import BatchState
+from edge.domain import BatchState
 from edge.publish.policy import COMMAND_NAMES, CommandPolicy, Refused, Sender
 from edge.publish.refusals import RefusalLimiter
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.inspect.base import BatchState
+from edge.domain import BatchState
 
 SYSTEM = "system"  # the appliance itself, not a person
 

@@ -23,8 +23,9 @@ import cv2
 
 from edge.config import Recipe, ToolSpec
 from edge.decide import decide
+from edge.domain import BatchState
 from edge.evaluate import evaluate, read_jsonl
-from edge.inspect.base import BatchState, Services, ToolContext
+from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import build_tools
 
 #: what a summary keeps of `edge.evaluate`'s report
@@ -98,7 +99,7 @@ def line_evaluate(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Item-level rates of the recipe (detector pinned to `version`) on an item set."""
-    services.__dict__["evaluation_only"] = True
+    services.evaluation_only = True
     t0 = time.perf_counter()
     truth, preds = predict(pin_detector(recipe, version), services, folder, limit)
     ev = evaluate(truth, preds)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
-from edge.inspect.base import BatchState
+from edge.domain import BatchState
 from edge.web.auth import Session
 from edge.web.deps import ALARM_ACK, LINE_CONTROL, LINE_VIEW, ctx_of, page, require
 

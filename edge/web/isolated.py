@@ -27,8 +27,7 @@ from typing import Any
 
 from edge.alarms import Alarm
 from edge.bus import Bus
-from edge.domain import Frame, Item
-from edge.inspect.base import BatchState
+from edge.domain import BatchState, Frame, Item
 from edge.ops.priority import run_in_background
 
 log = logging.getLogger(__name__)
