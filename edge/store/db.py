@@ -3,11 +3,15 @@
 One writer (the recorder thread) commits each group of verdicts, their outbox
 messages and their image references in one transaction; readers (web UI, CLI)
 open their own connections. WAL mode lets them read while the line writes.
+
+Each table has one module that speaks its SQL: this one holds the schema, batches and
+image rows; items, labels, signatures, audit, alarm_log and deviations have their own
+modules beside it; the outbox is read by `edge.publish.outbox`, users and sessions by
+`edge.web.auth`.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -15,6 +19,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from edge.store import items as _items
 
 #: Ordered migrations. Append only: a migration that shipped is never edited.
 MIGRATIONS: list[str] = [
@@ -213,10 +219,10 @@ class Database:
             c.execute("COMMIT")
 
     # ------------------------------------------------------------------ items
+    # The SQL of the items table lives in `edge.store.items`; these stay for the line's callers.
 
     def next_seq(self) -> int:
-        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()
-        return int(row[0]) + 1
+        return _items.next_seq(self.conn)
 
     def insert_items(
         self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], outbox: bool
@@ -225,37 +231,15 @@ class Database:
 
         Returns the outbox sequence numbers assigned, in row order.
         """
-        conn.executemany(
-            """INSERT INTO items (seq, id, batch_id, recipe, trigger_utc, final_utc, latency_ms,
-                   encoder, verdict, reasons, findings, codes, tools, models, image_sha256,
-                   source_name, measurements)
-               VALUES (:seq, :id, :batch_id, :recipe, :trigger_utc, :final_utc, :latency_ms,
-                   :encoder, :verdict, :reasons, :findings, :codes, :tools, :models,
-                   :image_sha256, :source_name, :measurements)""",
-            [_encode_row(r) for r in rows],
-        )
-        seqs: list[int] = []
-        if outbox:
-            now = time.time()
-            for r in rows:
-                cur = conn.execute(
-                    "INSERT INTO outbox (kind, item_id, payload, created_utc) VALUES (?, ?, ?, ?)",
-                    ("result", r["id"], json.dumps(r["message"], separators=(",", ":")), now),
-                )
-                seqs.append(int(cur.lastrowid))
-        return seqs
+        return _items.insert(conn, rows, outbox)
 
     def item(self, item_id: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
-        return decode_item(row) if row else None
+        return _items.get(self.conn, item_id)
 
     def items(
         self, where: str = "", params: Iterable[Any] = (), limit: int = 100
     ) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM items " + (f"WHERE {where} " if where else "")
-        sql += "ORDER BY seq DESC LIMIT ?"
-        rows = self.conn.execute(sql, (*params, limit)).fetchall()
-        return [decode_item(r) for r in rows]
+        return _items.newest(self.conn, where, params, limit)
 
     # ------------------------------------------------------------------ images
 
@@ -267,6 +251,20 @@ class Database:
             " VALUES (?, ?, ?, ?, ?)",
             (sha256, path, width, height, time.time()),
         )
+
+    def image_size(self, sha256: str) -> tuple[int, int] | None:
+        """(width, height) of a stored image, or None when the store has no such image."""
+        row = self.conn.execute(
+            "SELECT width, height FROM images WHERE sha256 = ?", (sha256,)
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row is not None else None
+
+    def recent_images(self, limit: int) -> list[str]:
+        """SHA-256 of the newest stored images, newest first."""
+        rows = self.conn.execute(
+            "SELECT sha256 FROM images ORDER BY created_utc DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [r[0] for r in rows]
 
     # ------------------------------------------------------------------ batches
 
@@ -291,24 +289,31 @@ class Database:
         ).fetchone()
         return dict(row) if row else None
 
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        return dict(row) if row else None
 
-_JSON_COLS = ("reasons", "findings", "codes", "tools", "models", "measurements")
-_JSON_OBJECTS = ("tools", "measurements")  # the others are lists
+    def recent_batches(self, limit: int) -> list[dict[str, Any]]:
+        """The newest batches first, each with `signed`: how many signatures its record has."""
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT b.*, (SELECT COUNT(*) FROM signatures s WHERE s.target = 'batch:' || b.id)"
+                " AS signed FROM batches b ORDER BY started_at DESC LIMIT ?",
+                (limit,),
+            )
+        ]
 
-
-def _encode_row(r: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in r.items() if k != "message"}
-    for k in _JSON_COLS:
-        empty: Any = {} if k in _JSON_OBJECTS else []
-        out[k] = json.dumps(out.get(k) or empty, separators=(",", ":"))
-    return out
-
-
-def decode_item(row: sqlite3.Row) -> dict[str, Any]:
-    d = dict(row)
-    for k in _JSON_COLS:
-        d[k] = json.loads(d[k])
-    return d
+    def recent_lots(self, limit: int) -> list[dict[str, Any]]:
+        """Lot, GTIN and expiry of the lots run most recently (the HMI offers them again)."""
+        return [
+            dict(r)
+            for r in self.conn.execute(
+                "SELECT lot, gtin, expiry FROM batches GROUP BY lot ORDER BY MAX(started_at) DESC"
+                " LIMIT ?",
+                (limit,),
+            ).fetchall()
+        ]
 
 
 def schema_version(conn: sqlite3.Connection) -> int:

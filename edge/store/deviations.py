@@ -94,6 +94,16 @@ class Deviations:
         sql = "SELECT * FROM deviations" + (" WHERE " + " AND ".join(where) if where else "")
         return [dict(r) for r in self.db.conn.execute(sql + " ORDER BY id", args).fetchall()]
 
+    def unresolved(self, batch: str, limit: int = 5) -> list[dict[str, Any]]:
+        """A batch's deviations not yet investigated, newest first (what the HMI shows)."""
+        rows = self.db.conn.execute(
+            "SELECT id, measure, rule, item_id, item_index, since_index, value, lcl, ucl, cause,"
+            " action, state, acked_by FROM deviations WHERE batch_id = ?"
+            " AND state IN ('open', 'acknowledged') ORDER BY id DESC LIMIT ?",
+            (batch, limit),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
     def acknowledge(self, rid: int, by: str) -> dict[str, Any]:
         return self._step(rid, by, "open", "acknowledged", acked_by=by, acked_utc=time.time())
 

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
+from edge.store import signatures
 from edge.store.audit import AuditTrail, utc_now
 from edge.web.auth import AuthError, Session, Sessions, TooManyAttempts, UserStore, csrf_ok
 
@@ -136,21 +137,12 @@ def esign(
     }
     entry = ctx.audit.record(s.username, "esign", target=target, new=sig, reason=reason.strip())
     sig["audit_hash"] = entry["hash"]
-    with ctx.audit.db.transaction() as c:
-        c.execute(
-            "INSERT INTO signatures (username, full_name, meaning, target, reason, ts_utc,"
-            " audit_hash) VALUES (:username, :full_name, :meaning, :target, :reason, :ts_utc,"
-            " :audit_hash)",
-            sig,
-        )
+    signatures.add(ctx.audit.db, sig)
     return sig
 
 
 def signatures_for(ctx: WebContext, target: str) -> list[dict[str, Any]]:
-    rows = ctx.audit.db.conn.execute(
-        "SELECT * FROM signatures WHERE target = ? ORDER BY id", (target,)
-    ).fetchall()
-    return [dict(r) for r in rows]
+    return signatures.for_target(ctx.audit.db, target)
 
 
 def page(request: Request, name: str, **data: Any):

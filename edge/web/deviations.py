@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.record import utc_iso
+from edge.store import items
 from edge.store.deviations import DeviationError, Deviations
 from edge.web.auth import Session
 from edge.web.charts import control_chart_svg
@@ -69,16 +70,8 @@ def deviation_chart(
 ) -> Response:
     """The control chart of the measurement that raised the deviation, up to the alert."""
     d = _do(_store(request).get, rid)
-    rows = (
-        ctx_of(request)
-        .pipeline.db.conn.execute(
-            "SELECT json_extract(measurements, '$.' || ?) FROM items"
-            " WHERE batch_id IS ? ORDER BY seq",
-            (d["measure"], d["batch_id"]),
-        )
-        .fetchall()
-    )
-    vals = [(i, float(v)) for i, (v,) in enumerate(rows) if v is not None]
+    series = items.measurement_series(ctx_of(request).pipeline.db, d["batch_id"], d["measure"])
+    vals = [(i, float(v)) for i, v in enumerate(series) if v is not None]
     vals = [(i, v) for i, v in vals if i <= d["item_index"] + 50][-600:]
     xs, ys = [i for i, _ in vals], [v for _, v in vals]
     ewma, z = [], d["centre"]

@@ -69,13 +69,7 @@ class Reason(BaseModel):
 @router.get("/hmi")
 def hmi_page(request: Request, s: Session = Depends(require(*LINE_VIEW))) -> Response:
     ctx = ctx_of(request)
-    recent = [
-        dict(r)
-        for r in ctx.pipeline.db.conn.execute(
-            "SELECT lot, gtin, expiry FROM batches GROUP BY lot ORDER BY MAX(started_at) DESC"
-            " LIMIT 4"
-        ).fetchall()
-    ]
+    recent = ctx.pipeline.db.recent_lots(4)
     return page(
         request,
         "hmi.html",

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 
 from edge.domain import Item, Verdict
+from edge.store.deviations import Deviations
 
 SNAPSHOT_MIN_INTERVAL_S = 0.25
 KEEP_FRAMES = 6
@@ -192,12 +193,6 @@ def _open_deviations(pipeline: Any, batch: str | None) -> list[dict[str, Any]]:
     if batch is None:
         return []
     try:
-        rows = pipeline.db.conn.execute(
-            "SELECT id, measure, rule, item_id, item_index, since_index, value, lcl, ucl, cause,"
-            " action, state, acked_by FROM deviations WHERE batch_id = ?"
-            " AND state IN ('open', 'acknowledged') ORDER BY id DESC LIMIT 5",
-            (batch,),
-        ).fetchall()
+        return Deviations(pipeline.db).unresolved(batch, limit=5)
     except Exception:  # an older database, or a busy one: the HMI shows the rest
         return []
-    return [dict(r) for r in rows]

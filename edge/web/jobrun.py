@@ -148,10 +148,7 @@ def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, A
     state = Path(args["state_dir"])
     db = Database(state / "edge.db")
     store = ImageStore(state / "images")
-    rows = db.conn.execute(
-        "SELECT sha256 FROM images ORDER BY created_utc DESC LIMIT ?",
-        (int(args.get("limit", 200)),),
-    ).fetchall()
+    shas = db.recent_images(int(args.get("limit", 200)))
     backends = {}
     for role in ("approved", "candidate"):
         card = reg.card(name, args[role])
@@ -165,7 +162,7 @@ def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, A
         )
     reject = set(args.get("reject_classes") or []) or None
     diffs, n = [], 0
-    for (sha,) in rows:
+    for sha in shas:
         data = store.get(sha)
         if data is None:
             continue

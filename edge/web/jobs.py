@@ -29,6 +29,13 @@ class JobError(RuntimeError):
     pass
 
 
+def jobs_of(ctx: Any) -> Jobs:
+    """The web context's job runner (`<state>/jobs`), made on first use."""
+    if ctx.jobs is None:
+        ctx.jobs = Jobs(ctx.state_dir / "jobs")
+    return ctx.jobs
+
+
 class Jobs:
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -12,7 +11,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.batch_ids import is_safe, lot_slug
-from edge.store import csv_safe
+from edge.store import csv_safe, items
 from edge.store.alarm_log import AlarmLog
 from edge.store.deviations import Deviations
 from edge.web.auth import Session
@@ -29,52 +28,15 @@ def _iso(t: float | None) -> str | None:
 
 def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
     """Everything the batch record needs, computed from the database in one go."""
-    conn = ctx.pipeline.db.conn
-    b = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    db = ctx.pipeline.db
+    b = db.batch(batch_id)
     if b is None:
         raise HTTPException(404, f"no batch {batch_id}")
-    b = dict(b)
-    tot = conn.execute(
-        "SELECT COUNT(*) n, SUM(verdict = 'PASS') good, SUM(verdict = 'REJECT') bad,"
-        " MIN(trigger_utc) first, MAX(trigger_utc) last, AVG(latency_ms) lat"
-        " FROM items WHERE batch_id = ?",
-        (batch_id,),
-    ).fetchone()
-    by_reason = [
-        dict(r)
-        for r in conn.execute(
-            "SELECT value AS reason, COUNT(*) AS n FROM items, json_each(items.reasons)"
-            " WHERE batch_id = ? GROUP BY value ORDER BY n DESC",
-            (batch_id,),
-        )
-    ]
-    # rejected items per printed field and OCV reason (an item counts once per field/reason)
-    ocv_by_field = [
-        dict(r)
-        for r in conn.execute(
-            "SELECT json_extract(value, '$.detail.field') AS field,"
-            " json_extract(value, '$.code') AS reason, COUNT(DISTINCT items.id) AS n"
-            " FROM items, json_each(items.findings) WHERE batch_id = ? AND verdict = 'REJECT'"
-            " AND json_extract(value, '$.code') IN ('OCV_MISMATCH', 'OCV_NO_READ', 'PRINT_QUALITY')"
-            " GROUP BY field, reason ORDER BY n DESC",
-            (batch_id,),
-        )
-    ]
-    g = conn.execute(
-        "SELECT COUNT(*) n, MIN(g) mn, AVG(g) avg, MAX(g) mx, SUM(g < 1.5) below_c FROM ("
-        " SELECT CAST(json_extract(value, '$.grade') AS REAL) g FROM items, json_each(items.codes)"
-        " WHERE batch_id = ? AND json_extract(value, '$.grade') IS NOT NULL)",
-        (batch_id,),
-    ).fetchone()
-    models = sorted(
-        {
-            json.dumps(m, sort_keys=True)
-            for (ms,) in conn.execute(
-                "SELECT DISTINCT models FROM items WHERE batch_id = ?", (batch_id,)
-            )
-            for m in json.loads(ms)
-        }
-    )
+    tot = items.batch_totals(db, batch_id)
+    by_reason = items.reasons_in_batch(db, batch_id)
+    ocv_by_field = items.ocv_rejects_by_field(db, batch_id)
+    g = items.code_grades(db, batch_id)
+    models = items.models_in_batch(db, batch_id)
     end = b["ended_at"]
     since, until = _iso(b["started_at"]), _iso(end) if end else None
     entries = [
@@ -108,7 +70,7 @@ def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
             "max": g["mx"],
             "below_grade_c": int(g["below_c"] or 0),
         },
-        "models": [json.loads(m) for m in models],
+        "models": models,
         "alarms": alarms,
         "deviations": [
             {**d, "opened": _iso(d["opened_utc"]), "closed": _iso(d["closed_utc"])}
@@ -182,13 +144,7 @@ def report_csv(rep: dict[str, Any]) -> str:
 @router.get("/reports")
 def reports_page(request: Request, _s: Session = Depends(require(*REPORTS_VIEW))) -> Response:
     ctx = ctx_of(request)
-    rows = [
-        dict(r)
-        for r in ctx.pipeline.db.conn.execute(
-            "SELECT b.*, (SELECT COUNT(*) FROM signatures s WHERE s.target = 'batch:' || b.id)"
-            " AS signed FROM batches b ORDER BY started_at DESC LIMIT 50"
-        )
-    ]
+    rows = ctx.pipeline.db.recent_batches(50)
     for r in rows:
         r["started"], r["ended"] = _iso(r["started_at"]), _iso(r["ended_at"])
     return page(request, "reports.html", batches=rows)

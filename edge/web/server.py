@@ -21,7 +21,19 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from edge.store.audit import AuditTrail
-from edge.web import admin, deviations, errors, hmi, login, reports, technician, uploads
+from edge.web import (
+    admin,
+    datasets,
+    deviations,
+    errors,
+    hmi,
+    images,
+    login,
+    models,
+    reports,
+    training,
+    uploads,
+)
 from edge.web.auth import Session, Sessions, UserStore
 from edge.web.deps import ALL_ROLES, HOME, LoginRequired, WebContext, require
 from edge.web.hub import Hub
@@ -80,7 +92,11 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
 
     app.include_router(login.router)
     app.include_router(hmi.router)
-    app.include_router(technician.router)
+    # the technician's work, one router per task: images and labels, datasets, training, models
+    app.include_router(images.router)
+    app.include_router(datasets.router)
+    app.include_router(training.router)
+    app.include_router(models.router)
     app.include_router(uploads.router)
     app.include_router(reports.router)
     app.include_router(deviations.router)

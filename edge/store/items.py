@@ -1,0 +1,233 @@
+"""Inspected items: the home of the `items` table's queries.
+
+The recorder writes item rows (with their outbox messages, in the caller's transaction:
+record before emit); the web pages and the batch record read them back here: the
+technician's image search, what the line saw on an image, a measurement's series for a
+control chart and the batch report's figures. JSON columns are encoded and decoded in
+this module only.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # db.py delegates here; typing only, no import cycle at run time
+    from edge.store.db import Database
+
+_JSON_COLS = ("reasons", "findings", "codes", "tools", "models", "measurements")
+_JSON_OBJECTS = ("tools", "measurements")  # the others are lists
+
+
+def _encode_row(r: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in r.items() if k != "message"}
+    for k in _JSON_COLS:
+        empty: Any = {} if k in _JSON_OBJECTS else []
+        out[k] = json.dumps(out.get(k) or empty, separators=(",", ":"))
+    return out
+
+
+def decode_item(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for k in _JSON_COLS:
+        d[k] = json.loads(d[k])
+    return d
+
+
+# ---------------------------------------------------------------------- the line's record
+
+
+def next_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()
+    return int(row[0]) + 1
+
+
+def insert(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], outbox: bool) -> list[int]:
+    """Insert item rows (and their outbox messages) inside the caller's transaction.
+
+    Returns the outbox sequence numbers assigned, in row order.
+    """
+    conn.executemany(
+        """INSERT INTO items (seq, id, batch_id, recipe, trigger_utc, final_utc, latency_ms,
+               encoder, verdict, reasons, findings, codes, tools, models, image_sha256,
+               source_name, measurements)
+           VALUES (:seq, :id, :batch_id, :recipe, :trigger_utc, :final_utc, :latency_ms,
+               :encoder, :verdict, :reasons, :findings, :codes, :tools, :models,
+               :image_sha256, :source_name, :measurements)""",
+        [_encode_row(r) for r in rows],
+    )
+    seqs: list[int] = []
+    if outbox:
+        now = time.time()
+        for r in rows:
+            cur = conn.execute(
+                "INSERT INTO outbox (kind, item_id, payload, created_utc) VALUES (?, ?, ?, ?)",
+                ("result", r["id"], json.dumps(r["message"], separators=(",", ":")), now),
+            )
+            seqs.append(int(cur.lastrowid))
+    return seqs
+
+
+def get(conn: sqlite3.Connection, item_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
+    return decode_item(row) if row else None
+
+
+def newest(
+    conn: sqlite3.Connection, where: str = "", params: Iterable[Any] = (), limit: int = 100
+) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM items " + (f"WHERE {where} " if where else "")
+    sql += "ORDER BY seq DESC LIMIT ?"
+    rows = conn.execute(sql, (*params, limit)).fetchall()
+    return [decode_item(r) for r in rows]
+
+
+# ---------------------------------------------------------------------- images of items
+
+
+def search_images(
+    db: Database,
+    *,
+    reason: str | None = None,
+    batch: str | None = None,
+    verdict: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    labelled: bool | None = None,
+    limit: int = 60,
+) -> list[dict[str, Any]]:
+    """Items that kept an image, newest first, filtered as the technician asks
+    (`since` inclusive, `until` exclusive; `limit` held to 1..500)."""
+    where = ["i.image_sha256 IS NOT NULL"]
+    params: list[Any] = []
+    if reason:
+        where.append("EXISTS (SELECT 1 FROM json_each(i.reasons) WHERE value = ?)")
+        params.append(reason)
+    if batch:
+        where.append("i.batch_id = ?")
+        params.append(batch)
+    if verdict in ("PASS", "REJECT"):
+        where.append("i.verdict = ?")
+        params.append(verdict)
+    if since is not None:
+        where.append("i.trigger_utc >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("i.trigger_utc < ?")
+        params.append(until)
+    if labelled is not None:
+        where.append(
+            ("" if labelled else "NOT ") + "EXISTS (SELECT 1 FROM labels l "
+            "WHERE l.image_sha256 = i.image_sha256)"
+        )
+    sql = (
+        "SELECT i.id, i.seq, i.batch_id, i.verdict, i.reasons, i.trigger_utc, i.image_sha256,"
+        " (SELECT 1 FROM labels l WHERE l.image_sha256 = i.image_sha256) AS labelled"
+        " FROM items i WHERE " + " AND ".join(where) + " ORDER BY i.seq DESC LIMIT ?"
+    )
+    rows = db.conn.execute(sql, (*params, min(max(limit, 1), 500))).fetchall()
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["reasons"] = json.loads(d["reasons"])
+        d["labelled"] = bool(d["labelled"])
+        out.append(d)
+    return out
+
+
+def reasons_on_images(db: Database, limit: int = 50) -> list[str]:
+    """Reject reasons that occur on items with a kept image (for the search's pick list)."""
+    return [
+        r[0]
+        for r in db.conn.execute(
+            "SELECT DISTINCT value FROM items, json_each(items.reasons) "
+            "WHERE items.image_sha256 IS NOT NULL LIMIT ?",
+            (limit,),
+        ).fetchall()
+    ]
+
+
+def latest_marks(db: Database, image_sha256: str) -> tuple[list[dict], list[dict]] | None:
+    """The findings and code reads of the newest item recorded with this image, or None."""
+    row = db.conn.execute(
+        "SELECT findings, codes FROM items WHERE image_sha256 = ? ORDER BY seq DESC LIMIT 1",
+        (image_sha256,),
+    ).fetchone()
+    if row is None:
+        return None
+    return json.loads(row["findings"]), json.loads(row["codes"])
+
+
+# ---------------------------------------------------------------------- a batch's items
+
+
+def measurement_series(db: Database, batch_id: str | None, measure: str) -> list[Any]:
+    """One measurement of every item of a batch in line order (None where not measured)."""
+    rows = db.conn.execute(
+        "SELECT json_extract(measurements, '$.' || ?) FROM items WHERE batch_id IS ? ORDER BY seq",
+        (measure, batch_id),
+    ).fetchall()
+    return [v for (v,) in rows]
+
+
+def batch_totals(db: Database, batch_id: str) -> sqlite3.Row:
+    """Count, good, rejected, first/last trigger and mean latency of a batch's items."""
+    return db.conn.execute(
+        "SELECT COUNT(*) n, SUM(verdict = 'PASS') good, SUM(verdict = 'REJECT') bad,"
+        " MIN(trigger_utc) first, MAX(trigger_utc) last, AVG(latency_ms) lat"
+        " FROM items WHERE batch_id = ?",
+        (batch_id,),
+    ).fetchone()
+
+
+def reasons_in_batch(db: Database, batch_id: str) -> list[dict[str, Any]]:
+    """Reject reasons of a batch with the number of items, most frequent first."""
+    return [
+        dict(r)
+        for r in db.conn.execute(
+            "SELECT value AS reason, COUNT(*) AS n FROM items, json_each(items.reasons)"
+            " WHERE batch_id = ? GROUP BY value ORDER BY n DESC",
+            (batch_id,),
+        )
+    ]
+
+
+def ocv_rejects_by_field(db: Database, batch_id: str) -> list[dict[str, Any]]:
+    """Rejected items per printed field and OCV reason (an item counts once per field/reason)."""
+    return [
+        dict(r)
+        for r in db.conn.execute(
+            "SELECT json_extract(value, '$.detail.field') AS field,"
+            " json_extract(value, '$.code') AS reason, COUNT(DISTINCT items.id) AS n"
+            " FROM items, json_each(items.findings) WHERE batch_id = ? AND verdict = 'REJECT'"
+            " AND json_extract(value, '$.code') IN ('OCV_MISMATCH', 'OCV_NO_READ', 'PRINT_QUALITY')"
+            " GROUP BY field, reason ORDER BY n DESC",
+            (batch_id,),
+        )
+    ]
+
+
+def code_grades(db: Database, batch_id: str) -> sqlite3.Row:
+    """Number, min, mean and max of the code grades read in a batch, and how many below C."""
+    return db.conn.execute(
+        "SELECT COUNT(*) n, MIN(g) mn, AVG(g) avg, MAX(g) mx, SUM(g < 1.5) below_c FROM ("
+        " SELECT CAST(json_extract(value, '$.grade') AS REAL) g FROM items, json_each(items.codes)"
+        " WHERE batch_id = ? AND json_extract(value, '$.grade') IS NOT NULL)",
+        (batch_id,),
+    ).fetchone()
+
+
+def models_in_batch(db: Database, batch_id: str) -> list[dict[str, Any]]:
+    """Every model (name, version, SHA-256) that judged an item of the batch, once each,
+    in a stable order."""
+    seen = {
+        json.dumps(m, sort_keys=True)
+        for (ms,) in db.conn.execute(
+            "SELECT DISTINCT models FROM items WHERE batch_id = ?", (batch_id,)
+        )
+        for m in json.loads(ms)
+    }
+    return [json.loads(m) for m in sorted(seen)]

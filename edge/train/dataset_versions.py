@@ -1,0 +1,137 @@
+"""Dataset versions: the technician's labels frozen into a YOLO dataset, never overwritten.
+
+A version (`ds-YYYYMMDD-HHMMSS`) is built from every labelled image at once, split into
+train/val by `dataset.prepare`, given a manifest of the SHA-256 of every file, and made
+read-only: it is a record that a model card can name, not a working folder. The labels
+and images come from the caller (the web layer reads them from the store), so this module
+knows files and formats only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge.store.labels import LabelledImage
+from edge.store.safe_files import read_regular
+from edge.train.dataset import MANIFEST, prepare, write_manifest, yolo_label_lines
+
+PREFIX = "ds-"
+
+
+class DatasetError(ValueError):
+    """A version that cannot be built as asked (said in plain words, for the technician)."""
+
+
+def list_versions(root: Path) -> list[dict[str, Any]]:
+    """The dataset versions under `root`, newest first, from their manifests.
+
+    A manifest is read only as a regular file (no link planted in the state directory is
+    followed); a folder without one is not a version.
+    """
+    out = []
+    for d in sorted(root.iterdir(), reverse=True):
+        m = read_regular(d / MANIFEST, root.parent)  # no planted links
+        if d.name.startswith(PREFIX) and not d.is_symlink() and m is not None:
+            man = json.loads(m)
+            out.append(
+                {
+                    "version": d.name,
+                    "sha256": man.get("sha256"),
+                    "files": man.get("count"),
+                    "images": man.get("images"),
+                    "note": man.get("note"),
+                    "created_by": man.get("created_by"),
+                    "created_utc": man.get("created_utc"),
+                }
+            )
+    return out
+
+
+def evaluation_sets(root: Path) -> list[str]:
+    """Folders under `root` an evaluation can run on (versions and exports), newest first."""
+    return sorted(
+        (d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        reverse=True,
+    )
+
+
+def build_version(
+    root: Path,
+    labelled: Sequence[LabelledImage],
+    read_image: Callable[[str], bytes | None],
+    classes: list[str],
+    *,
+    by: str,
+    note: str | None,
+    val_fraction: float,
+) -> dict[str, Any]:
+    """Freeze every labelled image into a new version under `root`; its summary.
+
+    `read_image` gives an image's PNG bytes by SHA-256 (None when the store cannot read
+    it). Raises DatasetError when fewer than two images are labelled or readable, or when
+    the version's name is taken (versions are never overwritten).
+    """
+    if len(labelled) < 2:
+        raise DatasetError("label at least two images first")
+    staging = root / f".staging-{uuid.uuid4().hex[:8]}"
+    (staging / "images").mkdir(parents=True)
+    (staging / "labels").mkdir()
+    copied = 0
+    try:
+        for im in labelled:
+            data = read_image(im.sha256)
+            if data is None:
+                continue
+            (staging / "images" / f"{im.sha256}.png").write_bytes(data)
+            copied += 1
+            lines = yolo_label_lines(
+                ((b["cls"], b["bbox"]) for b in im.boxes), classes, im.width, im.height
+            )
+            (staging / "labels" / f"{im.sha256}.txt").write_text(
+                "\n".join(lines) + ("\n" if lines else "")
+            )
+        if copied < 2:
+            raise DatasetError("fewer than two labelled images are readable in the store")
+        (staging / "data.yaml").write_text(yaml.safe_dump({"names": classes}))
+        version = f"{PREFIX}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        out = root / version
+        if out.exists():
+            raise DatasetError(f"dataset {version} exists: versions are never overwritten")
+        prepare([staging], out, val_fraction=val_fraction, class_names=classes)
+        man = write_manifest(
+            out,
+            extra={
+                "names": classes,
+                "images": len(labelled),
+                "note": note,
+                "created_by": by,
+                "created_utc": time.time(),
+                "version": version,
+            },
+        )
+        freeze(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {
+        "version": version,
+        "sha256": man["sha256"],
+        "images": len(labelled),
+        "files": man["count"],
+    }
+
+
+def freeze(root: Path) -> None:
+    """Read-only files: a dataset version is a record, not a working folder."""
+    for p in root.rglob("*"):
+        if p.is_file():
+            os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)

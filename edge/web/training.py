@@ -1,0 +1,78 @@
+"""Technician routes for training runs, and the status and cancel routes of every job.
+
+A training run trains a candidate model on one frozen dataset version, in a low-priority
+child process (`jobs.py`); the new model is registered as a candidate and drives nothing
+until QA approves it on the models page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from edge.web.auth import Session
+from edge.web.datasets import datasets_dir, list_datasets
+from edge.web.deps import MODELS_VIEW, TECH, ctx_of, page, require
+from edge.web.jobs import JobError, jobs_of
+from edge.web.models import models_dir
+
+router = APIRouter()
+
+
+class TrainStart(BaseModel):
+    dataset: str = Field(..., pattern=r"^ds-[0-9-]+$")
+    epochs: int = Field(10, ge=1, le=300)
+    imgsz: int = Field(320, ge=32, le=1280, multiple_of=32)
+    batch: int = Field(8, ge=1, le=64)
+    model_name: str = Field("defects", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+@router.get("/tech/train")
+def train_page(request: Request, _s: Session = Depends(require(*TECH))) -> Response:
+    ctx = ctx_of(request)
+    return page(request, "tech_train.html", datasets=list_datasets(ctx), jobs=jobs_of(ctx).list())
+
+
+@router.post("/api/tech/train")
+def train_start(
+    body: TrainStart, request: Request, s: Session = Depends(require(*TECH))
+) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    ds = datasets_dir(ctx) / body.dataset
+    if not (ds / "manifest.json").is_file():
+        raise HTTPException(404, f"no dataset version {body.dataset}")
+    args = {
+        **body.model_dump(),
+        "dataset": str(ds.resolve()),
+        "models_dir": str(models_dir(ctx).resolve()),
+    }
+    try:
+        jid = jobs_of(ctx).start("train", args, s.username)
+    except JobError as exc:
+        raise HTTPException(409, str(exc)) from None
+    ctx.audit.record(s.username, "training.start", target=jid, new=body.model_dump())
+    return {"job": jid}
+
+
+@router.get("/api/jobs/{jid}")
+def job_status(jid: str, request: Request, _s: Session = Depends(require(*MODELS_VIEW))) -> dict:
+    try:
+        return jobs_of(ctx_of(request)).status(jid)
+    except JobError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+@router.post("/api/jobs/{jid}/cancel")
+def job_cancel(jid: str, request: Request, s: Session = Depends(require(*TECH))) -> dict:
+    ctx = ctx_of(request)
+    try:
+        ok = jobs_of(ctx).cancel(jid)
+    except JobError as exc:
+        raise HTTPException(404, str(exc)) from None
+    if not ok:
+        raise HTTPException(409, "the job is not running")
+    ctx.audit.record(s.username, "job.cancel", target=jid)
+    return {"job": jid, "cancelled": True}
