@@ -20,6 +20,7 @@ from edge.capture.genicam_config import GenICamSource
 from edge.domain import Action, Severity
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
+from edge.publish.sparkplug_config import SparkplugConfig
 from edge.spc.config import SpcConfig
 
 
@@ -373,13 +374,16 @@ class MqttConfig(Strict):
     tls: TLSConfig | None = None
     keepalive_s: int = 10
     replay_rate_per_s: float = Field(200.0, gt=0, description="backlog replay rate after an outage")
-    encoding: Literal["json"] = "json"
+    encoding: Literal["json", "sparkplug", "both"] = Field(
+        "json", description="ISA-95 JSON topics, Sparkplug B 3.0 (`sparkplug`), or both at once"
+    )
     max_inflight: int = Field(200, ge=1, description="results handed to the client, not yet acked")
     max_command_bytes: int = Field(16384, ge=256, description="larger commands are refused")
     counters_interval_s: float = Field(5.0, gt=0)
     commands: CommandsConfig = Field(
         default_factory=CommandsConfig, description="who may send MES commands (deny by default)"
     )
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
 
 
 class TrackingConfig(Strict):
