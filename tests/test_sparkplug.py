@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from edge.ops import health
 from edge.publish import sparkplug
 from edge.publish.sparkplug_metrics import RESULT_METRICS
 
@@ -111,6 +112,7 @@ def test_births_are_valid_and_seq_is_gap_free_over_3000_items(mosquitto, host, m
     assert last.value("Last Result/Item ID") in rows
     assert last.metrics()["Last Result/Seq"]["timestamp"] > 1e12  # ms since the epoch
     assert wait_until(lambda: line.spb.status()["outbox"] == 0)
+    assert health.broker(line.app)["up"]
 
     # a clean stop: DDEATH, then NDEATH with the birth's bdSeq
     line.stop()
@@ -248,6 +250,11 @@ def test_a_host_that_never_comes_online_holds_every_result_with_an_alarm(
     assert not st["up"] and st["outbox"] == outbox_rows(line) >= 40
     assert st["primary_host"]["online"] is False
     assert h.of("NBIRTH", "DDATA") == []  # nothing is born before the host is online
+    ready = health.readiness(line.app)  # /readyz says why
+    assert (
+        not ready["ready"]
+        and "waiting for primary host absent" in ready["checks"]["broker"]["detail"]
+    )
     assert line.plc.status()["up"]  # the line itself kept running
 
 
