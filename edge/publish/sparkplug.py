@@ -183,7 +183,8 @@ class SparkplugNode:
     def _make_client(self, bdseq: int) -> mqtt.Client:
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=self.cfg.client_id or f"edge-inspect-spb-{self.node}",
+            # never the JSON publisher's id: with `encoding: both` one would log the other out
+            client_id=f"{self.cfg.client_id or 'edge-inspect'}-spb-{self.node}",
             protocol=mqtt.MQTTv5,
         )
         c.will_set(self.topic("NDEATH"), self._ndeath(bdseq), qos=1, retain=False)
