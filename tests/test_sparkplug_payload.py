@@ -88,3 +88,7 @@ def test_bdseq_counts_every_connect_wraps_at_256_and_survives_a_restart(tmp_path
     assert BdSeqStore(path).next() == 0
     path.write_text("garbage")
     assert BdSeqStore(path).next() == 0  # an unreadable file starts again at zero
+    store = BdSeqStore(path)
+    assert store.next() == 1
+    store.undo()  # that CONNECT never reached a broker
+    assert store.next() == 1 and BdSeqStore(path).next() == 2

@@ -229,7 +229,8 @@ class SparkplugNode:
             c.connect(
                 self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s, clean_start=True
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # no CONNECT went out: its bdSeq is not used
+            self.bdseq.undo()
             self.last_error = f"broker unreachable ({exc})"
             self._offline_alarm()
             return False

@@ -165,6 +165,7 @@ class BdSeqStore:
     def __init__(self, path: Path):
         self.path = path
         self.current: int | None = None
+        self._previous: int | None = None
 
     def _last(self) -> int | None:
         try:
@@ -175,14 +176,26 @@ class BdSeqStore:
 
     def next(self) -> int:
         last = self._last() if self.current is None else self.current
+        self._previous = last
         self.current = 0 if last is None else (last + 1) % 256
+        self._write(self.current)
+        return self.current
+
+    def undo(self) -> None:
+        """The CONNECT was never sent (no TCP connection): its bdSeq is not used up."""
+        self.current = self._previous
+        if self.current is not None:
+            self._write(self.current)
+        else:
+            self.path.unlink(missing_ok=True)
+
+    def _write(self, value: int) -> None:
         tmp = self.path.with_suffix(".tmp")
         try:
             with open(tmp, "w") as f:
-                json.dump({"bdSeq": self.current}, f)
+                json.dump({"bdSeq": value}, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except OSError:
             pass  # a full disk: the counter in memory still moves on
-        return self.current
