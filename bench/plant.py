@@ -6,14 +6,19 @@
 Starts one Mosquitto on a free loopback port and N headless simulated appliances
 (`edge demo --headless --json`, separate processes, each with its own state directory,
 station id `edge-NN` and ISA-95 line `lineNN`), one after the other once the previous
-one's first result has arrived. One subscriber counts, per line:
+one's first result has arrived (a start-up loads the detector: the CPUs it takes are not
+the plant's steady state). Once every line delivers, the measured window of S seconds
+starts; then every appliance is stopped (SIGTERM: the outbox drains, the summary prints).
+One subscriber counts, per line:
 
-  delivered   distinct results (by the appliance's outbox `seq`)
+  in window   results of items triggered in the window (what the percentiles are over)
+  delivered   distinct results of the whole run (by the appliance's outbox `seq`)
   duplicates  results received again (QoS 1 may deliver twice; de-duplicated by seq)
   gaps        seqs missing between 1 and the highest one received
-  lost        items the appliance inspected whose result never arrived
+  lost        items the appliance inspected whose result never arrived (whole run)
   p50/p99 ms  end to end: trigger (the result's `trigger_time`) to arrival at the subscriber
-  misses      deadline misses, from the appliance's own summary
+  misses      deadline misses in the window (the appliance's retained `counters` at the
+              window's start, against its final summary); `all` over the whole run
 
 A line counts as sustained with 0 deadline misses and 0 lost results; the run prints the
 number of lines sustained. `--max-lines` doubles N until a run fails and prints the
@@ -89,12 +94,16 @@ class Counter:
         self.encoding = encoding
         self.seen: dict[str, dict[int, int]] = {}  # line -> seq -> times received
         self.items: dict[str, set[str]] = {}
-        self.latency: dict[str, list[float]] = {}
+        self.latency: dict[str, list[tuple[float, float]]] = {}  # (trigger, ms)
+        self.counters: dict[str, dict[str, Any]] = {}  # line -> its last `counters`
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plant-counter")
-        topic = "+/+/+/+/+/inspection/result" if encoding == "json" else "spBv1.0/+/DDATA/#"
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        topics = [("+/+/+/+/+/inspection/counters", 1)]
+        topics.append(
+            ("+/+/+/+/+/inspection/result", 1) if encoding == "json" else ("spBv1.0/+/DDATA/#", 1)
+        )
+        self.client.on_connect = lambda c, *a: c.subscribe(topics)
         self.client.on_subscribe = lambda *a: self._ready.set()
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -103,6 +112,10 @@ class Counter:
             raise SystemExit("subscriber could not subscribe")
 
     def _result(self, msg: Any) -> tuple[str, dict[str, Any]] | None:
+        if msg.topic.endswith("/counters"):
+            with self._lock:
+                self.counters[msg.topic.split("/")[3]] = json.loads(msg.payload)
+            return None
         if self.encoding == "json":
             return msg.topic.split("/")[3], json.loads(msg.payload)
         from edge.publish.sparkplug_payload import decode
@@ -125,21 +138,30 @@ class Counter:
             self.items.setdefault(line, set()).add(r["id"])
             if seen[r["seq"]] == 1 and r.get("trigger_time"):
                 t = datetime.fromisoformat(r["trigger_time"]).timestamp()
-                self.latency.setdefault(line, []).append((now - t) * 1000.0)
+                self.latency.setdefault(line, []).append((t, (now - t) * 1000.0))
 
     def first(self, line: str) -> bool:
         with self._lock:
             return bool(self.seen.get(line))
 
-    def line_stats(self, line: str, summary: dict[str, Any]) -> dict[str, Any]:
+    def misses(self, line: str) -> int | None:
+        with self._lock:
+            c = self.counters.get(line)
+        return None if c is None else int(c.get("deadline_misses", 0))
+
+    def line_stats(
+        self, line: str, summary: dict[str, Any], window: tuple[float, float], misses0: int | None
+    ) -> dict[str, Any]:
         with self._lock:
             seen = dict(self.seen.get(line, {}))
-            lat = sorted(self.latency.get(line, []))
+            lat = sorted(ms for t, ms in self.latency.get(line, []) if window[0] <= t < window[1])
             items = len(self.items.get(line, set()))
         top = max(seen, default=0)
         pct = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 99
+        final = summary.get("deadline_misses")
         return {
             "line": line,
+            "in_window": len(lat),
             "inspected": summary.get("items", 0),
             "delivered": len(seen),
             "duplicates": sum(n - 1 for n in seen.values()),
@@ -147,7 +169,8 @@ class Counter:
             "lost": max(0, summary.get("items", 0) - items),
             "p50_ms": round(pct[49], 1) if pct else None,
             "p99_ms": round(pct[98], 1) if pct else None,
-            "misses": summary.get("deadline_misses"),
+            "misses": None if final is None or misses0 is None else final - misses0,
+            "misses_all": final,
             "appliance_p99_ms": summary.get("p99_ms"),
         }
 
@@ -161,14 +184,19 @@ def line_config(folder: Path, n: int, port: int, encoding: str) -> Path:
     cfg["station"] = {"id": f"edge-{n:02d}", "line": f"line{n:02d}"}
     cfg["pipeline"]["workers"] = 1  # a low rate needs one worker; N lines share 2 cores
     cfg["web"] = {"enabled": False}
-    cfg["mqtt"] = {"enabled": True, "host": "127.0.0.1", "port": port, "encoding": encoding}
+    cfg["mqtt"] = {
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": port,
+        "encoding": "both" if encoding == "sparkplug" else "json",  # counters in JSON
+        "counters_interval_s": 1.0,
+    }
     path = folder / f"line{n:02d}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def run_plant(lines: int, rate: float, seconds: float, encoding: str) -> dict[str, Any]:
-    items = max(1, round(rate * seconds / 60.0))
     tmp = Path(tempfile.mkdtemp(prefix="plant-"))
     broker, port = start_mosquitto(tmp)
     counter = Counter(port, encoding)
@@ -179,8 +207,8 @@ def run_plant(lines: int, rate: float, seconds: float, encoding: str) -> dict[st
     try:
         for n in range(1, lines + 1):
             cfg = line_config(tmp, n, port, encoding)
-            cmd = [*edge, "demo", "--config", str(cfg), "--items", str(items), "--rate", str(rate)]
-            cmd += ["--headless", "--json", "--state-dir", str(tmp / f"state{n:02d}")]
+            cmd = [*edge, "demo", "--config", str(cfg), "--rate", str(rate), "--headless"]
+            cmd += ["--json", "--state-dir", str(tmp / f"state{n:02d}")]
             p = subprocess.Popen(
                 cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
             )
@@ -190,13 +218,19 @@ def run_plant(lines: int, rate: float, seconds: float, encoding: str) -> dict[st
                 if p.poll() is not None:
                     break
                 time.sleep(0.1)
+        time.sleep(1.5)  # a fresh `counters` from every line (published every second)
+        misses0 = {name: counter.misses(name) for name, _ in procs}
+        window = (time.time(), time.time() + seconds)
+        time.sleep(seconds)
+        for _, p in procs:
+            p.terminate()  # the appliance stops as on SIGTERM under systemd: drain, summary
         summaries = {}
         for name, p in procs:
-            out, _ = p.communicate(timeout=seconds + 300)
+            out, _ = p.communicate(timeout=120)
             last = [ln for ln in out.splitlines() if ln.startswith("{")]
             summaries[name] = json.loads(last[-1]) if last else {"error": f"exit {p.returncode}"}
         time.sleep(2.0)  # the last results in flight
-        stats = [counter.line_stats(name, summaries[name]) for name, _ in procs]
+        stats = [counter.line_stats(n, summaries[n], window, misses0[n]) for n, _ in procs]
     finally:
         for _, p in procs:
             if p.poll() is None:
@@ -225,14 +259,15 @@ def show(res: dict[str, Any]) -> None:
         f"({res['encoding']}), load {res['load_before']} -> {res['load_after']}"
     )
     print(
-        f"{'line':8} {'inspected':>9} {'delivered':>9} {'dupl':>5} {'gaps':>5} {'lost':>5} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'misses':>6}"
+        f"{'line':8} {'window':>6} {'inspected':>9} {'delivered':>9} {'dupl':>5} {'gaps':>5} "
+        f"{'lost':>5} {'p50 ms':>7} {'p99 ms':>7} {'misses':>6} {'all':>4}"
     )
     for s in res["per_line"]:
         print(
-            f"{s['line']:8} {s['inspected']:>9} {s['delivered']:>9} {s['duplicates']:>5} "
-            f"{s['gaps']:>5} {s['lost']:>5} {s['p50_ms'] or '-':>7} {s['p99_ms'] or '-':>7} "
-            f"{s['misses'] if s['misses'] is not None else '?':>6}"
+            f"{s['line']:8} {s['in_window']:>6} {s['inspected']:>9} {s['delivered']:>9} "
+            f"{s['duplicates']:>5} {s['gaps']:>5} {s['lost']:>5} {s['p50_ms'] or '-':>7} "
+            f"{s['p99_ms'] or '-':>7} {s['misses'] if s['misses'] is not None else '?':>6} "
+            f"{s['misses_all'] if s['misses_all'] is not None else '?':>4}"
         )
     verdict = "sustained" if res["sustained"] else f"NOT sustained ({res['lines_ok']} lines ok)"
     print(f"=> {res['lines']} lines: {verdict}")
@@ -244,7 +279,12 @@ def main() -> None:
     ap.add_argument("--max-lines", type=int, help="try 1, 2, 4, ... lines up to this many")
     ap.add_argument("--rate", type=float, default=30.0, help="items per minute, each line")
     ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--encoding", choices=["json", "sparkplug"], default="json")
+    ap.add_argument(
+        "--encoding",
+        choices=["json", "sparkplug"],
+        default="json",
+        help="what the subscriber counts (sparkplug: JSON stays on for the counters)",
+    )
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
     counts = [args.lines]
