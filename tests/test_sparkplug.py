@@ -304,3 +304,24 @@ def test_both_encodings_each_get_every_result_and_the_outbox_waits_for_both(
         assert json_seqs() == list(range(1, outbox_rows(line) + 1))  # JSON sent none twice
     finally:
         sub.close()
+
+
+def test_a_replayed_old_state_or_a_duplicate_changes_nothing(mosquitto, host, make_line, caplog):  # noqa: F811
+    h = host("scada")
+    line = make_line(mosquitto.port, dark_every(150, 5), period_s=0.02, primary_host_id="scada")
+    assert h.wait(lambda: len(h.results()) >= 5)
+    was_online = h._state(True)  # the STATE of the host's current session
+    h.set_online(False)
+    assert h.wait(lambda: h.of("NDEATH"), 10)
+    assert wait_until(lambda: "waiting for primary host" in line.spb.status()["detail"])
+    # a bridge delivers the old "online" again, and the "offline" twice: still offline
+    h.client.publish(h.state_topic, was_online, qos=1)
+    h.client.publish(h.state_topic, h._state(False), qos=1)
+    assert wait_until(lambda: line.spb.status()["state_stale"] == 1)
+    assert "older than the last one" in caplog.text
+    time.sleep(0.5)
+    assert len(h.of("NBIRTH")) == 1 and line.spb.status()["primary_host"]["online"] is False
+    h.set_online(True)
+    assert line.wait(30)
+    total = outbox_rows(line)
+    assert h.wait(lambda: set(h.result_seqs()) >= set(range(1, total + 1)))

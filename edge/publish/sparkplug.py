@@ -85,7 +85,8 @@ class SparkplugNode:
         self.connected = False
         self.born = False
         self.host_online = self.host is None
-        self._host_ts = -1
+        self._host_ts = -1  # the newest STATE seen (across sessions), and what it said
+        self._host_said_offline = False
         self.last_error = "not connected yet"
         self.stats = {
             "sessions": 0,
@@ -94,6 +95,7 @@ class SparkplugNode:
             "published": 0,
             "acked": 0,
             "state_malformed": 0,
+            "state_stale": 0,
             "commands_ignored": 0,
             "host_offline": 0,
         }
@@ -546,10 +548,26 @@ class SparkplugNode:
                 "online" if self.host_online else "offline",
             )
             return
-        if st.timestamp < self._host_ts:  # an older STATE than one already seen
-            log.info("Sparkplug STATE of %s older than the last one: ignored", self.host)
+        # a host's offline carries its online's timestamp (Sparkplug 3.0), and a new host
+        # session a newer one: an older STATE, or an online after the offline of the same
+        # session, is a replay (a bridge, an old retained message)
+        stale = st.timestamp < self._host_ts or (
+            st.timestamp == self._host_ts and st.online and self._host_said_offline
+        )
+        if stale:
+            self.stats["state_stale"] += 1
+            self._quiet(
+                "stale",
+                "Sparkplug STATE of primary host %s older than the last one (timestamp %d < %d): "
+                "ignored, the host is still taken as %s",
+                self.host,
+                st.timestamp,
+                self._host_ts,
+                "online" if self.host_online else "offline",
+            )
             return
         self._host_ts = st.timestamp
+        self._host_said_offline = not st.online
         if st.online != self.host_online:
             log.info(
                 "Sparkplug primary host %s %s", self.host, "online" if st.online else "offline"
