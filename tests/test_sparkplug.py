@@ -318,7 +318,7 @@ def test_a_replayed_old_state_or_a_duplicate_changes_nothing(mosquitto, host, ma
     h.client.publish(h.state_topic, was_online, qos=1)
     h.client.publish(h.state_topic, h._state(False), qos=1)
     assert wait_until(lambda: line.spb.status()["state_stale"] == 1)
-    assert "older than the last one" in caplog.text
+    assert "STATE of primary host scada replayed" in caplog.text
     time.sleep(0.5)
     assert len(h.of("NBIRTH")) == 1 and line.spb.status()["primary_host"]["online"] is False
     h.set_online(True)

@@ -13,8 +13,8 @@ from edge.publish.sparkplug_payload import (
     PayloadError,
     decode,
     encode,
-    parse_state,
 )
+from edge.publish.sparkplug_state import parse_state
 
 from sparkplug_host import tahu  # noqa: F401
 

@@ -48,8 +48,8 @@ from edge.publish.sparkplug_payload import (
     PayloadError,
     decode,
     encode,
-    parse_state,
 )
+from edge.publish.sparkplug_state import PrimaryHost
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,6 @@ class SparkplugNode:
         self.group = _sparkplug_id(self.sp.group_id or st.site)
         self.node = _sparkplug_id(self.sp.edge_node_id or st.id)
         self.device = _sparkplug_id(self.sp.device_id or st.cell)
-        self.host = self.sp.primary_host_id
         self.station = st
         self.pipeline = app.pipeline
         self.alarms = app.pipeline.alarms
@@ -84,9 +83,8 @@ class SparkplugNode:
         self.client: mqtt.Client | None = None
         self.connected = False
         self.born = False
-        self.host_online = self.host is None
-        self._host_ts = -1  # the newest STATE seen (across sessions), and what it said
-        self._host_said_offline = False
+        self._quiet = _QuietLog()
+        self.host = PrimaryHost(self.sp.primary_host_id, self._quiet)
         self.last_error = "not connected yet"
         self.stats = {
             "sessions": 0,
@@ -94,15 +92,12 @@ class SparkplugNode:
             "rebirth_requests": 0,
             "published": 0,
             "acked": 0,
-            "state_malformed": 0,
-            "state_stale": 0,
             "commands_ignored": 0,
             "host_offline": 0,
         }
         self._notes: deque[tuple[Any, ...]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._quiet = _QuietLog()
         self._mids: dict[int, int] = {}  # paho mid -> outbox seq (result DDATA only)
         self._acked: list[int] = []
         self._next = 1  # next outbox seq to hand out
@@ -155,7 +150,7 @@ class SparkplugNode:
         if self.born:
             detail = ""
         elif self.connected:
-            detail = f"waiting for primary host {self.host} to be online; {held} results held"
+            detail = f"waiting for primary host {self.host.id} to be online; {held} results held"
         else:
             detail = (
                 f"broker {self.cfg.host}:{self.cfg.port} unreachable ({self.last_error}); "
@@ -168,8 +163,10 @@ class SparkplugNode:
             "edge_node": f"{self.group}/{self.node}",
             "device": self.device,
             "primary_host": None
-            if self.host is None
-            else {"id": self.host, "online": self.host_online},
+            if self.host.id is None
+            else {"id": self.host.id, "online": self.host.online},
+            "state_malformed": self.host.malformed,
+            "state_stale": self.host.stale,
             "bdseq": self.bdseq.current,
             "seq": self.seq,
             "outbox": held,
@@ -242,9 +239,9 @@ class SparkplugNode:
             self._await("connack", 10.0)
             c.subscribe([(self.topic("NCMD"), 1), (f"{self.topic('DCMD')}/+", 1)])
             self._await("suback", 10.0)
-            if self.host is not None:
-                self.host_online = False  # until its STATE (retained) says otherwise
-                c.subscribe(f"{NAMESPACE}/STATE/{self.host}", 1)
+            if self.host.topic is not None:
+                self.host.new_session()
+                c.subscribe(self.host.topic, 1)
                 self._await("suback", 10.0)
             self._serve(bdseq)
             return True
@@ -324,13 +321,13 @@ class SparkplugNode:
             self._wake.clear()
             self._handle_notes()
             self._flush_acks()
-            if not self.host_online:
+            if not self.host.online:
                 if self.born:  # the spec: NDEATH, disconnect, and wait for it again
                     self.stats["host_offline"] += 1
                     log.warning(
                         "Sparkplug primary host %s went offline: NDEATH sent, results held in "
                         "the outbox until it is back",
-                        self.host,
+                        self.host.id,
                     )
                     self._publish(self.topic("NDEATH"), self._ndeath(bdseq), qos=1, wait=True)
                     return
@@ -348,13 +345,13 @@ class SparkplugNode:
         now = time.monotonic()
         if self._waiting_since is None:
             self._waiting_since = now
-            log.info("Sparkplug waiting for primary host %s to be online", self.host)
+            log.info("Sparkplug waiting for primary host %s to be online", self.host.id)
         waited = now - self._waiting_since
         if waited >= self.sp.host_offline_alarm_s:
             held = self.outbox.count()
             a = self.alarms.raise_(
                 "SPARKPLUG_HOST_OFFLINE",
-                f"Sparkplug primary host {self.host} not online for {waited:.0f} s: "
+                f"Sparkplug primary host {self.host.id} not online for {waited:.0f} s: "
                 f"{held} results held in the outbox",
                 "major",
                 False,
@@ -505,8 +502,8 @@ class SparkplugNode:
         self._wake.set()
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        if self.host is not None and topic == f"{NAMESPACE}/STATE/{self.host}":
-            self._on_state(payload)
+        if topic == self.host.topic:
+            self.host.on_state(payload)
             return
         if retained:  # a retained command would be replayed at every connect
             self.stats["commands_ignored"] += 1
@@ -533,46 +530,6 @@ class SparkplugNode:
         self.stats["commands_ignored"] += 1
         names = [n or f"alias {a}" for n, a, _ in metrics]
         self._quiet("cmd", "Sparkplug command on %s ignored (metrics %s)", topic, names)
-
-    def _on_state(self, payload: bytes) -> None:
-        try:
-            st = parse_state(payload)
-        except ValueError as exc:
-            self.stats["state_malformed"] += 1
-            self._quiet(
-                "state",
-                "Sparkplug STATE of primary host %s malformed (%s): ignored, the host is still "
-                "taken as %s",
-                self.host,
-                exc,
-                "online" if self.host_online else "offline",
-            )
-            return
-        # a host's offline carries its online's timestamp (Sparkplug 3.0), and a new host
-        # session a newer one: an older STATE, or an online after the offline of the same
-        # session, is a replay (a bridge, an old retained message)
-        stale = st.timestamp < self._host_ts or (
-            st.timestamp == self._host_ts and st.online and self._host_said_offline
-        )
-        if stale:
-            self.stats["state_stale"] += 1
-            self._quiet(
-                "stale",
-                "Sparkplug STATE of primary host %s older than the last one (timestamp %d < %d): "
-                "ignored, the host is still taken as %s",
-                self.host,
-                st.timestamp,
-                self._host_ts,
-                "online" if self.host_online else "offline",
-            )
-            return
-        self._host_ts = st.timestamp
-        self._host_said_offline = not st.online
-        if st.online != self.host_online:
-            log.info(
-                "Sparkplug primary host %s %s", self.host, "online" if st.online else "offline"
-            )
-        self.host_online = st.online
 
 
 def build(app: Any) -> SparkplugNode | None:

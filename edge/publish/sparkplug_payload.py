@@ -8,8 +8,8 @@ which the appliance's paho-mqtt 2 and ONNX cannot share a venv with. The tests d
 every message with Eclipse Tahu's own JavaScript library instead, so an error in this
 module or in the `.proto` cannot hide behind itself.
 
-Also here: the primary host's STATE message (Sparkplug 3.0 JSON) read strictly, and the
-bdSeq counter kept in the state directory, so a restart never reuses the last session's.
+Also here: the bdSeq counter kept in the state directory, so a restart never reuses the
+last session's.
 """
 
 from __future__ import annotations
@@ -127,32 +127,6 @@ def decode(data: bytes) -> list[tuple[str | None, int | None, Any]]:
             )
         )
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class HostState:
-    online: bool
-    timestamp: int
-
-
-def parse_state(data: bytes) -> HostState:
-    """A Sparkplug 3.0 STATE payload: exactly `{"online": bool, "timestamp": int}` (UTF-8 JSON).
-
-    Anything else raises ValueError with what is wrong, for one clear log line; the
-    node's idea of the host is then left as it was.
-    """
-    try:
-        msg = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"not UTF-8 JSON ({exc})") from None
-    if not isinstance(msg, dict):
-        raise ValueError("not a JSON object")
-    online, ts = msg.get("online"), msg.get("timestamp")
-    if not isinstance(online, bool):
-        raise ValueError("'online' must be true or false")
-    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
-        raise ValueError("'timestamp' must be a non-negative integer (ms since the epoch)")
-    return HostState(online, ts)
 
 
 class BdSeqStore:
