@@ -475,6 +475,8 @@ class AppConfig(Strict):
             raise ValueError(f"recipe {self.recipe!r} is not defined (known: {sorted(merged)})")
         if self.batch and self.batch.recipe and self.batch.recipe not in merged:
             raise ValueError(f"batch.recipe {self.batch.recipe!r} is not defined")
+        if self.mqtt.enabled and self.mqtt.encoding != "json":
+            self.mqtt.sparkplug.ids(self.station)  # ids derived from the station: valid ones
         be = self.inference.backend
         if be.type == "tensorrt":
             if be.cache_dir is None:  # the state dir is writable; the models folder is not

@@ -92,3 +92,25 @@ def test_bdseq_counts_every_connect_wraps_at_256_and_survives_a_restart(tmp_path
     assert store.next() == 1
     store.undo()  # that CONNECT never reached a broker
     assert store.next() == 1 and BdSeqStore(path).next() == 2
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "station", "says"),
+    [
+        ({"sparkplug": {"edge_node_id": "line/7"}}, {}, "mqtt.sparkplug.edge_node_id"),
+        ({"sparkplug": {"group_id": "#"}}, {}, "mqtt.sparkplug.group_id"),
+        ({}, {"site": "North/Plant"}, "set mqtt.sparkplug.group_id"),
+        ({}, {"cell": "cell+1"}, "set mqtt.sparkplug.device_id"),
+        ({"sparkplug": {"result_qos": 2}}, {}, "mqtt.sparkplug.result_qos"),
+    ],
+)
+def test_a_sparkplug_id_that_cannot_be_a_topic_level_is_a_config_error(mqtt, station, says):
+    from edge.config import ConfigError, parse_config
+
+    data = {"station": station, "mqtt": {"enabled": True, "encoding": "sparkplug", **mqtt}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert says in "\n".join(err.value.errors)
+    data["mqtt"]["encoding"] = "json"  # the JSON topics alone do not need them
+    if not mqtt:
+        parse_config(data)

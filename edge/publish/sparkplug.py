@@ -38,7 +38,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.publish.mqtt import _QuietLog, login
 from edge.publish.outbox import Outbox, Row, shared_acks
-from edge.publish.sparkplug_config import _sparkplug_id
 from edge.publish.sparkplug_metrics import DeviceView, node_birth, result_metrics
 from edge.publish.sparkplug_payload import (
     NAMESPACE,
@@ -68,9 +67,7 @@ class SparkplugNode:
         self.cfg = app.cfg.mqtt
         self.sp = self.cfg.sparkplug
         st = app.cfg.station
-        self.group = _sparkplug_id(self.sp.group_id or st.site)
-        self.node = _sparkplug_id(self.sp.edge_node_id or st.id)
-        self.device = _sparkplug_id(self.sp.device_id or st.cell)
+        self.group, self.node, self.device = self.sp.ids(st)
         self.station = st
         self.pipeline = app.pipeline
         self.alarms = app.pipeline.alarms

@@ -9,7 +9,7 @@ the inspection cell.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -59,3 +59,20 @@ class SparkplugConfig(BaseModel):
     host_offline_alarm_s: float = Field(
         10.0, ge=0, description="raise SPARKPLUG_HOST_OFFLINE after waiting this long for the host"
     )
+
+    def ids(self, station: Any) -> tuple[str, str, str]:
+        """(group, edge node, device), the defaults from the station; ValueError naming the key."""
+        out = []
+        for key, own, default in (
+            ("group_id", self.group_id, "site"),
+            ("edge_node_id", self.edge_node_id, "id"),
+            ("device_id", self.device_id, "cell"),
+        ):
+            value = own or getattr(station, default)
+            if not _ID.match(value):
+                raise ValueError(
+                    f"mqtt.sparkplug.{key}: station.{default} {value!r} cannot be a Sparkplug id "
+                    f"(one MQTT topic level, no '/', '+', '#'); set mqtt.sparkplug.{key}"
+                )
+            out.append(value)
+        return out[0], out[1], out[2]
