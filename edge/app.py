@@ -39,6 +39,7 @@ class Component(Protocol):
 COMPONENTS: list[str] = [
     "edge.line.plc.component:build",
     "edge.publish.mqtt:build",
+    "edge.publish.sparkplug:build",
     "edge.line.packml:build",
     "edge.spc.component:build",
     "edge.ops.metrics:build",

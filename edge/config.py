@@ -20,6 +20,7 @@ from edge.capture.genicam_config import GenICamSource
 from edge.domain import Action, Severity
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
+from edge.publish.sparkplug_config import SparkplugConfig
 from edge.spc.config import SpcConfig
 
 
@@ -373,13 +374,16 @@ class MqttConfig(Strict):
     tls: TLSConfig | None = None
     keepalive_s: int = 10
     replay_rate_per_s: float = Field(200.0, gt=0, description="backlog replay rate after an outage")
-    encoding: Literal["json"] = "json"
+    encoding: Literal["json", "sparkplug", "both"] = Field(
+        "json", description="ISA-95 JSON topics, Sparkplug B 3.0 (`sparkplug`), or both at once"
+    )
     max_inflight: int = Field(200, ge=1, description="results handed to the client, not yet acked")
     max_command_bytes: int = Field(16384, ge=256, description="larger commands are refused")
     counters_interval_s: float = Field(5.0, gt=0)
     commands: CommandsConfig = Field(
         default_factory=CommandsConfig, description="who may send MES commands (deny by default)"
     )
+    sparkplug: SparkplugConfig = Field(default_factory=SparkplugConfig)
 
 
 class TrackingConfig(Strict):
@@ -471,6 +475,8 @@ class AppConfig(Strict):
             raise ValueError(f"recipe {self.recipe!r} is not defined (known: {sorted(merged)})")
         if self.batch and self.batch.recipe and self.batch.recipe not in merged:
             raise ValueError(f"batch.recipe {self.batch.recipe!r} is not defined")
+        if self.mqtt.enabled and self.mqtt.encoding != "json":
+            self.mqtt.sparkplug.ids(self.station)  # ids derived from the station: valid ones
         be = self.inference.backend
         if be.type == "tensorrt":
             if be.cache_dir is None:  # the state dir is writable; the models folder is not

@@ -11,6 +11,9 @@ for pkg in mosquitto openssl libzbar0 chromium systemd aravis-tools gir1.2-aravi
     libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+# node and npm: Eclipse Tahu's Sparkplug B library, the tests' decoder independent of the appliance's
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -25,6 +28,10 @@ PYTHON=.venv/bin/python scripts/install-train.sh
 # the genicam extra (PyGObject for Aravis), built once, when the binding is missing
 .venv/bin/python -c 'import gi; gi.require_version("Aravis", "0.8")' 2>/dev/null \
   || .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[genicam]'
+
+# the Sparkplug tests' host decodes with Eclipse Tahu's JavaScript library (locked versions)
+[ -d tests/sparkplug/node_modules/sparkplug-payload ] \
+  || npm ci --prefix tests/sparkplug --no-audit --no-fund --loglevel=error
 
 .venv/bin/ruff check edge tests bench scripts
 .venv/bin/ruff format --check edge tests bench scripts

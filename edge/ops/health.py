@@ -89,7 +89,7 @@ def plc(app: Any) -> dict[str, Any]:
 
 
 def broker(app: Any) -> dict[str, Any]:
-    return _component(app, app.cfg.mqtt.enabled, "mqtt", "publish")
+    return _component(app, app.cfg.mqtt.enabled, "mqtt", "publish", "sparkplug")
 
 
 def records(app: Any) -> dict[str, Any]:

@@ -107,7 +107,8 @@ class _StatusCollector(Collector):
             st = safe_status(c)
             name = str(getattr(c, "name", "?"))
             up.add_metric([name], 1.0 if st.get("up") else 0.0)
-            if name.startswith("mqtt") or name.startswith("publish"):
+            # the JSON publisher, else the Sparkplug node (`mqtt.encoding: sparkplug`)
+            if name.startswith(("mqtt", "publish", "sparkplug")) and outbox_depth is None:
                 outbox_depth = find_number(st, *OUTBOX_DEPTH_KEYS)
                 outbox_age = find_number(st, *OUTBOX_AGE_KEYS)
                 commands = st.get("commands") if isinstance(st.get("commands"), dict) else None

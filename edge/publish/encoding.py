@@ -1,9 +1,10 @@
 """The one seam between messages and the wire: topic names and payload encoding.
 
 Messages are plain dicts (each with `schema` and `version`); an Encoding turns them
-into a topic and bytes. JSON over the ISA-95 unified namespace is the only one now;
-Sparkplug B (protobuf, its own topic tree) is a second class here, not an edit of the
-publisher.
+into a topic and bytes: JSON over the ISA-95 unified namespace. Sparkplug B is not a
+second Encoding but a component of its own (`edge.publish.sparkplug`): it is a session
+protocol (births, deaths, bdSeq, seq, rebirth, a primary host's state), not only another
+way of writing the same messages.
 """
 
 from __future__ import annotations

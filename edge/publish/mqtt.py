@@ -35,7 +35,7 @@ from edge.inspect.registry import measurement_units
 from edge.publish.broker_check import IdentityCheck
 from edge.publish.commands import CommandHandler
 from edge.publish.encoding import make_encoding
-from edge.publish.outbox import Forwarder, Outbox
+from edge.publish.outbox import Forwarder, Outbox, shared_acks
 from edge.publish.policy import CommandPolicy, Sender, has_credentials
 from edge.publish.refusals import RefusalLimiter
 from edge.publish.secrets import read_secret
@@ -63,9 +63,12 @@ class MqttPublisher:
         self.station = app.cfg.station
         self.pipeline = app.pipeline
         self.alarms = app.pipeline.alarms
-        self.enc = make_encoding(self.cfg.encoding, self.station)
+        self.enc = make_encoding("json", self.station)  # Sparkplug: edge.publish.sparkplug
         self.outbox = Outbox(app.pipeline.db)
-        self.fwd = Forwarder(self.outbox, self.cfg.replay_rate_per_s, self.cfg.max_inflight)
+        self.acks = shared_acks(app)  # with `encoding: both`, Sparkplug reads the outbox too
+        self.fwd = Forwarder(
+            self.outbox, self.cfg.replay_rate_per_s, self.cfg.max_inflight, self.acks.has("json")
+        )
         ccfg = self.cfg.commands
         authenticated = has_credentials(self.cfg)
         self.check = IdentityCheck(
@@ -131,19 +134,7 @@ class MqttPublisher:
         return c
 
     def _credentials(self, c: mqtt.Client) -> None:
-        """The appliance's login on a client: user name and password file, TLS and its certificate."""
-        if self.cfg.username:
-            pw = read_secret(self.cfg.password_file) if self.cfg.password_file else None
-            c.username_pw_set(self.cfg.username, pw)
-        tls = self.cfg.tls
-        if tls is not None:
-            c.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            c.tls_insecure_set(tls.insecure)
+        login(self.cfg, c)
 
     def _status_msg(self, status: str) -> dict[str, Any]:
         return {
@@ -177,7 +168,7 @@ class MqttPublisher:
         while (
             self.connected
             and time.monotonic() < end
-            and (self.outbox.count() - len(self._acked)) > 0
+            and (self.outbox.count() - self.acks.waiting("json") - len(self._acked)) > 0
         ):
             self._wake.set()
             time.sleep(0.02)
@@ -377,7 +368,7 @@ class MqttPublisher:
         if not acked:
             return
         try:
-            self.outbox.delete(acked)
+            self.acks.delete("json", acked)
         except Exception as exc:  # full disk: kept, deleted later (or sent again: de-dup by id)
             log.error("cannot delete %d acked outbox rows: %s", len(acked), exc)
             self._acked.extend(acked)
@@ -505,6 +496,22 @@ class MqttPublisher:
                 log.exception("cannot answer MQTT command %s", name)
 
 
+def login(cfg: Any, c: mqtt.Client) -> None:
+    """The appliance's login on a client: user name and password file, TLS and its certificate."""
+    if cfg.username:
+        pw = read_secret(cfg.password_file) if cfg.password_file else None
+        c.username_pw_set(cfg.username, pw)
+    tls = cfg.tls
+    if tls is not None:
+        c.tls_set(
+            ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        c.tls_insecure_set(tls.insecure)
+
+
 class _QuietLog:
     """A warning per kind at most every `every_s` seconds (the count is in the message)."""
 
@@ -520,7 +527,8 @@ class _QuietLog:
 
 
 def build(app: Any) -> MqttPublisher | None:
-    """Component factory: the MQTT publisher, or None when `mqtt.enabled` is false."""
-    if not app.cfg.mqtt.enabled:
+    """Component factory: the JSON publisher, or None when `mqtt.enabled` is false or
+    `mqtt.encoding` is `sparkplug` alone."""
+    if not app.cfg.mqtt.enabled or app.cfg.mqtt.encoding == "sparkplug":
         return None
     return MqttPublisher(app)

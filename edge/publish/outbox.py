@@ -8,6 +8,12 @@ number subscribers use to detect gaps. This module only reads and deletes.
 were already waiting form the backlog, replayed in order at a limited rate, while rows
 recorded after the connect ("live") go out at once. Rows handed to the client and not
 yet acknowledged are the client's to resend; they are skipped until acked or restarted.
+
+With `mqtt.encoding: both`, JSON and Sparkplug read the same outbox: `OutboxAcks` deletes
+a row once every output has had it acknowledged, and each output's Forwarder skips rows
+it already has (so a reconnect of one never resends what only the other still waits for).
+What one output had acked before a restart is sent by it again after the restart
+(at least once; subscribers de-duplicate by the result's `seq`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from edge.store.db import Database
 
@@ -78,8 +86,15 @@ class Outbox:
 class Forwarder:
     """Picks the rows to hand out: live first, backlog rate-limited, never one twice at once."""
 
-    def __init__(self, outbox: Outbox, replay_rate_per_s: float, max_inflight: int):
+    def __init__(
+        self,
+        outbox: Outbox,
+        replay_rate_per_s: float,
+        max_inflight: int,
+        skip: Callable[[int], bool] | None = None,
+    ):
         self.outbox = outbox
+        self.skip = skip  # rows this output already has acked (another one still waits)
         self.rate = replay_rate_per_s
         self.max_inflight = max_inflight
         self.handed: set[int] = set()  # with the client, awaiting PUBACK
@@ -119,11 +134,69 @@ class Forwarder:
                     break
                 for r in rows:
                     self.backlog_next = r.seq + 1
-                    if r.seq in self.handed:
+                    if r.seq in self.handed or (self.skip is not None and self.skip(r.seq)):
                         continue
                     out.append(r)
                     self._tokens -= 1
                     n -= 1
                     if n == 0:
                         break
-        return [r for r in out if r.seq not in self.handed]
+        return [
+            r
+            for r in out
+            if r.seq not in self.handed and (self.skip is None or not self.skip(r.seq))
+        ]
+
+
+class OutboxAcks:
+    """Deletes an outbox row once every output that reads the outbox has had it acked."""
+
+    def __init__(self, outbox: Outbox, outputs: tuple[str, ...]):
+        self.outbox = outbox
+        self.outputs = frozenset(outputs)
+        self._partial: dict[int, set[str]] = {}  # seq -> outputs that have it acked
+        self._lock = threading.Lock()
+
+    def delete(self, output: str, seqs: list[int]) -> None:
+        """Raises sqlite3.Error like `Outbox.delete`; calling again with the same seqs is safe."""
+        if len(self.outputs) == 1:
+            self.outbox.delete(seqs)
+            return
+        with self._lock:
+            ready = []
+            for s in seqs:
+                got = self._partial.setdefault(s, set())
+                got.add(output)
+                if got >= self.outputs:
+                    ready.append(s)
+        self.outbox.delete(ready)
+        with self._lock:
+            for s in ready:
+                self._partial.pop(s, None)
+
+    def has(self, output: str) -> Callable[[int], bool] | None:
+        """For a Forwarder: whether `output` already has a row acked (None with one output)."""
+        if len(self.outputs) == 1:
+            return None
+
+        def acked(seq: int) -> bool:
+            got = self._partial.get(seq)
+            return got is not None and output in got
+
+        return acked
+
+    def waiting(self, output: str) -> int:
+        """Rows still in the outbox only because another output has not had them acked."""
+        with self._lock:
+            return sum(1 for got in self._partial.values() if output in got)
+
+
+def shared_acks(app: Any) -> OutboxAcks:
+    """The one OutboxAcks of an appliance, for the outputs `mqtt.encoding` turns on."""
+    acks = getattr(app, "outbox_acks", None)
+    if acks is None:
+        enc = app.cfg.mqtt.encoding
+        outputs = ("json", "sparkplug") if enc == "both" else (enc,)
+        acks = OutboxAcks(Outbox(app.pipeline.db), outputs)
+        app.outbox_acks = acks
+    return acks
