@@ -17,6 +17,9 @@ import numpy as np
 
 from edge.inference.base import Backend, create_backend
 from edge.inference.yolo import box_iou
+from edge.models import cards
+from edge.models.cards import ModelError
+from edge.models.registry import ModelRegistry
 from edge.train.dataset import IMAGE_EXT, build_manifest
 
 EVAL_CONF = 0.01  # low threshold: AP integrates over the whole score range
@@ -132,11 +135,15 @@ def evaluate(
     limit: int | None = None,
     backend_config: Any = None,
 ) -> dict[str, Any]:
-    """`edge model eval`: AP50 per class, FP32 and INT8, of one registry version."""
-    from edge.train import registry
+    """`edge model eval`: AP50 per class, FP32 and INT8, of one registry version.
 
+    Each file is opened as the line would open it (`open_model`: checked against the card),
+    a candidate too: an evaluation decides nothing. A precision whose file the version does
+    not have (a candidate not yet quantised) is left out.
+    """
     model_dir = Path(model_dir)
-    card = registry.load_card(model_dir)
+    card = cards.load_card(model_dir)
+    reg = ModelRegistry(model_dir.parent.parent)
     out: dict[str, Any] = {"test_set": str(test_dir)}
     man_path = Path(test_dir) / "manifest.json"
     if man_path.is_file():
@@ -144,10 +151,10 @@ def evaluate(
 
         out["test_manifest_sha256"] = json.loads(man_path.read_text()).get("sha256")
     for prec in precisions:
-        f = model_dir / (registry.INT8 if prec == "int8" else registry.FP32)
-        if not f.is_file():
+        if not (model_dir / (cards.INT8 if prec == "int8" else cards.FP32)).is_file():
             continue
-        be = create_backend(backend_config).load(f, card.input_size, card.classes)
+        opened = reg.open_model(card.name, card.version, allow_unapproved=True, precision=prec)
+        be = opened.load_detector(backend_config)
         try:
             out[prec] = evaluate_backend(be, test_dir, limit=limit)
         finally:
@@ -252,35 +259,28 @@ def verify(
     card of a candidate (approval reads it); approved cards are never rewritten.
     """
     from edge.config import OnnxBackend
-    from edge.train import registry
 
     model_dir = Path(model_dir)
-    card = registry.load_card(model_dir)
-    reg = registry.ModelRegistry(model_dir.parent.parent)
-    problems = reg.check_files(card, [registry.FP32, registry.INT8])
-    if problems:
-        return {
-            "passed": False,
-            "summary": "FAILED: " + "; ".join(problems),
-            "failures": problems,
-        }
+    card = cards.load_card(model_dir)
+    try:  # both files it runs, against the card (a candidate is verified before approval)
+        opened = ModelRegistry(model_dir.parent.parent).open_model(
+            card.name, card.version, allow_unapproved=True, with_files=(cards.FP32,)
+        )
+    except ModelError as exc:
+        return {"passed": False, "summary": f"FAILED: {exc}", "failures": [str(exc)]}
     from edge.inference.base import BackendError
     from edge.inference.qdq_check import check_qdq_model
 
     try:  # the one INT8 file every runtime loads: TensorRT must be able to import it too
-        check_qdq_model(model_dir / registry.INT8, require_qdq=False)
+        check_qdq_model(opened.path, require_qdq=False)
     except BackendError as exc:
         return {"passed": False, "summary": f"FAILED: {exc}", "failures": [str(exc)]}
     images = list(iter_images(images_dir))[: limit or None]
     if not images:
         raise ValueError(f"no images in {images_dir}")
-    ref = create_backend(OnnxBackend()).load(
-        model_dir / registry.FP32, card.input_size, card.classes
-    )
+    ref = create_backend(OnnxBackend()).load(opened.file(cards.FP32), card.input_size, card.classes)
     try:
-        cand = create_backend(backend_config).load(
-            model_dir / registry.INT8, card.input_size, card.classes
-        )
+        cand = opened.load_detector(backend_config)
     except Exception as exc:
         ref.close()
         msg = f"{type(exc).__name__}: {exc}"
@@ -292,10 +292,10 @@ def verify(
         cand.close()
     report["backend"] = cand.describe()["type"]
     report["providers"] = list(cand.providers)
-    report["int8_sha256"] = card.files.get(registry.INT8)
+    report["int8_sha256"] = card.files.get(cards.INT8)
     report["images_manifest_sha256"] = build_manifest(images_dir)["sha256"]
-    report["at"] = registry.now_iso()
+    report["at"] = cards.now_iso()
     if record and card.status == "candidate":
         card.verify = report
-        registry.save_card(model_dir, card)
+        cards.save_card(model_dir, card)
     return report

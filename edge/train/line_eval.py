@@ -7,8 +7,9 @@ plus `truth.jsonl` with each item's expected verdict and reasons), with the dete
 to a given model version, decides each item with the pipeline's rule (`edge.decide`), and
 scores the verdicts with `edge.evaluate`: escape, critical-escape and false-reject rates.
 
-A candidate may be loaded here (it decides nothing on the line); the pipeline never sets
-`evaluation_only`.
+A candidate may be loaded here (it decides nothing on the line): the tools are built with
+services that say so (`allow_unapproved_models`, read by the model tools when they open their
+model with `edge.models.registry.open_model`); the line's services never do.
 """
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ def pin_detector(recipe: Recipe, version: str | None) -> Recipe:
     return recipe.model_copy(update={"tools": tools})
 
 
+def evaluation_services(services: Services) -> Services:
+    """A copy of `services` for an evaluation that decides nothing: the model tools may open
+    a named candidate (`open_model(allow_unapproved=True)`). The caller's services are left
+    as they are, so line services handed in never gain the allowance."""
+    return Services(**{**vars(services), "allow_unapproved_models": True})
+
+
 def predict(
     recipe: Recipe,
     services: Services,
@@ -98,9 +106,10 @@ def line_evaluate(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Item-level rates of the recipe (detector pinned to `version`) on an item set."""
-    services.__dict__["evaluation_only"] = True
     t0 = time.perf_counter()
-    truth, preds = predict(pin_detector(recipe, version), services, folder, limit)
+    truth, preds = predict(
+        pin_detector(recipe, version), evaluation_services(services), folder, limit
+    )
     ev = evaluate(truth, preds)
     out = {k: ev[k] for k in KEYS if k in ev}
     out["ms_per_item"] = round((time.perf_counter() - t0) * 1000 / max(len(truth), 1), 1)

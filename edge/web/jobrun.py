@@ -30,7 +30,7 @@ class Progress:
 
 def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """Train on a frozen dataset version, export, register a candidate, quantise, verify."""
-    from edge.train import registry
+    from edge.models.registry import ModelRegistry
     from edge.train.dataset import read_class_names, read_manifest, verify_manifest
     from edge.train.evaluate import verify
     from edge.train.quantize import quantize
@@ -56,7 +56,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     )
     progress({"stage": "exporting"})
     onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
-    reg = registry.ModelRegistry(args["models_dir"])
+    reg = ModelRegistry(args["models_dir"])
     name = args.get("model_name", "defects")
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     card = reg.create(
@@ -79,10 +79,10 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
 
 def run_evaluate(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """Candidate against the approved model on a test set that training never saw."""
-    from edge.train import registry
+    from edge.models.registry import ModelRegistry
     from edge.train.evaluate import evaluate
 
-    reg = registry.ModelRegistry(args["models_dir"])
+    reg = ModelRegistry(args["models_dir"])
     name, test_dir = args["name"], args["test_dir"]
     out: dict[str, Any] = {"name": name, "test_dir": test_dir}
     for role in ("candidate", "approved"):
@@ -138,12 +138,11 @@ def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, A
     """Candidate beside the approved model on recorded images; drives nothing."""
     from edge import untrusted_images
     from edge.config import OnnxBackend
-    from edge.inference.base import create_backend
+    from edge.models.registry import ModelRegistry
     from edge.store.db import Database
     from edge.store.images import ImageStore
-    from edge.train import registry
 
-    reg = registry.ModelRegistry(args["models_dir"])
+    reg = ModelRegistry(args["models_dir"])
     name = args["name"]
     state = Path(args["state_dir"])
     db = Database(state / "edge.db")
@@ -154,15 +153,10 @@ def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, A
     ).fetchall()
     backends = {}
     for role in ("approved", "candidate"):
-        card = reg.card(name, args[role])
-        f = reg.path(name, args[role]) / (
-            registry.INT8
-            if (reg.path(name, args[role]) / registry.INT8).is_file()
-            else registry.FP32
-        )
-        backends[role] = create_backend(OnnxBackend(threads=1)).load(
-            f, card.input_size, card.classes
-        )
+        # each file checked against its card, as the line would; a candidate may run here:
+        # shadow mode drives nothing
+        opened = reg.open_model(name, args[role], allow_unapproved=True)
+        backends[role] = opened.load_detector(OnnxBackend(threads=1))
     reject = set(args.get("reject_classes") or []) or None
     diffs, n = [], 0
     for (sha,) in rows:
