@@ -27,7 +27,7 @@ from edge.config import OnnxBackend, TensorRTBackend
 from edge.inference.base import Backend, BackendError, create_backend
 from edge.models.cards import FP32
 from edge.models.registry import ModelRegistry
-from edge.train.evaluate import evaluate_backend
+from edge.train.detector_metrics import ap50_of_backend
 
 
 def default_test_sets(out: Path, items: int) -> list[Path]:
@@ -82,7 +82,7 @@ def latencies(
 def ap50(be: Backend, test_sets: list[Path]) -> float:
     vals = []
     for t in test_sets:
-        vals += list(evaluate_backend(be, t)["ap50"].values())
+        vals += list(ap50_of_backend(be, t)["ap50"].values())
     return round(float(np.mean(vals)), 4) if vals else float("nan")
 
 

@@ -505,13 +505,18 @@ def _as_candidate(models: Path, version: str) -> Path:
     return d
 
 
-def test_shadow_mode_runs_a_candidate_only_while_its_files_match_its_card(approved_copy, tmp_path):
-    """Shadow mode drives nothing, yet it runs only model files that their card vouches for."""
+def test_shadow_mode_judges_each_version_as_the_line_does(approved_copy, tmp_path):
+    """Shadow mode drives nothing, yet each recorded image is judged as the line would judge
+    it (the line's recipe, the candidate pinned in its detector), and the candidate runs only
+    while its files match its card."""
+    from edge.config import default_recipes
+    from edge.inspect.registry import ToolBuildError
     from edge.web.jobrun import run_shadow
 
     state = tmp_path / "state"
     _recorded(state, [_item_with(d)[0] for d in ("broken_tablet", "foreign_tablet")])
     d = _as_candidate(approved_copy, "9.9.9")
+    recipe = default_recipes()["blisters"]
     args = {
         "name": NAME,
         "approved": shipped_card().version,
@@ -519,11 +524,16 @@ def test_shadow_mode_runs_a_candidate_only_while_its_files_match_its_card(approv
         "models_dir": str(approved_copy),
         "state_dir": str(state),
         "reject_classes": [c for c in shipped_card().classes if c != "code"],
+        "recipe": recipe.model_dump(mode="json"),
     }
     out = run_shadow(args, tmp_path, lambda ev: None)
-    assert out["images"] == 2 and out["differ"] == 0  # the same network decides alike
+    assert out["recipe"] == "blisters" and out["images"] == 2
+    assert out["differ"] == 0  # the same network, judged by the same rule, decides alike
+    # without the line's recipe (or one that does not run the model): the model alone
+    alone = run_shadow({**args, "recipe": None}, tmp_path, lambda ev: None)
+    assert alone["recipe"] == f"{NAME} alone" and alone["images"] == 2
     data = bytearray((d / INT8).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (d / INT8).write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"9\.9\.9: model\.int8\.onnx: SHA-256 .* does not match"):
+    with pytest.raises(ToolBuildError, match=r"9\.9\.9: model\.int8\.onnx: SHA-256 .* does not"):
         run_shadow(args, tmp_path, lambda ev: None)

@@ -171,7 +171,7 @@ def verify_cmd(
 ) -> None:
     """Compare a backend running the INT8 model with the FP32 reference; exit 1 on failure."""
     from edge.config import OnnxBackend, TensorRTBackend
-    from edge.train.evaluate import verify
+    from edge.train.verify import verify
 
     reg = ModelRegistry(models)
     if version is None:
@@ -202,13 +202,13 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """AP50 per class, FP32 and INT8, on a test set generated with a different seed."""
-    from edge.train.evaluate import evaluate
+    from edge.train.detector_metrics import ap50_of_version
 
     reg = ModelRegistry(models)
     card = reg.card(name, version) if version else reg.approved(name)
     if card is None:
         _fail(f"model {name!r} has no approved version; name one")
-    res = evaluate(reg.path(card.name, card.version), test, limit=limit)
+    res = ap50_of_version(reg.path(card.name, card.version), test, limit=limit)
     if as_json:
         typer.echo(json.dumps(res, indent=1))
         return

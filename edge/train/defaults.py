@@ -219,8 +219,10 @@ def step_package(
     from edge.capture.simulator import CLASSES, SEVERITY
     from edge.models import cards
     from edge.models.registry import ModelRegistry
-    from edge.train import dataset, evaluate, quantize
+    from edge.train import dataset, quantize
+    from edge.train.detector_metrics import ap50_of_version
     from edge.train.train import export_onnx
+    from edge.train.verify import verify
 
     weights = weights or final_weights(work)
     onnx_path = export_onnx(weights, work / "export" / "model.onnx", IMGSZ)
@@ -253,12 +255,12 @@ def step_package(
     quantize.quantize(d, calibration)
     metrics: dict[str, Any] = {}
     for t in sorted((work / "test").iterdir()):
-        metrics[t.name] = evaluate.evaluate(d, t)
+        metrics[t.name] = ap50_of_version(d, t)
         metrics[t.name]["test_set"] = f"simulator {t.name}"
     card = cards.load_card(d)
     card.metrics = metrics
     cards.save_card(d, card)
-    report = evaluate.verify(d, verify_set)
+    report = verify(d, verify_set)
     print(json.dumps({"verify": report["summary"]}), flush=True)
     if approve and report["passed"]:
         reg.approve(NAME, VERSION, by=by, reason="default model: verify passed, metrics in card")
@@ -282,7 +284,9 @@ def step_reissue(
     """
     from edge.models import cards
     from edge.models.registry import ModelRegistry
-    from edge.train import dataset, evaluate, quantize
+    from edge.train import dataset, quantize
+    from edge.train.detector_metrics import ap50_of_version
+    from edge.train.verify import verify
 
     reg = ModelRegistry(models)
     old = reg.card(NAME, source)
@@ -313,12 +317,12 @@ def step_reissue(
     metrics: dict[str, Any] = {}
     for t in tests:
         dataset.write_manifest(t)
-        metrics[t.name] = evaluate.evaluate(d, t)
+        metrics[t.name] = ap50_of_version(d, t)
         metrics[t.name]["test_set"] = f"simulator {t.name}"
     card = cards.load_card(d)
     card.metrics = metrics
     cards.save_card(d, card)
-    report = evaluate.verify(d, verify_set)
+    report = verify(d, verify_set)
     return {"metrics": metrics, "verify": report}
 
 
