@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.config import OnnxBackend, TensorRTBackend
 from edge.inference.base import Backend, BackendError, create_backend
-from edge.train import registry
-from edge.train.evaluate import evaluate_backend
+from edge.models.cards import FP32
+from edge.models.registry import ModelRegistry
+from edge.train.detector_metrics import ap50_of_backend
 
 
 def default_test_sets(out: Path, items: int) -> list[Path]:
@@ -81,7 +82,7 @@ def latencies(
 def ap50(be: Backend, test_sets: list[Path]) -> float:
     vals = []
     for t in test_sets:
-        vals += list(evaluate_backend(be, t)["ap50"].values())
+        vals += list(ap50_of_backend(be, t)["ap50"].values())
     return round(float(np.mean(vals)), 4) if vals else float("nan")
 
 
@@ -98,7 +99,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
-    reg = registry.ModelRegistry(a.models)
+    reg = ModelRegistry(a.models)
     names = a.name or [n for n in reg.names() if reg.approved(n)] or reg.names()
     if not names:
         print(f"no approved models in {a.models}", file=sys.stderr)
@@ -109,17 +110,16 @@ def main() -> int:
     for name in names:
         # the approved version; else the newest (benchmarking a candidate before approval)
         card = reg.approved(name) or reg.card(name, reg.versions(name)[-1])
-        d = reg.path(card.name, card.version)
+        # both files checked against the card, as the line opens a model
+        opened = reg.open_model(card.name, card.version, allow_unapproved=True, with_files=(FP32,))
         cfg = OnnxBackend(threads=a.threads, providers=["CPUExecutionProvider"])
         bes: dict[str, Backend] = {
-            "fp32": create_backend(cfg).load(d / registry.FP32, card.input_size, card.classes),
-            "int8": create_backend(cfg).load(d / registry.INT8, card.input_size, card.classes),
+            "fp32": create_backend(cfg).load(opened.file(FP32), card.input_size, card.classes),
+            "int8": opened.load_detector(cfg),
         }
         if a.tensorrt:
             try:
-                bes["tensorrt"] = create_backend(TensorRTBackend()).load(
-                    d / registry.INT8, card.input_size, card.classes
-                )
+                bes["tensorrt"] = opened.load_detector(TensorRTBackend())
             except BackendError as exc:
                 print(f"tensorrt: {exc}", file=sys.stderr)
         lat, alone = latencies(bes, card.input_size, a.runs)

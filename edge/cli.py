@@ -286,10 +286,10 @@ def eval_cmd(
     pred: Path = typer.Option(..., help="JSONL from `edge inspect`"),
 ) -> None:
     """Compare predictions with truth: escapes, false rejects, per-reason recall, confusion."""
-    from edge.evaluate import evaluate, read_jsonl
+    from edge.truth_eval import read_jsonl, score_against_truth
 
     try:
-        report = evaluate(read_jsonl(truth), read_jsonl(pred))
+        report = score_against_truth(read_jsonl(truth), read_jsonl(pred))
     except (OSError, ValueError, KeyError) as exc:
         _fail(f"cannot evaluate: {exc}")
         return

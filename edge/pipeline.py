@@ -21,10 +21,10 @@ from edge.batch_ids import new_batch_id
 from edge.bus import Bus
 from edge.capture.base import Source, open_source
 from edge.config import AppConfig, Recipe
-from edge.decide import decide
 from edge.domain import BatchState, Frame, Item, Reason, ToolResult, Verdict
 from edge.inspect.base import Services, Tool, ToolContext
 from edge.inspect.registry import build_tools
+from edge.judge import judge
 from edge.line.tracking import Tracker
 from edge.recorder import Recorder
 from edge.stats import Stats
@@ -314,16 +314,14 @@ class Pipeline:
 
     def inspect(self, item: Item) -> None:
         image = item.frame.image if item.frame else None
-        verdict, reasons, results = self.evaluate(image, item)
+        verdict, reasons, results = self.judge_item(image, item)
         self.tracker.finalize(item, verdict, reasons, results)
 
-    def evaluate(
+    def judge_item(
         self, image: np.ndarray | None, item: Item
     ) -> tuple[Verdict, list[str], list[ToolResult]]:
-        """Run every tool of the recipe on one image and decide. Never raises."""
-        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
-            return Verdict.REJECT, [Reason.IMAGE_ERROR.value], []
-        # judged against the batch and recipe of its trigger, never those current now
+        """Judge one item's image (`edge.judge`) with the batch, recipe and tools of its
+        trigger, never those current now. Never raises."""
         batch, recipe, tools = item.at_trigger or (self.batch, *self._active)
         ctx = ToolContext(
             item_id=item.id,
@@ -332,11 +330,4 @@ class Pipeline:
             batch=batch,
             now=item.wall_trigger,
         )
-        results: list[ToolResult] = []
-        for tool in tools:
-            if time.monotonic() >= item.deadline:
-                break  # the tracker rejects it as TIMEOUT; spend no more CPU on it
-            results.append(tool.run(image, ctx))
-        batch_ok = batch is not None or not recipe.require_batch
-        verdict, reasons = decide(recipe, [t.name for t in tools], results, batch_ok)
-        return verdict, reasons, results
+        return judge(recipe, tools, image, ctx, batch is not None or not recipe.require_batch)

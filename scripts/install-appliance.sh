@@ -230,7 +230,7 @@ if "$VENV/bin/python" -c 'import tensorrt, pycuda.driver' 2>/dev/null && [ -z "$
   [ "$HAVE_USER" = 1 ] && run_as=(runuser -u "$SERVICE_USER" --)
   for name in $("$VENV/bin/python" - "$PREFIX/models" <<'PY'
 import sys
-from edge.train.registry import ModelRegistry
+from edge.models.registry import ModelRegistry
 reg = ModelRegistry(sys.argv[1])
 print(" ".join(n for n in reg.names() if reg.approved(n)))
 PY

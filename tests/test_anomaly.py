@@ -23,7 +23,8 @@ from edge.config import SimulatorSource
 from edge.domain import Detection, Reason
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import tool_class
-from edge.train.registry import INT8, ModelError, ModelRegistry, load_card
+from edge.models.cards import INT8, ModelError, load_card
+from edge.models.registry import ModelRegistry
 
 pytest.importorskip("efficientnet_lite_pytorch")
 

@@ -194,7 +194,7 @@ def test_technician_labels_images_builds_a_dataset_and_watches_a_training_run(li
 def test_qa_promotes_a_verified_candidate_with_an_electronic_signature(live, browser):
     from test_web_hmi import make_candidate
 
-    from edge.train.registry import ModelRegistry
+    from edge.models.registry import ModelRegistry
 
     appl, url = live
     models = Path(appl.cfg.inference.models_dir)

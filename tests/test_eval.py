@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from edge.cli import app
-from edge.evaluate import evaluate
+from edge.truth_eval import score_against_truth
 
 T = [
     {"id": "a", "expected": "PASS", "reasons": [], "defects": []},
@@ -41,7 +41,7 @@ P = [
 
 
 def test_escapes_false_rejects_and_per_reason_figures():
-    r = evaluate(T, P)
+    r = score_against_truth(T, P)
     assert r["items"] == 5
     assert r["escapes"] == 1 and r["escape_rate"] == round(1 / 3, 5)
     assert r["critical_items"] == 2 and r["critical_escapes"] == 1
@@ -55,7 +55,7 @@ def test_escapes_false_rejects_and_per_reason_figures():
 
 
 def test_an_item_without_a_prediction_counts_against_us():
-    r = evaluate(T, P[1:])
+    r = score_against_truth(T, P[1:])
     assert r["missing_predictions"] == 1
     assert r["false_rejects"] == 2  # "a" expected PASS, got nothing
 

@@ -102,7 +102,7 @@ def test_any_decoded_content_gives_reason_codes_or_a_clean_pass(raw: bytes, sel:
         batch=BATCH if with_batch else None,
         now=NOW,
     )
-    findings, codes = TOOL.evaluate([_decoded(text, fmt, is_gs1)], ctx)
+    findings, codes = TOOL.check_reads([_decoded(text, fmt, is_gs1)], ctx)
     assert len(codes) == 1
     assert all(f.code in CODE_REASONS for f in findings), findings
     if not findings:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.models.cards import FP32, INT8, ModelError, load_card, save_card
+from edge.models.registry import ModelRegistry
 from edge.train import dataset
-from edge.train.registry import FP32, INT8, ModelError, ModelRegistry, load_card, save_card
 
 
 def make_version(
@@ -35,9 +36,9 @@ def test_a_new_model_is_a_candidate_and_the_line_will_not_load_it(reg):
     make_version(reg, "1.0.0")
     assert load_card(reg.path("defects", "1.0.0")).status == "candidate"
     with pytest.raises(ModelError, match="no approved version"):
-        reg.resolve("defects")
+        reg.open_model("defects")
     with pytest.raises(ModelError, match="candidate, not approved"):
-        reg.resolve("defects", "1.0.0")
+        reg.open_model("defects", "1.0.0")
 
 
 def test_approval_needs_a_passed_verification(reg):
@@ -56,7 +57,8 @@ def test_approval_is_audited_and_the_approved_model_resolves_with_its_hash(reg):
         reason="release 1",
         audit=lambda a, d: events.append((a, d)),
     )
-    card, path = reg.resolve("defects")
+    opened = reg.open_model("defects")
+    card, path = opened.card, opened.path
     assert card.status == "approved" and path.name == INT8
     assert events == [
         (
@@ -79,10 +81,10 @@ def test_a_model_file_that_does_not_match_its_card_is_refused(reg):
     reg.approve("defects", "1.0.0", by="qa", reason="r")
     (d / INT8).write_bytes(b"tampered")
     with pytest.raises(ModelError, match=r"model.int8.onnx: SHA-256 .* does not match the card"):
-        reg.resolve("defects")
+        reg.open_model("defects")
     (d / INT8).unlink()
     with pytest.raises(ModelError, match=r"model\.int8\.onnx: missing"):
-        reg.resolve("defects")
+        reg.open_model("defects")
 
 
 def test_approving_a_new_version_retires_the_old_one_and_rollback_restores_it(reg):
@@ -91,13 +93,13 @@ def test_approving_a_new_version_retires_the_old_one_and_rollback_restores_it(re
     reg.approve("defects", "1.0.0", by="qa", reason="first")
     reg.approve("defects", "1.1.0", by="qa", reason="second")
     assert [c.status for c in reg.list()] == ["retired", "approved"]
-    assert reg.resolve("defects")[0].version == "1.1.0"
+    assert reg.open_model("defects").card.version == "1.1.0"
     events = []
     back = reg.rollback(
         "defects", by="qa", reason="field complaint", audit=lambda a, d: events.append((a, d))
     )
     assert back.version == "1.0.0"
-    assert reg.resolve("defects")[0].version == "1.0.0"
+    assert reg.open_model("defects").card.version == "1.0.0"
     assert [c.status for c in reg.list()] == ["approved", "retired"]
     assert events[0][0] == "model.rollback"
     assert events[0][1]["from"] == "1.1.0" and events[0][1]["to"] == "1.0.0"
@@ -111,7 +113,7 @@ def test_rollback_refuses_a_target_whose_files_changed(reg):
     (d / FP32).write_bytes(b"changed")
     with pytest.raises(ModelError, match="cannot roll back"):
         reg.rollback("defects", by="qa", reason="r")
-    assert reg.resolve("defects")[0].version == "1.1.0"  # the line keeps the approved model
+    assert reg.open_model("defects").card.version == "1.1.0"  # the line keeps the approved model
 
 
 def test_a_refused_audit_leaves_the_registry_unchanged(reg):

@@ -15,8 +15,9 @@ from edge.config import OnnxBackend, SimulatorSource
 from edge.inference.yolo import box_iou
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.defects import DefectParams, DefectTool
+from edge.models.cards import FP32, INT8, ModelError, load_card, save_card
+from edge.models.registry import ModelRegistry
 from edge.train import dataset
-from edge.train.registry import FP32, INT8, ModelError, ModelRegistry, load_card, save_card
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -480,3 +481,59 @@ def test_cpu_bias_quantisation_detects_what_the_float_bias_file_detects():
             assert box_iou(d["bbox"], best["bbox"]) > 0.9 and abs(d["score"] - best["score"]) < 0.05
             compared += 1
     assert compared >= 3
+
+
+def _recorded(state: Path, images: list[np.ndarray]) -> None:
+    """Images in the line's store and database, as the recorder leaves them."""
+    from edge.store.db import Database
+    from edge.store.images import ImageStore
+
+    db, store = Database(state / "edge.db"), ImageStore(state / "images")
+    with db.transaction() as c:
+        for img in images:
+            sha, rel = store.put(img)
+            db.add_image(c, sha, rel, img.shape[1], img.shape[0])
+
+
+def _as_candidate(models: Path, version: str) -> Path:
+    """The shipped network again, registered as a new candidate version."""
+    d = models / NAME / version
+    shutil.copytree(_dir(models), d)
+    card = load_card(d)
+    card.version, card.status = version, "candidate"
+    save_card(d, card)
+    return d
+
+
+def test_shadow_mode_judges_each_version_as_the_line_does(approved_copy, tmp_path):
+    """Shadow mode drives nothing, yet each recorded image is judged as the line would judge
+    it (the line's recipe, the candidate pinned in its detector), and the candidate runs only
+    while its files match its card."""
+    from edge.config import default_recipes
+    from edge.inspect.registry import ToolBuildError
+    from edge.web.jobrun import run_shadow
+
+    state = tmp_path / "state"
+    _recorded(state, [_item_with(d)[0] for d in ("broken_tablet", "foreign_tablet")])
+    d = _as_candidate(approved_copy, "9.9.9")
+    recipe = default_recipes()["blisters"]
+    args = {
+        "name": NAME,
+        "approved": shipped_card().version,
+        "candidate": "9.9.9",
+        "models_dir": str(approved_copy),
+        "state_dir": str(state),
+        "reject_classes": [c for c in shipped_card().classes if c != "code"],
+        "recipe": recipe.model_dump(mode="json"),
+    }
+    out = run_shadow(args, tmp_path, lambda ev: None)
+    assert out["recipe"] == "blisters" and out["images"] == 2
+    assert out["differ"] == 0  # the same network, judged by the same rule, decides alike
+    # without the line's recipe (or one that does not run the model): the model alone
+    alone = run_shadow({**args, "recipe": None}, tmp_path, lambda ev: None)
+    assert alone["recipe"] == f"{NAME} alone" and alone["images"] == 2
+    data = bytearray((d / INT8).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (d / INT8).write_bytes(bytes(data))
+    with pytest.raises(ToolBuildError, match=r"9\.9\.9: model\.int8\.onnx: SHA-256 .* does not"):
+        run_shadow(args, tmp_path, lambda ev: None)

@@ -221,11 +221,12 @@ def test_tensorrt_engine_matches_fp32_reference(tmp_path):  # pragma: no cover -
     """On the device: build the approved model's engine into a fresh cache, load it again
     from the cache without a build, and verify it against the FP32 reference."""
     from edge.config import TensorRTBackend
-    from edge.train import evaluate, registry
+    from edge.models.registry import ModelRegistry
     from edge.train.engines import build_engine
+    from edge.train.verify import verify
 
     root = Path(__file__).resolve().parents[1]
-    reg = registry.ModelRegistry(root / "models")
+    reg = ModelRegistry(root / "models")
     card = reg.approved("defects")
     cfg = TensorRTBackend(cache_dir=tmp_path / "engines")
     built = build_engine(reg.root, "defects", None, cfg)
@@ -234,7 +235,7 @@ def test_tensorrt_engine_matches_fp32_reference(tmp_path):  # pragma: no cover -
     again = build_engine(reg.root, "defects", None, cfg)
     assert again["engine"] == built["engine"] and engine.stat().st_mtime_ns == mtime
     print(f"\nengine {engine.name}: built in {built['seconds']} s, loaded in {again['seconds']} s")
-    report = evaluate.verify(
+    report = verify(
         reg.path(card.name, card.version),
         root / "calibration" / "verify-sim-v1",
         backend_config=cfg,

@@ -257,8 +257,8 @@ def test_the_detector_tool_rejects_as_model_error_and_readyz_says_why_during_the
 
     from edge.inspect.base import Services, ToolContext
     from edge.inspect.defects import DefectParams, DefectTool
+    from edge.models.cards import FP32, INT8, ModelCard, save_card, sha256_file
     from edge.ops.health import model as model_check
-    from edge.train.registry import FP32, INT8, ModelCard, save_card, sha256_file
 
     reg = tmp_path / "models"
     d = reg / "tiny" / "1.0.0"
@@ -411,8 +411,8 @@ def test_edge_model_build_engine_builds_into_the_state_dir_and_then_finds_it(
     import yaml
     from typer.testing import CliRunner
 
+    from edge.models.cards import FP32, INT8, ModelCard, save_card, sha256_file
     from edge.train.cli import model_app
-    from edge.train.registry import FP32, INT8, ModelCard, save_card, sha256_file
 
     reg = tmp_path / "opt" / "registry"
     d = reg / "tiny" / "1.0.0"
@@ -512,8 +512,8 @@ def test_edge_model_approve_builds_the_engine_when_the_line_runs_tensorrt(fake, 
     import yaml
     from typer.testing import CliRunner
 
+    from edge.models.cards import FP32, INT8, ModelCard, load_card, save_card, sha256_file
     from edge.train.cli import model_app
-    from edge.train.registry import FP32, INT8, ModelCard, load_card, save_card, sha256_file
 
     reg = tmp_path / "registry"
     d = reg / "tiny" / "1.0.0"

@@ -22,7 +22,9 @@ if importlib.util.find_spec("ultralytics") is None:  # not imported here: the te
 from edge.config import OnnxBackend
 from edge.inference.base import create_backend
 from edge.inference.tensorrt import check_qdq_model
-from edge.train import dataset, quantize, registry
+from edge.models import cards
+from edge.models.registry import ModelRegistry
+from edge.train import dataset, quantize
 from edge.train.train import export_onnx, train
 
 NAMES = ["red_box", "blue_disc"]
@@ -103,7 +105,7 @@ def test_one_epoch_trains_offline_and_becomes_an_int8_candidate(tmp_path, no_net
     assert progress[0]["epoch"] == 1 and progress[0]["epochs"] == 1
 
     onnx_path = export_onnx(best, tmp_path / "export" / "model.onnx", imgsz=160)
-    reg = registry.ModelRegistry(tmp_path / "models")
+    reg = ModelRegistry(tmp_path / "models")
     reg.create(
         "tiny",
         "0.0.1",
@@ -114,7 +116,7 @@ def test_one_epoch_trains_offline_and_becomes_an_int8_candidate(tmp_path, no_net
     )
     d = reg.path("tiny", "0.0.1")
     quantize.quantize(d, tmp_path / "raw" / "images")
-    card = registry.load_card(d)
+    card = cards.load_card(d)
     assert card.status == "candidate"
     assert card.dataset["manifest_sha256"] == man["sha256"]
     assert (
@@ -123,9 +125,9 @@ def test_one_epoch_trains_offline_and_becomes_an_int8_candidate(tmp_path, no_net
     )
     assert reg.check_files(card) == []
 
-    info = check_qdq_model(d / registry.INT8)  # what TensorRT >= 10 is fed: Q/DQ, static, opset 17
+    info = check_qdq_model(d / cards.INT8)  # what TensorRT >= 10 is fed: Q/DQ, static, opset 17
     assert info["opset"] >= 17 and info["inputs"]["images"] == [1, 3, 160, 160]
-    for f in (registry.FP32, registry.INT8):
+    for f in (cards.FP32, cards.INT8):
         be = create_backend(OnnxBackend()).load(d / f, 160, NAMES)
         assert isinstance(
             be.infer(cv2.imread(str(next((tmp_path / "raw" / "images").iterdir())))), list

@@ -209,25 +209,25 @@ def test_labelled_images_become_a_frozen_dataset_version_with_a_manifest(line):
 
 
 def make_candidate(models, name="defects", version="2", verified=True, status="candidate"):
-    from edge.train import registry
+    from edge.models import cards
 
     d = models / name / version
     d.mkdir(parents=True)
-    (d / registry.FP32).write_bytes(b"fp32-" + version.encode())
-    (d / registry.INT8).write_bytes(b"int8-" + version.encode())
-    card = registry.ModelCard(
+    (d / cards.FP32).write_bytes(b"fp32-" + version.encode())
+    (d / cards.INT8).write_bytes(b"int8-" + version.encode())
+    card = cards.ModelCard(
         name=name,
         version=version,
         status=status,
         classes=["crack"],
-        files={f: registry.sha256_file(d / f) for f in (registry.FP32, registry.INT8)},
+        files={f: cards.sha256_file(d / f) for f in (cards.FP32, cards.INT8)},
         verify={"passed": verified, "summary": "ok" if verified else "FAILED"},
     )
-    registry.save_card(d, card)
+    cards.save_card(d, card)
 
 
 def test_a_model_is_promoted_only_with_a_qa_signature_and_rolled_back_the_same_way(line):
-    from edge.train.registry import ModelRegistry
+    from edge.models.registry import ModelRegistry
 
     appl, app = line
     models = appl.cfg.inference.models_dir

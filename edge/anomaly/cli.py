@@ -82,7 +82,8 @@ def verify_cmd(
 ) -> None:
     """INT8 feature file against the FP32 reference; exit 1 on failure."""
     from edge.anomaly.verify import verify
-    from edge.train.registry import ModelError, ModelRegistry
+    from edge.models.cards import ModelError
+    from edge.models.registry import ModelRegistry
 
     reg = ModelRegistry(models)
     try:

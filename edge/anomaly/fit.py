@@ -24,7 +24,8 @@ from edge.anomaly import threshold as thr
 from edge.anomaly.features import FeatureExtractor, preprocess
 from edge.anomaly.memory import MemoryIndex, coreset
 from edge.anomaly.model import MEMORY, TASK, AnomalySpec, crop
-from edge.train import registry as reg
+from edge.models import cards
+from edge.models.registry import ModelRegistry
 from edge.train.dataset import IMAGE_EXT, manifest_hash, sha256_file
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def fit_arrays(
 
     opt = opt or FitOptions()
     h, w = opt.input_hw
-    fp32 = Path(workdir) / reg.FP32
+    fp32 = Path(workdir) / cards.FP32
     progress(f"exporting the {BACKBONE} feature extractor for {w}x{h}")
     info = export_features(fp32, h, w, list(opt.layers))
     ex = FeatureExtractor(fp32, threads=opt.threads)
@@ -240,7 +241,7 @@ def fit_arrays(
     feats = extract_all(ex, good.images, roi)
     ex.close()
     grid = tuple(info["grid"])
-    int8 = Path(workdir) / reg.INT8
+    int8 = Path(workdir) / cards.INT8
     progress("INT8 feature file (calibrated on the good images)")
     quantization = quantize_features(fp32, int8, calibration_set(good, roi, opt))
     ex8 = FeatureExtractor(int8, threads=opt.threads)
@@ -292,11 +293,11 @@ def fit(
     opt: FitOptions | None = None,
     by: str | None = None,
     progress: Callable[[str], None] = lambda s: None,
-) -> reg.ModelCard:
+) -> cards.ModelCard:
     """Fit on good images and register the result as a candidate version."""
     opt = opt or FitOptions()
-    registry = reg.ModelRegistry(models_dir)
-    if (registry.path(name, version) / reg.CARD).exists():
+    registry = ModelRegistry(models_dir)
+    if (registry.path(name, version) / cards.CARD).exists():
         raise FitError(f"{name} {version} already exists: versions are never overwritten")
     good = load_good(good_dirs, roi)
     with tempfile.TemporaryDirectory() as tmp:
@@ -318,15 +319,15 @@ def fit(
             anomaly=f.spec.model_dump(mode="json"),
         )
         d = registry.path(name, version)
-        shutil.copyfile(f.int8, d / reg.INT8)
+        shutil.copyfile(f.int8, d / cards.INT8)
     np.save(d / MEMORY, f.memory.astype(np.float32))
-    card = reg.load_card(d)
+    card = cards.load_card(d)
     card.quantization = f.quantization
     card.calibration = {
         "source": "the good images",
         "images": min(opt.calibration_images, len(good.images)),
     }
-    card.files[reg.INT8] = reg.sha256_file(d / reg.INT8)
-    card.files[MEMORY] = reg.sha256_file(d / MEMORY)
-    reg.save_card(d, card)
+    card.files[cards.INT8] = cards.sha256_file(d / cards.INT8)
+    card.files[MEMORY] = cards.sha256_file(d / MEMORY)
+    cards.save_card(d, card)
     return card

@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge.anomaly.features import FeatureExtractor
 from edge.anomaly.memory import MemoryIndex
 from edge.inference.base import BackendError
-from edge.train.registry import FP32, INT8, ModelCard, ModelError, ModelRegistry
+from edge.models.cards import FP32, INT8, ModelCard, ModelError
+from edge.models.registry import Precision, open_model
 
 MEMORY = "memory.npy"
 TASK = "anomaly"
@@ -133,25 +134,30 @@ def hottest_box(
 
 
 class AnomalyModel:
-    """An anomaly model resolved in the registry and checked against its card."""
+    """An anomaly model opened from the registry (`open_model`), its memory checked too."""
 
     def __init__(
         self,
         models_dir: str | Path,
         name: str,
         version: str | None = None,
-        precision: str = "int8",
+        precision: Precision = "int8",
         allow_unapproved: bool = False,
         threads: int = 1,
     ):
-        reg = ModelRegistry(models_dir)
-        card, path = reg.resolve(name, version, precision, allow_unapproved=allow_unapproved)
+        opened = open_model(
+            name,
+            version,
+            allow_unapproved=allow_unapproved,
+            models_dir=models_dir,
+            precision=precision,
+            with_files=(MEMORY,),
+            task=TASK,
+        )
+        card, path = opened.card, opened.path
         self.spec = spec_of(card)
-        problems = reg.check_files(card, [MEMORY])
-        if problems:
-            raise ModelError(f"model {card.name} {card.version}: " + "; ".join(problems))
         try:
-            memory = np.load(path.parent / MEMORY, allow_pickle=False)
+            memory = np.load(opened.file(MEMORY), allow_pickle=False)
         except Exception as exc:
             raise ModelError(
                 f"model {card.name} {card.version}: unreadable memory: {exc}"
@@ -166,7 +172,7 @@ class AnomalyModel:
                 f"does not match the card's {self.spec.grid}"
             )
         self.card = card
-        self.info = {"name": card.name, "version": card.version, "sha256": card.files[path.name]}
+        self.info = opened.info
 
     def check_image(self, image: np.ndarray) -> None:
         w, h = self.spec.image_size

@@ -15,8 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.anomaly.model import MEMORY, Scorer, crop, spec_of
-from edge.train import registry as reg
+from edge.anomaly.model import MEMORY, TASK, Scorer, crop, spec_of
+from edge.models import cards
+from edge.models.cards import FP32, ModelError
+from edge.models.registry import ModelRegistry
 from edge.train.dataset import IMAGE_EXT
 
 #: INT8 patch features differ from FP32 by several per cent (depthwise convolutions);
@@ -34,20 +36,22 @@ def verify(
     threads: int = 1,
 ) -> dict[str, Any]:
     model_dir = Path(model_dir)
-    card = reg.load_card(model_dir)
+    card = cards.load_card(model_dir)
     spec = spec_of(card)
-    registry = reg.ModelRegistry(model_dir.parent.parent)
-    problems = registry.check_files(card, [reg.FP32, reg.INT8, MEMORY])
-    if problems:
-        report: dict[str, Any] = {"passed": False, "summary": "FAILED: " + "; ".join(problems)}
+    try:  # both files it runs and the memory, against the card (a candidate may be verified)
+        opened = ModelRegistry(model_dir.parent.parent).open_model(
+            card.name, card.version, allow_unapproved=True, with_files=(FP32, MEMORY), task=TASK
+        )
+    except ModelError as exc:
+        report: dict[str, Any] = {"passed": False, "summary": f"FAILED: {exc}"}
         return _record(model_dir, card, report, record)
     files = sorted(p for p in Path(images).rglob("*") if p.suffix.lower() in IMAGE_EXT)[:limit]
     if not files:
         report = {"passed": False, "summary": f"FAILED: no images under {images}"}
         return _record(model_dir, card, report, record)
-    memory = np.load(model_dir / MEMORY, allow_pickle=False)
-    s32 = Scorer(model_dir / reg.FP32, memory, spec.sigma, spec.knn, threads)
-    s8 = Scorer(model_dir / reg.INT8, memory, spec.sigma, spec.knn, threads)
+    memory = np.load(opened.file(MEMORY), allow_pickle=False)
+    s32 = Scorer(opened.file(FP32), memory, spec.sigma, spec.knn, threads)
+    s8 = Scorer(opened.path, memory, spec.sigma, spec.knn, threads)
     t, band = spec.threshold, tolerance * spec.threshold
     rows, failures = [], []
     for p in files:
@@ -84,10 +88,10 @@ def verify(
     return _record(model_dir, card, report, record)
 
 
-def _record(model_dir: Path, card: reg.ModelCard, report: dict[str, Any], record: bool):
-    report["int8_sha256"] = card.files.get(reg.INT8)
-    report["at"] = reg.now_iso()
+def _record(model_dir: Path, card: cards.ModelCard, report: dict[str, Any], record: bool):
+    report["int8_sha256"] = card.files.get(cards.INT8)
+    report["at"] = cards.now_iso()
     if record and card.status == "candidate":
         card.verify = report
-        reg.save_card(model_dir, card)
+        cards.save_card(model_dir, card)
     return report

@@ -1,8 +1,10 @@
 """Good-only anomaly check as an inspection tool: ANOMALY where a region looks unlike good units.
 
-The model (edge.anomaly) is resolved in the registry at construction: approved status,
-task `anomaly`, the SHA-256 of the feature file and of the memory against the card;
-any failure raises, so the line refuses to start with a broken or unapproved model.
+The model (edge.anomaly) is opened with `edge.models.registry.open_model` at construction:
+approved status (a named candidate only for services built for an evaluation,
+`allow_unapproved_models`), task `anomaly`, the SHA-256 of the feature file and of the
+memory against the card; any failure raises, so the line refuses to start with a broken or
+unapproved model.
 The regions are the model's fitted ROI, named rectangles of the recipe (each the
 fitted ROI's size: the model knows one view of the product; a rectangle outside the
 image the model was fitted on is a config error), or the boxes of one class located by
@@ -25,7 +27,7 @@ from pydantic import Field, field_validator
 
 from edge.domain import Finding, Reason
 from edge.inspect.base import AnomalyMap, Services, Tool, ToolContext, ToolParams
-from edge.train.registry import ModelError
+from edge.models.cards import ModelError
 
 Rect = tuple[int, int, int, int]
 
@@ -77,7 +79,7 @@ class AnomalyTool(Tool):
                 params.model,
                 params.version,
                 params.precision,
-                allow_unapproved=services.evaluation_only,
+                allow_unapproved=services.allow_unapproved_models,
                 threads=threads,
             )
         except ModelError as exc:

@@ -486,12 +486,12 @@ class BarcodeTool(Tool):
         except BadImage as exc:
             return self.result(findings=[self.finding(Reason.IMAGE_ERROR.value, str(exc))])
         measured: dict[str, float] = {}
-        findings, codes = self.evaluate(reads, ctx, grey, measured)
+        findings, codes = self.check_reads(reads, ctx, grey, measured)
         r = self.result(findings=findings, codes=codes)
         r.measurements = measured
         return r
 
-    def evaluate(
+    def check_reads(
         self,
         reads: list[Decoded],
         ctx: ToolContext,

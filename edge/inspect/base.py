@@ -77,7 +77,9 @@ class Services:
     models_dir: Path | str = "models"  # the model registry's folder
     backend: Any = None  # the inference backend's config (ONNX Runtime or TensorRT)
     state_dir: Path | None = None
-    evaluation_only: bool = False
+    #: only an evaluation that decides nothing sets it: the model tools may then open a named
+    #: candidate; the line never does
+    allow_unapproved_models: bool = False
 
 
 class Tool:

@@ -1,10 +1,13 @@
 """The defect detector as an inspection tool: one approved INT8 model, checked before it runs.
 
-At construction the tool resolves the model in the registry (approved status, SHA-256
-of the file against its card, input shape) and loads it on the configured backend; any
-failure raises, so the line refuses to start rather than run an unverified model. Every
-result names the model (name, version, SHA-256) that decided. Raw detections go into
-`ctx.detections` for later tools (the barcode tool finds codes there).
+At construction the tool opens the model with `edge.models.registry.open_model` (approved
+status, SHA-256 of the file against its card) and loads it on the configured backend (input
+shape); any failure raises, so the line refuses to start rather than run an unverified
+model. Only services built for an evaluation that decides nothing
+(`allow_unapproved_models`, set by the item-level evaluation, never by the line) let a
+named candidate load. Every result names the model (name, version, SHA-256) that decided.
+Raw detections go into `ctx.detections` for later tools (the barcode tool finds
+codes there).
 
 Lamp ageing: the model knows the brightness it was trained at. With `light_reference`
 set, each frame is scaled so its 99th-percentile grey level meets that reference before
@@ -26,9 +29,10 @@ import numpy as np
 from pydantic import Field
 
 from edge.domain import Detection
-from edge.inference.base import Backend, BackendError, create_backend
+from edge.inference.base import Backend, BackendError
 from edge.inspect.base import Services, Tool, ToolContext, ToolParams
-from edge.train.registry import ModelError, ModelRegistry
+from edge.models.cards import ModelError
+from edge.models.registry import open_model
 
 
 class DefectParams(ToolParams):
@@ -80,24 +84,19 @@ class DefectTool(Tool):
 
     def __init__(self, name: str, params: DefectParams, services: Services):
         super().__init__(name, params, services)
-        models_dir = Path(services.models_dir or "models")
-        backend_cfg = services.backend
         try:
-            card, path = ModelRegistry(models_dir).resolve(
+            opened = open_model(
                 params.model,
                 params.version,
-                params.precision,
-                # set by edge.train.line_eval only: an evaluation decides nothing
-                allow_unapproved=services.evaluation_only,
+                allow_unapproved=services.allow_unapproved_models,
+                models_dir=Path(services.models_dir or "models"),
+                precision=params.precision,
             )
         except ModelError as exc:
             raise ModelError(f"tool {name!r}: {exc}") from None
+        card = opened.card
         self.card = card
-        self.model_info = {
-            "name": card.name,
-            "version": card.version,
-            "sha256": card.files[path.name],
-        }
+        self.model_info = opened.info
         unknown = sorted(set(params.class_conf) | set(params.classes or []))
         unknown = [c for c in unknown if c not in card.classes]
         if unknown:
@@ -114,9 +113,7 @@ class DefectTool(Tool):
         try:
             # wait=False: an engine that must first be built (TensorRT, none cached) is
             # built in the background; meanwhile every item rejects as MODEL_ERROR
-            self.backend: Backend = create_backend(backend_cfg).load(
-                path, card.input_size, card.classes, wait=False
-            )
+            self.backend: Backend = opened.load_detector(services.backend, wait=False)
         except BackendError as exc:
             raise ModelError(f"tool {name!r}: model {card.name} {card.version}: {exc}") from None
 

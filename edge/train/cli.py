@@ -12,7 +12,8 @@ from typing import NoReturn
 
 import typer
 
-from edge.train import registry as reg_mod
+from edge.models.cards import INT8, ModelError, now_iso, whoami
+from edge.models.registry import ModelRegistry
 
 model_app = typer.Typer(help="Model registry: list, verify, evaluate, approve, retire, roll back.")
 
@@ -93,9 +94,9 @@ def train_cmd(
     typer.echo(f"weights: {best}")
     if name:
         onnx_path = export_onnx(best, Path(out) / "export" / "model.onnx", imgsz)
-        card = reg_mod.ModelRegistry(models).create(
+        card = ModelRegistry(models).create(
             name,
-            version or reg_mod.now_iso().replace(":", "").replace("-", "")[:15],
+            version or now_iso().replace(":", "").replace("-", "")[:15],
             onnx_path,
             classes=class_names_of(best),
             input_size=imgsz,
@@ -123,8 +124,8 @@ def quantize_cmd(
     from edge.train.quantize import quantize
 
     try:
-        out = quantize(reg_mod.ModelRegistry(models).path(name, version), calibration, method)
-    except (reg_mod.ModelError, FileNotFoundError, ValueError) as exc:
+        out = quantize(ModelRegistry(models).path(name, version), calibration, method)
+    except (ModelError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"int8: {out}")
 
@@ -132,7 +133,7 @@ def quantize_cmd(
 @model_app.command("list")
 def list_cmd(models: Path = MODELS_OPT, as_json: bool = typer.Option(False, "--json")) -> None:
     """Every model version with its status and INT8 SHA-256."""
-    cards = reg_mod.ModelRegistry(models).list()
+    cards = ModelRegistry(models).list()
     if as_json:
         typer.echo(
             json.dumps(
@@ -141,7 +142,7 @@ def list_cmd(models: Path = MODELS_OPT, as_json: bool = typer.Option(False, "--j
                         "name": c.name,
                         "version": c.version,
                         "status": c.status,
-                        "sha256": c.files.get(reg_mod.INT8),
+                        "sha256": c.files.get(INT8),
                         "created": c.created,
                         "created_by": c.created_by,
                     }
@@ -152,7 +153,7 @@ def list_cmd(models: Path = MODELS_OPT, as_json: bool = typer.Option(False, "--j
         )
         return
     for c in cards:
-        sha = (c.files.get(reg_mod.INT8) or "-")[:12]
+        sha = (c.files.get(INT8) or "-")[:12]
         typer.echo(
             f"{c.name:16} {c.version:10} {c.status:9} int8 {sha}  {c.created}  {c.created_by}"
         )
@@ -170,9 +171,9 @@ def verify_cmd(
 ) -> None:
     """Compare a backend running the INT8 model with the FP32 reference; exit 1 on failure."""
     from edge.config import OnnxBackend, TensorRTBackend
-    from edge.train.evaluate import verify
+    from edge.train.verify import verify
 
-    reg = reg_mod.ModelRegistry(models)
+    reg = ModelRegistry(models)
     if version is None:
         card = reg.approved(name)
         if card is None:
@@ -201,13 +202,13 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """AP50 per class, FP32 and INT8, on a test set generated with a different seed."""
-    from edge.train.evaluate import evaluate
+    from edge.train.detector_metrics import ap50_of_version
 
-    reg = reg_mod.ModelRegistry(models)
+    reg = ModelRegistry(models)
     card = reg.card(name, version) if version else reg.approved(name)
     if card is None:
         _fail(f"model {name!r} has no approved version; name one")
-    res = evaluate(reg.path(card.name, card.version), test, limit=limit)
+    res = ap50_of_version(reg.path(card.name, card.version), test, limit=limit)
     if as_json:
         typer.echo(json.dumps(res, indent=1))
         return
@@ -315,7 +316,7 @@ def build_engine_cmd(
         _fail(f"config error: {exc}")
     try:
         out = build_engine(models or cfg.inference.models_dir, name, version, tensorrt_config(cfg))
-    except (reg_mod.ModelError, BackendError) as exc:
+    except (ModelError, BackendError) as exc:
         _fail(str(exc))
     typer.echo(f"engine for {out['name']} {out['version']}: {out['engine']} ({out['seconds']} s)")
 
@@ -334,7 +335,7 @@ def _build_after_approval(config: Path | None, models: Path, name: str, version:
         return
     try:
         out = build_engine(models, name, version, cfg.inference.backend)
-    except (reg_mod.ModelError, BackendError) as exc:
+    except (ModelError, BackendError) as exc:
         _fail(
             f"approved, but the TensorRT engine was not built: {exc} "
             f"(retry: edge model build-engine {name} {version})"
@@ -344,11 +345,11 @@ def _build_after_approval(config: Path | None, models: Path, name: str, version:
 
 def _change(config, state_dir, by, reason, change, models):
     """An audited registry change: the audit hook first, any refusal a clear error."""
-    who = by or reg_mod.whoami()
+    who = by or whoami()
     audit = _audit_hook(config, state_dir, who, reason)
     try:
-        return change(reg_mod.ModelRegistry(models), who, audit)
-    except reg_mod.ModelError as exc:
+        return change(ModelRegistry(models), who, audit)
+    except ModelError as exc:
         _fail(str(exc))
 
 

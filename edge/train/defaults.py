@@ -217,17 +217,21 @@ def step_package(
     approve: bool = True,
 ) -> dict[str, Any]:
     from edge.capture.simulator import CLASSES, SEVERITY
-    from edge.train import dataset, evaluate, quantize, registry
+    from edge.models import cards
+    from edge.models.registry import ModelRegistry
+    from edge.train import dataset, quantize
+    from edge.train.detector_metrics import ap50_of_version
     from edge.train.train import export_onnx
+    from edge.train.verify import verify
 
     weights = weights or final_weights(work)
     onnx_path = export_onnx(weights, work / "export" / "model.onnx", IMGSZ)
-    reg = registry.ModelRegistry(models)
+    reg = ModelRegistry(models)
     man = dataset.read_manifest(work / "dataset")
     d = reg.path(NAME, VERSION)
     if d.exists():
         shutil.rmtree(d)
-    by = f"{registry.whoami()} via scripts/train-default-models.sh"
+    by = f"{cards.whoami()} via scripts/train-default-models.sh"
     reg.create(
         NAME,
         VERSION,
@@ -251,12 +255,12 @@ def step_package(
     quantize.quantize(d, calibration)
     metrics: dict[str, Any] = {}
     for t in sorted((work / "test").iterdir()):
-        metrics[t.name] = evaluate.evaluate(d, t)
+        metrics[t.name] = ap50_of_version(d, t)
         metrics[t.name]["test_set"] = f"simulator {t.name}"
-    card = registry.load_card(d)
+    card = cards.load_card(d)
     card.metrics = metrics
-    registry.save_card(d, card)
-    report = evaluate.verify(d, verify_set)
+    cards.save_card(d, card)
+    report = verify(d, verify_set)
     print(json.dumps({"verify": report["summary"]}), flush=True)
     if approve and report["passed"]:
         reg.approve(NAME, VERSION, by=by, reason="default model: verify passed, metrics in card")
@@ -278,43 +282,47 @@ def step_reissue(
     the INT8 file, its evaluation on the test sets and its verification are new. It stays
     a candidate: approval is the audited `edge model approve` (see models/README.md).
     """
-    from edge.train import dataset, evaluate, quantize, registry
+    from edge.models import cards
+    from edge.models.registry import ModelRegistry
+    from edge.train import dataset, quantize
+    from edge.train.detector_metrics import ap50_of_version
+    from edge.train.verify import verify
 
-    reg = registry.ModelRegistry(models)
+    reg = ModelRegistry(models)
     old = reg.card(NAME, source)
     keep = {"arch", "severities", "dataset", "training"}
     fields = {k: v for k, v in old.model_dump(mode="json").items() if k in keep}
-    by = f"{registry.whoami()} via scripts/train-default-models.sh reissue"
+    by = f"{cards.whoami()} via scripts/train-default-models.sh reissue"
     reg.create(
         NAME,
         version,
-        reg.path(NAME, source) / registry.FP32,
+        reg.path(NAME, source) / cards.FP32,
         classes=list(old.classes),
         input_size=old.input_size,
         by=by,
         reissued_from={
             "version": source,
-            "fp32_sha256": old.files.get(registry.FP32),
-            "int8_sha256": old.files.get(registry.INT8),
+            "fp32_sha256": old.files.get(cards.FP32),
+            "int8_sha256": old.files.get(cards.INT8),
             "reason": reason,
         },
         **fields,
     )
     d = reg.path(NAME, version)
-    card = registry.load_card(d)
+    card = cards.load_card(d)
     card.history[-1].reason = f"reissued from {source}: {reason}" if reason else source
-    registry.save_card(d, card)
+    cards.save_card(d, card)
     quantize.quantize(d, calibration)
     tests = export_sets(TEST_SETS, work / "test")
     metrics: dict[str, Any] = {}
     for t in tests:
         dataset.write_manifest(t)
-        metrics[t.name] = evaluate.evaluate(d, t)
+        metrics[t.name] = ap50_of_version(d, t)
         metrics[t.name]["test_set"] = f"simulator {t.name}"
-    card = registry.load_card(d)
+    card = cards.load_card(d)
     card.metrics = metrics
-    registry.save_card(d, card)
-    report = evaluate.verify(d, verify_set)
+    cards.save_card(d, card)
+    report = verify(d, verify_set)
     return {"metrics": metrics, "verify": report}
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.train.registry import ModelRegistry
+from edge.models.registry import ModelRegistry
 
 
 def tensorrt_config(config: Any) -> Any:
@@ -35,7 +35,8 @@ def build_engine(
     from edge.inference.tensorrt import TensorRTBackend
 
     precision = "int8" if getattr(backend_cfg, "int8", True) else "fp32"
-    card, path = ModelRegistry(models_dir).resolve(name, version, precision)
+    opened = ModelRegistry(models_dir).open_model(name, version, precision=precision)
+    card, path = opened.card, opened.path
     be = TensorRTBackend(backend_cfg)
     t0 = time.monotonic()
     be.load(path, card.input_size, card.classes, wait=True)

@@ -4,15 +4,17 @@ AP per class says how well boxes are found; the plant cares whether each item ge
 right verdict once the detector sits beside the classic tools and the code checks. This
 runs a recipe's tools on every image of a labelled item set (an `edge sim` export: images
 plus `truth.jsonl` with each item's expected verdict and reasons), with the detector pinned
-to a given model version, decides each item with the pipeline's rule (`edge.decide`), and
-scores the verdicts with `edge.evaluate`: escape, critical-escape and false-reject rates.
+to a given model version, judges each item as the line does (`edge.judge`), and scores the
+verdicts against truth (`edge.truth_eval`): escape, critical-escape and false-reject rates.
 
-A candidate may be loaded here (it decides nothing on the line); the pipeline never sets
-`evaluation_only`.
+A candidate may be loaded here (it decides nothing on the line): the tools are built with
+services that say so (`allow_unapproved_models`, read by the model tools when they open their
+model with `edge.models.registry.open_model`); the line's services never do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -22,13 +24,13 @@ from typing import Any
 import cv2
 
 from edge.config import Recipe, ToolSpec
-from edge.decide import decide
 from edge.domain import BatchState
-from edge.evaluate import evaluate, read_jsonl
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import build_tools
+from edge.judge import judge
+from edge.truth_eval import read_jsonl, score_against_truth
 
-#: what a summary keeps of `edge.evaluate`'s report
+#: what a summary keeps of `edge.truth_eval.score_against_truth`'s report
 KEYS = (
     "items",
     "critical_items",
@@ -57,6 +59,25 @@ def pin_detector(recipe: Recipe, version: str | None) -> Recipe:
     return recipe.model_copy(update={"tools": tools})
 
 
+def pin_model(recipe: Recipe, model: str, version: str) -> Recipe | None:
+    """The recipe with every tool that runs `model` pinned to `version`; None when no tool
+    of the recipe runs it (the recipe cannot tell that model's versions apart)."""
+    if not any(s.params.get("model") == model for s in recipe.tools):
+        return None
+    tools = [
+        ToolSpec(**{**s.model_dump(), "version": version}) if s.params.get("model") == model else s
+        for s in recipe.tools
+    ]
+    return recipe.model_copy(update={"tools": tools})
+
+
+def evaluation_services(services: Services) -> Services:
+    """A copy of `services` for an evaluation that decides nothing: the model tools may open
+    a named candidate (`open_model(allow_unapproved=True)`). The caller's services are left
+    as they are, so line services handed in never gain the allowance."""
+    return dataclasses.replace(services, allow_unapproved_models=True)
+
+
 def predict(
     recipe: Recipe,
     services: Services,
@@ -72,7 +93,6 @@ def predict(
         b = json.loads((folder / "batch.json").read_text())
         batch = BatchState(lot=b.get("lot"), gtin=b.get("gtin"), expiry=b.get("expiry"))
     tools = build_tools(recipe, services)
-    names = [t.name for t in tools]
     preds = []
     try:
         for i, t in enumerate(truth):
@@ -80,8 +100,7 @@ def predict(
             ctx = ToolContext(
                 item_id=t["id"], seq=i, deadline=time.monotonic() + 60, batch=batch, now=time.time()
             )
-            results = [tool.run(img, ctx) for tool in tools]
-            verdict, reasons = decide(recipe, names, results)
+            verdict, reasons, _ = judge(recipe, tools, img, ctx)
             preds.append({"id": t["id"], "verdict": verdict.value, "reasons": reasons})
             if on_item:
                 on_item(i + 1, len(truth))
@@ -99,10 +118,11 @@ def line_evaluate(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Item-level rates of the recipe (detector pinned to `version`) on an item set."""
-    services.evaluation_only = True
     t0 = time.perf_counter()
-    truth, preds = predict(pin_detector(recipe, version), services, folder, limit)
-    ev = evaluate(truth, preds)
+    truth, preds = predict(
+        pin_detector(recipe, version), evaluation_services(services), folder, limit
+    )
+    ev = score_against_truth(truth, preds)
     out = {k: ev[k] for k in KEYS if k in ev}
     out["ms_per_item"] = round((time.perf_counter() - t0) * 1000 / max(len(truth), 1), 1)
     out["recall"] = {r: v["recall"] for r, v in ev["per_reason"].items() if v["recall"] is not None}

@@ -225,23 +225,21 @@ def quantize(
     model_dir: str | Path, calibration_dir: str | Path = "calibration", method: str = "percentile"
 ) -> Path:
     """`edge quantize`: add model.int8.onnx to a registry version folder and record it in its card."""
-    from edge.train import registry
+    from edge.models import cards
 
     model_dir = Path(model_dir)
-    card = registry.load_card(model_dir)
+    card = cards.load_card(model_dir)
     if card.status != "candidate":
-        raise registry.ModelError(
+        raise cards.ModelError(
             f"{card.name} {card.version} is {card.status}: quantise a new candidate instead"
         )
-    info = quantize_onnx(
-        model_dir / registry.FP32, model_dir / registry.INT8, calibration_dir, method
-    )
+    info = quantize_onnx(model_dir / cards.FP32, model_dir / cards.INT8, calibration_dir, method)
     card.quantization = info
     card.calibration = {
         "path": Path(calibration_dir).as_posix(),
         "manifest_sha256": info["calibration_manifest_sha256"],
         "images": info["images"],
     }
-    card.files[registry.INT8] = registry.sha256_file(model_dir / registry.INT8)
-    registry.save_card(model_dir, card)
-    return model_dir / registry.INT8
+    card.files[cards.INT8] = cards.sha256_file(model_dir / cards.INT8)
+    cards.save_card(model_dir, card)
+    return model_dir / cards.INT8

@@ -12,9 +12,12 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.ops.priority import run_in_background
+
+if TYPE_CHECKING:
+    from edge.config import Recipe
 
 
 class Progress:
@@ -30,11 +33,11 @@ class Progress:
 
 def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """Train on a frozen dataset version, export, register a candidate, quantise, verify."""
-    from edge.train import registry
+    from edge.models.registry import ModelRegistry
     from edge.train.dataset import read_class_names, read_manifest, verify_manifest
-    from edge.train.evaluate import verify
     from edge.train.quantize import quantize
     from edge.train.train import export_onnx, train
+    from edge.train.verify import verify
 
     data = Path(args["dataset"])
     problems = verify_manifest(data)
@@ -56,7 +59,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     )
     progress({"stage": "exporting"})
     onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
-    reg = registry.ModelRegistry(args["models_dir"])
+    reg = ModelRegistry(args["models_dir"])
     name = args.get("model_name", "defects")
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     card = reg.create(
@@ -79,10 +82,10 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
 
 def run_evaluate(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """Candidate against the approved model on a test set that training never saw."""
-    from edge.train import registry
-    from edge.train.evaluate import evaluate
+    from edge.models.registry import ModelRegistry
+    from edge.train.detector_metrics import ap50_of_version
 
-    reg = registry.ModelRegistry(args["models_dir"])
+    reg = ModelRegistry(args["models_dir"])
     name, test_dir = args["name"], args["test_dir"]
     out: dict[str, Any] = {"name": name, "test_dir": test_dir}
     for role in ("candidate", "approved"):
@@ -90,7 +93,10 @@ def run_evaluate(args: dict[str, Any], d: Path, progress: Progress) -> dict[str,
         if not v:
             continue
         progress({"stage": "evaluating", "model": role, "version": v})
-        out[role] = {"version": v, **evaluate(reg.path(name, v), test_dir, precisions=("int8",))}
+        out[role] = {
+            "version": v,
+            **ap50_of_version(reg.path(name, v), test_dir, precisions=("int8",)),
+        }
     cand = (out.get("candidate") or {}).get("int8") or {}
     appr = (out.get("approved") or {}).get("int8") or {}
     min_map = float(args.get("min_map50", 0.5))
@@ -134,59 +140,89 @@ def _line_evaluate(
     return failures
 
 
+def _shadow_recipe(args: dict[str, Any], version: str) -> Recipe:
+    """The recipe a shadow run judges with, the model pinned to `version`: the line's recipe
+    (`args["recipe"]`) when one of its tools runs the model, else the model alone (a
+    detector reporting the reject classes it knows, or an anomaly tool)."""
+    from edge.config import Recipe, ToolSpec
+    from edge.models.registry import ModelRegistry
+    from edge.train.line_eval import pin_model
+
+    name = args["name"]
+    if args.get("recipe"):
+        pinned = pin_model(Recipe.model_validate(args["recipe"]), name, version)
+        if pinned is not None:
+            return pinned
+    card = ModelRegistry(args["models_dir"]).card(name, version)
+    params: dict[str, Any] = {"model": name, "version": version}
+    if card.task != "anomaly":
+        known = [c for c in args.get("reject_classes") or [] if c in card.classes]
+        params["classes"] = known or None
+    tool = ToolSpec(type="anomaly" if card.task == "anomaly" else "defects", name=name, **params)
+    return Recipe(name=f"{name} alone", tools=[tool])
+
+
 def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
-    """Candidate beside the approved model on recorded images; drives nothing."""
+    """Candidate beside the approved model on recorded images; drives nothing.
+
+    Each image is judged twice as the line would judge it (`edge.judge`: the recipe's tools,
+    then the positive-release rule), once with each version pinned; the models are opened
+    like the line opens them (files checked against their cards), a candidate allowed.
+    """
     from edge import untrusted_images
     from edge.config import OnnxBackend
-    from edge.inference.base import create_backend
+    from edge.inspect.base import Services, ToolContext
+    from edge.inspect.registry import build_tools
+    from edge.judge import judge
     from edge.store.db import Database
     from edge.store.images import ImageStore
-    from edge.train import registry
+    from edge.train.line_eval import evaluation_services
 
-    reg = registry.ModelRegistry(args["models_dir"])
     name = args["name"]
     state = Path(args["state_dir"])
     db = Database(state / "edge.db")
     store = ImageStore(state / "images")
     shas = db.recent_images(int(args.get("limit", 200)))
-    backends = {}
-    for role in ("approved", "candidate"):
-        card = reg.card(name, args[role])
-        f = reg.path(name, args[role]) / (
-            registry.INT8
-            if (reg.path(name, args[role]) / registry.INT8).is_file()
-            else registry.FP32
-        )
-        backends[role] = create_backend(OnnxBackend(threads=1)).load(
-            f, card.input_size, card.classes
-        )
-    reject = set(args.get("reject_classes") or []) or None
-    diffs, n = [], 0
-    for sha in shas:
-        data = store.get(sha)
-        if data is None:
-            continue
-        try:  # the store may hold uploads: size from the header before decoding
-            img = untrusted_images.decode(data, untrusted_images.LARGEST)
-        except untrusted_images.ImageRefused as exc:
-            progress({"stage": "shadow", "skipped": sha, "why": str(exc)})
-            continue
-        dets = {r: b.infer(img) for r, b in backends.items()}
-        verdicts = {
-            r: "REJECT" if any(reject is None or x["cls"] in reject for x in v) else "PASS"
-            for r, v in dets.items()
-        }
-        n += 1
-        if verdicts["approved"] != verdicts["candidate"]:
-            diffs.append({"image": sha, "verdicts": verdicts, "detections": dets})
-        if n % 20 == 0:
-            progress({"stage": "shadow", "images": n, "differ": len(diffs)})
-    for b in backends.values():
-        b.close()
+    services = evaluation_services(
+        Services(models_dir=args["models_dir"], backend=OnnxBackend(threads=1))
+    )
+    roles = ("approved", "candidate")
+    recipes = {r: _shadow_recipe(args, args[r]) for r in roles}
+    runs: dict[str, Any] = {}
+    try:
+        for r in roles:
+            runs[r] = build_tools(recipes[r], services)
+        diffs, n = [], 0
+        for sha in shas:
+            data = store.get(sha)
+            if data is None:
+                continue
+            try:  # the store may hold uploads: size from the header before decoding
+                img = untrusted_images.decode(data, untrusted_images.LARGEST)
+            except untrusted_images.ImageRefused as exc:
+                progress({"stage": "shadow", "skipped": sha, "why": str(exc)})
+                continue
+            verdicts, reasons = {}, {}
+            for r in roles:  # a context of its own for each: nothing shared between the two
+                ctx = ToolContext(
+                    item_id=sha[:16], seq=n, deadline=time.monotonic() + 60, now=time.time()
+                )
+                verdict, reasons[r], _ = judge(recipes[r], runs[r], img, ctx)
+                verdicts[r] = verdict.value
+            n += 1
+            if verdicts["approved"] != verdicts["candidate"]:
+                diffs.append({"image": sha, "verdicts": verdicts, "reasons": reasons})
+            if n % 20 == 0:
+                progress({"stage": "shadow", "images": n, "differ": len(diffs)})
+    finally:
+        for tools in runs.values():
+            for tool in tools:
+                tool.close()
     return {
         "name": name,
         "approved": args["approved"],
         "candidate": args["candidate"],
+        "recipe": recipes["candidate"].name,
         "images": n,
         "differ": len(diffs),
         "diffs": diffs[:200],

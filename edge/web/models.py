@@ -31,7 +31,7 @@ def models_dir(ctx: WebContext) -> Path:
 
 
 def _registry(ctx: WebContext):
-    from edge.train.registry import ModelRegistry
+    from edge.models.registry import ModelRegistry
 
     return ModelRegistry(models_dir(ctx))
 
@@ -138,7 +138,7 @@ def models_approve(
     name: str, version: str, body: Signed, request: Request, s: Session = Depends(require(*QA))
 ) -> dict[str, Any]:
     """Promote a verified candidate. Needs an e-signature (password again, and a reason)."""
-    from edge.train.registry import ModelError
+    from edge.models.cards import ModelError
 
     ctx = ctx_of(request)
     reg = _registry(ctx)
@@ -169,7 +169,7 @@ def models_approve(
 def models_rollback(
     name: str, body: Signed, request: Request, s: Session = Depends(require(*QA))
 ) -> dict[str, Any]:
-    from edge.train.registry import ModelError
+    from edge.models.cards import ModelError
 
     ctx = ctx_of(request)
     reg = _registry(ctx)
@@ -191,7 +191,7 @@ def models_rollback(
 
 def _attach_signature(reg: Any, name: str, version: str, sig: dict[str, Any]) -> None:
     """The signature (name, time, meaning, reason) goes into the model card's record too."""
-    from edge.train.registry import load_card, save_card
+    from edge.models.cards import load_card, save_card
 
     d = reg.path(name, version)
     card = load_card(d)

@@ -1,4 +1,9 @@
-"""Item-level evaluation of predictions against simulator truth (`edge eval`)."""
+"""Item verdicts scored against the simulator's truth (`edge eval`, the item-level evaluation).
+
+`score_against_truth` compares each item's predicted verdict and reasons with what the
+simulator says the item is: escapes (a defective item passed), critical escapes, false
+rejects, recall and precision per reason code.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def evaluate(truth: list[dict[str, Any]], pred: list[dict[str, Any]]) -> dict[str, Any]:
+def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]]) -> dict[str, Any]:
     """Escape, critical-escape and false-reject rates, per-reason recall/precision, confusion."""
     by_id = {p["id"]: p for p in pred}
     missing = [t["id"] for t in truth if t["id"] not in by_id]

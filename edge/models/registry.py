@@ -1,107 +1,84 @@
-"""Model registry under change control.
+"""The model registry under change control, and the one way to open a model for running.
 
-    models/<name>/<version>/model.onnx        FP32 reference (static shape, opset >= 17)
-    models/<name>/<version>/model.int8.onnx   INT8 Q/DQ, the artefact every runtime loads
-    models/<name>/<version>/card.yaml         what it is, what it was made from, how good it is
+    models/<name>/<version>/{model.onnx, model.int8.onnx, card.yaml, ...}   (see `cards`)
 
 A version is `candidate` when made, `approved` after `verify` passed and someone
 approved it, `retired` when replaced or withdrawn. At most one version per name is
-approved; the line loads only that one, after checking every file's SHA-256 against
-the card. Approval and rollback are audited actions: the caller passes an audit hook
+approved. Approval and rollback are audited actions: the caller passes an audit hook
 (the audit trail's `record`), called before the card changes.
+
+Every runtime that runs a model (the line's tools, the shadow job, the evaluations, the
+TensorRT engine build) opens it with `open_model`: the approved version (or the one
+named), every file it will read checked against the card's SHA-256. Only an evaluation
+that decides nothing passes `allow_unapproved=True`; the line never does. The rule lives
+here, not with training, so that nothing on the line imports `edge.train`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
-import hashlib
-import os
 import re
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from edge.models.cards import (
+    CARD,
+    FP32,
+    INT8,
+    AuditHook,
+    HistoryEvent,
+    ModelCard,
+    ModelError,
+    load_card,
+    now_iso,
+    save_card,
+    sha256_file,
+    whoami,
+)
 
-FP32 = "model.onnx"
-INT8 = "model.int8.onnx"
-CARD = "card.yaml"
+__all__ = ["ModelRegistry", "OpenedModel", "Precision", "open_model"]
 
-Status = Literal["candidate", "approved", "retired"]
-AuditHook = Callable[[str, dict[str, Any]], None]  # (action, details)
-
-
-class ModelError(RuntimeError):
-    """A model that must not be loaded or approved; the message says why."""
-
-
-class HistoryEvent(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    at: str
-    by: str
-    action: str
-    reason: str = ""
+Precision = Literal["int8", "fp32"]
 
 
-class ModelCard(BaseModel):
-    """card.yaml. Unknown keys are kept (a card is a record, never silently trimmed)."""
+@dataclass(frozen=True)
+class OpenedModel:
+    """A model version the caller may run: its card and the checked files.
 
-    model_config = ConfigDict(extra="allow")
+    `path` is the file to run (INT8 or FP32 by the precision asked for); every file named
+    in `checked` matched its SHA-256 on the card when opened.
+    """
 
-    name: str
-    version: str
-    status: Status = "candidate"
-    task: str = "detect"
-    arch: str = "yolo11n.yaml"
-    input_size: int = Field(320, ge=32)
-    classes: list[str]
-    severities: dict[str, str] = Field(default_factory=dict)
-    files: dict[str, str] = Field(default_factory=dict, description="file name -> SHA-256")
-    dataset: dict[str, Any] = Field(default_factory=dict)
-    calibration: dict[str, Any] = Field(default_factory=dict)
-    quantization: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    verify: dict[str, Any] = Field(default_factory=dict)
-    created: str = ""
-    created_by: str = ""
-    history: list[HistoryEvent] = Field(default_factory=list)
+    card: ModelCard
+    dir: Path
+    path: Path
+    checked: tuple[str, ...]
 
+    @property
+    def sha256(self) -> str:
+        return self.card.files[self.path.name]
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    @property
+    def info(self) -> dict[str, str]:
+        """What every result records of the model that decided (name, version, SHA-256)."""
+        return {"name": self.card.name, "version": self.card.version, "sha256": self.sha256}
 
+    def file(self, name: str) -> Path:
+        """Another file of the version; only one that was checked when opened."""
+        if name not in self.checked:
+            raise ModelError(
+                f"model {self.card.name} {self.card.version}: {name} was not checked when opened"
+            )
+        return self.dir / name
 
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    def load_detector(self, backend_cfg: Any = None, *, wait: bool = True) -> Any:
+        """The file to run loaded on the configured detector backend (`edge.inference`)."""
+        from edge.inference.base import create_backend
 
-
-def whoami() -> str:
-    return os.environ.get("EDGE_USER") or getpass.getuser()
-
-
-def load_card(model_dir: str | Path) -> ModelCard:
-    p = Path(model_dir) / CARD
-    if not p.is_file():
-        raise ModelError(f"no {CARD} in {model_dir}")
-    try:
-        data = yaml.safe_load(p.read_text())
-        return ModelCard.model_validate(data)
-    except Exception as exc:
-        raise ModelError(f"unreadable model card {p}: {exc}") from exc
-
-
-def save_card(model_dir: str | Path, card: ModelCard) -> None:
-    p = Path(model_dir) / CARD
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(card.model_dump(mode="json"), sort_keys=False, width=100))
-    tmp.replace(p)
+        return create_backend(backend_cfg).load(
+            self.path, self.card.input_size, self.card.classes, wait=wait
+        )
 
 
 def _version_key(v: str) -> tuple:
@@ -167,18 +144,23 @@ class ModelRegistry:
                 )
         return problems
 
-    def resolve(
+    def open_model(
         self,
         name: str,
         version: str | None = None,
-        precision: str = "int8",
+        *,
         allow_unapproved: bool = False,
-    ) -> tuple[ModelCard, Path]:
-        """The approved model the line may load, checked: (card, path of the file to run).
+        precision: Precision = "int8",
+        with_files: Sequence[str] = (),
+        task: str | None = None,
+    ) -> OpenedModel:
+        """The model a runtime may run, checked: the approved version, or the one named.
 
         Raises ModelError for: unknown model, no approved version, a named version that is
-        not approved, a file missing or not matching its SHA-256. `allow_unapproved` is for
-        evaluations that decide nothing (a named candidate may load; its files are checked).
+        not approved (unless `allow_unapproved`: an evaluation that decides nothing may run
+        a named candidate), the file to run or any of `with_files` (an anomaly model's
+        memory, the FP32 reference beside the INT8 file) missing or not matching its SHA-256,
+        a card of another `task` than the one asked for (None: any).
         """
         if not self.versions(name):
             raise ModelError(f"no model named {name!r} in {self.root} (known: {self.names()})")
@@ -193,11 +175,15 @@ class ModelRegistry:
                     f"model {name} {version} is {card.status}, not approved: the line loads only "
                     "approved models"
                 )
-        fname = INT8 if precision == "int8" else FP32
-        problems = self.check_files(card, [fname])
+        if task is not None and card.task != task:
+            raise ModelError(f"{card.name} {card.version} is a {card.task!r} model, not {task!r}")
+        run = INT8 if precision == "int8" else FP32
+        checked = tuple(dict.fromkeys([run, *with_files]))
+        problems = self.check_files(card, list(checked))
         if problems:
             raise ModelError(f"model {card.name} {card.version}: " + "; ".join(problems))
-        return card, self.path(card.name, card.version) / fname
+        d = self.path(card.name, card.version)
+        return OpenedModel(card=card, dir=d, path=d / run, checked=checked)
 
     # -- change control
     def _event(self, card: ModelCard, action: str, by: str, reason: str, **extra: Any) -> None:
@@ -353,13 +339,22 @@ class ModelRegistry:
         return card
 
 
-def refresh_hashes(model_dir: str | Path) -> ModelCard:
-    """Re-hash the files of a *candidate* (after quantising); approved cards are frozen."""
-    card = load_card(model_dir)
-    if card.status != "candidate":
-        raise ModelError(f"{card.name} {card.version} is {card.status}: its files are frozen")
-    for f in (FP32, INT8):
-        if (Path(model_dir) / f).is_file():
-            card.files[f] = sha256_file(Path(model_dir) / f)
-    save_card(model_dir, card)
-    return card
+def open_model(
+    name: str,
+    version: str | None = None,
+    *,
+    allow_unapproved: bool = False,
+    models_dir: str | Path = "models",
+    precision: Precision = "int8",
+    with_files: Sequence[str] = (),
+    task: str | None = None,
+) -> OpenedModel:
+    """`ModelRegistry(models_dir).open_model(...)`: the one way to open a model for running."""
+    return ModelRegistry(models_dir).open_model(
+        name,
+        version,
+        allow_unapproved=allow_unapproved,
+        precision=precision,
+        with_files=with_files,
+        task=task,
+    )
