@@ -21,6 +21,7 @@ from edge.domain import Action, Severity
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
 from edge.spc.config import SpcConfig
+from edge.taxonomy import recipe_defaults
 
 
 class Strict(BaseModel):
@@ -514,11 +515,14 @@ _DEFAULTS = resources.files("edge") / "defaults"
 
 
 def default_recipes() -> dict[str, Recipe]:
-    """The recipes shipped in the package, one per simulator scenario."""
+    """The recipes shipped in the package, one per simulator scenario.
+
+    Their class tables and detector classes come from the taxonomy where the YAML is silent.
+    """
     out: dict[str, Recipe] = {}
     for entry in sorted(_DEFAULTS.joinpath("recipes").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text())
+            data = recipe_defaults(yaml.safe_load(entry.read_text()))
             out[data["name"]] = Recipe.model_validate(data)
     return out
 

@@ -12,9 +12,11 @@ import yaml
 import zxingcpp
 
 from edge.capture import gs1data
-from edge.capture.simulator import CLASSES, CODE_DEFECTS, LineSimulator, SimulatorCapture, export
+from edge.capture.simulator import LineSimulator, SimulatorCapture, export
 from edge.config import SimulatorSource
 from edge.inspect.base import BatchState
+from edge.taxonomy import CODE_DEFECTS
+from edge.taxonomy import DETECTOR_CLASSES as CLASSES
 
 TODAY = dt.date(2026, 11, 27)
 

@@ -25,72 +25,15 @@ import cv2
 import numpy as np
 import zxingcpp
 
+from edge import taxonomy
 from edge.capture import gs1data, printing
 from edge.capture.base import Source
-from edge.capture.printing import PRINT_DEFECTS
 from edge.capture.serialisation import SerialAllocator, SerialCursor
 from edge.capture.sim_drift import contrast_factor, drift_at
 from edge.config import SimulatorSource
 from edge.domain import Frame
 from edge.inspect.base import BatchState
-
-#: Detector classes, in a fixed order shared by every scenario (one model can serve all).
-CLASSES: list[str] = [
-    "crack",
-    "missing_cap",
-    "cap_tilt",
-    "low_fill",
-    "particle",
-    "scratch",
-    "empty_pocket",
-    "broken_tablet",
-    "foreign_tablet",
-    "code",
-]
-
-#: Physical defect classes each scenario can show.
-PHYSICAL: dict[str, list[str]] = {
-    "vials": ["crack", "missing_cap", "cap_tilt", "low_fill", "particle", "scratch"],
-    "blisters": ["empty_pocket", "broken_tablet", "foreign_tablet"],
-    "cartons": [],
-}
-
-#: Code defects (vials and cartons; blisters always print a good code).
-CODE_DEFECTS: list[str] = [
-    "damaged_code",
-    "wrong_gtin",
-    "bad_check_digit",
-    "wrong_lot",
-    "expired",
-    "wrong_expiry",
-    "duplicate_serial",
-    "missing_label",
-]
-
-SEVERITY: dict[str, str] = {
-    "crack": "critical",
-    "missing_cap": "critical",
-    "cap_tilt": "major",
-    "low_fill": "critical",
-    "particle": "critical",
-    "scratch": "minor",
-    "empty_pocket": "critical",
-    "broken_tablet": "critical",
-    "foreign_tablet": "critical",
-    **{c: "critical" for c in CODE_DEFECTS},
-    **printing.PRINT_SEVERITY,
-}
-
-_CODE_REASONS: dict[str, list[str]] = {
-    "damaged_code": ["NO_READ"],
-    "wrong_gtin": ["GTIN_MISMATCH"],
-    "bad_check_digit": ["BAD_CHECK_DIGIT"],
-    "wrong_lot": ["LOT_MISMATCH"],
-    "expired": ["EXPIRED", "EXPIRY_MISMATCH"],
-    "wrong_expiry": ["EXPIRY_MISMATCH"],
-    "duplicate_serial": ["DUPLICATE_SERIAL"],
-    **printing.PRINT_REASONS,
-}
+from edge.taxonomy import CODE_DEFECTS, DETECTOR_CLASSES, PRINT_DEFECTS
 
 DUPLICATE_MIN_GAP = 10  # a duplicate repeats the serial of an item at least this many earlier
 
@@ -99,15 +42,11 @@ BASE_W, BASE_H = 640, 480
 
 def reasons_for(defect: str, scenario: str) -> list[str]:
     """Reason codes the inspection should give for a simulated defect."""
-    if defect == "missing_label":
-        return ["MISSING_LABEL"] if scenario == "vials" else ["NO_READ"]
-    return _CODE_REASONS.get(defect, [defect.upper()])
+    return taxonomy.reasons(defect, scenario)
 
 
 def severity_for(defect: str, scenario: str) -> str:
-    if defect == "missing_label" and scenario == "vials":
-        return "major"
-    return SEVERITY[defect]
+    return taxonomy.severity(defect, scenario)
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -184,6 +123,7 @@ class LineSimulator:
     ):
         self.cfg = cfg
         self.scenario = cfg.scenario
+        self._product = taxonomy.product(cfg.scenario)
         self.today = today or dt.date.today()
         b = batch or BatchState()
         self.batch = BatchState(
@@ -208,7 +148,7 @@ class LineSimulator:
 
     @staticmethod
     def _check_weights(w: dict[str, float]) -> dict[str, float]:
-        known = set(CLASSES) | set(CODE_DEFECTS) | set(PRINT_DEFECTS)
+        known = set(DETECTOR_CLASSES) | set(CODE_DEFECTS) | set(PRINT_DEFECTS)
         bad = sorted(set(w) - known)
         if bad:
             raise ValueError(f"unknown defect classes in defect_weights: {bad}")
@@ -217,8 +157,8 @@ class LineSimulator:
         return dict(w)
 
     def _defect_pools(self) -> tuple[list[str], list[str]]:
-        phys = PHYSICAL[self.scenario]
-        code = CODE_DEFECTS if self.scenario in ("vials", "cartons") else []
+        phys = list(self._product.defects)
+        code = CODE_DEFECTS if self._product.code_defects else []
         # cartons have no physical defects: their defect_rate draws code defects too
         return (phys or code), code
 
@@ -239,7 +179,7 @@ class LineSimulator:
         if u < self.cfg.defect_rate + self.cfg.code_defect_rate and code_pool:
             return self._choose(rng, code_pool), rng
         u -= self.cfg.defect_rate + self.cfg.code_defect_rate
-        if 0 <= u < self.cfg.print_defect_rate and self.scenario in ("vials", "cartons"):
+        if 0 <= u < self.cfg.print_defect_rate and self._product.code_defects:
             return self._choose(rng, PRINT_DEFECTS), rng
         return None, rng
 
@@ -778,7 +718,7 @@ class LineSimulator:
         p = canvas[y0 : y0 + H, x0 : x0 + W].copy()
         np.copyto(p, self._b_card, where=self._b_mask3)
         cents = self._pocket_centres()
-        bad = int(rng.integers(0, len(cents))) if defect in PHYSICAL["blisters"] else -1
+        bad = int(rng.integers(0, len(cents))) if defect in self._product.defects else -1
         boxes: dict[str, tuple] = {}
         for k, (cx, cy) in enumerate(cents):
             jx, jy = (int(v) for v in rng.integers(-3, 4, 2))
@@ -1006,7 +946,7 @@ class SimulatorCapture(Source):
 
 def yolo_lines(truth: dict[str, Any], width: int, height: int) -> list[str]:
     """YOLO label lines (cls cx cy w h, normalised) for a truth dict."""
-    boxes = [(d["class"], d["bbox"]) for d in truth["defects"] if d["class"] in CLASSES]
+    boxes = [(d["class"], d["bbox"]) for d in truth["defects"] if d["class"] in DETECTOR_CLASSES]
     if truth.get("code_bbox"):
         boxes.append(("code", truth["code_bbox"]))
     out = []
@@ -1014,7 +954,7 @@ def yolo_lines(truth: dict[str, Any], width: int, height: int) -> list[str]:
         if w <= 0 or h <= 0:
             continue
         out.append(
-            f"{CLASSES.index(cls)} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} "
+            f"{DETECTOR_CLASSES.index(cls)} {(x + w / 2) / width:.6f} {(y + h / 2) / height:.6f} "
             f"{w / width:.6f} {h / height:.6f}"
         )
     return out
@@ -1069,7 +1009,12 @@ def export(
                 on_progress(i + 1, items)
         for f in pending:
             f.result()
-    data = {"path": str(out.resolve()), "train": "images", "val": "images", "names": list(CLASSES)}
+    data = {
+        "path": str(out.resolve()),
+        "train": "images",
+        "val": "images",
+        "names": list(DETECTOR_CLASSES),
+    }
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     b = sim.batch
     (out / "batch.json").write_text(json.dumps({"gtin": b.gtin, "lot": b.lot, "expiry": b.expiry}))

@@ -216,7 +216,7 @@ def step_package(
     weights: Path | None = None,
     approve: bool = True,
 ) -> dict[str, Any]:
-    from edge.capture.simulator import CLASSES, SEVERITY
+    from edge import taxonomy
     from edge.train import dataset, evaluate, quantize, registry
     from edge.train.train import export_onnx
 
@@ -233,10 +233,10 @@ def step_package(
         VERSION,
         onnx_path,
         by=by,
-        classes=list(CLASSES),
+        classes=list(taxonomy.DETECTOR_CLASSES),  # the card keeps them: the model's truth
         input_size=IMGSZ,
         arch=ARCH,
-        severities={c: SEVERITY[c] for c in CLASSES if c in SEVERITY},
+        severities=taxonomy.detector_severities(),
         dataset={
             "manifest_sha256": man["sha256"],
             "files": man["count"],

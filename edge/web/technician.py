@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge import taxonomy
 from edge.store.safe_files import read_regular
 from edge.train.line_eval import has_item_truth
 from edge.web.auth import Session
@@ -33,14 +34,8 @@ _DATASET_NAME = "ds-"
 
 
 def label_classes(ctx: WebContext) -> list[str]:
-    """The detector's class list: fixed order shared by every model (from the simulator's
-    definition when present), else the recipe's classes in lower case."""
-    try:
-        from edge.capture.simulator import CLASSES
-
-        return list(CLASSES)
-    except ImportError:
-        return sorted(c.lower() for c in ctx.pipeline.recipe.classes)
+    """The detector's class list: the fixed order shared by every model (the taxonomy's)."""
+    return list(taxonomy.DETECTOR_CLASSES)
 
 
 def jobs_of(ctx: WebContext) -> Jobs:
