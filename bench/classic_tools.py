@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 
 from edge import taxonomy
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource, default_recipes
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import build_tools
+from edge.sim.twin import LineSimulator
 
 CLASSIC = {"fill_level", "cap", "label", "pockets"}
 # what the classic tools are meant to catch (the rest waits for the detector and code reader)

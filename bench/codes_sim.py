@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.capture.simulator import LineSimulator  # noqa: E402
 from edge.config import SimulatorSource, default_recipes  # noqa: E402
 from edge.inspect.barcode import BarcodeTool  # noqa: E402
 from edge.inspect.base import BatchState, Services, ToolContext  # noqa: E402
+from edge.sim.twin import LineSimulator  # noqa: E402
 from edge.store.serials import SerialRegistry  # noqa: E402
 from edge.taxonomy import CODE_DEFECTS  # noqa: E402
 

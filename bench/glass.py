@@ -14,10 +14,10 @@ import time
 from collections import Counter
 
 from edge import taxonomy
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.glass import GlassTool
+from edge.sim.twin import LineSimulator
 
 TARGETS = {c: taxonomy.reasons(c, "vials")[0] for c in ("crack", "particle", "scratch")}
 

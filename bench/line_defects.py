@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge import taxonomy
-from edge.capture.simulator import export
 from edge.config import OnnxBackend, SimulatorSource, ToolSpec, default_recipes
 from edge.inspect.base import Services
+from edge.sim.export import export
 from edge.train.line_eval import line_evaluate
 
 DEFAULT_SEEDS = {"vials": 4001, "blisters": 4002}

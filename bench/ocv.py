@@ -32,13 +32,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.capture.simulator import LineSimulator  # noqa: E402
 from edge.config import SimulatorSource, default_recipes, load_config  # noqa: E402
 from edge.domain import Finding  # noqa: E402
 from edge.inspect.barcode import BarcodeTool, to_grey  # noqa: E402
 from edge.inspect.base import BatchState, Services, ToolContext  # noqa: E402
 from edge.inspect.ocr import OcrUnavailable  # noqa: E402
 from edge.inspect.ocv import OcvTool  # noqa: E402
+from edge.sim.twin import LineSimulator  # noqa: E402
 from edge.taxonomy import PRINT_DEFECTS, PRINT_REASONS  # noqa: E402
 
 SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"

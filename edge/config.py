@@ -57,7 +57,7 @@ class EncoderConfig(Strict):
 
 
 class ProcessDrift(Strict):
-    """A process parameter of the simulated line drifting from item `start` on (see sim_drift)."""
+    """A process parameter of the simulated line drifting from item `start` on (see edge.sim.drift)."""
 
     name: Literal["fill_level", "cap_tilt", "print_contrast"]
     per_1000: float = Field(description="change per 1,000 items (mm, degrees, contrast fraction)")

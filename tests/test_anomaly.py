@@ -18,11 +18,11 @@ import yaml
 from edge.anomaly.fit import FitError, FitOptions, fit, load_good
 from edge.anomaly.model import MEMORY
 from edge.anomaly.verify import verify
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource
 from edge.domain import Reason
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import tool_class
+from edge.sim.twin import LineSimulator
 from edge.train.registry import INT8, ModelError, ModelRegistry, load_card
 
 pytest.importorskip("efficientnet_lite_pytorch")

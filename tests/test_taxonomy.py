@@ -101,3 +101,13 @@ def test_a_recipe_overrides_what_the_taxonomy_gives():
     assert recipe.rule("SCRATCH").action.value == "warn"
     assert recipe.rule("CRACK").severity.value == "critical"
     assert recipe.tools[0].params["classes"] == ["crack"]
+
+
+def test_every_product_has_a_simulator_scene_and_an_unknown_one_is_a_clear_error():
+    from edge.sim.scene import SCENES, Scene, scene_class
+
+    assert set(SCENES) == set(taxonomy.PRODUCTS)
+    for name in SCENES:
+        assert issubclass(scene_class(name), Scene)
+    with pytest.raises(ValueError, match="no simulator scene for 'ampoules'"):
+        scene_class("ampoules")

@@ -76,8 +76,8 @@ STAGES: list[dict[str, Any]] = [{"epochs": 120, "args": TRAIN_ARGS}]
 
 
 def _export_one(kw: dict[str, Any], out: Path) -> Path:
-    from edge.capture.simulator import export
     from edge.config import SimulatorSource
+    from edge.sim.export import export
 
     d = out / f"{kw['scenario']}-{kw['seed']}"
     if not (d / "data.yaml").is_file():

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from edge import taxonomy
 from edge.store.safe_files import read_regular
 from edge.train.line_eval import has_item_truth
+from edge.train.yolo_labels import label_lines, write_labels
 from edge.web.auth import Session
 from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, esign, page, require
 from edge.web.jobs import JobError, Jobs
@@ -338,16 +339,8 @@ def build_dataset(ctx: WebContext, by: str, note: str | None, val_fraction: floa
                 continue
             (staging / "images" / f"{sha}.png").write_bytes(data)
             copied += 1
-            lines = []
-            for b in json.loads(boxes):
-                x, y, bw, bh = b["bbox"]
-                lines.append(
-                    f"{classes.index(b['cls'])} {(x + bw / 2) / w:.6f} "
-                    f"{(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}"
-                )
-            (staging / "labels" / f"{sha}.txt").write_text(
-                "\n".join(lines) + ("\n" if lines else "")
-            )
+            lines = label_lines([(b["cls"], b["bbox"]) for b in json.loads(boxes)], classes, w, h)
+            write_labels(staging / "labels" / f"{sha}.txt", lines)
         if copied < 2:
             raise HTTPException(409, "fewer than two labelled images are readable in the store")
         (staging / "data.yaml").write_text(yaml.safe_dump({"names": classes}))

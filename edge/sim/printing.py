@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.capture import gs1data
 from edge.inspect.ocv_fields import format_date
+from edge.sim import gs1data
 from edge.taxonomy import PRINT_DEFECTS
 
 #: AI of each printed field, in the simulator's print order per scenario
