@@ -17,26 +17,19 @@ from pathlib import Path
 
 import cv2
 
-from edge.capture.simulator import LineSimulator
+from edge import taxonomy
 from edge.config import SimulatorSource, default_recipes
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import build_tools
+from edge.sim.twin import LineSimulator
 
 CLASSIC = {"fill_level", "cap", "label", "pockets"}
 # what the classic tools are meant to catch (the rest waits for the detector and code reader)
-TARGETS = {
-    "vials": {
-        "low_fill": "LOW_FILL",
-        "missing_cap": "MISSING_CAP",
-        "cap_tilt": "CAP_TILT",
-        "missing_label": "MISSING_LABEL",
-    },
-    "blisters": {
-        "empty_pocket": "EMPTY_POCKET",
-        "broken_tablet": "BROKEN_TABLET",
-        "foreign_tablet": "FOREIGN_TABLET",
-    },
+_CAUGHT = {
+    "vials": ["low_fill", "missing_cap", "cap_tilt", "missing_label"],
+    "blisters": list(taxonomy.product("blisters").defects),
 }
+TARGETS = {sc: {c: taxonomy.reasons(c, sc)[0] for c in cs} for sc, cs in _CAUGHT.items()}
 
 
 def items(scenario: str, n: int, seed: int, data: Path | None, **sim_args):

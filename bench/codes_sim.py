@@ -26,12 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.capture.simulator import CODE_DEFECTS, LineSimulator  # noqa: E402
 from edge.config import SimulatorSource, default_recipes  # noqa: E402
 from edge.domain import BatchState, Detection  # noqa: E402
 from edge.inspect.barcode import BarcodeTool  # noqa: E402
 from edge.inspect.base import Services, ToolContext  # noqa: E402
+from edge.sim.twin import LineSimulator  # noqa: E402
 from edge.store.serials import SerialRegistry  # noqa: E402
+from edge.taxonomy import CODE_DEFECTS  # noqa: E402
 
 
 def run(items: int, rate: float, seed: int, boxes: bool, deadline_ms: float) -> int:

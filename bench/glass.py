@@ -13,12 +13,13 @@ import argparse
 import time
 from collections import Counter
 
-from edge.capture.simulator import LineSimulator
+from edge import taxonomy
 from edge.config import SimulatorSource
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.glass import GlassTool
+from edge.sim.twin import LineSimulator
 
-TARGETS = {"crack": "CRACK", "particle": "PARTICLE", "scratch": "SCRATCH"}
+TARGETS = {c: taxonomy.reasons(c, "vials")[0] for c in ("crack", "particle", "scratch")}
 
 
 def main() -> None:

@@ -19,17 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.capture.simulator import export
+from edge import taxonomy
 from edge.config import OnnxBackend, SimulatorSource, ToolSpec, default_recipes
 from edge.inspect.base import Services
+from edge.sim.export import export
 from edge.train.line_eval import line_evaluate
 
 DEFAULT_SEEDS = {"vials": 4001, "blisters": 4002}
 #: detector classes reported per scenario when the recipe has no `defects` tool yet
-SCENARIO_CLASSES = {
-    "vials": ["crack", "particle", "scratch", "missing_cap", "cap_tilt", "low_fill"],
-    "blisters": ["empty_pocket", "broken_tablet", "foreign_tablet"],
-}
+SCENARIO_CLASSES = {sc: list(taxonomy.product(sc).defects) for sc in ("vials", "blisters")}
 
 
 def main() -> int:

@@ -31,8 +31,8 @@ from edge.train.detector_metrics import ap50_of_backend
 
 
 def default_test_sets(out: Path, items: int) -> list[Path]:
-    from edge.capture.simulator import export
     from edge.config import SimulatorSource
+    from edge.sim.export import export
 
     dirs = []
     for scenario, seed in (("vials", 2001), ("blisters", 2002)):

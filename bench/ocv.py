@@ -32,14 +32,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.capture.printing import PRINT_DEFECTS, PRINT_REASONS  # noqa: E402
-from edge.capture.simulator import LineSimulator  # noqa: E402
 from edge.config import SimulatorSource, default_recipes, load_config  # noqa: E402
 from edge.domain import BatchState, Finding  # noqa: E402
 from edge.inspect.barcode import BarcodeTool, to_grey  # noqa: E402
 from edge.inspect.base import Services, ToolContext  # noqa: E402
 from edge.inspect.ocr import OcrUnavailable  # noqa: E402
 from edge.inspect.ocv import OcvTool  # noqa: E402
+from edge.sim.twin import LineSimulator  # noqa: E402
+from edge.taxonomy import PRINT_DEFECTS, PRINT_REASONS  # noqa: E402
 
 SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 #: The simulator's vial print, as a recipe would describe it (vials have no recipe with
@@ -160,7 +160,7 @@ def run_set(scenario: str, font: str, args, engines: dict[str, OcvTool]) -> dict
                 c = st["per"][defect]
                 c["items"] += 1
                 c["rejected"] += bool(got)
-                c["own_reason"] += any(r in got for r in PRINT_REASONS[defect])
+                c["own_reason"] += any(r.value in got for r in PRINT_REASONS[defect])
                 if not got and defect in WRONG_TEXT:
                     st["escapes"].append(truth["id"])
     for e, st in stats.items():

@@ -13,8 +13,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import cv2
 
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource
+from edge.sim.twin import LineSimulator
 
 
 def main() -> None:

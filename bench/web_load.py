@@ -106,7 +106,7 @@ def pct(v: list[float], q: float) -> float | None:
 
 def training_job(appl: Appliance, tmp: Path) -> tuple[object, str] | None:
     """A real training run (ultralytics) in its job process, on a small simulator export."""
-    from edge.capture.simulator import export
+    from edge.sim.export import export
     from edge.train.dataset import prepare
     from edge.web.jobs import Jobs
 

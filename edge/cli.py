@@ -137,8 +137,8 @@ def sim(
     config: Path | None = ConfigOpt,
 ) -> None:
     """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
-    from edge.capture.sim_drift import parse_drift
-    from edge.capture.simulator import export
+    from edge.sim.drift import parse_drift
+    from edge.sim.export import export
 
     cfg = _load(config)
     src = cfg.source.model_dump() if cfg.source.type == "simulator" else {}

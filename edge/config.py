@@ -22,6 +22,7 @@ from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
 from edge.publish.sparkplug_config import SparkplugConfig
 from edge.spc.config import SpcConfig
+from edge.taxonomy import recipe_defaults
 
 
 class Strict(BaseModel):
@@ -57,7 +58,7 @@ class EncoderConfig(Strict):
 
 
 class ProcessDrift(Strict):
-    """A process parameter of the simulated line drifting from item `start` on (see sim_drift)."""
+    """A process parameter of the simulated line drifting from item `start` on (see edge.sim.drift)."""
 
     name: Literal["fill_level", "cap_tilt", "print_contrast"]
     per_1000: float = Field(description="change per 1,000 items (mm, degrees, contrast fraction)")
@@ -520,11 +521,14 @@ _DEFAULTS = resources.files("edge") / "defaults"
 
 
 def default_recipes() -> dict[str, Recipe]:
-    """The recipes shipped in the package, one per simulator scenario."""
+    """The recipes shipped in the package, one per simulator scenario.
+
+    Their class tables and detector classes come from the taxonomy where the YAML is silent.
+    """
     out: dict[str, Recipe] = {}
     for entry in sorted(_DEFAULTS.joinpath("recipes").iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text())
+            data = recipe_defaults(yaml.safe_load(entry.read_text()))
             out[data["name"]] = Recipe.model_validate(data)
     return out
 

@@ -18,13 +18,13 @@ import yaml
 from edge.anomaly.fit import FitError, FitOptions, fit, load_good
 from edge.anomaly.model import MEMORY
 from edge.anomaly.verify import verify
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource
 from edge.domain import Detection, Reason
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import tool_class
 from edge.models.cards import INT8, ModelError, load_card
 from edge.models.registry import ModelRegistry
+from edge.sim.twin import LineSimulator
 
 pytest.importorskip("efficientnet_lite_pytorch")
 

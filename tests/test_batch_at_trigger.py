@@ -13,9 +13,9 @@ import time
 import pytest
 
 from edge.app import Appliance
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource, parse_config
 from edge.domain import Verdict
+from edge.sim.twin import LineSimulator
 
 from fake_tools import ListSource, grey
 from mqtt_support import PLANT_USERS, Requester, appliance_login

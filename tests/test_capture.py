@@ -11,8 +11,8 @@ import pytest
 from edge.capture.base import open_source
 from edge.capture.folder import FolderCapture
 from edge.capture.opencv import GStreamerCapture, OpenCVCapture, gstreamer_available
-from edge.capture.simulator import export
 from edge.config import FolderSource, GStreamerSource, OpenCVSource, SimulatorSource
+from edge.sim.export import export
 
 
 def _img(v: int) -> np.ndarray:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from edge.app import Appliance
-from edge.capture.serialisation import SerialCursor
 from edge.config import parse_config
 from edge.domain import Verdict
+from edge.sim.serialisation import SerialCursor
 
 from services import free_port
 

@@ -8,11 +8,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.glass import GlassTool
 from edge.inspect.registry import tool_class
+from edge.sim.twin import LineSimulator
 
 CODES = {"crack": "CRACK", "particle": "PARTICLE", "scratch": "SCRATCH"}
 

@@ -8,11 +8,13 @@ from functools import cache
 import numpy as np
 import pytest
 
-from edge.capture.simulator import CLASSES, CODE_DEFECTS, LineSimulator
 from edge.config import SimulatorSource, default_recipes
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.measure import CapTool, FillLevelTool, LabelTool, PocketTool
 from edge.inspect.registry import build_tools
+from edge.sim.twin import LineSimulator
+from edge.taxonomy import CODE_DEFECTS
+from edge.taxonomy import DETECTOR_CLASSES as CLASSES
 
 CTX = ToolContext(item_id="t", seq=1, deadline=time.monotonic() + 3600)
 

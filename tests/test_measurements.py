@@ -13,13 +13,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from edge.capture.sim_drift import drift_at, parse_drift
-from edge.capture.simulator import LineSimulator
 from edge.cli import app
 from edge.config import ProcessDrift, SimulatorSource, default_recipes
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.registry import TOOLS, build_tools, tool_class
 from edge.record import item_row
+from edge.sim.drift import drift_at, parse_drift
+from edge.sim.twin import LineSimulator
 
 
 def cli(*args: str) -> None:

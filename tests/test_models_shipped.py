@@ -10,13 +10,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edge.capture.simulator import LineSimulator
 from edge.config import OnnxBackend, SimulatorSource
 from edge.inference.yolo import box_iou
 from edge.inspect.base import Services, ToolContext
 from edge.inspect.defects import DefectParams, DefectTool
 from edge.models.cards import FP32, INT8, ModelError, load_card, save_card
 from edge.models.registry import ModelRegistry
+from edge.sim.twin import LineSimulator
 from edge.train import dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,8 +352,8 @@ def test_item_level_evaluation_runs_the_whole_recipe_with_the_pinned_version(
     approved_copy, tmp_path
 ):
     """What a technician's evaluation reports besides AP: verdicts of the whole recipe."""
-    from edge.capture.simulator import export
     from edge.config import default_recipes
+    from edge.sim.export import export
     from edge.train.line_eval import acceptance_failures, line_evaluate
 
     folder = tmp_path / "items"
@@ -379,8 +379,8 @@ def test_item_level_evaluation_runs_the_whole_recipe_with_the_pinned_version(
 def test_the_evaluation_job_judges_item_rates_against_the_recipe_acceptance(
     approved_copy, tmp_path
 ):
-    from edge.capture.simulator import export
     from edge.config import default_recipes
+    from edge.sim.export import export
     from edge.web.jobrun import run_evaluate
 
     folder = tmp_path / "items"

@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.capture.printing import PRINT_DEFECTS
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource, ToolSpec
 from edge.domain import BatchState, Finding
 from edge.inspect.barcode import BarcodeTool
@@ -28,6 +26,8 @@ from edge.inspect.ocr import ctc_support
 from edge.inspect.ocv import OcvTool
 from edge.inspect.ocv_fields import ExpectedCache, FieldSpec, format_date
 from edge.inspect.registry import validate_tool_spec
+from edge.sim.twin import LineSimulator
+from edge.taxonomy import PRINT_DEFECTS
 
 TODAY = dt.date(2026, 11, 27)
 SERIAL = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"

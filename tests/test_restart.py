@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from edge.app import Appliance
-from edge.capture.simulator import LineSimulator
 from edge.config import SimulatorSource, parse_config
 from edge.domain import Verdict
+from edge.sim.twin import LineSimulator
 
 from fake_tools import ListSource
 

@@ -11,10 +11,14 @@ import pytest
 import yaml
 import zxingcpp
 
-from edge.capture import gs1data
-from edge.capture.simulator import CLASSES, CODE_DEFECTS, LineSimulator, SimulatorCapture, export
+from edge.capture.simulator import SimulatorCapture
 from edge.config import SimulatorSource
 from edge.domain import BatchState
+from edge.sim import gs1data
+from edge.sim.export import export
+from edge.sim.twin import LineSimulator
+from edge.taxonomy import CODE_DEFECTS
+from edge.taxonomy import DETECTOR_CLASSES as CLASSES
 
 TODAY = dt.date(2026, 11, 27)
 

@@ -457,11 +457,11 @@ def test_the_line_starts_while_the_engine_builds_rejects_until_ready_and_then_on
     while the engine builds, /readyz says why and the watchdog still sees progress. The
     next start loads the engine the build left in the state dir."""
     from edge.app import Appliance
-    from edge.capture.simulator import LineSimulator
     from edge.config import SimulatorSource, parse_config
     from edge.domain import Verdict
     from edge.ops.health import model as model_check
     from edge.ops.progress import Progress
+    from edge.sim.twin import LineSimulator
 
     from fake_tools import ListSource
 

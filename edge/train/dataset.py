@@ -16,7 +16,6 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,23 +80,6 @@ def verify_manifest(root: str | Path) -> list[str]:
     if manifest_hash(man["files"]) != man.get("sha256"):
         problems.append("manifest hash does not match its file list")
     return problems
-
-
-def yolo_label_lines(
-    boxes: Iterable[tuple[str, Sequence[float]]], classes: Sequence[str], width: int, height: int
-) -> list[str]:
-    """YOLO label lines (`cls cx cy w h`, normalised to the image) for pixel boxes.
-
-    `boxes` are (class name, (x, y, w, h)) with x, y the top-left corner in pixels; the class
-    number is the name's place in `classes` (ValueError for a name not in it).
-    """
-    out = []
-    for cls, (x, y, w, h) in boxes:
-        out.append(
-            f"{classes.index(cls)} {(x + w / 2) / width:.6f} "
-            f"{(y + h / 2) / height:.6f} {w / width:.6f} {h / height:.6f}"
-        )
-    return out
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -23,7 +23,8 @@ import yaml
 
 from edge.store.labels import LabelledImage
 from edge.store.safe_files import read_regular
-from edge.train.dataset import MANIFEST, prepare, write_manifest, yolo_label_lines
+from edge.train.dataset import MANIFEST, prepare, write_manifest
+from edge.train.yolo_labels import label_lines, write_labels
 
 PREFIX = "ds-"
 
@@ -94,12 +95,10 @@ def build_version(
                 continue
             (staging / "images" / f"{im.sha256}.png").write_bytes(data)
             copied += 1
-            lines = yolo_label_lines(
+            lines = label_lines(
                 ((b["cls"], b["bbox"]) for b in im.boxes), classes, im.width, im.height
             )
-            (staging / "labels" / f"{im.sha256}.txt").write_text(
-                "\n".join(lines) + ("\n" if lines else "")
-            )
+            write_labels(staging / "labels" / f"{im.sha256}.txt", lines)
         if copied < 2:
             raise DatasetError("fewer than two labelled images are readable in the store")
         (staging / "data.yaml").write_text(yaml.safe_dump({"names": classes}))

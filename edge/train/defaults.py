@@ -76,8 +76,8 @@ STAGES: list[dict[str, Any]] = [{"epochs": 120, "args": TRAIN_ARGS}]
 
 
 def _export_one(kw: dict[str, Any], out: Path) -> Path:
-    from edge.capture.simulator import export
     from edge.config import SimulatorSource
+    from edge.sim.export import export
 
     d = out / f"{kw['scenario']}-{kw['seed']}"
     if not (d / "data.yaml").is_file():
@@ -216,7 +216,7 @@ def step_package(
     weights: Path | None = None,
     approve: bool = True,
 ) -> dict[str, Any]:
-    from edge.capture.simulator import CLASSES, SEVERITY
+    from edge import taxonomy
     from edge.models import cards
     from edge.models.registry import ModelRegistry
     from edge.train import dataset, quantize
@@ -237,10 +237,10 @@ def step_package(
         VERSION,
         onnx_path,
         by=by,
-        classes=list(CLASSES),
+        classes=list(taxonomy.DETECTOR_CLASSES),  # the card keeps them: the model's truth
         input_size=IMGSZ,
         arch=ARCH,
-        severities={c: SEVERITY[c] for c in CLASSES if c in SEVERITY},
+        severities=taxonomy.detector_severities(),
         dataset={
             "manifest_sha256": man["sha256"],
             "files": man["count"],

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge import taxonomy
 from edge.store import items, labels
 from edge.web.auth import Session
 from edge.web.deps import TECH, WebContext, ctx_of, page, require
@@ -23,14 +24,8 @@ router = APIRouter()
 
 
 def label_classes(ctx: WebContext) -> list[str]:
-    """The detector's class list: fixed order shared by every model (from the simulator's
-    definition when present), else the recipe's classes in lower case."""
-    try:
-        from edge.capture.simulator import CLASSES
-
-        return list(CLASSES)
-    except ImportError:
-        return sorted(c.lower() for c in ctx.pipeline.recipe.classes)
+    """The detector's class list: the fixed order shared by every model (the taxonomy's)."""
+    return list(taxonomy.DETECTOR_CLASSES)
 
 
 def _day(s: str | None, end: bool = False) -> float | None:

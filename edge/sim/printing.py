@@ -23,38 +23,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.capture import gs1data
 from edge.inspect.ocv_fields import format_date
-
-PRINT_DEFECTS: list[str] = [
-    "missing_char",
-    "broken_char",
-    "smear",
-    "wrong_lot_print",
-    "wrong_expiry_print",
-    "low_contrast",
-    "shifted_print",
-]
-
-PRINT_REASONS: dict[str, list[str]] = {
-    "missing_char": ["OCV_MISMATCH"],
-    "broken_char": ["OCV_MISMATCH"],
-    "smear": ["OCV_MISMATCH"],
-    "wrong_lot_print": ["OCV_MISMATCH"],
-    "wrong_expiry_print": ["OCV_MISMATCH"],
-    "low_contrast": ["PRINT_QUALITY"],
-    "shifted_print": ["PRINT_QUALITY"],
-}
-
-PRINT_SEVERITY: dict[str, str] = {
-    "missing_char": "critical",
-    "broken_char": "critical",
-    "smear": "critical",
-    "wrong_lot_print": "critical",
-    "wrong_expiry_print": "critical",
-    "low_contrast": "major",
-    "shifted_print": "major",
-}
+from edge.sim import gs1data
+from edge.taxonomy import PRINT_DEFECTS
 
 #: AI of each printed field, in the simulator's print order per scenario
 FIELDS = {"01": "gtin", "17": "expiry", "10": "lot", "21": "serial"}

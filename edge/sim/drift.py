@@ -8,13 +8,17 @@ written to `truth.jsonl` (`drift`), so the first item a drift pushes out of spec
 - `fill_level` in mm of liquid height (negative: the filler doses low);
 - `cap_tilt` in degrees of cap tilt on good units (the capper's torque falling off);
 - `print_contrast` as a fraction of the print's contrast (negative: ink running out).
+
+The lamp ages too (`drift_per_hour`, a fraction of brightness per hour): `lighting`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from edge.config import ProcessDrift
+import numpy as np
+
+from edge.config import ProcessDrift, SimulatorSource
 
 
 def parse_drift(text: str) -> ProcessDrift:
@@ -43,3 +47,10 @@ def drift_at(drifts: Iterable[ProcessDrift], i: int) -> dict[str, float]:
 def contrast_factor(drift: dict[str, float]) -> float:
     """What remains of the print's contrast (1: nominal, 0: no print left)."""
     return min(1.0, max(0.0, 1.0 + drift.get("print_contrast", 0.0)))
+
+
+def lighting(cfg: SimulatorSource, i: int, rng: np.random.Generator) -> float:
+    """The light level of item i: the lamp ageing by `drift_per_hour`, and a little flicker."""
+    hours = i / cfg.rate_per_min / 60.0
+    drift = max(0.3, 1.0 - cfg.drift_per_hour * hours)
+    return float(drift * rng.uniform(0.97, 1.03))
