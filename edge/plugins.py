@@ -29,6 +29,8 @@ def load(kind: str, table: Mapping[str, str], key: str) -> Any:
     except KeyError:
         raise PluginError(f"unknown {kind} type {key!r} (known: {sorted(table)})") from None
     module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise PluginError(f"{kind} {key!r} names no implementation (module:Class): {target!r}")
     try:
         return getattr(importlib.import_module(module), attr)
     except ImportError as exc:
