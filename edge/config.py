@@ -1,9 +1,11 @@
-"""The appliance's one YAML file, as pydantic models.
+"""The appliance's one YAML file, as pydantic models: pure schema, nothing heavy imported.
 
-Sources, inference backends and PLC adapters are discriminated unions keyed by
-`type`; each implementation lives in its own module and is looked up by that key
-(see `edge.plugins`). Tool parameters are validated by each tool's own model when
-the recipe is loaded (`edge.inspect.registry`).
+Sources, inference backends and PLC adapters are discriminated unions keyed by `type`;
+each member is a config class that names its implementation (`impl`, see `edge.plugins`),
+imported only when chosen. Backend and PLC configs live beside their implementations
+(`edge.inference.config`, `edge.line.plc.config`) and are re-exported here. Tool
+parameters are validated by each tool's parameter model (`edge.inspect.params`), which
+imports no image or inference library, so checking a file never needs OpenCV.
 """
 
 from __future__ import annotations
@@ -11,13 +13,22 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.capture.genicam_config import GenICamSource
 from edge.domain import Action, Severity
+from edge.inference.config import BackendConfig, OnnxBackend, TensorRTBackend  # noqa: F401
+from edge.line.plc.config import (  # noqa: F401
+    GpioPLC,
+    ModbusPLC,
+    NoPLC,
+    OpcUaPLC,
+    PLCConfig,
+    SimPLC,
+)
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
 from edge.publish.sparkplug_config import SparkplugConfig
@@ -67,6 +78,7 @@ class ProcessDrift(Strict):
 
 class SimulatorSource(Strict):
     type: Literal["simulator"] = "simulator"
+    impl: ClassVar[str] = "edge.capture.simulator:SimulatorCapture"
     scenario: Scenario = "vials"
     rate_per_min: float = Field(600.0, gt=0)
     items: int | None = Field(None, ge=0, description="stop after N items (None: run forever)")
@@ -95,6 +107,7 @@ class SimulatorSource(Strict):
 
 class FolderSource(Strict):
     type: Literal["folder"] = "folder"
+    impl: ClassVar[str] = "edge.capture.folder:FolderCapture"
     path: Path
     rate_per_min: float | None = Field(None, gt=0, description="None: as fast as inspected")
     loop: bool = False
@@ -105,6 +118,7 @@ class OpenCVSource(Strict):
     """USB camera (index), video file, RTSP/HTTP URL."""
 
     type: Literal["opencv"] = "opencv"
+    impl: ClassVar[str] = "edge.capture.opencv:OpenCVCapture"
     device: int | str = 0
     width: int | None = None
     height: int | None = None
@@ -116,6 +130,7 @@ class GStreamerSource(Strict):
     """Any GStreamer pipeline ending in appsink (Jetson CSI: nvarguscamerasrc ...)."""
 
     type: Literal["gstreamer"] = "gstreamer"
+    impl: ClassVar[str] = "edge.capture.opencv:GStreamerCapture"
     pipeline: str
     reconnect_backoff_s: tuple[float, float] = (0.5, 10.0)
 
@@ -127,6 +142,7 @@ class GStreamerSource(Strict):
         return v
 
 
+#: every source the `source:` section may name (a new source: its config class here)
 SourceConfig = Annotated[
     Union[SimulatorSource, FolderSource, OpenCVSource, GStreamerSource, GenICamSource],
     Field(discriminator="type"),
@@ -184,30 +200,6 @@ class RecordsConfig(Strict):
 
 
 # --------------------------------------------------------------------------- inference
-
-
-class OnnxBackend(Strict):
-    type: Literal["onnx"] = "onnx"
-    threads: int = Field(2, ge=1)
-    providers: list[str] | None = Field(
-        None, description="None: best available (TensorRT, CUDA, CPU)"
-    )
-    int8: bool = True
-
-
-class TensorRTBackend(Strict):
-    type: Literal["tensorrt"] = "tensorrt"
-    int8: bool = Field(
-        True, description="build from the INT8 Q/DQ file (the defects tools' precision: int8)"
-    )
-    fp16: bool = Field(True, description="FP16 for layers left in float (TensorRT 10)")
-    cache_dir: Path | None = Field(
-        None, description="engine cache (default: <records.state_dir>/engines, never the models)"
-    )
-    workspace_mb: int = Field(1024, ge=16)
-
-
-BackendConfig = Annotated[Union[OnnxBackend, TensorRTBackend], Field(discriminator="type")]
 
 
 def default_models_dir() -> Path:
@@ -301,61 +293,6 @@ class BatchConfig(Strict):
 
 
 # --------------------------------------------------------------------------- outputs
-
-
-class NoPLC(Strict):
-    type: Literal["none"] = "none"
-
-
-class SimPLC(Strict):
-    """A simulated PLC: a real Modbus TCP server with a conveyor model, started in-process."""
-
-    type: Literal["sim"] = "sim"
-    host: str = "127.0.0.1"
-    port: int = 0  # 0: a free port
-    unit: int = 1
-    timeout_s: float = 0.5
-    heartbeat_s: float = 0.5
-    poll_s: float = Field(0.02, gt=0, description="input poll period (link loss detection)")
-    bin_capacity: int = Field(0, ge=0, description="rejects until the bin reports full (0: never)")
-
-
-class ModbusPLC(Strict):
-    type: Literal["modbus"] = "modbus"
-    host: str = "127.0.0.1"
-    port: int = 502
-    unit: int = 1
-    timeout_s: float = 0.5
-    heartbeat_s: float = 0.5
-    poll_s: float = Field(0.02, gt=0, description="input poll period (link loss detection)")
-    password_file: Path | None = None
-
-
-class OpcUaPLC(Strict):
-    type: Literal["opcua"] = "opcua"
-    url: str = "opc.tcp://127.0.0.1:4840"
-    namespace: str = "urn:edge-inspect"
-    username: str | None = None
-    password_file: Path | None = None
-    timeout_s: float = 2.0
-    heartbeat_s: float = 0.5
-    poll_s: float = Field(0.05, gt=0)
-
-
-class GpioPLC(Strict):
-    type: Literal["gpio"] = "gpio"
-    chip: str = "/dev/gpiochip0"
-    reject_line: int = 17
-    pulse_ms: float = 50.0
-    active_low: bool = False
-    line_stop_line: int | None = None
-    heartbeat_s: float = 0.5
-    poll_s: float = Field(0.05, gt=0)
-
-
-PLCConfig = Annotated[
-    Union[NoPLC, SimPLC, ModbusPLC, OpcUaPLC, GpioPLC], Field(discriminator="type")
-]
 
 
 class TLSConfig(Strict):

@@ -4,8 +4,10 @@ import pytest
 
 from edge.inspect import registry
 
+from fake_tools import BehaviourParams
+
 
 @pytest.fixture(autouse=True)
 def _test_tools(monkeypatch):
     """Make the test tool type available to recipes in every test."""
-    monkeypatch.setitem(registry.TOOLS, "behaviour", "fake_tools:BehaviourTool")
+    monkeypatch.setitem(registry.TOOLS, "behaviour", BehaviourParams)

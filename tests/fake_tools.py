@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from edge.inspect.base import Tool, ToolParams
 
 
 class BehaviourParams(ToolParams):
+    impl: ClassVar[str] = "fake_tools:BehaviourTool"
     sleep_ms: float = 0.0
     raise_on: list[int] = []  # item seqs (1-based) on which the tool raises
     find: str | None = None  # finding code to report on every item

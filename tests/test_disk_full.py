@@ -377,7 +377,8 @@ CRASH_CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from edge.inspect import registry
-registry.TOOLS["behaviour"] = "fake_tools:BehaviourTool"
+from fake_tools import BehaviourParams
+registry.TOOLS["behaviour"] = BehaviourParams
 import numpy as np
 from edge.config import parse_config
 from edge.pipeline import Pipeline

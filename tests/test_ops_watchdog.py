@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -23,7 +24,7 @@ RELEASE = threading.Event()
 
 
 class HangParams(ToolParams):
-    pass
+    impl: ClassVar[str] = f"{__name__}:HangTool"
 
 
 class HangTool(Tool):
@@ -80,7 +81,7 @@ def wait_for(sock: socket.socket, predicate, timeout: float = 10.0) -> list[str]
 
 @pytest.fixture
 def line(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry.TOOLS, "hang", f"{__name__}:HangTool")
+    monkeypatch.setitem(registry.TOOLS, "hang", HangParams)
     HANG.clear()
     RELEASE.clear()
     cfg = parse_config(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from edge.config import OpcUaPLC
@@ -12,8 +14,9 @@ from services import free_port
 asyncua = pytest.importorskip("asyncua")
 
 
-@pytest.fixture
-def opcua_server():
+@contextlib.contextmanager
+def edge_nodes_server():
+    """A real asyncua server with the adapter's nodes, on a free port: (port, nodes)."""
     from asyncua import ua
     from asyncua.sync import Server
 
@@ -32,8 +35,16 @@ def opcua_server():
         node.set_writable()
         nodes[key] = node
     server.start()
-    yield port, nodes
-    server.stop()
+    try:
+        yield port, nodes
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def opcua_server():
+    with edge_nodes_server() as served:
+        yield served
 
 
 def test_opcua_writes_the_result_and_strobe_and_reads_the_gate_back(opcua_server):

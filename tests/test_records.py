@@ -18,7 +18,8 @@ CHILD = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {tests!r})
     from edge.inspect import registry
-    registry.TOOLS["behaviour"] = "fake_tools:BehaviourTool"
+    from fake_tools import BehaviourParams
+    registry.TOOLS["behaviour"] = BehaviourParams
     from edge.config import parse_config
     from edge.pipeline import Pipeline
     from fake_tools import ListSource, grey

@@ -24,9 +24,11 @@ import web_support as ws
 def web(tmp_path_factory):
     from edge.inspect import registry
 
+    from fake_tools import BehaviourParams
+
     tmp = tmp_path_factory.mktemp("login")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.TOOLS, "behaviour", "fake_tools:BehaviourTool")
+        mp.setitem(registry.TOOLS, "behaviour", BehaviourParams)
         appl = ws.appliance(tmp, imgs=[])
         ws.add_users(appl)
         UserStore(appl.pipeline.db, appl.audit).set_disabled("quinn", True, "shell:t", "left")

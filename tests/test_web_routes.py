@@ -60,9 +60,11 @@ class Layout:
 def app(request, tmp_path_factory):
     from edge.inspect import registry
 
+    from fake_tools import BehaviourParams
+
     tmp = tmp_path_factory.mktemp("routes")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.TOOLS, "behaviour", "fake_tools:BehaviourTool")
+        mp.setitem(registry.TOOLS, "behaviour", BehaviourParams)
         appl = ws.appliance(tmp, imgs=[])
         ws.add_users(appl)
         if request.param == "own process":

@@ -1,4 +1,4 @@
-"""The capture-source interface and its registry.
+"""The capture-source interface and its registry (the `source:` union's config classes).
 
 A source yields Frames at trigger time, each with a monotonic timestamp and the
 encoder count of its trigger. It must never block forever: `frames()` ends when the
@@ -13,15 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge import plugins
+from edge.config import SourceConfig
 from edge.domain import Frame
 
-SOURCES: dict[str, str] = {
-    "simulator": "edge.capture.simulator:SimulatorCapture",
-    "folder": "edge.capture.folder:FolderCapture",
-    "opencv": "edge.capture.opencv:OpenCVCapture",
-    "gstreamer": "edge.capture.opencv:GStreamerCapture",
-    "genicam": "edge.capture.genicam:GenICamCapture",
-}
+#: source classes by config `type`, as each config class names its own (`impl`)
+SOURCES: dict[str, str] = plugins.table(SourceConfig)
 
 
 class Source:

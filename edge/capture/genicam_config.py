@@ -8,7 +8,7 @@ error message.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,6 +42,7 @@ class GenICamSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["genicam"] = "genicam"
+    impl: ClassVar[str] = "edge.capture.genicam:GenICamCapture"
     serial: str | None = Field(None, description="DeviceSerialNumber, as `edge camera list` shows")
     user_id: str | None = Field(None, description="DeviceUserID written into the camera")
     address: str | None = Field(None, description="IP address of a GigE Vision camera")

@@ -9,21 +9,16 @@ with a clear error when picked, and is never silently replaced by another model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from edge import plugins
 from edge.inference import yolo
+from edge.inference.config import BackendConfig, OnnxBackend
 
-if TYPE_CHECKING:
-    from edge.config import BackendConfig
-
-#: backend classes by config `type`
-BACKENDS: dict[str, str] = {
-    "onnx": "edge.inference.onnx:OnnxRuntimeBackend",
-    "tensorrt": "edge.inference.tensorrt:TensorRTBackend",
-}
+#: backend classes by config `type`, as each config class names its own (`impl`)
+BACKENDS: dict[str, str] = plugins.table(BackendConfig)
 
 Detection = dict[str, Any]  # {"cls": str, "score": float, "bbox": [x, y, w, h]}
 
@@ -105,7 +100,5 @@ def backend_class(type_key: str) -> type[Backend]:
 def create_backend(config: BackendConfig | None = None) -> Backend:
     """A backend instance from its config (default: ONNX Runtime on the CPU, 2 threads)."""
     if config is None:
-        from edge.config import OnnxBackend
-
         config = OnnxBackend()
     return backend_class(config.type)(config)

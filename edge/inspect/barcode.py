@@ -33,24 +33,13 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 import zxingcpp
-from pydantic import Field, field_validator
 
 from edge.domain import CodeRead, Finding, Reason, ToolResult
 from edge.inspect import gs1
 from edge.inspect.base import LocatedCode, Services, Tool, ToolContext, ToolParams
 from edge.inspect.grade import GradeTrend, scan_grade
+from edge.inspect.params.barcode import ALL_RUNGS, DEFAULT_SYMBOLOGIES, BarcodeParams
 
-DEFAULT_SYMBOLOGIES = [
-    "DataMatrix",
-    "QRCode",
-    "Code128",
-    "EAN13",
-    "EAN8",
-    "UPCA",
-    "DataBar",
-    "DataBarExpanded",
-]
-ALL_RUNGS = ("histogram", "sharpen", "clahe", "adaptive", "zbar", "upscale", "mirror")
 #: Cost of each rung relative to the fast pass on the same region (measured on the
 #: public corpus; used to skip a rung that would not finish before the deadline).
 RUNG_COST = {
@@ -364,62 +353,11 @@ class BarcodeTool(Tool):
     type_key: ClassVar[str] = "barcode"
     version: ClassVar[str] = "1.0"
     measures: ClassVar[dict[str, str]] = {"scan_grade": "grade 0-4", "symbol_contrast": "ratio"}
-
-    class Params(ToolParams):
-        symbologies: list[str] = Field(default_factory=lambda: list(DEFAULT_SYMBOLOGIES))
-        roi: tuple[int, int, int, int] | None = Field(None, description="x, y, w, h")
-        expected_count: int = Field(1, ge=1, le=16, description="codes per item")
-        try_inverted: bool = True
-        try_mirrored: bool = True
-        try_rotated: bool = True
-        retry_ladder: bool = True
-        rungs: list[str] | None = Field(None, description="ladder rungs in order (None: all)")
-        second_decoder: bool = Field(True, description="zbar as a second opinion on 1D codes")
-        required_ais: list[str] = Field(default_factory=lambda: ["01", "17", "10", "21"])
-        min_grade: float = Field(1.5, ge=0, le=4, description="scan grade below this rejects")
-        check_batch: bool = True
-        check_serial: bool = True
-        check_expiry: bool = True
-        use_detections: bool = True
-        detection_class: str = "code"
-        detection_min_score: float = Field(0.25, ge=0, le=1)
-        crop_margin: float = Field(0.2, ge=0, le=2, description="crop margin, share of box")
-        reserve_ms: float = Field(
-            40.0, ge=0, description="time kept after the ladder for the decision and record"
-        )
-        max_pixels: int = Field(40_000_000, gt=0)
-
-        @field_validator("symbologies")
-        @classmethod
-        def _known_symbologies(cls, v: list[str]) -> list[str]:
-            if not v:
-                raise ValueError("at least one symbology")
-            for name in v:
-                try:
-                    zxingcpp.barcode_format_from_str(name)
-                except ValueError:
-                    raise ValueError(f"unknown symbology {name!r}") from None
-            return v
-
-        @field_validator("required_ais")
-        @classmethod
-        def _known_ais(cls, v: list[str]) -> list[str]:
-            for ai in v:
-                if not gs1.known_ai(ai):
-                    raise ValueError(f"unknown GS1 application identifier {ai!r}")
-            return v
-
-        @field_validator("rungs")
-        @classmethod
-        def _known_rungs(cls, v: list[str] | None) -> list[str] | None:
-            for r in v or []:
-                if r not in ALL_RUNGS:
-                    raise ValueError(f"unknown rung {r!r} (known: {', '.join(ALL_RUNGS)})")
-            return v
+    Params: ClassVar[type[ToolParams]] = BarcodeParams
 
     def __init__(self, name: str, params: ToolParams, services: Services):
         super().__init__(name, params, services)
-        p: BarcodeTool.Params = params  # type: ignore[assignment]
+        p: BarcodeParams = params  # type: ignore[assignment]
         self.p = p
         self.reader = CodeReader(
             p.symbologies,

@@ -24,6 +24,10 @@ class ToolParams(BaseModel):
     """Base of every tool's parameter model (the recipe's keys for that tool)."""
 
     model_config = ConfigDict(extra="forbid")
+    #: the tool these parameters configure, "module:Class", imported when the tool is built
+    impl: ClassVar[str] = ""
+    #: the smallest recipe entry that builds the tool, where it has required keys
+    example: ClassVar[dict[str, Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,40 +23,16 @@ item a MODEL_ERROR reject, and `readiness()` says why for /readyz.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
 from edge.domain import Detection
 from edge.inference.base import Backend, BackendError
 from edge.inspect.base import Services, Tool, ToolContext, ToolParams
+from edge.inspect.params.defects import DefectParams
 from edge.models.cards import ModelError
 from edge.models.registry import open_model
-
-
-class DefectParams(ToolParams):
-    model: str = Field(..., description="model name in the registry (models/<name>/)")
-    version: str | None = Field(
-        None, description="pin a version (must be approved); None: the approved one"
-    )
-    precision: Literal["int8", "fp32"] = "int8"
-    conf: float = Field(0.25, gt=0, le=1, description="default score threshold")
-    class_conf: dict[str, float] = Field(default_factory=dict, description="threshold per class")
-    classes: list[str] | None = Field(
-        None, description="classes reported as findings (None: all but `code`)"
-    )
-    iou: float = Field(0.45, gt=0, le=1, description="NMS IoU threshold")
-    light_reference: float | None = Field(
-        None,
-        gt=0,
-        le=255,
-        description="99th-percentile grey level of frames at nominal lighting; frames are "
-        "scaled to it before the detector (None: no compensation)",
-    )
-    max_gain: float = Field(
-        1.6, ge=1, description="largest compensation; a darker frame is reported as LIGHTING"
-    )
 
 
 def compensate_light(image: np.ndarray, reference: float) -> tuple[np.ndarray, float]:

@@ -13,6 +13,10 @@ character, so a reject can say which character was doubtful.
 * `tesseract`: Debian's tesseract-ocr 5 through pytesseract, kept for comparison
   (`bench/ocv.py` runs both on the same items). One process per call, so it is slow; it
   gives word confidences only, spread over each word's characters.
+
+The engines' libraries (ONNX Runtime, OpenCV, pytesseract) are imported when an engine is
+made: validating a recipe reads the default alphabet and asks `missing` whether an engine
+can run here, without them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-import cv2
 import numpy as np
 
 #: What a printed human-readable block may contain (GS1 AI values are upper case, digits
@@ -190,6 +193,8 @@ class PaddleRecognizer:
     def _input(self, line: np.ndarray) -> np.ndarray:
         """One line as the network takes it: `height` rows, the width in proportion
         (times `stretch`), values in -1..1, no padding (one run per line)."""
+        import cv2  # here, not at the top: the OCV tool's parameters read this module
+
         h = self.height
         w = max(16, math.ceil(self.stretch * h * line.shape[1] / max(1, line.shape[0])))
         g = cv2.resize(
@@ -260,6 +265,8 @@ class TesseractRecognizer:
     def read_lines(
         self, lines: list[np.ndarray], alphabets: list[str] | None = None
     ) -> list[LineRead]:
+        import cv2
+
         out = []
         for k, ln in enumerate(lines):
             # tesseract wants text some 30 px high and a white border around it

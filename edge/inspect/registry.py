@@ -1,31 +1,50 @@
-"""Tool types by recipe key. A new tool is a new module plus one line here."""
+"""Tool types by recipe key: each key's parameter model, which names its tool (`impl`).
+
+A new tool is a parameter model in `edge/inspect/params/` (light: no image or inference
+library), its tool module, and one line here. Validating a recipe reads only the
+parameter models; a tool's own module (OpenCV, zxing-cpp, a model runtime) is imported
+when the tool is built, and one that cannot be imported here is a clear error then.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from edge import plugins
+from edge.inspect.base import ToolParams
+from edge.inspect.params import anomaly, barcode, defects, exposure, glass, measure, ocv
 
 if TYPE_CHECKING:
     from edge.config import Recipe, ToolSpec
     from edge.inspect.base import Services, Tool
 
-TOOLS: dict[str, str] = {
-    "fill_level": "edge.inspect.measure:FillLevelTool",
-    "cap": "edge.inspect.measure:CapTool",
-    "label": "edge.inspect.measure:LabelTool",
-    "pockets": "edge.inspect.measure:PocketTool",
-    "barcode": "edge.inspect.barcode:BarcodeTool",
-    "defects": "edge.inspect.defects:DefectTool",
-    "glass": "edge.inspect.glass:GlassTool",
-    "exposure": "edge.inspect.exposure:ExposureTool",
-    "ocv": "edge.inspect.ocv:OcvTool",
-    "anomaly": "edge.inspect.anomaly:AnomalyTool",
+TOOLS: dict[str, type[ToolParams]] = {
+    "fill_level": measure.FillParams,
+    "cap": measure.CapParams,
+    "label": measure.LabelParams,
+    "pockets": measure.PocketParams,
+    "barcode": barcode.BarcodeParams,
+    "defects": defects.DefectParams,
+    "glass": glass.GlassParams,
+    "exposure": exposure.ExposureParams,
+    "ocv": ocv.OcvParams,
+    "anomaly": anomaly.AnomalyParams,
 }
 
 
+def params_class(type_key: str) -> type[ToolParams]:
+    """The parameter model of a tool type (no tool module imported)."""
+    try:
+        return TOOLS[type_key]
+    except KeyError:
+        raise plugins.PluginError(
+            f"unknown tool type {type_key!r} (known: {sorted(TOOLS)})"
+        ) from None
+
+
 def tool_class(type_key: str) -> type[Tool]:
-    return plugins.load("tool", TOOLS, type_key)
+    """The tool a type key names, its module imported now (PluginError if it cannot be)."""
+    return plugins.load("tool", {type_key: params_class(type_key).impl}, type_key)
 
 
 def measurement_units() -> dict[str, str]:
@@ -44,11 +63,11 @@ def validate_tool_spec(spec: ToolSpec) -> None:
     from pydantic import ValidationError
 
     try:
-        cls = tool_class(spec.type)
+        params = params_class(spec.type)
     except plugins.PluginError as exc:
         raise ValueError(str(exc)) from None
     try:
-        cls.Params.model_validate(spec.params)
+        params.model_validate(spec.params)
     except ValidationError as exc:
         details = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -79,7 +98,7 @@ def build_tools(recipe: Recipe, services: Services) -> list[Tool]:
         name = spec.name or spec.type
         try:
             cls = tool_class(spec.type)
-            tools.append(cls(name, cls.Params.model_validate(spec.params), services))
+            tools.append(cls(name, params_class(spec.type).model_validate(spec.params), services))
         except Exception as exc:  # reported with the others: the line must not start
             why = str(exc).removeprefix(f"tool {name!r}: ")
             problems.append((i, name, why or type(exc).__name__))

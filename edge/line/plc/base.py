@@ -14,17 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge import plugins
+from edge.line.plc.config import PLCConfig
 
 #: Verdict codes written to the PLC. 0 never means anything: a cleared register is no result.
 VERDICT_ACCEPT = 1
 VERDICT_REJECT = 2
 
-ADAPTERS: dict[str, str] = {
-    "modbus": "edge.line.plc.modbus:ModbusAdapter",
-    "sim": "edge.line.plc.modbus:ModbusAdapter",  # the simulated PLC speaks Modbus TCP
-    "opcua": "edge.line.plc.opcua:OpcUaAdapter",
-    "gpio": "edge.line.plc.gpio:GpioAdapter",
-}
+#: adapter classes by config `type`, as each config class names its own (`impl`)
+ADAPTERS: dict[str, str] = plugins.table(PLCConfig)
 
 
 class PLCError(Exception):
