@@ -120,6 +120,7 @@ def models_shadow(
         "state_dir": str(ctx.state_dir.resolve()),
         "models_dir": str(models_dir(ctx).resolve()),
         "reject_classes": [c for c in label_classes(ctx) if c != "code"],
+        "recipe": ctx.pipeline.recipe.model_dump(mode="json"),  # judged as the line judges
     }
     try:
         jid = jobs_of(ctx).start("shadow", args, s.username)
