@@ -34,6 +34,9 @@ from edge.inspect.params.defects import DefectParams
 from edge.models.cards import ModelError
 from edge.models.registry import open_model
 
+#: the smallest frame side the detector judges: below it no product can be in view
+MIN_SIDE = 16
+
 
 def compensate_light(image: np.ndarray, reference: float) -> tuple[np.ndarray, float]:
     """The frame scaled so its 99th-percentile grey level is `reference`; and the gain used.
@@ -106,6 +109,9 @@ class DefectTool(Tool):
                 findings=[self.finding("MODEL_ERROR", f"detector not ready: {detail}")],
                 model=dict(self.model_info),
             )
+        h, w = image.shape[:2]
+        if min(h, w) < MIN_SIDE:  # letterboxed, it would find nothing: a silent pass
+            raise ValueError(f"frame {w}x{h} is too small for the detector ({MIN_SIDE} px a side)")
         ref = self.params.light_reference
         if ref is not None:
             image, gain = compensate_light(image, ref)
