@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from edge.web.server import create_app
 
 import web_support as ws
 
+OUT = Path(__file__).resolve().parent.parent / "test-output"  # the PDF, for a person to look at
 N = 60
 # reject reasons by item: CRACK most often, then FILL_LOW, CAP_MISSING, LABEL_MISSING once
 REASONS = {**{i: ["CRACK"] for i in range(1, N, 5)}, **{i: ["FILL_LOW"] for i in range(33, N, 5)}}
@@ -155,13 +157,15 @@ def test_the_pdf_export_renders_pages_with_the_charts_and_names_the_batch(batch,
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     assert r.content.startswith(b"%PDF-")
     assert "attachment" in r.headers["content-disposition"]
+    OUT.mkdir(exist_ok=True)
+    (OUT / "batch-record.pdf").write_bytes(r.content)
     text, pages = _render(r.content, tmp_path)
     assert "LOT-CHART7" in text and bid in text
     for title in ("Rejects by reason (Pareto)", "Yield over time", "Scan grade over time"):
         assert title in text
     assert "Latency, trigger to verdict" in text and "Alarms during the batch" in text
     assert "Challenge test: not run" in text
-    assert len(pages) >= 2
+    assert len(pages) >= 2 and f"page {len(pages)}/{len(pages)}" in text  # numbered pages
     for p in pages:  # no blank page
         assert (p < 200).any(axis=2).mean() > 0.005
     # the Pareto's red bars and the trend lines' blue are drawn on the pages, not just named

@@ -19,8 +19,10 @@ from edge.store.db import Database
 from edge.store.deviations import Deviations
 from edge.web import charts
 
-#: Time buckets across a batch for its trend charts.
-BUCKETS = 40
+#: Round bucket widths (s) for the trend charts: the narrowest that cuts the batch into at
+#: most `MAX_BUCKETS`, so a point is "per minute" or "per 5 minutes", not per 37 seconds.
+WIDTHS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+MAX_BUCKETS = 60
 
 
 def deadline_ms(cfg: Any, recipe: str | None) -> float:
@@ -113,7 +115,8 @@ def _trends(db: Database, batch_id: str, first: float | None, last: float | None
     """Yield, rate and scan grade per time bucket across the batch's items."""
     if first is None or last is None:
         return {"t": [], "yield": [], "rate_per_min": [], "grade": [], "worst": [], "width_s": 0}
-    width = max((last - first) / BUCKETS, 1.0)
+    span = last - first
+    width = float(next((w for w in WIDTHS_S if span / w <= MAX_BUCKETS), span / MAX_BUCKETS))
     rows = items.time_buckets(db, batch_id, first, width)
     return {
         "t": [first + (r["b"] + 0.5) * width for r in rows],

@@ -259,7 +259,9 @@ def histogram_svg(
         return _empty(out, width, height, "no data")
     pad_l, pad_r, pad_t, pad_b = 44, 12, 26, 34
     W, H = width - pad_l - pad_r, height - pad_t - pad_b
-    x0, x1 = edges[0], max(edges[-1], mark if mark is not None else edges[-1])
+    # the axis reaches the mark when it is near; a far one is named at the edge instead
+    near = mark is not None and mark <= edges[-1] + 1.5 * (edges[-1] - edges[0]) + 1e-9
+    x0, x1 = edges[0], max(edges[-1], mark) if near and mark is not None else edges[-1]
     x1 = x1 if x1 > x0 else x0 + 1
     top = _nice(max(counts))
 
@@ -284,7 +286,12 @@ def histogram_svg(
             f'<text x="{px(x):.1f}" y="{pad_t + H + 14}" text-anchor="middle">'
             f"{x:.4g} {escape(unit)}</text>"
         )
-    if mark is not None:
+    if mark is not None and not near:
+        out.append(
+            f'<text x="{pad_l + W}" y="{pad_t + 10}" text-anchor="end" fill="{_BAD}">'
+            f"{escape(mark_label)} {mark:.4g} {escape(unit)} (off scale)</text>"
+        )
+    elif mark is not None:
         out.append(
             f'<line x1="{px(mark):.1f}" x2="{px(mark):.1f}" y1="{pad_t}" y2="{pad_t + H}" '
             f'stroke="{_BAD}" stroke-width="2" stroke-dasharray="5 3"/>'

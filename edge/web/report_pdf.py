@@ -23,7 +23,21 @@ class _Writer:
     def __init__(self) -> None:
         from fpdf import FPDF  # imported when a PDF is asked for: the line never needs it
 
-        self.pdf = FPDF(orientation="P", unit="mm", format="A4")
+        writer = self
+
+        class _Pages(FPDF):
+            def footer(self) -> None:  # every page names its batch and its place in the record
+                self.set_y(-10)
+                writer.font(7.5)
+                self.cell(
+                    0,
+                    5,
+                    writer.t(f"{writer.footer_text}   page {self.page_no()}/{{nb}}"),
+                    align="R",
+                )
+
+        self.footer_text = ""
+        self.pdf = _Pages(orientation="P", unit="mm", format="A4")
         self.pdf.set_auto_page_break(auto=True, margin=14)
         self.pdf.set_margins(14, 14, 14)
         self.family = "helvetica"
@@ -88,6 +102,7 @@ def render_pdf(rep: dict[str, Any]) -> bytes:
     pdf.set_title(w.t(f"Batch record {b['lot']} ({b['id']})"))
     pdf.set_author(w.t(f"edge-inspect {rep['station']}"))
     pdf.set_creation_date(dt.datetime.now(dt.timezone.utc))
+    w.footer_text = f"Batch record {b['lot']} ({b['id']}), {rep['station']}"
     pdf.add_page()
     w.font(16, bold=True)
     pdf.cell(0, 9, w.t(f"Batch record - lot {b['lot']}"), new_x="LMARGIN", new_y="NEXT")
