@@ -248,7 +248,8 @@ def test_qa_reads_the_batch_record_with_its_charts_and_downloads_the_pdf(live, b
     page.wait_for_selector("#chart-pareto svg")
     for name in ("pareto", "yield", "rate", "grade", "latency", "alarms"):
         box = page.locator(f"#chart-{name} svg").bounding_box()
-        assert box and box["width"] > 300 and box["height"] > 100, name
+        low = 40 if name == "alarms" else 100  # the timeline is a row per alarm code
+        assert box and box["width"] > 300 and box["height"] > low, name
     assert page.locator("#chart-pareto rect.bar").count() >= 1
     page.locator("#charts").screenshot(path=str(OUT / "batch-record-charts.png"))
     with page.expect_download() as dl:

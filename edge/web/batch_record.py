@@ -21,7 +21,7 @@ from edge.web import charts
 
 #: Round bucket widths (s) for the trend charts: the narrowest that cuts the batch into at
 #: most `MAX_BUCKETS`, so a point is "per minute" or "per 5 minutes", not per 37 seconds.
-WIDTHS_S = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
+WIDTHS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 MAX_BUCKETS = 60
 
 

@@ -136,7 +136,7 @@ def pareto_svg(
     total = sum(c for _l, c in pairs)
     if not pairs or total <= 0:
         return _empty(out, width, height, "no rejects")
-    pad_l, pad_r, pad_t, pad_b = 44, 40, 26, 70
+    pad_l, pad_r, pad_t, pad_b = 64, 40, 30, 70
     W, H = width - pad_l - pad_r, height - pad_t - pad_b
     top = _nice(pairs[0][1])
     bw = W / len(pairs)
@@ -281,9 +281,9 @@ def histogram_svg(
             f'fill="{_BAR}"><title>{edges[i]:.4g}-{edges[i + 1]:.4g} {escape(unit)}: {n}</title>'
             "</rect>"
         )
-    for x in (x0, (x0 + x1) / 2, x1):
+    for x, anchor in ((x0, "start"), ((x0 + x1) / 2, "middle"), (x1, "end")):
         out.append(
-            f'<text x="{px(x):.1f}" y="{pad_t + H + 14}" text-anchor="middle">'
+            f'<text x="{px(x):.1f}" y="{pad_t + H + 14}" text-anchor="{anchor}">'
             f"{x:.4g} {escape(unit)}</text>"
         )
     if mark is not None and not near:
