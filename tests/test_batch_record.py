@@ -261,3 +261,17 @@ def test_the_hmi_serves_its_last_hour_charts_to_every_role(tmp_path):
     assert c.get("/api/line/trend/nothing.svg").status_code == 404
     app.state.ctx.hub.close()
     appl.stop()
+
+
+def test_without_a_unicode_font_the_pdf_still_renders_and_marks_what_it_cannot_print(
+    batch, tmp_path, monkeypatch
+):
+    from edge.web import report_pdf
+
+    appl, c, bid = batch
+    rep = c.get(f"/api/reports/{bid}").json()
+    rep["batch"]["started_by"] = "Zoë Ørsted → QA ≥ 2"
+    monkeypatch.setattr(report_pdf, "FONT_DIRS", ())
+    text, pages = _render(report_pdf.render_pdf(rep), tmp_path)
+    assert "LOT-CHART7" in text and "Zoë Ørsted ? QA ? 2" in text
+    assert len(pages) >= 2
