@@ -268,7 +268,7 @@ def test_without_a_unicode_font_the_pdf_still_renders_and_marks_what_it_cannot_p
 ):
     from edge.web import report_pdf
 
-    appl, c, bid = batch
+    _appl, c, bid = batch
     rep = c.get(f"/api/reports/{bid}").json()
     rep["batch"]["started_by"] = "Zoë Ørsted → QA ≥ 2"
     monkeypatch.setattr(report_pdf, "FONT_DIRS", ())
