@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 need=()
 # aravis-tools: the fake GigE Vision camera the camera tests start; the -dev packages, gcc and
-# pkg-config build PyGObject (the genicam extra) against Debian's gobject-introspection
+# pkg-config build PyGObject (the genicam extra) against Debian's gobject-introspection;
+# poppler-utils: pdftoppm and pdftotext read the batch record's PDF back in its tests;
+# fonts-dejavu-core: the PDF's Unicode font
 for pkg in mosquitto openssl libzbar0 chromium systemd aravis-tools gir1.2-aravis-0.8 libaravis-0.8-0 \
-    libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev; do
+    libgirepository1.0-dev libcairo2-dev pkg-config gcc python3-dev poppler-utils fonts-dejavu-core; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # node and npm: Eclipse Tahu's Sparkplug B library, the tests' decoder independent of the appliance's

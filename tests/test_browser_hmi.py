@@ -118,6 +118,11 @@ def test_operator_logs_in_sees_the_line_move_starts_a_batch_and_acks_an_alarm(li
     ]
 
     page.wait_for_selector("#rejects figure")
+    # the last hour's small charts (server-side SVG) load beside the gallery
+    for name in ("yield", "reasons"):
+        page.wait_for_function(
+            f"() => document.querySelector('#trend-{name} img').naturalWidth > 0"
+        )
     page.wait_for_timeout(600)  # let the frame canvas draw before the picture is taken
     page.screenshot(path=str(OUT / "hmi-1024x600.png"))
     page.set_viewport_size({"width": 1280, "height": 800})
@@ -218,4 +223,42 @@ def test_qa_promotes_a_verified_candidate_with_an_electronic_signature(live, bro
     card = ModelRegistry(models).card("defects", "7").model_dump()
     assert card["status"] == "approved" and card["signatures"][0]["username"] == "quinn"
     assert appl.audit.verify()[0]
+    ctx.close()
+
+
+def test_qa_reads_the_batch_record_with_its_charts_and_downloads_the_pdf(live, browser, tmp_path):
+    from edge.domain import BatchState
+
+    appl, url = live
+    p = appl.pipeline
+    bid = p.start_batch(BatchState("PDF77", "09506000134352", "281231"), by="olga")
+    n0 = p.db.conn.execute("SELECT COUNT(*) FROM items WHERE batch_id = ?", (bid,)).fetchone()[0]
+    t0 = time.monotonic()
+    while n0 < 20 and time.monotonic() - t0 < 60:
+        time.sleep(0.5)
+        n0 = p.db.conn.execute("SELECT COUNT(*) FROM items WHERE batch_id = ?", (bid,)).fetchone()[
+            0
+        ]
+    p.stop_batch(by="olga")
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = ctx.new_page()
+    login(page, url, "quinn")
+    page.goto(url + "/reports")
+    page.click(f"#batches a[href='/reports/{bid}']")
+    page.wait_for_selector("#chart-pareto svg")
+    for name in ("pareto", "yield", "rate", "grade", "latency", "alarms"):
+        box = page.locator(f"#chart-{name} svg").bounding_box()
+        low = 40 if name == "alarms" else 100  # the timeline is a row per alarm code
+        assert box and box["width"] > 300 and box["height"] > low, name
+    assert page.locator("#chart-pareto rect.bar").count() >= 1
+    page.locator("#charts").screenshot(path=str(OUT / "batch-record-charts.png"))
+    with page.expect_download() as dl:
+        page.click("#btn-pdf")
+    pdf = tmp_path / "record.pdf"
+    dl.value.save_as(pdf)
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    import subprocess
+
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "PDF77" in text and bid in text
     ctx.close()

@@ -231,3 +231,97 @@ def models_in_batch(db: Database, batch_id: str) -> list[dict[str, Any]]:
         for m in json.loads(ms)
     }
     return [json.loads(m) for m in sorted(seen)]
+
+
+# ---------------------------------------------------------------------- the batch record's charts
+
+
+def time_buckets(db: Database, batch_id: str, first: float, width_s: float) -> list[dict[str, Any]]:
+    """Items, good items and the code grades (mean, worst) per time bucket of `width_s`
+    seconds from `first`: yield, rate and scan grade over a batch, one row per bucket that
+    has items, in time order (`b` is the bucket's number)."""
+    rows = {
+        r["b"]: dict(r)
+        for r in db.conn.execute(
+            "SELECT CAST((trigger_utc - ?) / ? AS INTEGER) b, COUNT(*) n,"
+            " SUM(verdict = 'PASS') good FROM items WHERE batch_id = ? GROUP BY b ORDER BY b",
+            (first, width_s, batch_id),
+        )
+    }
+    for r in db.conn.execute(
+        "SELECT CAST((trigger_utc - ?) / ? AS INTEGER) b,"
+        " AVG(CAST(json_extract(value, '$.grade') AS REAL)) grade,"
+        " MIN(CAST(json_extract(value, '$.grade') AS REAL)) worst"
+        " FROM items, json_each(items.codes) WHERE batch_id = ?"
+        " AND json_extract(value, '$.grade') IS NOT NULL GROUP BY b",
+        (first, width_s, batch_id),
+    ):
+        if r["b"] in rows:
+            rows[r["b"]].update(grade=r["grade"], worst=r["worst"])
+    return [{"grade": None, "worst": None, **r} for r in rows.values()]
+
+
+def latency_histogram(db: Database, batch_id: str, bins: int = 30) -> tuple[list[float], list[int]]:
+    """Bin edges and counts of the batch's trigger-to-verdict latencies (ms), `bins` equal
+    bins from the fastest to the slowest item; ([], []) when no item has a latency."""
+    lo, hi = db.conn.execute(
+        "SELECT MIN(latency_ms), MAX(latency_ms) FROM items WHERE batch_id = ?", (batch_id,)
+    ).fetchone()
+    if lo is None:
+        return [], []
+    width = (hi - lo) / bins if hi > lo else 1.0
+    counts = [0] * bins
+    for b, n in db.conn.execute(
+        "SELECT MIN(CAST((latency_ms - ?) / ? AS INTEGER), ?) b, COUNT(*) FROM items"
+        " WHERE batch_id = ? AND latency_ms IS NOT NULL GROUP BY b",
+        (lo, width, bins - 1, batch_id),
+    ):
+        counts[int(b)] += int(n)
+    return [lo + i * width for i in range(bins + 1)], counts
+
+
+def recipes_in_batch(db: Database, batch_id: str) -> list[dict[str, Any]]:
+    """Each recipe (and, where the items table records them, its version and content hash)
+    that judged items of the batch, with how many items, in first-use order."""
+    have = {r["name"] for r in db.conn.execute("PRAGMA table_info(items)")}
+    cols = ["recipe"] + [c for c in ("recipe_version", "recipe_sha256") if c in have]
+    sel = ", ".join(cols)
+    return [
+        dict(r)
+        for r in db.conn.execute(
+            f"SELECT {sel}, COUNT(*) n, MIN(seq) first_seq FROM items WHERE batch_id = ?"
+            f" GROUP BY {sel} ORDER BY first_seq",
+            (batch_id,),
+        )
+    ]
+
+
+#: Items per hour the HMI trend's window reads at most (1,200/min): bounds its scan by seq.
+TREND_MAX_ITEMS = 72_000
+
+
+def recent_trend(db: Database, since: float, bucket_s: float, top: int = 3) -> dict[str, Any]:
+    """The HMI's last hour: per bucket of `bucket_s` from `since`, items and good items, and
+    the counts of the `top` reject reasons of the window. One scan of the newest rows by
+    primary key (no index on time is needed: seq follows the trigger)."""
+    (last,) = db.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()
+    lo = last - TREND_MAX_ITEMS
+    buckets = [
+        dict(r)
+        for r in db.conn.execute(
+            "SELECT CAST((trigger_utc - ?) / ? AS INTEGER) b, COUNT(*) n,"
+            " SUM(verdict = 'PASS') good FROM items WHERE seq > ? AND trigger_utc >= ?"
+            " GROUP BY b ORDER BY b",
+            (since, bucket_s, lo, since),
+        )
+    ]
+    by_reason: dict[str, dict[int, int]] = {}
+    for reason, b, n in db.conn.execute(
+        "SELECT value, CAST((trigger_utc - ?) / ? AS INTEGER) b, COUNT(*) FROM items,"
+        " json_each(items.reasons) WHERE seq > ? AND trigger_utc >= ? AND verdict = 'REJECT'"
+        " GROUP BY value, b",
+        (since, bucket_s, lo, since),
+    ):
+        by_reason.setdefault(reason, {})[int(b)] = int(n)
+    ranked = sorted(by_reason, key=lambda r: (-sum(by_reason[r].values()), r))[:top]
+    return {"buckets": buckets, "reasons": {r: by_reason[r] for r in ranked}}

@@ -1,4 +1,5 @@
-"""`edge users ...` and `edge audit ...`: user administration and the audit trail from the shell.
+"""`edge users ...`, `edge audit ...` and `edge report`: users, the audit trail and batch records
+from the shell.
 
 The first admin is created here (the web UI has no default account); the password
 is always prompted for, never taken from an option or a default.
@@ -127,6 +128,72 @@ def audit_export(
     typer.echo(json.dumps({"out": str(out), "entries": len(rows), "chain_ok": ok}))
 
 
+def report(
+    batch: str = typer.Argument(..., help="batch id (as on the reports page)"),
+    pdf: Path | None = typer.Option(None, "--pdf", help="write the batch record as PDF here"),
+    csv: Path | None = typer.Option(None, "--csv", help="write the batch record as CSV here"),
+    as_json: bool = typer.Option(False, "--json", help="print the record as JSON"),
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    """The batch record of one batch: PDF (charts included), CSV or JSON, without a server."""
+    from edge.config import ConfigError, load_config
+    from edge.store.audit import AuditTrail
+    from edge.store.db import Database
+    from edge.web import batch_record
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    folder = Path(state_dir if state_dir is not None else cfg.records.state_dir)
+    if not (folder / "edge.db").is_file():
+        typer.echo(f"no records in {folder} (edge.db missing)", err=True)
+        raise typer.Exit(2)
+    db = Database(folder / "edge.db")
+    b = db.batch(batch)
+    try:
+        rep = batch_record.build(
+            db,
+            AuditTrail(db),
+            batch,
+            station=cfg.station.id,
+            deadline=batch_record.deadline_ms(cfg, b["recipe"] if b else None),
+        )
+    except batch_record.NoBatch as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    written: dict[str, str] = {}
+    if pdf is not None:
+        from edge.web.report_pdf import render_pdf
+
+        pdf.write_bytes(render_pdf(rep))
+        written["pdf"] = str(pdf)
+    if csv is not None:
+        from edge.web.reports import report_csv
+
+        csv.write_text(report_csv(rep), encoding="utf-8")
+        written["csv"] = str(csv)
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2, default=str))
+    else:
+        c = rep["counts"]
+        typer.echo(
+            json.dumps(
+                {
+                    "batch": batch,
+                    "lot": rep["batch"]["lot"],
+                    "inspected": c["inspected"],
+                    "rejected": c["rejected"],
+                    "challenge": rep["challenge"]["status"],
+                    **written,
+                }
+            )
+        )
+
+
 def register(app: typer.Typer) -> None:
+    app.command("report")(report)
     app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -11,6 +13,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from edge.domain import BatchState
+from edge.store import items
+from edge.web import charts
 from edge.web.auth import Session
 from edge.web.deps import ALARM_ACK, LINE_CONTROL, LINE_VIEW, ctx_of, page, require
 
@@ -133,6 +137,72 @@ def image(sha: str, request: Request, _s: Session = Depends(require(*LINE_VIEW))
         raise HTTPException(404, "no such image")
     return Response(
         data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+# ---------------------------------------------------------------------- last hour's trends
+
+TREND_WINDOW_S = 3600.0
+TREND_BUCKET_S = 60.0
+TREND_CACHE_S = 5.0  # every panel polling shares one query per few seconds
+
+
+class _TrendCache:
+    """The HMI's last-hour charts, computed at most once per `TREND_CACHE_S` for all panels."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.at = -1e9
+        self.svgs: dict[str, str] = {}
+
+    def get(self, db: Any) -> dict[str, str]:
+        with self.lock:
+            now = time.monotonic()
+            if now - self.at >= TREND_CACHE_S:
+                self.svgs = trend_svgs(db, time.time())
+                self.at = now
+            return self.svgs
+
+
+def trend_svgs(db: Any, now: float) -> dict[str, str]:
+    """Yield and the top three reject reasons per minute over the last hour, as small SVGs."""
+    since = now - TREND_WINDOW_S
+    t = items.recent_trend(db, since, TREND_BUCKET_S, top=3)
+    n = int(TREND_WINDOW_S // TREND_BUCKET_S)
+    xs = list(range(n))
+    by_b = {r["b"]: r for r in t["buckets"]}
+    yields = [by_b[b]["good"] / by_b[b]["n"] * 100 if b in by_b else None for b in xs]
+    lo = min([y for y in yields if y is not None] + [90.0]) // 10 * 10
+    small = {"width": 240, "height": 96, "pad": (30, 6, 18, 14), "x_labels": ("-60 min", "now")}
+    reasons = {
+        r: [float(per.get(b, 0)) if b in by_b else None for b in xs]
+        for r, per in t["reasons"].items()
+    }
+    return {
+        "yield": charts.line_svg(
+            xs, {"yield %": yields}, y_range=(lo, 100.0), y_format="{:.0f}", **small
+        ),
+        "reasons": charts.line_svg(
+            xs,
+            reasons or {"no rejects": [0.0 if b in by_b else None for b in xs]},
+            y_format="{:.0f}",
+            **small,
+        ),
+    }
+
+
+@router.get("/api/line/trend/{name}.svg")
+def line_trend(name: str, request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> Response:
+    """A small chart of the last hour (`yield` or `reasons`), cached a few seconds."""
+    if name not in ("yield", "reasons"):
+        raise HTTPException(404, "trend charts: yield, reasons")
+    state = request.app.state
+    cache = getattr(state, "hmi_trend", None)
+    if cache is None:
+        cache = state.hmi_trend = _TrendCache()
+    svg = cache.get(ctx_of(request).pipeline.db)[name]
+    return Response(
+        svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=5"}
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from typing import Any
 
@@ -11,76 +10,32 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.batch_ids import is_safe, lot_slug
-from edge.store import csv_safe, items
-from edge.store.alarm_log import AlarmLog
-from edge.store.deviations import Deviations
+from edge.store import csv_safe
+from edge.web import batch_record
 from edge.web.auth import Session
-from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require, signatures_for
+from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require
 
 router = APIRouter()
 
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def batch_report(ctx: WebContext, batch_id: str) -> dict[str, Any]:
-    """Everything the batch record needs, computed from the database in one go."""
-    db = ctx.pipeline.db
-    b = db.batch(batch_id)
-    if b is None:
-        raise HTTPException(404, f"no batch {batch_id}")
-    tot = items.batch_totals(db, batch_id)
-    by_reason = items.reasons_in_batch(db, batch_id)
-    ocv_by_field = items.ocv_rejects_by_field(db, batch_id)
-    g = items.code_grades(db, batch_id)
-    models = items.models_in_batch(db, batch_id)
-    end = b["ended_at"]
-    since, until = _iso(b["started_at"]), _iso(end) if end else None
-    entries = [
-        e
-        for e in ctx.audit.entries(since=since, until=until)
-        if e["target"] == batch_id
-        or e["action"].startswith(("alarm.", "model.", "recipe.", "config."))
-    ]
-    entries += [e for e in ctx.audit.entries(target=batch_id) if e not in entries]
-    entries.sort(key=lambda e: e["id"])
-    alarms = [
-        {**a, "raised": _iso(a["raised_utc"]), "cleared": _iso(a["cleared_utc"])}
-        for a in AlarmLog(ctx.pipeline.db).history(b["started_at"], end)
-    ]
-    n = int(tot["n"] or 0)
-    return {
-        "batch": {**b, "started": _iso(b["started_at"]), "ended": _iso(end)},
-        "counts": {
-            "inspected": n,
-            "good": int(tot["good"] or 0),
-            "rejected": int(tot["bad"] or 0),
-            "yield": round((tot["good"] or 0) / n, 4) if n else None,
-            "mean_latency_ms": round(tot["lat"], 2) if tot["lat"] is not None else None,
-        },
-        "by_reason": by_reason,
-        "ocv_by_field": ocv_by_field,
-        "grades": {
-            "reads": int(g["n"] or 0),
-            "min": g["mn"],
-            "mean": round(g["avg"], 2) if g["avg"] is not None else None,
-            "max": g["mx"],
-            "below_grade_c": int(g["below_c"] or 0),
-        },
-        "models": models,
-        "alarms": alarms,
-        "deviations": [
-            {**d, "opened": _iso(d["opened_utc"]), "closed": _iso(d["closed_utc"])}
-            for d in Deviations(ctx.pipeline.db).list(batch=batch_id)
-        ],
-        "audit": entries,
-        "signatures": signatures_for(ctx, f"batch:{batch_id}"),
-        "generated": _iso(dt.datetime.now(dt.timezone.utc).timestamp()),
-        "station": ctx.pipeline.cfg.station.id,
-    }
+    """The batch record (`edge/web/batch_record.py`); an unknown batch is a 404."""
+    p = ctx.pipeline
+    b = p.db.batch(batch_id)
+    try:
+        return batch_record.build(
+            p.db,
+            ctx.audit,
+            batch_id,
+            station=p.cfg.station.id,
+            deadline=batch_record.deadline_ms(p.cfg, b["recipe"] if b else None),
+        )
+    except batch_record.NoBatch as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _file_name(batch_id: str) -> str:
+    return batch_id if is_safe(batch_id) else lot_slug(batch_id)  # ids from older versions
 
 
 def report_csv(rep: dict[str, Any]) -> str:
@@ -106,8 +61,20 @@ def report_csv(rep: dict[str, Any]) -> str:
         w.writerow(["reject_reason", r["reason"], r["n"]])
     for k, v in rep["grades"].items():
         w.writerow(["scan_grade", k, v])
+    for r in rep["recipes"]:
+        w.writerow(
+            [
+                "recipe",
+                r["recipe"],
+                f"{r.get('recipe_version', '')} {r.get('recipe_sha256', '')} items={r['n']}",
+            ]
+        )
     for m in rep["models"]:
         w.writerow(["model", m.get("name"), f"{m.get('version')} {m.get('sha256', '')}".strip()])
+    ch = rep["challenge"]
+    w.writerow(["challenge", "status", ch["status"]])
+    for run in ch["runs"]:
+        w.writerow(["challenge", "run", " ".join(f"{k}={v}" for k, v in run.items())])
     for a in rep["alarms"]:
         w.writerow(
             [
@@ -146,7 +113,10 @@ def reports_page(request: Request, _s: Session = Depends(require(*REPORTS_VIEW))
     ctx = ctx_of(request)
     rows = ctx.pipeline.db.recent_batches(50)
     for r in rows:
-        r["started"], r["ended"] = _iso(r["started_at"]), _iso(r["ended_at"])
+        r["started"], r["ended"] = (
+            batch_record.iso(r["started_at"]),
+            batch_record.iso(r["ended_at"]),
+        )
     return page(request, "reports.html", batches=rows)
 
 
@@ -155,7 +125,8 @@ def report_html(
     batch_id: str, request: Request, s: Session = Depends(require(*REPORTS_VIEW))
 ) -> Response:
     rep = batch_report(ctx_of(request), batch_id)
-    return page(request, "report.html", r=rep, can_sign=s.role in QA)
+    svgs = batch_record.chart_svgs(rep)
+    return page(request, "report.html", r=rep, charts=svgs, can_sign=s.role in QA)
 
 
 @router.get("/reports/{batch_id}/report.csv")
@@ -163,11 +134,25 @@ def report_csv_route(
     batch_id: str, request: Request, _s: Session = Depends(require(*REPORTS_VIEW))
 ) -> Response:
     rep = batch_report(ctx_of(request), batch_id)
-    name = batch_id if is_safe(batch_id) else lot_slug(batch_id)  # ids from older versions
     return Response(
         report_csv(rep),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="batch-{name}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="batch-{_file_name(batch_id)}.csv"'},
+    )
+
+
+@router.get("/reports/{batch_id}/report.pdf")
+def report_pdf_route(
+    batch_id: str, request: Request, _s: Session = Depends(require(*REPORTS_VIEW))
+) -> Response:
+    """The batch record as a PDF (fpdf2 on the server: no browser, no network)."""
+    from edge.web.report_pdf import render_pdf
+
+    rep = batch_report(ctx_of(request), batch_id)
+    return Response(
+        render_pdf(rep),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="batch-{_file_name(batch_id)}.pdf"'},
     )
 
 

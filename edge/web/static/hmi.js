@@ -87,6 +87,7 @@
     renderDeviations(s.deviations || []);
     renderRejects(s.rejects || []);
     renderGrades(s.grades || []);
+    renderTrends();
     renderJobs(s.jobs || []);
     const start = $("btn-start"), stop = $("btn-stop");
     if (stop) stop.disabled = !s.batch;
@@ -138,6 +139,16 @@
         r.image ? EI.el("img", { src: "/images/" + r.image + ".png", alt: "reject " + r.seq, loading: "lazy" }) : EI.el("div", { class: "noimg" }, "no image"),
         EI.el("figcaption", {}, r.reasons.join(", ")));
       g.append(fig);
+    }
+  }
+  // the last hour's small charts: server-side SVG, fetched again at most every 10 s
+  let trendAt = Date.now();
+  function renderTrends() {
+    if (Date.now() - trendAt < 10000) return;
+    trendAt = Date.now();
+    for (const name of ["yield", "reasons"]) {
+      const img = document.querySelector("#trend-" + name + " img");
+      if (img) img.src = "/api/line/trend/" + name + ".svg?t=" + trendAt;
     }
   }
   function renderGrades(gs) {
