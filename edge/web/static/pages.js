@@ -59,11 +59,14 @@
     try { s = await EI.api("GET", "/api/jobs/" + jobId); } catch (e) { EI.toast(e.message, true); return; }
     $("job-state").textContent = s.state;
     $("job-log").textContent = s.log;
+    let why = $("job-why");
+    if (!why) { why = EI.el("p", { id: "job-why", class: "notok" }); $("job-log").before(why); }
+    why.textContent = s.explanation || ""; why.hidden = !s.explanation;
     if ($("job-progress") && s.epoch) {
       $("job-progress").max = s.epoch.epochs; $("job-progress").value = s.epoch.epoch;
       $("job-epoch").textContent = "Epoch " + s.epoch.epoch + " / " + s.epoch.epochs + " · " + s.epoch.elapsed_s + " s";
       const t = $("job-metrics"); t.replaceChildren();
-      for (const [k, v] of Object.entries(s.epoch.metrics || {})) t.append(EI.el("tr", {}, EI.el("th", {}, k), EI.el("td", {}, String(v))));
+      t.append(...EI.table(s.epoch.metrics || {}).children);
     }
     if ($("job-cancel")) $("job-cancel").hidden = s.state !== "running";
     if ($("job-result") && s.result) renderResult(s.result);
@@ -76,7 +79,7 @@
       for (const role of ["candidate", "approved"]) if (r[role]) {
         const l = r[role].line;
         if (l) box.append(EI.el("p", { "data-line": role }, role + " " + r[role].version + " through the recipe, " + l.items + " items: critical escapes " + l.critical_escapes + "/" + l.critical_items + ", false rejects " + l.false_rejects + "/" + l.expected_pass));
-        box.append(EI.el("pre", { class: "log" }, role + " " + r[role].version + ": " + JSON.stringify(r[role].int8 || r[role], null, 1)));
+        box.append(EI.el("h3", {}, role + " " + r[role].version), EI.table(r[role].int8 || r[role]));
       }
     }
     if (r.diffs) {
