@@ -262,6 +262,7 @@ def test_technician_uploads_photos_finds_them_labels_one_and_marks_one_good(
     assert page.inner_text("#zoom-level") == "150 %"
     page.click("#save")
     page.wait_for_function("() => document.getElementById('saved').textContent.startsWith('Saved')")
+    page.screenshot(path=str(OUT / "label-zoomed.png"))
     w, h = appl.pipeline.db.image_size(sha)
     (box,) = labels.get(appl.pipeline.db, sha)["boxes"]
     x, y, bw, bh = box["bbox"]
