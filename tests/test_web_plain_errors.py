@@ -91,3 +91,15 @@ def test_the_models_page_shows_metrics_as_a_table_not_a_dict(line):  # noqa: F81
     page = client_as(app, "quinn").get("/models").text
     assert '<table class="metrics">' in page and "<td>0.875</td>" in page
     assert "{&#39;t1&#39;" not in page and "{'t1'" not in page
+
+
+def test_a_page_opened_with_a_bad_filter_shows_the_sentence_not_json(line):  # noqa: F811
+    _appl, app = line
+    t = client_as(app, "tom")
+    r = t.get("/tech/images", params={"min_score": "high"}, headers={"accept": "text/html"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "The score is a number" in r.text and '"detail"' not in r.text
+    r = t.get("/tech/images", params={"date_from": "yesterday"}, headers={"accept": "text/html"})
+    assert r.status_code == 422 and "dates are YYYY-MM-DD" in r.text
+    api = t.get("/api/tech/images", params={"date_from": "yesterday"})
+    assert api.json() == {"detail": "dates are YYYY-MM-DD"}

@@ -155,24 +155,41 @@ def explain_failure(error: str | None) -> str | None:
     return f"The job stopped: {first}"
 
 
+TITLES = {403: "Not allowed", 404: "Not found", 409: "Not now", 422: "Please check"}
+
+
+def answer(
+    request: Request, status: int, msg: Any, headers: dict[str, str] | None = None
+) -> Response:
+    """The sentence as a page for a browser opening a page, as JSON for the page's scripts."""
+    if isinstance(msg, str) and "text/html" in request.headers.get("accept", ""):
+        title = TITLES.get(status, "Could not be done")
+        body = (
+            f"<!doctype html><meta charset=utf-8><title>{title}</title>"
+            '<link rel="stylesheet" href="/static/app.css"><main class="card">'
+            f"<h1>{title}</h1><p>{html.escape(msg)}</p>"
+            '<p><a class="btn" href="javascript:history.back()">Back</a></p></main>'
+        )
+        return HTMLResponse(body, status_code=status, headers=headers)
+    return JSONResponse({"detail": msg}, status_code=status, headers=headers)
+
+
 def unexpected(request: Request, exc: BaseException) -> Response:
     when = time.strftime("%H:%M:%S", time.gmtime())
     log.exception("%s %s: unexpected %r", request.method, request.url.path, exc, exc_info=exc)
-    return JSONResponse({"detail": UNEXPECTED.format(when=when)}, status_code=500)
+    return answer(request, 500, UNEXPECTED.format(when=when))
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
-    async def _refused(_request: Request, exc: HTTPException) -> Response:
+    async def _refused(request: Request, exc: HTTPException) -> Response:
         if exc.status_code in (204, 304):
             return Response(status_code=exc.status_code, headers=exc.headers)
-        return JSONResponse(
-            {"detail": plain(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-        )
+        return answer(request, exc.status_code, plain(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _bad_input(_request: Request, exc: RequestValidationError) -> Response:
-        return JSONResponse({"detail": validation_sentence(list(exc.errors()))}, status_code=422)
+    async def _bad_input(request: Request, exc: RequestValidationError) -> Response:
+        return answer(request, 422, validation_sentence(list(exc.errors())))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
