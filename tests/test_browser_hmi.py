@@ -225,8 +225,16 @@ def test_technician_uploads_photos_finds_them_labels_one_and_marks_one_good(
     page.goto(url + "/tech/images")
     page.locator("#upload-box summary").click()
     page.fill("#upload-product", "capsules")
-    page.set_input_files("#upload-files", [str(p) for p in files])
+    fake = tmp_path / "notes.png"
+    fake.write_text("meeting notes, not a photo")
+    page.set_input_files("#upload-files", [str(p) for p in [*files, fake]])
     page.click("#upload button[type=submit]")
+    page.wait_for_function(
+        "() => document.getElementById('upload-status').textContent.includes('Not added')"
+    )
+    status = page.inner_text("#upload-status")
+    assert f"{len(files)} photo(s) added for capsules" in status and "notes.png (" in status
+    assert "Traceback" not in status and "Error" not in status
     page.wait_for_url("**/tech/images?source=upload&product=capsules", timeout=60_000)
     tiles = page.locator("#images .tile[data-source=upload]")
     assert tiles.count() == len(files)
