@@ -2,7 +2,8 @@
 
 Operator: log in, watch counters move, start a batch, acknowledge an alarm.
 Technician: label an image with the canvas box editor, build a dataset, start a tiny
-training run and watch its progress. QA: promote a model with an electronic signature.
+training run and watch its progress; upload several photos at once, find them in the
+image browser, label one (zoomed, with undo, a box dragged past the edge) and mark one good. QA: promote a model with an electronic signature.
 Screenshots of the HMI at 1024x600 and 1280x800 go to test-output/.
 """
 
@@ -144,7 +145,7 @@ def test_technician_labels_images_builds_a_dataset_and_watches_a_training_run(li
     page.wait_for_url("**/tech/images")
     for i in range(2):
         page.goto(url + "/tech/images")
-        tiles = page.locator("#images a.tile:not(:has(.tag))")
+        tiles = page.locator("#images .tile:not(:has(.tag)) a")
         tiles.first.click()
         page.wait_for_url("**/tech/label/*")
         page.wait_for_function("() => document.getElementById('saved').textContent !== ''")
@@ -193,6 +194,112 @@ def test_technician_labels_images_builds_a_dataset_and_watches_a_training_run(li
         page.wait_for_function(
             "() => document.getElementById('job-state').textContent === 'cancelled'"
         )
+    ctx.close()
+
+
+CAPSULES = Path(__file__).resolve().parents[2] / "shared/data/defects/visa_capsules/capsules"
+
+
+def photos_to_upload(folder: Path) -> list[Path]:
+    """Three small generated photos, and two real capsule photos where the data is here."""
+    import cv2
+    import numpy as np
+
+    out = []
+    for i in range(3):
+        img = np.random.default_rng(100 + i).integers(0, 255, (240, 320, 3), np.uint8)
+        p = folder / f"capsule-{i}.png"
+        cv2.imwrite(str(p), img)
+        out.append(p)
+    real = sorted((CAPSULES / "Data/Images/Anomaly").glob("*.JPG"))[:1]
+    real += sorted((CAPSULES / "Data/Images/Normal").glob("*.JPG"))[:1]
+    return out + real
+
+
+def test_technician_uploads_photos_finds_them_labels_one_and_marks_one_good(
+    live, browser, tmp_path
+):
+    from edge.store import labels, uploads
+
+    appl, url = live
+    files = photos_to_upload(tmp_path)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    login(page, url, "tom")
+    page.wait_for_url("**/tech/images")
+    page.goto(url + "/tech/images")
+    page.locator("#upload-box summary").click()
+    page.fill("#upload-product", "capsules")
+    fake = tmp_path / "notes.png"
+    fake.write_text("meeting notes, not a photo")
+    page.set_input_files("#upload-files", [str(p) for p in [*files, fake]])
+    page.click("#upload button[type=submit]")
+    page.wait_for_function(
+        "() => document.getElementById('upload-status').textContent.includes('Not added')"
+    )
+    status = page.inner_text("#upload-status")
+    assert f"{len(files)} photo(s) added for capsules" in status and "notes.png (" in status
+    assert "Traceback" not in status and "Error" not in status
+    page.wait_for_url("**/tech/images?source=upload&product=capsules", timeout=60_000)
+    tiles = page.locator("#images .tile[data-source=upload]")
+    assert tiles.count() == len(files)
+    assert page.locator("#images .tile[data-source=line]").count() == 0
+    assert len(uploads.search(appl.pipeline.db, product="capsules")) == len(files)
+
+    # label the first: zoomed in, one box drawn and undone, one dragged past the top-left
+    tiles.nth(0).locator("a").click()
+    page.wait_for_url("**/tech/label/*")
+    sha = page.url.rsplit("/", 1)[-1]
+    page.wait_for_function("() => document.getElementById('saved').textContent !== ''")
+    assert "Not labelled yet" in page.inner_text("#saved")  # no suggestion offered
+    page.select_option("#cls", "crack")
+    cv = page.locator("#canvas").bounding_box()
+
+    def drag(x0, y0, x1, y1):
+        page.mouse.move(cv["x"] + cv["width"] * x0, cv["y"] + cv["height"] * y0)
+        page.mouse.down()
+        page.mouse.move(cv["x"] + cv["width"] * x1, cv["y"] + cv["height"] * y1, steps=5)
+        page.mouse.up()
+
+    drag(0.6, 0.6, 0.8, 0.8)
+    assert page.locator("#boxes li").count() == 1
+    page.keyboard.press("Control+z")
+    assert page.locator("#boxes li").count() == 0
+    page.keyboard.press("Control+y")
+    assert page.locator("#boxes li").count() == 1
+    page.mouse.click(cv["x"] + cv["width"] * 0.7, cv["y"] + cv["height"] * 0.7)  # select it
+    page.keyboard.press("Delete")
+    assert page.locator("#boxes li").count() == 0
+    drag(0.5, 0.5, -0.2, -0.2)  # from the middle to beyond the top-left corner
+    page.click("#zoom-in")
+    assert page.inner_text("#zoom-level") == "150 %"
+    page.click("#save")
+    page.wait_for_function("() => document.getElementById('saved').textContent.startsWith('Saved')")
+    page.screenshot(path=str(OUT / "label-zoomed.png"))
+    w, h = appl.pipeline.db.image_size(sha)
+    (box,) = labels.get(appl.pipeline.db, sha)["boxes"]
+    x, y, bw, bh = box["bbox"]
+    assert (x, y) == (0, 0) and abs(bw - w / 2) <= 2 and abs(bh - h / 2) <= 2, box
+    # the class chosen is remembered on the next page
+    page.goto(url + "/tech/images?source=upload&product=capsules&label=unlabelled")
+    assert page.locator("#images .tile").count() == len(files) - 1
+    page.locator("#images .tile a").first.click()
+    page.wait_for_url("**/tech/label/*")
+    assert page.input_value("#cls") == "crack"
+
+    # mark one good from the browser, in bulk
+    page.goto(url + "/tech/images?source=upload&product=capsules&label=unlabelled")
+    good_sha = page.locator("#images .tile").first.get_attribute("data-sha")
+    page.locator("#images .tile .pick-box").first.check()
+    page.click("#mark-good")
+    page.wait_for_url("**/tech/images?source=upload&product=capsules&label=unlabelled")
+    page.wait_for_function(
+        f"() => !document.querySelector('#images .tile[data-sha=\"{good_sha}\"]')"
+    )
+    assert labels.get(appl.pipeline.db, good_sha)["boxes"] == []
+    page.goto(url + "/tech/images?source=upload&product=capsules&label=good")
+    assert page.locator("#images .tile .tag").all_inner_texts() == ["good"]
+    page.screenshot(path=str(OUT / "images-uploaded.png"))
     ctx.close()
 
 

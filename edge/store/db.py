@@ -173,6 +173,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deviations_batch ON deviations(batch_id, id);
     """,
+    # 5: reserved (numbered by another change; this placeholder is replaced when merged)
+    "",
+    # 6: reserved (numbered by another change; this placeholder is replaced when merged)
+    "",
+    # 7: images a technician brought in (uploads and imports from a folder) with their product
+    """
+    CREATE TABLE uploads (
+        sha256 TEXT PRIMARY KEY REFERENCES images(sha256),
+        product TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        via TEXT NOT NULL CHECK (via IN ('web', 'import')),
+        added_by TEXT NOT NULL,
+        added_utc REAL NOT NULL
+    );
+    CREATE INDEX uploads_product ON uploads(product, added_utc);
+    """,
 ]
 
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from edge.store import labels
+
 if TYPE_CHECKING:  # db.py delegates here; typing only, no import cycle at run time
     from edge.store.db import Database
 
@@ -97,12 +99,27 @@ def search_images(
     since: float | None = None,
     until: float | None = None,
     labelled: bool | None = None,
+    label_state: str | None = None,
+    product: str | None = None,
+    min_score: float | None = None,
     limit: int = 60,
 ) -> list[dict[str, Any]]:
     """Items that kept an image, newest first, filtered as the technician asks
-    (`since` inclusive, `until` exclusive; `limit` held to 1..500)."""
+    (`since` inclusive, `until` exclusive; `limit` held to 1..500). A line image's product
+    is its item's recipe; `min_score` keeps images with a finding scored at least that."""
     where = ["i.image_sha256 IS NOT NULL"]
     params: list[Any] = []
+    if label_state:
+        where.append(labels.state_sql(label_state, "i.image_sha256"))
+    if product:
+        where.append("i.recipe = ?")
+        params.append(product)
+    if min_score is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM json_each(i.findings)"
+            " WHERE CAST(json_extract(value, '$.score') AS REAL) >= ?)"
+        )
+        params.append(min_score)
     if reason:
         where.append("EXISTS (SELECT 1 FROM json_each(i.reasons) WHERE value = ?)")
         params.append(reason)
@@ -125,7 +142,8 @@ def search_images(
         )
     sql = (
         "SELECT i.id, i.seq, i.batch_id, i.verdict, i.reasons, i.trigger_utc, i.image_sha256,"
-        " (SELECT 1 FROM labels l WHERE l.image_sha256 = i.image_sha256) AS labelled"
+        " i.recipe AS product, i.findings,"
+        f" {labels.state_column('i.image_sha256')} AS label_state"
         " FROM items i WHERE " + " AND ".join(where) + " ORDER BY i.seq DESC LIMIT ?"
     )
     rows = db.conn.execute(sql, (*params, min(max(limit, 1), 500))).fetchall()
@@ -133,7 +151,10 @@ def search_images(
     for r in rows:
         d = dict(r)
         d["reasons"] = json.loads(d["reasons"])
-        d["labelled"] = bool(d["labelled"])
+        scores = [f["score"] for f in json.loads(d.pop("findings")) if f.get("score") is not None]
+        d["score"] = round(max(scores), 3) if scores else None
+        d["labelled"] = d["label_state"] is not None
+        d["source"], d["when"], d["name"] = "line", d["trigger_utc"], ""
         out.append(d)
     return out
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from edge.store.db import Database
+if TYPE_CHECKING:  # db.py imports the table modules; typing only, no import cycle
+    from edge.store.db import Database
 
 
 class LabelledImage(NamedTuple):
@@ -56,3 +57,43 @@ def labelled_images(db: Database) -> list[LabelledImage]:
         " JOIN images i ON i.sha256 = l.image_sha256 ORDER BY l.image_sha256"
     ).fetchall()
     return [LabelledImage(sha, json.loads(boxes), int(w), int(h)) for sha, boxes, w, h in rows]
+
+
+#: what the browser can ask of an image's label: boxes drawn, marked good (a saved label
+#: with no boxes: a negative example for training), or no label yet
+LABEL_STATES = ("labelled", "good", "unlabelled")
+
+
+def state_column(sha_col: str) -> str:
+    """SQL for an image's label state ('labelled', 'good' or NULL) by its SHA-256 column."""
+    return (
+        "(SELECT CASE WHEN l.boxes = '[]' THEN 'good' ELSE 'labelled' END FROM labels l"
+        f" WHERE l.image_sha256 = {sha_col})"
+    )
+
+
+def state_sql(state: str, sha_col: str) -> str:
+    """A WHERE condition for one of `LABEL_STATES` (no parameters: safe to join)."""
+    if state not in LABEL_STATES:
+        raise ValueError(f"label state is one of {', '.join(LABEL_STATES)}")
+    if state == "unlabelled":
+        return f"NOT EXISTS (SELECT 1 FROM labels l WHERE l.image_sha256 = {sha_col})"
+    op = "=" if state == "good" else "<>"
+    return f"EXISTS (SELECT 1 FROM labels l WHERE l.image_sha256 = {sha_col} AND l.boxes {op} '[]')"
+
+
+def mark_good(db: Database, shas: list[str], by: str) -> dict[str, list | None]:
+    """Mark images good (no defects) in one transaction; returns each one's earlier boxes
+    (None where it had no label), for the audit trail."""
+    old: dict[str, list | None] = {}
+    with db.transaction() as c:
+        for sha in shas:
+            row = c.execute("SELECT boxes FROM labels WHERE image_sha256 = ?", (sha,)).fetchone()
+            old[sha] = json.loads(row[0]) if row else None
+            c.execute(
+                "INSERT INTO labels (image_sha256, boxes, updated_by, updated_utc)"
+                " VALUES (?, '[]', ?, ?) ON CONFLICT(image_sha256) DO UPDATE SET boxes = '[]',"
+                " updated_by = excluded.updated_by, updated_utc = excluded.updated_utc",
+                (sha, by, time.time()),
+            )
+    return old

@@ -1,5 +1,5 @@
-"""`edge users ...`, `edge audit ...` and `edge report`: users, the audit trail and batch records
-from the shell.
+"""`edge users ...`, `edge audit ...`, `edge images import` and `edge report`: users, the audit
+trail, photos brought in from a folder on the box, and batch records, from the shell.
 
 The first admin is created here (the web UI has no default account); the password
 is always prompted for, never taken from an option or a default.
@@ -16,6 +16,7 @@ import typer
 
 users_app = typer.Typer(no_args_is_help=True, help="Users and roles of the web UI.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+images_app = typer.Typer(no_args_is_help=True, help="Photos for labelling and training.")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: embedded demo)")
 StateOpt = typer.Option(None, "--state-dir", help="records folder (default: from the config)")
@@ -193,7 +194,74 @@ def report(
         )
 
 
+#: what `edge images import` reads from a folder (the content decides; this skips the rest)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+@images_app.command("import")
+def images_import(
+    folder: Path = typer.Argument(..., help="folder of photos (read recursively)"),
+    product: str = typer.Option(..., "--product", "-p", help="the product the photos show"),
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
+    """Import photos for a product: each checked as a web upload is (format by content,
+    10 MB, `web.max_image_pixels`), stored under its SHA-256, audited; exit 1 if any was
+    refused."""
+    from edge.config import ConfigError, load_config
+    from edge.store import uploads
+    from edge.store.images import ImageStore
+    from edge.untrusted_images import ImageRefused
+    from edge.web.uploads import MAX_UPLOAD
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"config error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        product = uploads.check_product(product)
+    except ValueError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not folder.is_dir():
+        typer.echo(f"refused: {folder} is not a folder", err=True)
+        raise typer.Exit(2)
+    db, audit = _stores(config, state_dir)
+    store = ImageStore(Path(state_dir or cfg.records.state_dir) / "images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    stored, refused = 0, []
+    for p in files:
+        if p.is_symlink() or not p.is_file():
+            refused.append(f"{p}: not a regular file")
+            continue
+        if p.stat().st_size > MAX_UPLOAD:
+            refused.append(f"{p}: larger than {MAX_UPLOAD // (1024 * 1024)} MB")
+            continue
+        try:
+            uploads.ingest(
+                db,
+                store,
+                audit,
+                p.read_bytes(),
+                user=_shell_user(),
+                product=product,
+                name=p.name,
+                via="import",
+                max_pixels=int(cfg.web.max_image_pixels),
+            )
+            stored += 1
+        except ImageRefused as exc:
+            refused.append(f"{p}: {exc}")
+    for line in refused:
+        typer.echo(f"refused {line}", err=True)
+    typer.echo(json.dumps({"product": product, "imported": stored, "refused": len(refused)}))
+    if refused:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command("report")(report)
     app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(images_app, name="images")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.store.safe_files import read_regular
+from edge.web.errors import explain_failure
 
 KINDS = ("train", "evaluate", "shadow")
 
@@ -154,6 +155,7 @@ class Jobs:
             "epochs": epochs,
             "result": result,
             "error": error,
+            "explanation": explain_failure(error) if state == "failed" else None,
             "log": log,
         }
 

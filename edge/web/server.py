@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -37,6 +36,7 @@ from edge.web import (
 from edge.web.auth import Session, Sessions, UserStore
 from edge.web.deps import ALL_ROLES, HOME, LoginRequired, WebContext, require
 from edge.web.hub import Hub
+from edge.web.metrics_view import metric_tables
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     audit = getattr(appliance, "audit", None) or AuditTrail(db)
     state_dir = Path(cfg.records.state_dir)
     templates = Jinja2Templates(directory=str(_PKG / "templates"))
+    templates.env.globals["metric_tables"] = metric_tables  # the models page's figures
     ctx = WebContext(
         appliance=appliance,
         audit=audit,
@@ -72,11 +73,6 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
             nxt = quote(request.url.path)
             return RedirectResponse(f"/login?next={nxt}&why={quote(exc.detail)}", status_code=303)
         return JSONResponse({"detail": exc.detail}, status_code=401)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_input(_request: Request, exc: RequestValidationError) -> Response:
-        msgs = [f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
-        return JSONResponse({"detail": "; ".join(msgs) or "invalid input"}, status_code=422)
 
     @app.get("/")
     def home(s: Session = Depends(require(*ALL_ROLES))) -> Response:

@@ -10,12 +10,50 @@ const EI = (() => {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
-    const r = await fetch(url, opts);
-    if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); throw new Error("login required"); }
+    let r;
+    try { r = await fetch(url, opts); }
+    catch (e) { throw new Error("The appliance did not answer. Check the network connection and try again."); }
+    if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); throw new Error("Please log in again."); }
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
-    if (!r.ok) throw new Error((data && data.detail) || (r.status + " " + r.statusText));
+    if (!r.ok) throw new Error(explain(r.status, data && data.detail));
     return data;
+  }
+  // What went wrong, in a sentence: the server's own sentence where it sent one.
+  const BY_STATUS = {
+    400: "The request was not understood. Reload the page and try again.",
+    403: "You are not allowed to do this, or the password was wrong.",
+    404: "That is no longer on the appliance. Reload the page.",
+    409: "That cannot be done in the current state. Reload the page and check.",
+    413: "The file is too large.",
+    415: "That is not a PNG, JPEG or BMP image.",
+    422: "Please check what you entered.",
+    429: "Too many attempts. Wait a minute, then try again.",
+    500: "The appliance hit an unexpected error. Try again, and tell maintenance if it happens again.",
+    502: "The appliance is busy or restarting. Try again in a minute.",
+    503: "The appliance cannot do this right now. Try again in a minute.",
+    504: "The appliance is busy or restarting. Try again in a minute.",
+  };
+  function explain(status, detail) {
+    if (typeof detail === "string" && detail.trim()) return detail;
+    if (Array.isArray(detail) && detail.length)  // a list of field errors
+      return "Please check: " + detail.map((d) => ((d.loc || []).filter((x) => x !== "body").join(" ") + " " + (d.msg || "")).trim()).join("; ") + ".";
+    return BY_STATUS[status] || (status >= 500 ? BY_STATUS[500] : "The appliance refused this (" + status + ").");
+  }
+  // A small table of a nested object of figures: dotted names, numbers rounded.
+  const fmt = (v) => typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : typeof v === "boolean" ? (v ? "yes" : "no") : String(v);
+  function flat(obj, pre, out) {
+    for (const [k, v] of Object.entries(obj || {})) {
+      const name = pre ? pre + " · " + k : k;
+      if (v && typeof v === "object" && !Array.isArray(v)) flat(v, name, out);
+      else if (!(typeof v === "string" && /^[0-9a-f]{64}$/.test(v))) out.push([name.replace(/_/g, " "), Array.isArray(v) ? v.join(", ") : fmt(v)]);
+    }
+    return out;
+  }
+  function table(obj) {
+    const t = el("table", { class: "metrics" });
+    for (const [k, v] of flat(obj, "", [])) t.append(el("tr", {}, el("th", {}, k), el("td", {}, v)));
+    return t;
   }
   let toastTimer = null;
   function toast(msg, bad) {
@@ -41,5 +79,5 @@ const EI = (() => {
     if (c) c.closest("dialog").close();
   });
   const GRADE = (g) => g === null || g === undefined ? "—" : ["F", "D", "C", "B", "A"][Math.max(0, Math.min(4, Math.round(g)))];
-  return { api, toast, el, csrf, GRADE };
+  return { api, toast, el, csrf, GRADE, explain, table };
 })();

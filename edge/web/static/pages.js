@@ -4,11 +4,41 @@
   const $ = (id) => document.getElementById(id);
   const form = (f) => Object.fromEntries(new FormData(f).entries());
 
+  // ---- images: several photos or a whole folder per upload, bulk "mark good"
   const up = $("upload");
   if (up) up.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    try { const r = await EI.api("POST", "/api/tech/upload", new FormData(up)); location.href = r.label; }
-    catch (e) { EI.toast(e.message, true); }
+    const product = $("upload-product").value.trim();
+    const files = [...$("upload-files").files, ...$("upload-folder").files]
+      .filter((f) => /\.(png|jpe?g|bmp)$/i.test(f.name) || /^image\//.test(f.type));
+    const status = $("upload-status");
+    if (!files.length) { EI.toast("Choose one or more photos, or a folder, first.", true); return; }
+    let stored = 0; const refused = [];
+    for (let i = 0; i < files.length; i += 20) {  // a few requests, each well under the server's limit
+      const fd = new FormData(); fd.append("product", product);
+      for (const f of files.slice(i, i + 20)) fd.append("files", f, f.name);
+      status.textContent = "Uploading " + Math.min(i + 20, files.length) + " of " + files.length + "…";
+      try {
+        const r = await EI.api("POST", "/api/tech/uploads", fd);
+        stored += r.stored.length; refused.push(...r.refused);
+      } catch (e) { EI.toast(e.message, true); status.textContent = e.message; return; }
+    }
+    status.textContent = stored + " photo(s) added for " + product + "." +
+      (refused.length ? " Not added: " + refused.map((r) => r.name + " (" + r.detail + ")").join("; ") : "");
+    EI.toast(stored + " photo(s) added", refused.length > 0);
+    if (stored) setTimeout(() => { location.href = "/tech/images?source=upload&product=" + encodeURIComponent(product); }, refused.length ? 2500 : 500);
+  });
+  const grid = $("images"), good = $("mark-good");
+  const picked = () => [...document.querySelectorAll(".pick-box:checked")].map((b) => b.value);
+  const showPicked = () => { const n = picked().length; if (good) good.disabled = !n; if ($("selected-count")) $("selected-count").textContent = n ? n + " selected" : ""; };
+  if (grid) grid.addEventListener("change", showPicked);
+  if ($("select-all")) $("select-all").addEventListener("click", () => { document.querySelectorAll(".pick-box").forEach((b) => { b.checked = true; }); showPicked(); });
+  if (good) good.addEventListener("click", async () => {
+    const shas = picked(); if (!shas.length) return;
+    try {
+      const r = await EI.api("POST", "/api/tech/labels/good", { images: shas, reason: "marked good in the image browser" });
+      EI.toast(r.marked + " image(s) marked good"); setTimeout(() => location.reload(), 500);
+    } catch (e) { EI.toast(e.message, true); }
   });
 
   const ds = $("build-dataset");
@@ -29,11 +59,14 @@
     try { s = await EI.api("GET", "/api/jobs/" + jobId); } catch (e) { EI.toast(e.message, true); return; }
     $("job-state").textContent = s.state;
     $("job-log").textContent = s.log;
+    let why = $("job-why");
+    if (!why) { why = EI.el("p", { id: "job-why", class: "notok" }); $("job-log").before(why); }
+    why.textContent = s.explanation || ""; why.hidden = !s.explanation;
     if ($("job-progress") && s.epoch) {
       $("job-progress").max = s.epoch.epochs; $("job-progress").value = s.epoch.epoch;
       $("job-epoch").textContent = "Epoch " + s.epoch.epoch + " / " + s.epoch.epochs + " · " + s.epoch.elapsed_s + " s";
       const t = $("job-metrics"); t.replaceChildren();
-      for (const [k, v] of Object.entries(s.epoch.metrics || {})) t.append(EI.el("tr", {}, EI.el("th", {}, k), EI.el("td", {}, String(v))));
+      t.append(...EI.table(s.epoch.metrics || {}).children);
     }
     if ($("job-cancel")) $("job-cancel").hidden = s.state !== "running";
     if ($("job-result") && s.result) renderResult(s.result);
@@ -46,7 +79,7 @@
       for (const role of ["candidate", "approved"]) if (r[role]) {
         const l = r[role].line;
         if (l) box.append(EI.el("p", { "data-line": role }, role + " " + r[role].version + " through the recipe, " + l.items + " items: critical escapes " + l.critical_escapes + "/" + l.critical_items + ", false rejects " + l.false_rejects + "/" + l.expected_pass));
-        box.append(EI.el("pre", { class: "log" }, role + " " + r[role].version + ": " + JSON.stringify(r[role].int8 || r[role], null, 1)));
+        box.append(EI.el("h3", {}, role + " " + r[role].version), EI.table(r[role].int8 || r[role]));
       }
     }
     if (r.diffs) {
