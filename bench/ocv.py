@@ -65,7 +65,7 @@ WRONG_TEXT = ("missing_char", "wrong_lot_print", "wrong_expiry_print")
 def ocv_params(scenario: str, engine: str) -> OcvTool.Params:
     """The default recipe's ocv parameters, else the example's (cartons), else LAYOUTS.
 
-    `engine` may carry overrides after colons, `paddle:ocr_height=32:dot_close=0.15`, so
+    `engine` may carry overrides after colons, `paddle:ocr_height=32:stretch=1.4`, so
     that settings are compared side by side on the same items in one run;
     `paddle:unsimplified` runs the recognition network as exported (the speed baseline).
     """
@@ -224,7 +224,9 @@ def main() -> int:
                 engines[e] = tool = OcvTool("ocv", ocv_params(scenario, e), Services())
                 if "unsimplified" in e.split(":"):  # the network as exported: the baseline
                     p = tool.p
-                    tool.ocr = PaddleRecognizer(p.alphabet, p.threads, p.ocr_height, simplify=False)
+                    tool.ocr = PaddleRecognizer(
+                        p.alphabet, p.threads, p.ocr_height, p.stretch, simplify=False
+                    )
             except OcrUnavailable as exc:
                 report.setdefault("unavailable", {})[e] = str(exc)
         for font in args.fonts.split(","):

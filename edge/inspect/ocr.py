@@ -445,20 +445,26 @@ def missing(engine: str) -> str | None:
 
 ENGINES: dict[str, type] = {"paddle": PaddleRecognizer, "tesseract": TesseractRecognizer}
 
-_shared: dict[tuple[str, str, int, int], Recognizer] = {}
+_shared: dict[tuple[str, str, int, int, float], Recognizer] = {}
 _shared_lock = threading.Lock()
 
 
 def recognizer(
-    engine: str, alphabet: str = DEFAULT_ALPHABET, threads: int = 1, height: int = 48
+    engine: str,
+    alphabet: str = DEFAULT_ALPHABET,
+    threads: int = 1,
+    height: int = 48,
+    stretch: float = 1.0,
 ) -> Recognizer:
-    """One recognizer per (engine, alphabet, threads, height) in the process (the model
-    loads once); `height` is the line height the CTC engine is fed (tesseract ignores it)."""
+    """One recognizer per (engine, alphabet, threads, height, stretch) in the process (the
+    model loads once); `height` and `stretch` shape the lines the CTC engine is fed (a
+    condensed inkjet font reads better widened; tesseract ignores both)."""
     if engine not in ENGINES:
         raise OcrUnavailable(f"unknown OCR engine {engine!r} (known: {sorted(ENGINES)})")
-    key = (engine, alphabet, threads, height if engine == "paddle" else 0)
+    paddle = engine == "paddle"
+    key = (engine, alphabet, threads, height if paddle else 0, stretch if paddle else 1.0)
     with _shared_lock:
         if key not in _shared:
-            kw = {"height": height} if engine == "paddle" else {}
+            kw = {"height": height, "stretch": stretch} if paddle else {}
             _shared[key] = ENGINES[engine](alphabet, threads, **kw)
         return _shared[key]

@@ -100,7 +100,7 @@ class OcvTool(Tool):
         self.p = p
         self.specs = [f.spec() for f in p.fields]
         self.alphabets = [f.alphabet(p.alphabet) for f in p.fields]
-        self.ocr: Recognizer = recognizer(p.engine, p.alphabet, p.threads, p.ocr_height)
+        self.ocr: Recognizer = recognizer(p.engine, p.alphabet, p.threads, p.ocr_height, p.stretch)
         self.cache = ExpectedCache()
 
     # ---------------------------------------------------------------- locate
@@ -289,11 +289,9 @@ class OcvTool(Tool):
         crops = []
         for ln in lines:
             m = max(3, (ln.y1 - ln.y0) // 3)
-            crop = block[max(0, ln.y0 - m) : ln.y1 + m + 1, max(0, ln.x0 - m) : ln.x1 + m + 1]
-            if self.p.dot_close > 0:  # inkjet dots joined into strokes, as the network knows
-                k = max(2, round(self.p.dot_close * (ln.y1 - ln.y0 + 1)))
-                crop = cv2.morphologyEx(crop, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
-            crops.append(crop)
+            crops.append(
+                block[max(0, ln.y0 - m) : ln.y1 + m + 1, max(0, ln.x0 - m) : ln.x1 + m + 1]
+            )
         return Reading(lines, self.ocr.read_lines(crops, self.alphabets), back, scale)
 
     def verify(self, reading: Reading, ctx: ToolContext) -> list[Finding]:

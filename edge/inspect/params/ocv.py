@@ -96,11 +96,11 @@ class OcvParams(ToolParams):
     ocr_height: int = Field(
         48, ge=16, le=64, description="rows of a line as the recogniser takes it (fewer: faster)"
     )
-    dot_close: float = Field(
-        0.0,
-        ge=0,
-        le=0.5,
-        description="inkjet print: join the dots before reading (closing, line heights)",
+    stretch: float = Field(
+        1.0,
+        ge=0.5,
+        le=2.0,
+        description="widen each line before reading: 1.4 for condensed inkjet (dot) fonts",
     )
     alphabet: str = DEFAULT_ALPHABET
 
