@@ -36,7 +36,7 @@ from edge.config import SimulatorSource, default_recipes, load_config  # noqa: E
 from edge.domain import BatchState, Finding  # noqa: E402
 from edge.inspect.barcode import BarcodeTool, to_grey  # noqa: E402
 from edge.inspect.base import Services, ToolContext  # noqa: E402
-from edge.inspect.ocr import OcrUnavailable  # noqa: E402
+from edge.inspect.ocr import OcrUnavailable, PaddleRecognizer  # noqa: E402
 from edge.inspect.ocv import OcvTool  # noqa: E402
 from edge.sim.twin import LineSimulator  # noqa: E402
 from edge.taxonomy import PRINT_DEFECTS, PRINT_REASONS  # noqa: E402
@@ -63,7 +63,13 @@ WRONG_TEXT = ("missing_char", "wrong_lot_print", "wrong_expiry_print")
 
 
 def ocv_params(scenario: str, engine: str) -> OcvTool.Params:
-    """The default recipe's ocv parameters, else the example's (cartons), else LAYOUTS."""
+    """The default recipe's ocv parameters, else the example's (cartons), else LAYOUTS.
+
+    `engine` may carry overrides after colons, `paddle:ocr_height=32:stretch=1.4`, so
+    that settings are compared side by side on the same items in one run;
+    `paddle:unsimplified` runs the recognition network as exported (the speed baseline).
+    """
+    engine, *overrides = engine.split(":")
     recipes = default_recipes()
     example = ROOT / "examples" / f"ocv-{scenario}.yaml"
     if example.is_file():
@@ -73,6 +79,10 @@ def ocv_params(scenario: str, engine: str) -> OcvTool.Params:
     ]
     params = dict(specs[0].params) if specs else dict(LAYOUTS[scenario])
     params["engine"] = engine
+    for o in overrides:
+        k, _, v = o.partition("=")
+        if k != "unsimplified":
+            params[k] = v
     return OcvTool.Params.model_validate(params)
 
 
@@ -127,7 +137,7 @@ def run_set(scenario: str, font: str, args, engines: dict[str, OcvTool]) -> dict
         img, truth = sim.render(i)
         defect = truth["defects"][0]["class"] if truth["defects"] else None
         for e, tool in engines.items():
-            if e == "tesseract" and i >= args.tess_items:
+            if e.startswith("tesseract") and i >= args.tess_items:
                 continue
             ctx = ToolContext(
                 item_id=truth["id"],
@@ -211,7 +221,12 @@ def main() -> int:
         engines: dict[str, OcvTool] = {}
         for e in args.engines.split(","):
             try:
-                engines[e] = OcvTool("ocv", ocv_params(scenario, e), Services())
+                engines[e] = tool = OcvTool("ocv", ocv_params(scenario, e), Services())
+                if "unsimplified" in e.split(":"):  # the network as exported: the baseline
+                    p = tool.p
+                    tool.ocr = PaddleRecognizer(
+                        p.alphabet, p.threads, p.ocr_height, p.stretch, simplify=False
+                    )
             except OcrUnavailable as exc:
                 report.setdefault("unavailable", {})[e] = str(exc)
         for font in args.fonts.split(","):

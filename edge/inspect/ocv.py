@@ -32,7 +32,7 @@ and the line's box in the image (the HMI draws it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import cv2
@@ -76,6 +76,8 @@ class Reading:
     reads: list[LineRead]
     back: np.ndarray  # affine block -> image
     scale: float  # block pixels per code side (0: placed by a region, no layout)
+    #: least support of each verified line's expected characters (set by `verify`)
+    support: list[float] = field(default_factory=list)
 
 
 class OcvTool(Tool):
@@ -84,6 +86,13 @@ class OcvTool(Tool):
     type_key: ClassVar[str] = "ocv"
     version: ClassVar[str] = "1.0"
     Params: ClassVar[type[ToolParams]] = OcvParams
+    #: the worst line of the item, for SPC: fading ink or a drifting print head shows here
+    #: before a character fails to read
+    measures: ClassVar[dict[str, str]] = {
+        "print_contrast_min": "ratio (paper - ink) / paper",
+        "char_height_min": "code sides",
+        "char_support_min": "probability 0-1",
+    }
 
     def __init__(self, name: str, params: ToolParams, services: Services):
         super().__init__(name, params, services)
@@ -91,7 +100,7 @@ class OcvTool(Tool):
         self.p = p
         self.specs = [f.spec() for f in p.fields]
         self.alphabets = [f.alphabet(p.alphabet) for f in p.fields]
-        self.ocr: Recognizer = recognizer(p.engine, p.alphabet, p.threads)
+        self.ocr: Recognizer = recognizer(p.engine, p.alphabet, p.threads, p.ocr_height, p.stretch)
         self.cache = ExpectedCache()
 
     # ---------------------------------------------------------------- locate
@@ -245,7 +254,21 @@ class OcvTool(Tool):
         reading = self.read(grey, ctx)
         if isinstance(reading, Finding):
             return self.result(findings=[reading])
-        return self.result(findings=self.verify(reading, ctx))
+        r = self.result(findings=self.verify(reading, ctx))
+        r.measurements = self.measured(reading)
+        return r
+
+    @staticmethod
+    def measured(reading: Reading) -> dict[str, float]:
+        """The item's print measures (names from `measures`): the worst line of each."""
+        out = {"print_contrast_min": round(min(ln.contrast for ln in reading.lines), 4)}
+        if reading.scale > 0:
+            out["char_height_min"] = round(
+                min(ln.y1 - ln.y0 + 1 for ln in reading.lines) / reading.scale, 4
+            )
+        if reading.support:
+            out["char_support_min"] = round(min(reading.support), 4)
+        return out
 
     def read(self, grey: np.ndarray, ctx: ToolContext) -> Reading | Finding:
         """Locate, split and read the block; a Finding when it cannot be (never a pass)."""
@@ -309,6 +332,8 @@ class OcvTool(Tool):
             detail["expected"] = want
             detail["source"] = src[spec.field]
             f = self._verify(spec.field, want, rd, box, detail)
+            if detail.get("support"):
+                reading.support.append(min(detail["support"]))
             if f is not None:
                 findings.append(f)
         return findings

@@ -93,6 +93,15 @@ class OcvParams(ToolParams):
         0.9, gt=0, le=1, description="ink share of a character cell above this: a blot"
     )
     threads: int = Field(1, ge=1, le=8, description="OCR threads per inference")
+    ocr_height: int = Field(
+        48, ge=16, le=64, description="rows of a line as the recogniser takes it (fewer: faster)"
+    )
+    stretch: float = Field(
+        1.0,
+        ge=0.5,
+        le=2.0,
+        description="widen each line before reading: 1.4 for condensed inkjet (dot) fonts",
+    )
     alphabet: str = DEFAULT_ALPHABET
 
     @model_validator(mode="after")
