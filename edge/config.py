@@ -103,6 +103,8 @@ class SimulatorSource(Strict):
     )
     print_font: Literal["solid", "dotmatrix"] = "solid"
     print_date_format: str = Field("YYMMDD", description="printed expiry, e.g. MM/YYYY")
+    views: int = Field(1, ge=1, le=8, description="cameras around the item's axis (edge.sim)")
+    view: int = Field(0, ge=0, description="which of them this source is (0: the front)")
 
 
 class FolderSource(Strict):
@@ -149,6 +151,21 @@ SourceConfig = Annotated[
 ]
 
 
+class ViewConfig(Strict):
+    """One camera view of a multi-view station: its source and the recipe tools it runs."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    source: SourceConfig | None = Field(
+        None, description="None: the station's `source` (a simulator: this view's index)"
+    )
+    tools: list[str] | None = Field(
+        None, description="names of the active recipe's tools to run here (None: all)"
+    )
+    encoder_offset: int = Field(
+        0, description="encoder counts from the item's trigger to this camera's trigger"
+    )
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -156,6 +173,12 @@ class PipelineConfig(Strict):
     workers: int = Field(2, ge=1, le=32)
     deadline_ms: float = Field(250.0, gt=0, description="trigger -> final verdict")
     queue_size: int = Field(16, ge=1)
+    view_wait_ms: float | None = Field(
+        None, gt=0, description="multi-view: a view not here by then is MISSING_VIEW (None: 60 % of the deadline)"
+    )
+    view_tolerance_counts: int = Field(
+        100, ge=0, description="multi-view: encoder counts a view's frame may differ from its item's"
+    )
     stall_timeout_s: float = Field(2.0, gt=0, description="no frame for this long: camera stall")
     switch_interval_ms: float = Field(
         1.0,
@@ -404,6 +427,9 @@ class AppConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    views: list[ViewConfig] = Field(
+        default_factory=list, description="several cameras per item (empty: the one `source`)"
+    )
 
     @model_validator(mode="after")
     def _merge_default_recipes(self) -> AppConfig:
@@ -422,6 +448,10 @@ class AppConfig(Strict):
             problems = _tensorrt_precision_conflicts(be.int8, merged)
             if problems:
                 raise ValueError("\n  ".join(problems))
+        if self.views:
+            _check_views(self.views, self.active_recipe())
+            if self.source.type != "simulator" and any(v.source is None for v in self.views):
+                raise ValueError("views: each view needs its own `source` (one camera per view)")
         return self
 
     def active_recipe(self) -> Recipe:
@@ -429,6 +459,30 @@ class AppConfig(Strict):
         if name is None:
             name = getattr(self.source, "scenario", None) or "vials"
         return self.recipes[name]
+
+
+def _check_views(views: list[ViewConfig], recipe: Recipe | None) -> None:
+    """Unique view names; every tool a view names is the recipe's, and every recipe tool runs
+    in some view (a tool no view runs would never vouch for the item)."""
+    names = [v.name for v in views]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"views: two views named {dup[0]!r}")
+    if recipe is None:
+        return
+    have = [t.name or t.type for t in recipe.tools]
+    used: set[str] = set()
+    for i, v in enumerate(views):
+        wanted = have if v.tools is None else v.tools
+        bad = [t for t in wanted if t not in have]
+        if bad:
+            raise ValueError(
+                f"views.{i}.tools: {bad} not in recipe {recipe.name!r} (its tools: {have})"
+            )
+        used.update(wanted)
+    idle = [t for t in have if t not in used]
+    if idle:
+        raise ValueError(f"views: recipe {recipe.name!r} tools {idle} run in no view")
 
 
 def _tensorrt_precision_conflicts(int8: bool, recipes: dict[str, Recipe]) -> list[str]:

@@ -38,6 +38,7 @@ from edge.record import item_row
 from edge.stats import Stats
 from edge.store.db import Database
 from edge.store.diskspace import DiskGuard
+from edge.line.views import evidence_image
 from edge.store.images import ImageStore, ImageWriter, image_id
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class Recorder:
     # ------------------------------------------------------------------ thread
 
     def _keep_image(self, item: Item) -> bool:
-        if item.frame is None or item.frame.image is None:
+        if item.frame is None or (item.frame.image is None and item.views is None):
             return False
         if item.verdict is Verdict.REJECT:
             return self.keep_reject_images and self.disk.keep_reject_images
@@ -196,7 +197,9 @@ class Recorder:
         imgs: dict[str, tuple[Any, int, int, list[int]]] = {}
         for it in items:
             if it.image_sha256 is None and self._keep_image(it):
-                image = it.frame.image  # type: ignore[union-attr]
+                image = evidence_image(it)  # several views: side by side in one file
+                if image is None:
+                    continue
                 it.image_sha256 = image_id(image)
                 h, w = image.shape[:2]
                 imgs.setdefault(it.image_sha256, (image, w, h, []))[3].append(it.seq)

@@ -1,0 +1,264 @@
+"""Several cameras per item: what the plant needs from a multi-view station.
+
+Frames join their item by encoder count, never by arrival order; an item passes only if
+every configured view arrived in time and passed; a view that did not come is REJECT
+MISSING_VIEW naming it; a frame that matches no item is counted and alarmed, never attached
+to another item; a defect one camera sees rejects the item. A single-view station is as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from edge.config import ConfigError, parse_config
+from edge.capture.base import Source
+from edge.domain import Frame, Reason, Verdict
+from edge.pipeline import Pipeline
+from edge.record import item_row
+
+from fake_tools import grey
+
+PITCH = 800  # encoder counts between two items
+
+
+class ScriptedCamera(Source):
+    """One view's camera: frames at scripted times, each with its trigger's encoder count.
+
+    `script` is a list of (seconds after start, encoder count, grey level)."""
+
+    def __init__(self, name: str, script: list[tuple[float, int, int]]):
+        super().__init__(cfg=None)
+        self.name, self.script = name, script
+
+    def frames(self) -> Iterator[Frame]:
+        t0 = time.monotonic()
+        for i, (at, enc, level) in enumerate(self.script):
+            if self.wait(max(0.0, t0 + at - time.monotonic())):
+                return
+            yield Frame(
+                image=grey(level),
+                t_trigger=time.monotonic(),
+                encoder=enc,
+                source=self.name,
+                name=f"{self.name}-{i}",
+                frame_id=i + 1,
+            )
+
+
+def station(tmp_path, views, cameras, *, tools=None, view_wait_ms=150, deadline_ms=400):
+    """A station whose views run the recipe's `behaviour` tools on scripted cameras."""
+    tools = tools or [
+        {"type": "behaviour", "name": "dark", "find": "CRACK", "find_when_mean_below": 60}
+    ]
+    cfg = parse_config(
+        {
+            "records": {"state_dir": str(tmp_path), "sample_pass_every": 1},
+            "pipeline": {
+                "workers": 2,
+                "deadline_ms": deadline_ms,
+                "view_wait_ms": view_wait_ms,
+                "view_tolerance_counts": 100,
+            },
+            "recipe": "t",
+            "recipes": {"t": {"name": "t", "tools": tools}},
+            "views": views,
+        }
+    )
+    return Pipeline(cfg, view_sources=cameras)
+
+
+def run(p: Pipeline):
+    got = []
+    p.bus.subscribe_sync("verdict", lambda _t, item: got.append(item))
+    p.run(timeout=60)
+    return sorted(got, key=lambda i: i.encoder)
+
+
+def test_an_item_passes_only_when_every_view_arrived_and_passed(tmp_path):
+    cams = {
+        "a": ScriptedCamera("a", [(0.05 * k, k * PITCH, 200) for k in range(4)]),
+        "b": ScriptedCamera("b", [(0.05 * k + 0.01, k * PITCH + 3, 200) for k in range(4)]),
+    }
+    items = run(station(tmp_path, [{"name": "a"}, {"name": "b"}], cams))
+    assert [i.verdict for i in items] == [Verdict.PASS] * 4
+    for i in items:
+        assert list(i.views) == ["a", "b"]
+        assert {(r.tool, r.view) for r in i.results} == {("dark", "a"), ("dark", "b")}
+
+
+def test_a_view_that_does_not_arrive_rejects_missing_view_naming_it(tmp_path):
+    cams = {
+        "a": ScriptedCamera("a", [(0.05 * k, k * PITCH, 200) for k in range(4)]),
+        # camera b misses item 2's trigger
+        "b": ScriptedCamera("b", [(0.05 * k, k * PITCH, 200) for k in (0, 1, 3)]),
+    }
+    p = station(tmp_path, [{"name": "a"}, {"name": "b"}], cams)
+    items = run(p)
+    assert [i.verdict for i in items] == [Verdict.PASS, Verdict.PASS, Verdict.REJECT, Verdict.PASS]
+    missing = items[2]
+    assert missing.reasons == [Reason.MISSING_VIEW.value]
+    assert [(f.code, f.view) for f in missing.findings] == [("MISSING_VIEW", "b")]
+    assert p.matcher.missing_by_view == {"a": 0, "b": 1}
+    # the record and the result message name the view that did not come
+    row = item_row(missing, "edge-01")
+    views = {v["name"]: v for v in row["message"]["views"]}
+    assert views["a"]["arrived"] and not views["b"]["arrived"]
+    assert views["b"]["findings"][0]["code"] == "MISSING_VIEW"
+
+
+def test_frames_join_their_item_by_encoder_count_not_by_arrival_order(tmp_path):
+    # camera b delivers items 0..3 in the order 1, 0, 3, 2; item 1 is dark in view b only
+    b_script = [(0.0, 1 * PITCH, 20), (0.02, 0, 200), (0.1, 3 * PITCH, 200), (0.12, 2 * PITCH, 200)]
+    cams = {
+        "a": ScriptedCamera("a", [(0.03 * k, k * PITCH, 200) for k in range(4)]),
+        "b": ScriptedCamera("b", b_script),
+    }
+    items = run(station(tmp_path, [{"name": "a"}, {"name": "b"}], cams))
+    assert [i.encoder // PITCH for i in items] == [0, 1, 2, 3]
+    for i in items:
+        for frame in i.views.values():
+            assert abs(frame.encoder - i.encoder) <= 100  # never another item's frame
+    assert [i.verdict for i in items] == [Verdict.PASS, Verdict.REJECT, Verdict.PASS, Verdict.PASS]
+    assert [(f.code, f.view) for f in items[1].findings] == [("CRACK", "b")]
+
+
+def test_a_frame_that_matches_no_item_is_counted_and_alarmed_never_attached(tmp_path):
+    cams = {
+        "a": ScriptedCamera("a", [(0.0, 0, 200), (0.05, PITCH, 200), (0.06, PITCH + 5, 20)]),
+        # b: item 0's frame arrives long after item 0 was final; item 1's in time
+        "b": ScriptedCamera("b", [(0.05, PITCH, 200), (0.6, 2, 20)]),
+    }
+    p = station(tmp_path, [{"name": "a"}, {"name": "b"}], cams, view_wait_ms=100)
+    raised = []
+    p.bus.subscribe_sync("alarm", lambda _t, ev: raised.append(ev))
+    items = run(p)
+    assert len(items) == 2  # the stray frames made no item
+    first, second = items
+    assert first.verdict is Verdict.REJECT and first.reasons == [Reason.MISSING_VIEW.value]
+    assert list(first.views) == ["a"]  # the late frame of view b was not attached
+    # view a's second frame for item 1 (a duplicate trigger) is not attached either: the dark
+    # duplicate would have rejected it
+    assert second.verdict is Verdict.PASS
+    assert second.views["a"].name == "a-1"
+    assert p.matcher.unmatched == 2
+    assert p.matcher.unmatched_by_view == {"a": 1, "b": 1}
+    assert any(getattr(a, "code", None) == "VIEW_UNMATCHED" for a in p.alarms.active()) or any(
+        "VIEW_UNMATCHED" in str(ev) for ev in raised
+    )
+
+
+def test_views_run_their_own_tools_and_one_decision_covers_all(tmp_path):
+    tools = [
+        {"type": "behaviour", "name": "glass", "find": "CRACK", "find_when_mean_below": 60},
+        {"type": "behaviour", "name": "code", "find": "NO_READ", "find_when_mean_below": 150},
+    ]
+    cams = {
+        "front": ScriptedCamera("front", [(0.0, 0, 200), (0.05, PITCH, 200)]),
+        # the side camera sees a grey label (mean 100): the code tool would fail there
+        "side": ScriptedCamera("side", [(0.0, 0, 100), (0.05, PITCH, 20)]),
+    }
+    views = [{"name": "front"}, {"name": "side", "tools": ["glass"]}]
+    items = run(station(tmp_path, views, cams, tools=tools))
+    assert {(r.tool, r.view) for r in items[0].results} == {
+        ("glass", "front"),
+        ("code", "front"),
+        ("glass", "side"),
+    }
+    assert items[0].verdict is Verdict.PASS
+    assert items[1].verdict is Verdict.REJECT and items[1].reasons == ["CRACK"]
+
+
+def test_an_unreadable_view_rejects_the_item_naming_the_view(tmp_path):
+    class Broken(ScriptedCamera):
+        def frames(self):
+            for f in super().frames():
+                f.image, f.error = None, "short frame"
+                yield f
+
+    cams = {
+        "a": ScriptedCamera("a", [(0.0, 0, 200)]),
+        "b": Broken("b", [(0.0, 0, 200)]),
+    }
+    (item,) = run(station(tmp_path, [{"name": "a"}, {"name": "b"}], cams))
+    assert item.verdict is Verdict.REJECT and item.reasons == [Reason.IMAGE_ERROR.value]
+    assert [(f.code, f.view) for f in item.findings] == [("IMAGE_ERROR", "b")]
+
+
+def test_every_view_is_kept_as_evidence_side_by_side(tmp_path):
+    cams = {
+        "a": ScriptedCamera("a", [(0.0, 0, 200)]),
+        "b": ScriptedCamera("b", [(0.0, 0, 20)]),
+    }
+    p = station(tmp_path, [{"name": "a"}, {"name": "b"}], cams)
+    (item,) = run(p)
+    deadline = time.monotonic() + 10
+    row = None
+    while time.monotonic() < deadline:
+        row = p.db.conn.execute("SELECT image_sha256 FROM items").fetchone()
+        if row and row[0]:
+            break
+        time.sleep(0.05)
+    import cv2
+
+    img = cv2.imread(str(p.images.path_for(row[0])))
+    assert img.shape[1] == 2 * grey().shape[1]  # both views, side by side
+    assert img[:, :64].mean() > 150 and img[:, 64:].mean() < 60
+
+
+def test_views_config_errors_name_the_problem():
+    base = {"recipe": "vials"}
+    with pytest.raises(ConfigError, match="two views named"):
+        parse_config({**base, "views": [{"name": "a"}, {"name": "a"}]})
+    with pytest.raises(ConfigError, match="not in recipe"):
+        parse_config({**base, "views": [{"name": "a", "tools": ["nope"]}]})
+    with pytest.raises(ConfigError, match="run in no view"):
+        parse_config({**base, "views": [{"name": "a", "tools": ["glass"]}]})
+    with pytest.raises(ConfigError, match="its own `source`"):
+        parse_config(
+            {**base, "source": {"type": "folder", "path": "."}, "views": [{"name": "a"}]}
+        )
+
+
+def test_a_single_view_station_is_unchanged(tmp_path):
+    cfg = parse_config(
+        {
+            "records": {"state_dir": str(tmp_path)},
+            "source": {"type": "simulator", "items": 6, "realtime": False, "defect_rate": 1.0},
+        }
+    )
+    p = Pipeline(cfg)
+    items = run(p)
+    assert p.matcher is None and len(items) == 6
+    for i in items:
+        assert i.views is None
+        msg = item_row(i, "edge-01")["message"]
+        assert "views" not in msg
+        assert all("view" not in f for f in msg["findings"])
+
+
+def test_the_simulator_shows_a_local_defect_to_one_camera_only():
+    from edge.config import SimulatorSource
+    from edge.sim.twin import LineSimulator
+
+    sims = [
+        LineSimulator(SimulatorSource(views=3, view=k, defect_rate=1.0, defect_weights=w))
+        for k in range(3)
+        for w in [{"crack": 1, "low_fill": 0, "missing_cap": 0, "cap_tilt": 0}]
+    ]
+    seen = set()
+    for i in range(12):
+        renders = [s.render(i) for s in sims]
+        truths = [t for _, t in renders]
+        (where,) = truths[0]["seen_in"]
+        seen.add(where)
+        for k, t in enumerate(truths):
+            assert t["defects"][0]["class"] in ("crack", "scratch", "particle")
+            assert ("bbox" in t["defects"][0]) == (k == where)
+        # the code faces the front camera only
+        assert truths[0]["code"] is not None and truths[1]["code"] is None
+        assert np.any(renders[0][0] != renders[1][0])
+    assert len(seen) > 1  # cracks face different cameras
