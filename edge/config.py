@@ -174,10 +174,14 @@ class PipelineConfig(Strict):
     deadline_ms: float = Field(250.0, gt=0, description="trigger -> final verdict")
     queue_size: int = Field(16, ge=1)
     view_wait_ms: float | None = Field(
-        None, gt=0, description="multi-view: a view not here by then is MISSING_VIEW (None: 60 % of the deadline)"
+        None,
+        gt=0,
+        description="multi-view: a view not here by then is MISSING_VIEW (None: 60 % of the deadline)",
     )
     view_tolerance_counts: int = Field(
-        100, ge=0, description="multi-view: encoder counts a view's frame may differ from its item's"
+        100,
+        ge=0,
+        description="multi-view: encoder counts a view's frame may differ from its item's",
     )
     stall_timeout_s: float = Field(2.0, gt=0, description="no frame for this long: camera stall")
     switch_interval_ms: float = Field(

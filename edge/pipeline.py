@@ -381,10 +381,19 @@ class Pipeline:
     def _capture_view(self, view: str, source: Source) -> None:
         """One view's camera: its frames join their items by encoder count (`ViewMatcher`)."""
         assert self.matcher is not None
+        paced, n = getattr(source, "paced", True), 0
+        ahead = max(1, -(-(self.cfg.pipeline.workers + 1) // len(self.cfg.views)))  # items
         try:
             for frame in source.frames():
                 self.last_frame_at = time.monotonic()
                 self.matcher.offer(view, frame)
+                n += 1
+                # an unpaced source (offline replay) reads just in time: no view runs more
+                # than a few items ahead of the items already final, so an item's views come
+                # together and no view waits out another's backlog
+                while not paced and n - self._final_count() >= ahead:
+                    if self._stopping.wait(0.002):
+                        break
                 if self._stopping.is_set():
                     break
         except Exception as exc:
@@ -399,6 +408,11 @@ class Pipeline:
             if last:
                 self.matcher.sweep(float("inf"))  # no view will send more: open items miss one
                 self._capture_done.set()
+
+    def _final_count(self) -> int:
+        with self._seq_lock:
+            issued = self._issued
+        return issued - self.tracker.in_flight()
 
     def _queue_views(self, item: Item) -> None:
         """Every view is in: one job per view for the workers, which may run them in parallel."""

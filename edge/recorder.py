@@ -34,11 +34,11 @@ from typing import Any
 from edge.alarms import Alarms
 from edge.bus import Bus
 from edge.domain import Item, Reason, Verdict
+from edge.line.views import evidence_image
 from edge.record import item_row
 from edge.stats import Stats
 from edge.store.db import Database
 from edge.store.diskspace import DiskGuard
-from edge.line.views import evidence_image
 from edge.store.images import ImageStore, ImageWriter, image_id
 
 log = logging.getLogger(__name__)

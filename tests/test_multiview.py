@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from edge.config import ConfigError, parse_config
 from edge.capture.base import Source
+from edge.config import ConfigError, parse_config
 from edge.domain import Frame, Reason, Verdict
 from edge.pipeline import Pipeline
 from edge.record import item_row
@@ -195,6 +195,7 @@ def test_every_view_is_kept_as_evidence_side_by_side(tmp_path):
     }
     p = station(tmp_path, [{"name": "a"}, {"name": "b"}], cams)
     (item,) = run(p)
+    assert item.verdict is Verdict.REJECT  # view b is dark
     deadline = time.monotonic() + 10
     row = None
     while time.monotonic() < deadline:
@@ -218,9 +219,7 @@ def test_views_config_errors_name_the_problem():
     with pytest.raises(ConfigError, match="run in no view"):
         parse_config({**base, "views": [{"name": "a", "tools": ["glass"]}]})
     with pytest.raises(ConfigError, match="its own `source`"):
-        parse_config(
-            {**base, "source": {"type": "folder", "path": "."}, "views": [{"name": "a"}]}
-        )
+        parse_config({**base, "source": {"type": "folder", "path": "."}, "views": [{"name": "a"}]})
 
 
 def test_a_single_view_station_is_unchanged(tmp_path):
@@ -262,3 +261,35 @@ def test_the_simulator_shows_a_local_defect_to_one_camera_only():
         assert truths[0]["code"] is not None and truths[1]["code"] is None
         assert np.any(renders[0][0] != renders[1][0])
     assert len(seen) > 1  # cracks face different cameras
+
+
+def test_a_multi_view_export_and_recall_per_view(tmp_path):
+    import json
+
+    from edge.config import SimulatorSource
+    from edge.sim.export import export
+    from edge.truth_eval import score_against_truth
+
+    cfg = SimulatorSource(views=3, defect_rate=1.0, realtime=False)
+    summary = export(cfg, tmp_path, 24)
+    assert summary["views"] == 3
+    front = [json.loads(line) for line in (tmp_path / "truth.jsonl").read_text().splitlines()]
+    for k in (1, 2):
+        side = (tmp_path / "views" / str(k) / "truth.jsonl").read_text().splitlines()
+        side = [json.loads(line) for line in side]
+        assert [t["id"] for t in side] == [t["id"] for t in front]
+        assert all(abs(a["encoder"] - b["encoder"]) < 100 for a, b in zip(front, side, strict=True))
+        assert all((tmp_path / "views" / str(k) / t["image"]).is_file() for t in side)
+    only = {}
+    for t in front:
+        if len(t.get("seen_in", [])) == 1:
+            only.setdefault(t["seen_in"][0], []).append(t["id"])
+    assert len(only) >= 2, "local defects face more than one camera"
+    blind = min(only)  # a station whose camera `blind` saw nothing: its defects escape
+    pred = [
+        {"id": t["id"], "verdict": "PASS" if t["id"] in only[blind] else "REJECT", "reasons": []}
+        for t in front
+    ]
+    per_view = score_against_truth(front, pred)["per_view"]
+    assert per_view[str(blind)]["recall"] == 0.0
+    assert all(v["recall"] == 1.0 for k, v in per_view.items() if k != str(blind))

@@ -30,7 +30,9 @@ from edge.taxonomy import CODE_DEFECTS, DETECTOR_CLASSES, PRINT_DEFECTS
 
 DUPLICATE_MIN_GAP = 10
 #: defects at one place on the item's surface: with several views, only one camera sees each
-LOCAL_DEFECTS = frozenset({"crack", "scratch", "particle", "broken_tablet", "foreign_tablet"})  # a duplicate repeats the serial of an item at least this many earlier
+LOCAL_DEFECTS = frozenset(
+    {"crack", "scratch", "particle", "broken_tablet", "foreign_tablet"}
+)  # a duplicate repeats the serial of an item at least this many earlier
 
 
 class LineSimulator:
