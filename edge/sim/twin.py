@@ -28,11 +28,7 @@ from edge.sim.scene import scene_class
 from edge.sim.timing import encoder_count, trigger_time
 from edge.taxonomy import CODE_DEFECTS, DETECTOR_CLASSES, PRINT_DEFECTS
 
-DUPLICATE_MIN_GAP = 10
-#: defects at one place on the item's surface: with several views, only one camera sees each
-LOCAL_DEFECTS = frozenset(
-    {"crack", "scratch", "particle", "broken_tablet", "foreign_tablet"}
-)  # a duplicate repeats the serial of an item at least this many earlier
+DUPLICATE_MIN_GAP = 10  # a duplicate repeats the serial of an item at least this many earlier
 
 
 class LineSimulator:
@@ -149,7 +145,7 @@ class LineSimulator:
         n = self.cfg.views
         if defect is None or n == 1:
             return list(range(n))
-        if defect in LOCAL_DEFECTS:
+        if defect in taxonomy.LOCAL_DEFECTS:
             return [int(np.random.default_rng([self.cfg.seed, i, 3]).integers(0, n))]
         if defect in CODE_DEFECTS or defect in PRINT_DEFECTS:
             return [0]
