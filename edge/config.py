@@ -453,9 +453,17 @@ class AppConfig(Strict):
             if problems:
                 raise ValueError("\n  ".join(problems))
         if self.views:
-            _check_views(self.views, self.active_recipe())
+            from edge.line.views import check_views
+
+            check_views(self.views, self.active_recipe())
             if self.source.type != "simulator" and any(v.source is None for v in self.views):
                 raise ValueError("views: each view needs its own `source` (one camera per view)")
+            counting = any(v.source is not None and v.source.type == "genicam" for v in self.views)
+            if counting and self.pipeline.view_tolerance_counts != 0:
+                raise ValueError(  # a camera's encoder value counts triggers: 1 per item
+                    "pipeline.view_tolerance_counts: must be 0 with GenICam views "
+                    "(their frames carry trigger counts, one per item)"
+                )
         return self
 
     def active_recipe(self) -> Recipe:
@@ -463,30 +471,6 @@ class AppConfig(Strict):
         if name is None:
             name = getattr(self.source, "scenario", None) or "vials"
         return self.recipes[name]
-
-
-def _check_views(views: list[ViewConfig], recipe: Recipe | None) -> None:
-    """Unique view names; every tool a view names is the recipe's, and every recipe tool runs
-    in some view (a tool no view runs would never vouch for the item)."""
-    names = [v.name for v in views]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ValueError(f"views: two views named {dup[0]!r}")
-    if recipe is None:
-        return
-    have = [t.name or t.type for t in recipe.tools]
-    used: set[str] = set()
-    for i, v in enumerate(views):
-        wanted = have if v.tools is None else v.tools
-        bad = [t for t in wanted if t not in have]
-        if bad:
-            raise ValueError(
-                f"views.{i}.tools: {bad} not in recipe {recipe.name!r} (its tools: {have})"
-            )
-        used.update(wanted)
-    idle = [t for t in have if t not in used]
-    if idle:
-        raise ValueError(f"views: recipe {recipe.name!r} tools {idle} run in no view")
 
 
 def _tensorrt_precision_conflicts(int8: bool, recipes: dict[str, Recipe]) -> list[str]:

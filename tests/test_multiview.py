@@ -219,6 +219,13 @@ def test_views_config_errors_name_the_problem():
         parse_config({**base, "views": [{"name": "a", "tools": ["glass"]}]})
     with pytest.raises(ConfigError, match="its own `source`"):
         parse_config({**base, "source": {"type": "folder", "path": "."}, "views": [{"name": "a"}]})
+    cam = {"type": "genicam", "serial": "CAM-1"}
+    with pytest.raises(ConfigError, match="must be 0 with GenICam views"):
+        parse_config({**base, "views": [{"name": "a", "source": cam}]})
+    ok = parse_config(
+        {**base, "pipeline": {"view_tolerance_counts": 0}, "views": [{"name": "a", "source": cam}]}
+    )
+    assert ok.views[0].source.type == "genicam"
 
 
 def test_a_single_view_station_is_unchanged(tmp_path):

@@ -20,10 +20,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.domain import Action, Finding, Frame, Item, Reason, Severity, ToolResult
+
+if TYPE_CHECKING:
+    from edge.config import Recipe, ViewConfig
 
 log = logging.getLogger(__name__)
 
@@ -199,3 +203,27 @@ def view_offsets(item: Item) -> dict[str, int]:
 
 def _bgr(img: np.ndarray) -> np.ndarray:
     return img if img.ndim == 3 else np.repeat(img[..., None], 3, 2)
+
+
+def check_views(views: list[ViewConfig], recipe: Recipe | None) -> None:
+    """Unique view names; every tool a view names is the recipe's, and every recipe tool runs
+    in some view (a tool no view runs would never vouch for the item)."""
+    names = [v.name for v in views]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"views: two views named {dup[0]!r}")
+    if recipe is None:
+        return
+    have = [t.name or t.type for t in recipe.tools]
+    used: set[str] = set()
+    for i, v in enumerate(views):
+        wanted = have if v.tools is None else v.tools
+        bad = [t for t in wanted if t not in have]
+        if bad:
+            raise ValueError(
+                f"views.{i}.tools: {bad} not in recipe {recipe.name!r} (its tools: {have})"
+            )
+        used.update(wanted)
+    idle = [t for t in have if t not in used]
+    if idle:
+        raise ValueError(f"views: recipe {recipe.name!r} tools {idle} run in no view")
