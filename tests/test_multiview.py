@@ -299,3 +299,22 @@ def test_a_multi_view_export_and_recall_per_view(tmp_path):
     per_view = score_against_truth(front, pred)["per_view"]
     assert per_view[str(blind)]["recall"] == 0.0
     assert all(v["recall"] == 1.0 for k, v in per_view.items() if k != str(blind))
+
+
+def test_the_hmi_shows_every_view_of_the_item_side_by_side(tmp_path):
+    from edge.web.hub import item_view
+
+    tools = [{"type": "behaviour", "name": "dark", "find": "CRACK", "find_when_mean_below": 60}]
+    cams = {
+        "a": ScriptedCamera("a", [(0.0, 0, 200)]),
+        "b": ScriptedCamera("b", [(0.0, 0, 20)]),
+    }
+    (item,) = run(station(tmp_path, [{"name": "a"}, {"name": "b"}], cams, tools=tools))
+    item.findings[0].bbox = (5, 6, 7, 8)  # where the tool saw it, in view b's own pixels
+    view = item_view(item)
+    assert view["views"] == ["a", "b"]
+    assert (view["width"], view["height"]) == (2 * 64, 48)
+    (finding,) = view["findings"]
+    assert finding["view"] == "b"
+    assert finding["bbox"] == [5 + 64, 6, 7, 8]  # drawn on view b's half
+    assert item.findings[0].to_dict()["bbox"] == [5, 6, 7, 8]  # the record keeps view b's
