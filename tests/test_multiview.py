@@ -318,3 +318,53 @@ def test_the_hmi_shows_every_view_of_the_item_side_by_side(tmp_path):
     assert finding["view"] == "b"
     assert finding["bbox"] == [5 + 64, 6, 7, 8]  # drawn on view b's half
     assert item.findings[0].to_dict()["bbox"] == [5, 6, 7, 8]  # the record keeps view b's
+
+
+def test_a_defect_one_camera_sees_rejects_the_vial_through_sim_inspect_and_eval(tmp_path):
+    """`edge sim --views 3`, `edge inspect` with the three-camera example, `edge eval`: every
+    crack, scratch or particle that faced one camera only is rejected, by that camera."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from edge.cli import app
+
+    example = Path(__file__).parents[1] / "examples" / "vials-3views.yaml"
+    cfg = tmp_path / "three.yaml"
+    weights = {"crack": 1, "scratch": 1, "particle": 1}
+    text = example.read_text().replace(
+        "  code_defect_rate: 0.02\n",
+        "  code_defect_rate: 0.0\n  defect_weights: " + json.dumps(weights) + "\n",
+    )
+    cfg.write_text(text.replace("defect_rate: 0.1", "defect_rate: 0.5"))
+    data, pred = tmp_path / "sim", tmp_path / "pred.jsonl"
+    r = CliRunner()
+    out = r.invoke(
+        app, ["sim", "--views", "3", "--items", "30", "--out", str(data), "--config", str(cfg)]
+    )
+    assert out.exit_code == 0, out.output
+    out = r.invoke(
+        app, ["inspect", "--source", str(data), "--jsonl", str(pred), "--config", str(cfg)]
+    )
+    assert out.exit_code == 0, out.output
+    out = r.invoke(app, ["eval", "--truth", str(data / "truth.jsonl"), "--pred", str(pred)])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["escapes"] == 0 and report["missing_predictions"] == 0
+    assert sum(v["defects_only_here"] for v in report["per_view"].values()) >= 5
+    assert all(v["recall"] == 1.0 for v in report["per_view"].values())
+    # and it was the camera that faced the defect that rejected it (not a timeout's doing)
+    names = ["front", "left", "right"]
+    truth = {t["id"]: t for t in map(json.loads, (data / "truth.jsonl").read_text().splitlines())}
+    by_camera = judged = 0
+    for p in map(json.loads, pred.read_text().splitlines()):
+        t = truth[p["id"]]
+        if len(t.get("seen_in", [])) != 1 or "TIMEOUT" in p["reasons"]:
+            continue  # a defect every camera sees, or one the deadline rejected
+        judged += 1
+        (k,) = t["seen_in"]
+        by_camera += any(
+            f.get("view") == names[k] and f["code"] in t["reasons"] for f in p["findings"]
+        )
+    assert judged >= 5 and by_camera == judged
