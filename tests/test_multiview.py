@@ -187,6 +187,20 @@ def test_an_unreadable_view_rejects_the_item_naming_the_view(tmp_path):
     assert [(f.code, f.view) for f in item.findings] == [("IMAGE_ERROR", "b")]
 
 
+def test_a_camera_further_down_the_belt_joins_its_item_by_its_offset(tmp_path):
+    # camera b is triggered 2,000 counts after the item's trigger (2.5 pitches downstream):
+    # by arrival it would see a later item; by count less its offset, the right one
+    cams = {
+        "a": ScriptedCamera("a", [(0.03 * k, k * PITCH, 200 if k != 1 else 20) for k in range(4)]),
+        "b": ScriptedCamera("b", [(0.03 * k + 0.01, k * PITCH + 2000, 200) for k in range(4)]),
+    }
+    views = [{"name": "a"}, {"name": "b", "encoder_offset": 2000}]
+    items = run(station(tmp_path, views, cams))
+    assert [i.encoder for i in items] == [0, PITCH, 2 * PITCH, 3 * PITCH]
+    assert [i.views["b"].encoder - i.encoder for i in items] == [2000] * 4
+    assert [i.verdict for i in items] == [Verdict.PASS, Verdict.REJECT, Verdict.PASS, Verdict.PASS]
+
+
 def test_every_view_is_kept_as_evidence_side_by_side(tmp_path):
     cams = {
         "a": ScriptedCamera("a", [(0.0, 0, 200)]),
@@ -215,6 +229,8 @@ def test_views_config_errors_name_the_problem():
         parse_config({**base, "views": [{"name": "a"}, {"name": "a"}]})
     with pytest.raises(ConfigError, match="not in recipe"):
         parse_config({**base, "views": [{"name": "a", "tools": ["nope"]}]})
+    with pytest.raises(ConfigError, match="the one view that faces the code"):
+        parse_config({**base, "views": [{"name": "a"}, {"name": "b"}]})
     with pytest.raises(ConfigError, match="run in no view"):
         parse_config({**base, "views": [{"name": "a", "tools": ["glass"]}]})
     with pytest.raises(ConfigError, match="its own `source`"):

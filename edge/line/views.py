@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,7 +95,10 @@ class ViewMatcher:
                 if any(self._near(k, key) for k in self._closed):
                     why = "its item is already final"
                 else:
-                    item = self._new_item(frame)
+                    # the item's encoder count is its trigger's, not this camera's (the gate's
+                    # deadline is reckoned from it)
+                    first = frame if key == frame.encoder else replace(frame, encoder=key)
+                    item = self._new_item(first)
                     item.views = {}
                     slot = _Open(item, key, item.t_trigger + self.wait_s)
                     self._open.append(slot)
@@ -224,6 +227,14 @@ def check_views(views: list[ViewConfig], recipe: Recipe | None) -> None:
                 f"views.{i}.tools: {bad} not in recipe {recipe.name!r} (its tools: {have})"
             )
         used.update(wanted)
+    types = {t.name or t.type: t.type for t in recipe.tools}
+    for name in have:  # a serial read by two cameras would be its own duplicate
+        runs = [v.name for v in views if v.tools is None or name in v.tools]
+        if types[name] == "barcode" and len(runs) > 1:
+            raise ValueError(
+                f"views: the code tool {name!r} runs in {runs}: name it in the one view that "
+                "faces the code (each serial is registered once per item)"
+            )
     idle = [t for t in have if t not in used]
     if idle:
         raise ValueError(f"views: recipe {recipe.name!r} tools {idle} run in no view")
