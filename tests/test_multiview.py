@@ -108,6 +108,15 @@ def test_a_view_that_does_not_arrive_rejects_missing_view_naming_it(tmp_path):
     views = {v["name"]: v for v in row["message"]["views"]}
     assert views["a"]["arrived"] and not views["b"]["arrived"]
     assert views["b"]["findings"][0]["code"] == "MISSING_VIEW"
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    schema_file = Path(__file__).parents[1] / "edge/publish/schemas/result.v1.json"
+    schema = json.loads(schema_file.read_text())
+    assert "views" in schema["properties"]  # published, not only sent
+    jsonschema.validate({**row["message"], "seq": 1}, schema)
 
 
 def test_frames_join_their_item_by_encoder_count_not_by_arrival_order(tmp_path):
