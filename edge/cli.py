@@ -134,6 +134,7 @@ def sim(
         None, min=0, max=1, help="printed-text defects (vials, cartons)"
     ),
     print_font: str | None = typer.Option(None, help="solid | dotmatrix"),
+    views: int = typer.Option(1, min=1, max=8, help="cameras around each item (views/<k>/)"),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
@@ -143,6 +144,7 @@ def sim(
     cfg = _load(config)
     src = cfg.source.model_dump() if cfg.source.type == "simulator" else {}
     src.update(type="simulator", scenario=scenario, seed=seed, items=items, realtime=False)
+    src.update(views=views, view=0)
     if defect_rate is not None:
         src["defect_rate"] = defect_rate
     if code_defect_rate is not None:
@@ -208,9 +210,15 @@ def inspect(
     if state_dir is None:
         tmp = tempfile.mkdtemp(prefix="edge-inspect-")
         state_dir = Path(tmp)
+    view_sources = {}
+    for k, v in enumerate(cfg.views):  # several cameras: view k of an `edge sim` export
+        folder = source if k == 0 else source / "views" / str(k)
+        own = v.source.model_dump(mode="json") if v.source is not None else None
+        view_sources[v.name] = own or {"type": "folder", "path": str(folder)}
     cfg = _override(
         cfg,
         source={"type": "folder", "path": str(source)},
+        views=[{**v.model_dump(mode="json"), "source": view_sources[v.name]} for v in cfg.views],
         recipe=recipe,
         **{
             "records.state_dir": str(state_dir),

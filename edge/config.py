@@ -103,6 +103,8 @@ class SimulatorSource(Strict):
     )
     print_font: Literal["solid", "dotmatrix"] = "solid"
     print_date_format: str = Field("YYMMDD", description="printed expiry, e.g. MM/YYYY")
+    views: int = Field(1, ge=1, le=8, description="cameras around the item's axis (edge.sim)")
+    view: int = Field(0, ge=0, description="which of them this source is (0: the front)")
 
 
 class FolderSource(Strict):
@@ -149,6 +151,21 @@ SourceConfig = Annotated[
 ]
 
 
+class ViewConfig(Strict):
+    """One camera view of a multi-view station: its source and the recipe tools it runs."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    source: SourceConfig | None = Field(
+        None, description="None: the station's `source` (a simulator: this view's index)"
+    )
+    tools: list[str] | None = Field(
+        None, description="names of the active recipe's tools to run here (None: all)"
+    )
+    encoder_offset: int = Field(
+        0, description="encoder counts from the item's trigger to this camera's trigger"
+    )
+
+
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -156,6 +173,16 @@ class PipelineConfig(Strict):
     workers: int = Field(2, ge=1, le=32)
     deadline_ms: float = Field(250.0, gt=0, description="trigger -> final verdict")
     queue_size: int = Field(16, ge=1)
+    view_wait_ms: float | None = Field(
+        None,
+        gt=0,
+        description="multi-view: a view not here by then is MISSING_VIEW (None: 60 % of the deadline)",
+    )
+    view_tolerance_counts: int = Field(
+        100,
+        ge=0,
+        description="multi-view: encoder counts a view's frame may differ from its item's",
+    )
     stall_timeout_s: float = Field(2.0, gt=0, description="no frame for this long: camera stall")
     switch_interval_ms: float = Field(
         1.0,
@@ -404,6 +431,9 @@ class AppConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     ops: OpsConfig = Field(default_factory=OpsConfig)
+    views: list[ViewConfig] = Field(
+        default_factory=list, description="several cameras per item (empty: the one `source`)"
+    )
 
     @model_validator(mode="after")
     def _merge_default_recipes(self) -> AppConfig:
@@ -422,6 +452,18 @@ class AppConfig(Strict):
             problems = _tensorrt_precision_conflicts(be.int8, merged)
             if problems:
                 raise ValueError("\n  ".join(problems))
+        if self.views:
+            from edge.line.views import check_views
+
+            check_views(self.views, self.active_recipe())
+            if self.source.type != "simulator" and any(v.source is None for v in self.views):
+                raise ValueError("views: each view needs its own `source` (one camera per view)")
+            counting = any(v.source is not None and v.source.type == "genicam" for v in self.views)
+            if counting and self.pipeline.view_tolerance_counts != 0:
+                raise ValueError(  # a camera's encoder value counts triggers: 1 per item
+                    "pipeline.view_tolerance_counts: must be 0 with GenICam views "
+                    "(their frames carry trigger counts, one per item)"
+                )
         return self
 
     def active_recipe(self) -> Recipe:

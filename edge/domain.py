@@ -130,9 +130,13 @@ class Finding:
     #: tool-specific facts a person needs to judge the finding (JSON-serialisable), e.g. the
     #: OCV tool's field, expected and read text and per-character confidence
     detail: dict[str, Any] | None = None
+    #: the camera view that saw it, on a station with several views (None: the only view)
+    view: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"tool": self.tool, "code": self.code}
+        if self.view is not None:
+            d["view"] = self.view
         if self.message:
             d["message"] = self.message
         for k in ("score", "value"):
@@ -191,6 +195,8 @@ class ToolResult:
     # what the tool measured on this item, pass or reject (name -> value in the unit the tool
     # declares in `Tool.measures`), for process control: kept even when nothing rejects
     measurements: dict[str, float] = field(default_factory=dict)
+    #: the camera view it ran on, on a station with several views (None: the only view)
+    view: str | None = None
 
 
 @dataclass(slots=True)
@@ -233,6 +239,9 @@ class Item:
     reasons: list[str] = field(default_factory=lambda: [Reason.TIMEOUT.value])
     t_final: float | None = None  # monotonic time the verdict became final
     image_sha256: str | None = None
+    #: a multi-view station's frames by view name, matched by encoder count (None: one view,
+    #: `frame` is it); `frame` is then the first view's frame, for traceability
+    views: dict[str, Frame] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled for another process (the web UI) without the line's live trigger context

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.decide import decide
-from edge.domain import Reason, ToolResult, Verdict
+from edge.domain import Action, Finding, Reason, Severity, ToolResult, Verdict
 
 if TYPE_CHECKING:
     from edge.config import Recipe
@@ -49,3 +49,34 @@ def judge(
         results.append(tool.run(image, ctx))
     verdict, reasons = decide(recipe, [t.name for t in tools], results, batch_ok)
     return verdict, reasons, results
+
+
+def judge_views(
+    judged: dict[str, tuple[Verdict, list[str], list[ToolResult]]],
+) -> tuple[Verdict, list[str], list[ToolResult]]:
+    """One decision over an item's views, each judged by `judge` above: PASS only if every
+    view passed. Every result and finding is marked with its view, so the records and the
+    result message say which camera saw what; a view that rejected without a finding (an
+    unreadable image, a tool that did not run) gets one naming the view."""
+    reasons: list[str] = []
+    results: list[ToolResult] = []
+    for view, (verdict, view_reasons, view_results) in judged.items():
+        for r in view_results:
+            r.view = view
+            for f in r.findings:
+                f.view = view
+        results.extend(view_results)
+        for code in view_reasons:
+            if code not in reasons:
+                reasons.append(code)
+        rejecting = any(f.action is Action.REJECT for r in view_results for f in r.findings)
+        if verdict is Verdict.REJECT and not rejecting:
+            why = ", ".join(view_reasons) or Reason.TOOL_MISSING.value
+            f = Finding("views", why.split(",")[0], f"view {view!r}: {why}", view=view)
+            f.severity, f.action = Severity.CRITICAL, Action.REJECT
+            results.append(ToolResult(tool="views", version="1", findings=[f], view=view))
+            if not view_reasons:
+                reasons.append(Reason.TOOL_MISSING.value)
+    if reasons:
+        return Verdict.REJECT, reasons, results
+    return Verdict.PASS, [], results

@@ -24,8 +24,9 @@ from edge.config import AppConfig, Recipe
 from edge.domain import BatchState, Frame, Item, Reason, ToolResult, Verdict
 from edge.inspect.base import Services, Tool, ToolContext
 from edge.inspect.registry import build_tools
-from edge.judge import judge
+from edge.judge import judge, judge_views
 from edge.line.tracking import Tracker
+from edge.line.views import ViewMatcher, missing_reasons
 from edge.recorder import Recorder
 from edge.stats import Stats
 from edge.store.alarm_log import AlarmLog
@@ -52,6 +53,7 @@ class Pipeline:
         recipe: Recipe | None = None,
         services: Services | None = None,
         bus: Bus | None = None,
+        view_sources: dict[str, Source] | None = None,
     ):
         self.cfg = cfg
         recipe = recipe or cfg.active_recipe()
@@ -68,9 +70,15 @@ class Pipeline:
         self.services.state_dir = state
         # recipe and its tools are swapped together, so a worker never mixes two recipes
         self._active: tuple[Recipe, list[Tool]] = (recipe, build_tools(recipe, self.services))
+        #: a multi-view station's sources by view name (empty: the one `source`)
+        self.view_sources: dict[str, Source] = {}
+        if cfg.views:
+            self.view_sources = view_sources or open_view_sources(cfg)
+            source = source or next(iter(self.view_sources.values()))
         self.source = source or open_source(cfg.source)
-        if hasattr(self.source, "bind"):
-            self.source.bind(self.alarms)  # a camera source raises its own alarms at once
+        for src in self.view_sources.values() or [self.source]:
+            if hasattr(src, "bind"):
+                src.bind(self.alarms)  # a camera source raises its own alarms at once
         self.deadline_s = (self.recipe.deadline_ms or cfg.pipeline.deadline_ms) / 1000.0
         self.batch: BatchState | None = None
         self.recorder = Recorder(
@@ -86,6 +94,22 @@ class Pipeline:
             records=cfg.records,
         )
         self.tracker = Tracker(self.recorder.submit)
+        self.matcher: ViewMatcher | None = None
+        if cfg.views:
+            wait_ms = cfg.pipeline.view_wait_ms or 0.6 * self.deadline_s * 1000.0
+            self.matcher = ViewMatcher(
+                {v.name: v.encoder_offset for v in cfg.views},
+                tolerance=cfg.pipeline.view_tolerance_counts,
+                wait_s=wait_ms / 1000.0,
+                new_item=self.new_item,
+                on_open=self.tracker.register,
+                on_complete=self._queue_views,
+                on_missing=self._views_missing,
+                on_unmatched=self._view_unmatched,
+            )
+            self._view_tools = {v.name: v.tools for v in cfg.views}
+            self._partial: dict[str, dict[str, Any]] = {}
+            self._partial_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(cfg.pipeline.queue_size)
         self._seq = self.db.next_seq()
         self._seq_lock = threading.Lock()
@@ -166,7 +190,16 @@ class Pipeline:
         # the stall clock and the rate start with capture, not when the pipeline was built:
         # the components (the web UI's own process) start in between and take seconds
         self.last_frame_at = self.stats.started = time.monotonic()
-        self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
+        if self.matcher is not None:
+            self._threads = [
+                threading.Thread(
+                    target=self._capture_view, args=(name, src), name=f"capture-{name}", daemon=True
+                )
+                for name, src in self.view_sources.items()
+            ]
+            self._views_running = len(self._threads)
+        else:
+            self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True)]
         for i in range(self.cfg.pipeline.workers):
             self._threads.append(
                 threading.Thread(target=self._worker, name=f"inspect-{i}", daemon=True)
@@ -194,7 +227,8 @@ class Pipeline:
     def stop(self) -> None:
         """Stop capture, let items in flight reach a verdict, record them, shut down."""
         self._stopping.set()
-        self.source.stop()
+        for src in self.view_sources.values() or [self.source]:
+            src.stop()
         self._capture_done.wait(10)
         deadline = time.monotonic() + self.deadline_s + 5
         while self.tracker.in_flight() and time.monotonic() < deadline:
@@ -203,6 +237,9 @@ class Pipeline:
             self._queue.put(_STOP)
         for t in self._threads:
             t.join(5)
+        if self.matcher is not None:
+            self.matcher.sweep(float("inf"))  # views that never came: MISSING_VIEW, recorded
+            self.matcher.close()
         self.tracker.close()
         self.recorder.close()
         for tool in self.tools + self._retired_tools:
@@ -308,7 +345,10 @@ class Pipeline:
             if item is _STOP:
                 return
             try:
-                self.inspect(item)
+                if type(item) is tuple:
+                    self._inspect_view(*item)
+                else:
+                    self.inspect(item)
             finally:
                 self._slots.release()
 
@@ -318,11 +358,15 @@ class Pipeline:
         self.tracker.finalize(item, verdict, reasons, results)
 
     def judge_item(
-        self, image: np.ndarray | None, item: Item
+        self, image: np.ndarray | None, item: Item, view: str | None = None
     ) -> tuple[Verdict, list[str], list[ToolResult]]:
         """Judge one item's image (`edge.judge`) with the batch, recipe and tools of its
-        trigger, never those current now. Never raises."""
+        trigger, never those current now; on a multi-view station, the tools of `view`.
+        Never raises."""
         batch, recipe, tools = item.at_trigger or (self.batch, *self._active)
+        if view is not None and self._view_tools.get(view) is not None:
+            wanted = self._view_tools[view]
+            tools = [t for t in tools if t.name in wanted]  # type: ignore[operator]
         ctx = ToolContext(
             item_id=item.id,
             seq=item.seq,
@@ -331,3 +375,100 @@ class Pipeline:
             now=item.wall_trigger,
         )
         return judge(recipe, tools, image, ctx, batch is not None or not recipe.require_batch)
+
+    # ------------------------------------------------------------------ several views
+
+    def _capture_view(self, view: str, source: Source) -> None:
+        """One view's camera: its frames join their items by encoder count (`ViewMatcher`)."""
+        assert self.matcher is not None
+        paced, n = getattr(source, "paced", True), 0
+        ahead = max(1, -(-(self.cfg.pipeline.workers + 1) // len(self.cfg.views)))  # items
+        try:
+            for frame in source.frames():
+                self.last_frame_at = time.monotonic()
+                self.matcher.offer(view, frame)
+                n += 1
+                # an unpaced source (offline replay) reads just in time: no view runs more
+                # than a few items ahead of the items already final, so an item's views come
+                # together and no view waits out another's backlog
+                while not paced and n - self._final_count() >= ahead:
+                    if self._stopping.wait(0.002):
+                        break
+                if self._stopping.is_set():
+                    break
+        except Exception as exc:
+            log.exception("capture source of view %s failed", view)
+            self.alarms.raise_(
+                "CAMERA_FAULT", f"view {view!r} capture failed: {exc}", "critical", True
+            )
+        finally:
+            with self._seq_lock:
+                self._views_running -= 1
+                last = self._views_running == 0
+            if last:
+                self.matcher.sweep(float("inf"))  # no view will send more: open items miss one
+                self._capture_done.set()
+
+    def _final_count(self) -> int:
+        with self._seq_lock:
+            issued = self._issued
+        return issued - self.tracker.in_flight()
+
+    def _queue_views(self, item: Item) -> None:
+        """Every view is in: one job per view for the workers, which may run them in parallel."""
+        assert item.views is not None
+        with self._partial_lock:
+            self._partial[item.id] = {}
+        for view in item.views:
+            try:
+                self._queue.put_nowait((item, view))
+            except queue.Full:
+                with self._partial_lock:
+                    self._partial.pop(item.id, None)
+                self.tracker.finalize(item, Verdict.REJECT, [Reason.NOT_INSPECTED.value])
+                return
+
+    def _inspect_view(self, item: Item, view: str) -> None:
+        """Judge one view; the worker that judges an item's last view makes the one decision."""
+        frame = item.views[view]  # type: ignore[index]
+        if frame.image is None or frame.error:
+            judged = (Verdict.REJECT, [frame.reason or Reason.IMAGE_ERROR.value], [])
+        else:
+            judged = self.judge_item(frame.image, item, view)
+        with self._partial_lock:
+            got = self._partial.get(item.id)
+            if got is None:  # the item was already given up (queue full)
+                return
+            got[view] = judged
+            if len(got) < len(item.views):  # type: ignore[arg-type]
+                return
+            del self._partial[item.id]
+        ordered = {v: got[v] for v in item.views}  # type: ignore[union-attr]
+        verdict, reasons, results = judge_views(ordered)
+        self.tracker.finalize(item, verdict, reasons, results)
+
+    def _views_missing(self, item: Item, missing: list[str]) -> None:
+        reasons, results = missing_reasons(missing)
+        self.tracker.finalize(item, Verdict.REJECT, reasons, results)
+
+    def _view_unmatched(self, view: str, frame: Frame, why: str) -> None:
+        log.warning("frame of view %s (encoder %d) matches no item: %s", view, frame.encoder, why)
+        self.alarms.raise_(
+            "VIEW_UNMATCHED",
+            f"view {view!r}: a frame (encoder {frame.encoder}) matched no item ({why}); "
+            f"{self.matcher.unmatched if self.matcher else 0} so far",
+            "major",
+            False,
+        )
+
+
+def open_view_sources(cfg: AppConfig) -> dict[str, Source]:
+    """Each view's source: its own, or (a simulator station) the station's simulator showing
+    this view of the item."""
+    out: dict[str, Source] = {}
+    for k, v in enumerate(cfg.views):
+        src_cfg = v.source
+        if src_cfg is None:
+            src_cfg = cfg.source.model_copy(update={"view": k, "views": len(cfg.views)})
+        out[v.name] = open_source(src_cfg)
+    return out

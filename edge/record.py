@@ -71,4 +71,27 @@ def item_row(item: Item, station: str) -> dict[str, Any]:
     }
     if row["measurements"]:
         row["message"]["measurements"] = row["measurements"]
+    if item.views is not None:
+        row["message"]["views"] = view_summaries(item, findings)
     return row
+
+
+def view_summaries(item: Item, findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A multi-view item's views in the station's order: which frame each camera gave (or
+    that it gave none) and the findings on it (added within v1, optional)."""
+    names = list(item.views or {})
+    for f in findings:  # a view that did not arrive is in the findings, not in `views`
+        v = f.get("view")
+        if v is not None and v not in names:
+            names.append(v)
+    out = []
+    for name in names:
+        frame = (item.views or {}).get(name)
+        d: dict[str, Any] = {"name": name, "arrived": frame is not None}
+        if frame is not None:
+            d["encoder"] = frame.encoder
+            if frame.frame_id is not None:
+                d["frame_id"] = frame.frame_id
+        d["findings"] = [f for f in findings if f.get("view") == name]
+        out.append(d)
+    return out

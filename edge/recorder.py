@@ -34,6 +34,7 @@ from typing import Any
 from edge.alarms import Alarms
 from edge.bus import Bus
 from edge.domain import Item, Reason, Verdict
+from edge.line.views import evidence_image
 from edge.record import item_row
 from edge.stats import Stats
 from edge.store.db import Database
@@ -146,7 +147,7 @@ class Recorder:
     # ------------------------------------------------------------------ thread
 
     def _keep_image(self, item: Item) -> bool:
-        if item.frame is None or item.frame.image is None:
+        if item.frame is None or (item.frame.image is None and item.views is None):
             return False
         if item.verdict is Verdict.REJECT:
             return self.keep_reject_images and self.disk.keep_reject_images
@@ -196,7 +197,9 @@ class Recorder:
         imgs: dict[str, tuple[Any, int, int, list[int]]] = {}
         for it in items:
             if it.image_sha256 is None and self._keep_image(it):
-                image = it.frame.image  # type: ignore[union-attr]
+                image = evidence_image(it)  # several views: side by side in one file
+                if image is None:
+                    continue
                 it.image_sha256 = image_id(image)
                 h, w = image.shape[:2]
                 imgs.setdefault(it.image_sha256, (image, w, h, []))[3].append(it.seq)

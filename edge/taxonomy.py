@@ -145,6 +145,12 @@ PRINT_DEFECTS: list[str] = list(PRINT_REASONS)
 #: Every defect class any product can show.
 ALL_DEFECTS: list[str] = DETECTOR_CLASSES[:-1] + CODE_DEFECTS + PRINT_DEFECTS
 
+#: defects at one place on the item's surface: of several cameras around it, one sees each
+#: (the others: fill, cap, a missing label show all round; the code faces the front camera)
+LOCAL_DEFECTS: frozenset[str] = frozenset(
+    {"crack", "scratch", "particle", "broken_tablet", "foreign_tablet"}
+)
+
 _RANK = {_MINOR: 0, _MAJOR: 1, _CRIT: 2}
 
 

@@ -81,7 +81,7 @@ def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]])
             else None,
             "escaped_ids": escaped_ids[r][:10],
         }
-    return {
+    report = {
         "items": len(truth),
         "missing_predictions": len(missing),
         "expected_reject": exp_reject,
@@ -95,4 +95,39 @@ def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]])
         "false_reject_rate": round(false_rejects / exp_pass, 5) if exp_pass else 0.0,
         "per_reason": per_reason,
         "confusion": {e: dict(c) for e, c in confusion.items()},
+    }
+    per_view = recall_per_view(truth, by_id)
+    if per_view:
+        report["per_view"] = per_view
+    return report
+
+
+def recall_per_view(
+    truth: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Several cameras (`edge sim --views N`): for each view, the defective items only that
+    view could see (`seen_in` is that view alone) and how many of them were rejected; the
+    recall a station loses if that camera goes blind. Empty for a single-view export."""
+    seen: Counter[int] = Counter()
+    caught: Counter[int] = Counter()
+    escaped: dict[int, list[str]] = defaultdict(list)
+    for t in truth:
+        where = t.get("seen_in")
+        if t.get("views", 1) < 2 or t.get("expected") != "REJECT" or not where or len(where) != 1:
+            continue
+        v = int(where[0])
+        seen[v] += 1
+        p = by_id.get(t["id"])
+        if p is not None and p.get("verdict") == "REJECT":
+            caught[v] += 1
+        else:
+            escaped[v].append(t["id"])
+    return {
+        str(v): {
+            "defects_only_here": seen[v],
+            "rejected": caught[v],
+            "recall": round(caught[v] / seen[v], 4),
+            "escaped_ids": escaped[v][:10],
+        }
+        for v in sorted(seen)
     }

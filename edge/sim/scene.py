@@ -51,6 +51,8 @@ class Scene:
     def __init__(self, stage: Stage, cfg: SimulatorSource):
         self.stage = stage
         self.cfg = cfg
+        #: the camera faces the item's code and printed text (several views: the first only)
+        self.front = True
 
     def draw(
         self,

@@ -138,18 +138,34 @@ class LineSimulator:
             gs1["21"] = self.serial(dup_of)
         return gs1
 
+    def seen_in(self, i: int, defect: str | None) -> list[int]:
+        """The views (cameras around the axis) in which item i's defect shows: a defect at one
+        place on the glass faces one camera; the code and its text face the first; fill, cap
+        and a missing label show all round."""
+        n = self.cfg.views
+        if defect is None or n == 1:
+            return list(range(n))
+        if defect in taxonomy.LOCAL_DEFECTS:
+            return [int(np.random.default_rng([self.cfg.seed, i, 3]).integers(0, n))]
+        if defect in CODE_DEFECTS or defect in PRINT_DEFECTS:
+            return [0]
+        return list(range(n))
+
     # ------------------------------------------------------------------ render
 
     def render(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Item i: its BGR image at the configured size, and its ground truth."""
         defect, dup_of = self.plan(i)
-        rng = np.random.default_rng([self.cfg.seed, i, 2])
+        view, seen_in = self.cfg.view, self.seen_in(i, defect)
+        rng = np.random.default_rng([self.cfg.seed, i, 2] + ([view] if view else []))
         light = lighting(self.cfg, i, rng)
         code_defect = defect if defect in CODE_DEFECTS else None
         gs1 = self._code_data(i, code_defect, dup_of, rng)
         canvas = self.stage.bg.copy()
         drift = drift_at(self.cfg.process_drift, i)
-        drawn = self.scene.draw(canvas, defect, gs1, rng, drift)
+        self.scene.front = view == 0  # the code and text face the first camera
+        shown = defect if view in seen_in else None
+        drawn = self.scene.draw(canvas, shown, gs1, rng, drift)
         img = self.stage.finish(canvas, rng, light)
         H, W = self.cfg.height, self.cfg.width
         sx, sy = W / BASE_W, H / BASE_H
@@ -164,13 +180,10 @@ class LineSimulator:
 
         defects = []
         if defect is not None:
-            defects.append(
-                {
-                    "class": defect,
-                    "severity": taxonomy.severity(defect, self.scenario),
-                    "bbox": scale(drawn.boxes[defect]),
-                }
-            )
+            d = {"class": defect, "severity": taxonomy.severity(defect, self.scenario)}
+            if shown is not None:
+                d["bbox"] = scale(drawn.boxes[defect])
+            defects.append(d)
         code = None
         if drawn.printed:
             code = {"text": gs1data.element_string(gs1), "gs1": dict(gs1)}
@@ -195,6 +208,10 @@ class LineSimulator:
             truth["drift"] = {k: round(v, 5) for k, v in drift.items()}
         if drawn.print_info is not None:
             truth["print"] = {k: v for k, v in drawn.print_info.items() if k != "box"}
+        if self.cfg.views > 1:
+            truth["view"], truth["views"] = view, self.cfg.views
+            if defect is not None:
+                truth["seen_in"] = seen_in
         if dup_of is not None:
             truth["duplicate_of"] = f"{self.scenario}-{self.cfg.seed}-{dup_of:06d}"
         return img, truth

@@ -182,7 +182,10 @@ class VialScene(Scene):
         lx0, ly0, lx1, ly1 = self._LABEL
         printed = defect != "missing_label"
         code_box = None
-        if printed:
+        if printed and not self.front:  # a camera beside or behind the code: a plain label
+            p[ly0:ly1, lx0:lx1] = self._v_label
+            printed = False
+        elif printed:
             lab = self._v_label.copy()
             sym = module_image(gs1data.hri(gs1), 3)
             if defect == "damaged_code":

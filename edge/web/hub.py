@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 
 from edge.domain import Item, Verdict
+from edge.line.views import evidence_image, view_offsets
 from edge.store.deviations import Deviations
 
 SNAPSHOT_MIN_INTERVAL_S = 0.25
@@ -27,15 +28,23 @@ GRADES = 120
 
 
 def item_view(item: Item) -> dict[str, Any]:
-    """The parts of a final item the HMI draws (boxes, codes, verdict, reasons)."""
-    img = item.frame.image if item.frame is not None else None
+    """The parts of a final item the HMI draws (boxes, codes, verdict, reasons); a multi-view
+    item's views side by side in one picture, each finding's box moved onto its view."""
+    img = evidence_image(item)
     h, w = img.shape[:2] if img is not None else (0, 0)
-    return {
+    findings = [f.to_dict() for f in item.findings]
+    if item.views is not None:
+        offsets = view_offsets(item)
+        for f in findings:
+            dx = offsets.get(f.get("view", ""), 0)
+            if dx and "bbox" in f:
+                f["bbox"] = [f["bbox"][0] + dx, *f["bbox"][1:]]
+    out = {
         "seq": item.seq,
         "id": item.id,
         "verdict": item.verdict.value,
         "reasons": list(item.reasons),
-        "findings": [f.to_dict() for f in item.findings],
+        "findings": findings,
         "codes": [
             {"text": c.text, "grade": c.grade, "bbox": list(c.bbox) if c.bbox else None}
             for c in item.codes
@@ -46,6 +55,9 @@ def item_view(item: Item) -> dict[str, Any]:
         "latency_ms": round(item.latency_ms, 1) if item.latency_ms is not None else None,
         "utc": item.wall_trigger,
     }
+    if item.views is not None:
+        out["views"] = list(item.views)
+    return out
 
 
 class Hub:
@@ -103,11 +115,12 @@ class Hub:
 
     def _on_item(self, item: Item) -> None:
         view = item_view(item)
-        if item.frame is not None and item.frame.image is not None:
+        image = evidence_image(item)
+        if image is not None:
             # the live view: an item whose image came with it (a separate web process gets
             # a few frames per second, every item's verdict and counters nonetheless)
             self.last = view
-            self._frames[item.seq] = item.frame.image
+            self._frames[item.seq] = image
             while len(self._frames) > KEEP_FRAMES:
                 self._frames.popitem(last=False)
         if item.verdict is Verdict.REJECT:

@@ -149,7 +149,21 @@ class IsolatedWeb:
                 source=f.source,
                 name=f.name,
             )
-        return dataclasses.replace(item, frame=frame)
+        views = None
+        if item.views is not None:  # the views side by side when a frame is due, else names
+            views = {
+                name: Frame(
+                    image=v.image if keep_image else None,
+                    t_trigger=v.t_trigger,
+                    encoder=v.encoder,
+                    source=v.source,
+                    name=v.name,
+                    error=v.error,
+                    frame_id=v.frame_id,
+                )
+                for name, v in item.views.items()
+            }
+        return dataclasses.replace(item, frame=frame, views=views)
 
     def _snapshot(self) -> dict[str, Any]:
         p = self.pipeline

@@ -16,6 +16,8 @@
     const ox = (W - img.width * s) / 2, oy = (H - img.height * s) / 2;
     ctx.drawImage(img, ox, oy, img.width * s, img.height * s);
     ctx.lineWidth = 3; ctx.font = "bold 18px sans-serif";
+    const views = item.views || [];  // several cameras: their pictures side by side, named
+    views.forEach((name, k) => label(name, ox + (k * img.width / views.length) * s + 4, oy + 22, "#555"));
     for (const f of item.findings || []) {
       if (!f.bbox) continue;
       const [x, y, w, h] = f.bbox;
