@@ -401,6 +401,11 @@ def _serve(
         "p99_ms": s["p99_ms"],
         "by_reason": s["by_reason"],
     }
+    ch = appliance.changeover.last
+    if ch is not None:  # the challenge the batch had to pass before it started
+        summary["challenge"] = {"passed": ch.passed, "units": ch.units}
+        if not ch.passed:
+            summary["challenge"]["failures"] = ch.failures
     spc = next((c for c in appliance.components if getattr(c, "name", "") == "spc"), None)
     if spc is not None:
         summary["deviations"] = spc.status()["by_measure"]
@@ -470,6 +475,7 @@ def _mount_optional() -> None:
         ("edge.store.verify", "register"),
         ("edge.capture.camera_cli", "register"),
         ("edge.anomaly.cli", "register"),
+        ("edge.recipes.cli", "register"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,21 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.domain import BatchState
 from edge.publish.policy import COMMAND_NAMES, CommandPolicy, Refused, Sender
 from edge.publish.refusals import RefusalLimiter
+from edge.recipes.batch_start import expiry_problem, gtin_problem, lot_problem
 
 log = logging.getLogger(__name__)
 
 RESPONSE_SCHEMA = "edge-inspect/cmd-response"
 RESPONSE_VERSION = 1
-
-_LOT = re.compile(r"^[!-\"%-/0-9:-?A-Z_a-z]{1,20}$")  # GS1 AI (10): CSET 82, up to 20
-
-
-def gtin_ok(gtin: str) -> bool:
-    if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
-        return False
-    digits = [int(c) for c in gtin.zfill(14)]
-    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:-1]))
-    return (10 - total % 10) % 10 == digits[-1]
 
 
 class _Cmd(BaseModel):
@@ -57,30 +47,25 @@ class StartBatch(_Cmd):
     @field_validator("gtin")
     @classmethod
     def _gtin(cls, v: str) -> str:
-        if not gtin_ok(v):
-            raise ValueError("not a valid GTIN (8, 12, 13 or 14 digits with a correct check digit)")
+        problem = gtin_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v.zfill(14)
 
     @field_validator("lot")
     @classmethod
     def _lot(cls, v: str) -> str:
-        if not _LOT.match(v):
-            raise ValueError("a lot is 1 to 20 characters of the GS1 character set 82")
+        problem = lot_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("expiry")
     @classmethod
     def _expiry(cls, v: str) -> str:
-        if not re.fullmatch(r"\d{6}", v):
-            raise ValueError("expiry is YYMMDD (6 digits)")
-        yy, mm, dd = int(v[:2]), int(v[2:4]), int(v[4:])
-        if not 1 <= mm <= 12:
-            raise ValueError("expiry month must be 01 to 12")
-        if dd != 0:  # DD 00 means the end of the month in GS1
-            try:
-                date(2000 + yy, mm, dd)
-            except ValueError:
-                raise ValueError("expiry is not a calendar date") from None
+        problem = expiry_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
 
