@@ -71,7 +71,7 @@ class Pipeline:
         # the line runs only approved recipe versions; the config's recipes are the seed
         self.recipe_book = RecipeBook(self.db, AuditTrail(self.db))
         self.recipe_book.seed({**cfg.recipes, recipe.name: recipe})
-        stamp = self.recipe_book.stamp(recipe)
+        recipe, stamp = self.recipe_book.resolve(recipe)
         # recipe, its tools and its stamp are swapped together, so a worker never mixes two
         self._active: tuple[Recipe, list[Tool], Stamp] = (
             recipe,

@@ -72,16 +72,31 @@ def test_shipped_recipes_are_the_seed_versions_and_every_item_names_version_and_
     assert rows and all(r == ("t", 1, t["sha256"]) for r in rows)
 
 
-def test_a_recipe_edited_in_the_config_becomes_a_draft_and_the_line_refuses_it(tmp_path):
+def test_a_recipe_edited_in_the_config_becomes_a_draft_and_the_line_runs_the_approved_one(
+    tmp_path,
+):
     line(tmp_path).stop()
     edited = {"t": {"name": "t", "tools": [{"type": "behaviour", "sleep_ms": 5}]}}
-    with pytest.raises(RecipeNotApproved, match="not the approved version v1"):
-        line(tmp_path, recipes=edited)
+    p = line(tmp_path, recipes=edited)
+    try:
+        assert p.stamp.version == 1
+        assert p.recipe.tools[0].params.get("sleep_ms", 0) == 0  # not the edited copy
+    finally:
+        p.stop()
     book = RecipeBook(Database(tmp_path / "edge.db"))
     assert [(d["version"], d["status"]) for d in book.docs.versions("t")] == [
         (1, "approved"),
         (2, "draft"),
     ]
+    assert book.docs.diff("t", 1, 2) == {"tools.0.sleep_ms": {"old": None, "new": 5}}
+
+
+def test_a_recipe_without_an_approved_version_does_not_run(tmp_path):
+    line(tmp_path).stop()
+    db = Database(tmp_path / "edge.db")
+    RecipeBook(db).docs.retire("t", 1, "shell:test", "withdrawn")
+    with pytest.raises(RecipeNotApproved, match="no approved version"):
+        line(tmp_path)
 
 
 def draft_vials(tmp_path, **changes):

@@ -4,8 +4,8 @@ The recipes a config names (the shipped YAML under `edge/defaults/recipes/` and 
 config's own) are the seed: a recipe name the database has never seen is stored as
 version 1, approved as shipped. After that the database is the controlled copy: a config
 whose recipe differs from the approved version is stored as a draft and the line refuses
-to start on it until QA approves it (`edge recipe approve`), so editing YAML on the box never
-changes what the line runs unnoticed.
+keeps running the approved version until QA approves the draft (`edge recipe approve`), so
+editing YAML on the box never changes what the line runs unnoticed.
 """
 
 from __future__ import annotations
@@ -84,6 +84,22 @@ class RecipeBook:
                 f"{recipe.name} VERSION`) or run the approved one"
             )
         return Stamp(recipe.name, int(approved["version"]), sha)
+
+    def resolve(self, recipe: Recipe) -> tuple[Recipe, Stamp]:
+        """What the line runs for `recipe`: itself when it is the approved version, else the
+        approved version of its name (logged: the config's copy is a draft)."""
+        try:
+            return recipe, self.stamp(recipe)
+        except RecipeNotApproved:
+            if self.docs.approved(recipe.name) is None:
+                raise
+        approved, stamp = self.approved(recipe.name)
+        log.warning(
+            "recipe %s: the config's copy is not approved; the line runs approved v%d",
+            recipe.name,
+            stamp.version,
+        )
+        return approved, stamp
 
     def approved(self, name: str) -> tuple[Recipe, Stamp]:
         """The approved version of `name` as a Recipe, with its stamp."""
