@@ -70,7 +70,10 @@ class Pipeline:
         self.services.state_dir = state
         # the line runs only approved recipe versions; the config's recipes are the seed
         self.recipe_book = RecipeBook(self.db, AuditTrail(self.db))
-        self.recipe_book.seed({**cfg.recipes, recipe.name: recipe})
+        unaudited = self.recipe_book.seed({**cfg.recipes, recipe.name: recipe})
+        if unaudited:  # never silent, never a reason to keep the line down
+            log.error("recipe seed versions not audited: %s", "; ".join(unaudited))
+            self.alarms.raise_("AUDIT_FAILED", unaudited[0], "major")
         recipe, stamp = self.recipe_book.resolve(recipe)
         # recipe, its tools and its stamp are swapped together, so a worker never mixes two
         self._active: tuple[Recipe, list[Tool], Stamp] = (

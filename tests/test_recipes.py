@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 import yaml
@@ -165,3 +166,43 @@ def test_a_draft_with_an_invalid_parameter_is_refused(tmp_path):
     res = run(["recipe", "draft", str(f), "--reason", "x"], tmp_path)
     assert res.exit_code == 2
     assert "min_level_mm" in res.output
+
+
+def test_a_changeover_waits_for_the_items_in_flight_and_they_keep_their_recipe(tmp_path):
+    from edge.recipes.changeover import Changeover
+    from edge.recipes.products import ProductMaster
+
+    recipes = {
+        "slow": {"name": "slow", "tools": [{"type": "behaviour", "sleep_ms": 400}]},
+        "fast": {"name": "fast", "tools": [{"type": "behaviour"}]},
+    }
+    cfg = parse_config(
+        {
+            "records": {"state_dir": str(tmp_path), "sample_pass_every": 0},
+            "pipeline": {"deadline_ms": 3000},
+            "recipe": "slow",
+            "recipes": recipes,
+        }
+    )
+    p = Pipeline(cfg, source=ListSource([grey() for _ in range(2)], period_s=0.05))
+    co = Changeover(p, challenge_on=False)
+    master = ProductMaster(p.db)
+    gtin = "09506000134352"
+    content = {"gtin": gtin, "name": "x", "recipe": "fast",
+               "challenge": [{"defect": "low_fill", "expect": "REJECT", "reason": "LOW_FILL"},
+                             {"expect": "PASS"}]}  # fmt: skip
+    master.docs.seed(gtin, content)  # approved for the test (approval itself: test_challenge)
+    p.start()
+    try:
+        wait = time.monotonic() + 5
+        while p.tracker.in_flight() < 2 and time.monotonic() < wait:
+            time.sleep(0.01)
+        assert p.tracker.in_flight() == 2
+        co.start(gtin, "A12B", "271231", by="shell:test")
+        assert p.tracker.in_flight() == 0  # both items finished before the switch
+        assert p.recipe.name == "fast" and p.batch.gtin == gtin
+        assert p.wait(10)
+    finally:
+        p.stop()
+    rows = sqlite3.connect(tmp_path / "edge.db").execute("SELECT recipe FROM items").fetchall()
+    assert rows == [("slow",), ("slow",)]

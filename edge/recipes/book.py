@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.config import Recipe
-from edge.recipes.documents import DocumentError, Documents
+from edge.recipes.documents import AuditUnwritten, DocumentError, Documents
 from edge.store import recipes as store
 from edge.store.db import Database
 
@@ -47,24 +47,31 @@ class RecipeBook:
         self.docs = Documents(db, audit, "recipe", check=_valid)
         self.db = db
 
-    def seed(self, recipes: dict[str, Recipe]) -> None:
+    def seed(self, recipes: dict[str, Recipe]) -> list[str]:
         """Store each recipe of the config: a new name as its approved seed version, a changed
-        one as a draft (logged); one already stored is left as it is."""
+        one as a draft (logged); one already stored is left as it is. Returns the audit
+        entries that could not be written (disk full): the caller raises the alarm, the line
+        still starts, as with every other audit failure at start-up."""
         known = set(self.docs.names())
+        problems: list[str] = []
         for name, recipe in recipes.items():
             content = recipe_content(recipe)
-            if name not in known:
-                self.docs.seed(name, content)
-                continue
-            sha = store.content_hash(content)
-            approved = self.docs.approved(name)
-            if approved is not None and approved["sha256"] == sha:
-                continue
-            if store.by_hash(self.db, "recipe", name, sha) is None:
-                v = self.docs.add_draft(name, content, "system:config", "differs in the config")
-                log.warning(
-                    "recipe %s in the config differs from the approved one: draft v%d", name, v
-                )
+            try:
+                if name not in known:
+                    self.docs.seed(name, content)
+                    continue
+                sha = store.content_hash(content)
+                approved = self.docs.approved(name)
+                if approved is not None and approved["sha256"] == sha:
+                    continue
+                if store.by_hash(self.db, "recipe", name, sha) is None:
+                    v = self.docs.add_draft(name, content, "system:config", "differs in the config")
+                    log.warning(
+                        "recipe %s in the config differs from the approved one: draft v%d", name, v
+                    )
+            except AuditUnwritten as exc:
+                problems.append(f"recipe {name}: {exc}")
+        return problems
 
     def stamp(self, recipe: Recipe) -> Stamp:
         """The approved version whose content this recipe is; RecipeNotApproved otherwise."""

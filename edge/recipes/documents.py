@@ -10,6 +10,7 @@ complete); rollback re-approves the version approved before the current one.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,10 @@ APPROVER_ROLES = ("qa", "admin")
 
 class DocumentError(ValueError):
     """A change the life cycle refuses (unknown version, not a draft, check failed)."""
+
+
+class AuditUnwritten(RuntimeError):
+    """The change is stored but its audit entry could not be written (disk full)."""
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -68,6 +73,12 @@ class Documents:
     def _record(self, user: str, action: str, target: str, old: Any, new: Any, reason: str) -> Any:
         if self.audit is None:
             return None
+        try:
+            return self._write(user, action, target, old, new, reason)
+        except (OSError, sqlite3.Error) as exc:
+            raise AuditUnwritten(f"cannot write the audit trail: {exc}") from exc
+
+    def _write(self, user: str, action: str, target: str, old: Any, new: Any, reason: str) -> Any:
         return self.audit.record(
             user=user,
             action=f"{self.kind}.{action}",

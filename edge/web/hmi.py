@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from edge.domain import BatchState
+from edge.recipes.challenge import ChallengeFailed
 from edge.web.auth import Session
 from edge.web.deps import ALARM_ACK, LINE_CONTROL, LINE_VIEW, ctx_of, page, require
 
@@ -143,9 +144,12 @@ def batch_start(
     ctx = ctx_of(request)
     p = ctx.pipeline
     old = p.batch
-    bid = p.start_batch(
-        BatchState(body.lot, body.gtin, body.expiry), by=s.username, source=body.source
-    )
+    try:
+        bid = p.start_batch(
+            BatchState(body.lot, body.gtin, body.expiry), by=s.username, source=body.source
+        )
+    except ChallengeFailed as exc:  # the batch does not start: say which unit and why
+        raise HTTPException(409, str(exc)) from None
     ctx.audit.record(
         s.username,
         "batch.start",

@@ -243,6 +243,10 @@ class _Remote:
         if status != "ok":
             if str(value).startswith("OperationalError: "):  # the line's database refused a
                 raise sqlite3.OperationalError(str(value).split(": ", 1)[1])  # write: a 503
+            if str(value).startswith("ChallengeFailed: "):  # the batch was refused: a 409
+                from edge.recipes.challenge import ChallengeFailed
+
+                raise ChallengeFailed(str(value).split(": ", 1)[1], {})
             raise RuntimeError(value)
         return value
 
