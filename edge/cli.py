@@ -401,11 +401,9 @@ def _serve(
         "p99_ms": s["p99_ms"],
         "by_reason": s["by_reason"],
     }
-    ch = appliance.changeover.last
-    if ch is not None:  # the challenge the batch had to pass before it started
-        summary["challenge"] = {"passed": ch.passed, "units": ch.units}
-        if not ch.passed:
-            summary["challenge"]["failures"] = ch.failures
+    challenge = appliance.changeover.summary()  # what the batch passed before it started
+    if challenge is not None:
+        summary["challenge"] = challenge
     spc = next((c for c in appliance.components if getattr(c, "name", "") == "spc"), None)
     if spc is not None:
         summary["deviations"] = spc.status()["by_measure"]

@@ -126,6 +126,25 @@ class Changeover:
             alarms.clear(ALARM)
         return {"challenge_id": res.id}
 
+    def summary(self) -> dict[str, Any] | None:
+        """The challenge of the batch running now (this run's, or the one a resumed batch
+        passed when it started): passed, units, and the failures when it failed."""
+        from edge.store import recipes as store
+
+        if self.last is not None:
+            out: dict[str, Any] = {"passed": self.last.passed, "units": self.last.units}
+            if not self.last.passed:
+                out["failures"] = self.last.failures
+            return out
+        b = self.p.batch
+        row = self.p.db.batch(b.id) if b is not None and b.id else None
+        run = (
+            store.challenge_run(self.p.db, row["challenge_id"])
+            if row and row.get("challenge_id")
+            else None
+        )
+        return {"passed": run["passed"], "units": run["units"]} if run else None
+
     # ------------------------------------------------------------------ changeover
 
     def check(self, gtin: str, lot: str, expiry: str) -> Any:
