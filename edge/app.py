@@ -44,6 +44,7 @@ COMPONENTS: list[str] = [
     "edge.publish.sparkplug:build",
     "edge.line.packml:build",
     "edge.spc.component:build",
+    "edge.recipes.component:build",
     "edge.ops.metrics:build",
     "edge.ops.maintenance:build",
     "edge.ops.camera_health:build",

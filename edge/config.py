@@ -290,6 +290,9 @@ class ChallengeConfig(Strict):
         description="a batch starts only when its challenge units are judged right "
         "(the product's challenge set, else the scenario's standard set)",
     )
+    every_min: float | None = Field(
+        None, gt=0, description="run it again every N minutes while a batch runs (None: off)"
+    )
 
 
 class BatchConfig(Strict):

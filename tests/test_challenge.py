@@ -69,6 +69,12 @@ def vials_config(state, **extra):
     )
 
 
+def close(app):
+    """Stop an appliance of an empty simulated line (started, so that stop need not wait)."""
+    app.start()
+    app.stop()
+
+
 def run_cli(args, state):
     from edge.cli import _mount_optional, app
 
@@ -96,7 +102,7 @@ def test_the_shipped_recipe_passes_its_challenge_and_the_batch_records_it(tmp_pa
         ).fetchone()
         assert (passed, version) == (1, 1) and units_n == app.changeover.last.units
     finally:
-        app.stop()
+        close(app)
 
 
 def test_a_recipe_that_lets_low_fill_pass_fails_the_challenge_and_the_batch_cannot_start(
@@ -128,7 +134,7 @@ def test_a_recipe_that_lets_low_fill_pass_fails_the_challenge_and_the_batch_cann
         audit = db.execute("SELECT new FROM audit WHERE action = 'challenge.failed'").fetchone()
         assert "low_fill#1" in audit[0]
     finally:
-        app.stop()
+        close(app)
 
 
 PRODUCT = {
@@ -184,3 +190,24 @@ def test_a_product_file_with_a_bad_gtin_is_refused_with_the_key(tmp_path):
     res = run_cli(["product", "import", str(bad)], tmp_path)
     assert res.exit_code == 2
     assert "products.0.gtin" in res.output and "check digit" in res.output
+
+
+def test_the_challenge_repeated_during_the_batch_stops_the_line_when_it_fails(tmp_path):
+    from edge.recipes.component import build
+
+    approve_broken_vials(tmp_path)
+    cfg = vials_config(tmp_path, challenge={"at_batch_start": False, "every_min": 30})
+    app = Appliance(cfg, components=False)
+    try:
+        assert app.pipeline.batch is not None  # started without a challenge (configured so)
+        schedule = build(app)
+        assert schedule.every_s == 1800
+        schedule.run_once()
+        alarm = next(a for a in app.pipeline.alarms.active() if a.code == "CHALLENGE_FAILED")
+        assert alarm.line_stop and "low_fill#1" in alarm.message
+        assert schedule.status()["last"]["passed"] is False
+    finally:
+        close(app)
+    off = Appliance(vials_config(tmp_path / "off"), components=False)
+    assert build(off) is None  # not configured: no repeated challenge
+    close(off)
