@@ -91,9 +91,23 @@ class Changeover:
                 }
             )
         else:
-            res = challenge.run_challenge(
-                recipe, self._tools_for(recipe, stamp.version), units, batch, base
-            )
+            try:
+                tools = self._tools_for(recipe, stamp.version)
+            except Exception as exc:  # a model missing, a tool that cannot start: a failure
+                tools, res = None, challenge.ChallengeResult(False, 0, [], recipe.name)
+                res.results.append(
+                    {
+                        "unit": "(tools)",
+                        "defect": None,
+                        "expect": "-",
+                        "expect_reason": None,
+                        "verdict": "-",
+                        "reasons": [f"the recipe's tools cannot run: {exc}"],
+                        "ok": False,
+                    }
+                )
+            if tools is not None:
+                res = challenge.run_challenge(recipe, tools, units, batch, base)
         res.recipe_version = stamp.version
         challenge.record(self.p.db, res, batch, by)
         self.last = res
@@ -193,6 +207,10 @@ class Changeover:
                 p.set_recipe(product.recipe)
             except RecipeNotApproved as exc:
                 raise ChangeoverRefused("recipe_not_approved", str(exc)) from None
+            except Exception as exc:  # its tools cannot be built (a model missing, ...)
+                raise ChangeoverRefused(
+                    "recipe_unusable", f"recipe {product.recipe!r} cannot run: {exc}"
+                ) from None
         try:
             return p.start_batch(BatchState(lot, product.gtin, expiry), by=by, source=source)
         except challenge.ChallengeFailed as exc:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from edge.domain import BatchState
 from edge.recipes.challenge import ChallengeFailed
+from edge.recipes.changeover import ChangeoverRefused
 from edge.web.auth import Session
 from edge.web.deps import ALARM_ACK, LINE_CONTROL, LINE_VIEW, ctx_of, page, require
 
@@ -135,6 +136,35 @@ def image(sha: str, request: Request, _s: Session = Depends(require(*LINE_VIEW))
     return Response(
         data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
     )
+
+
+class Changeover(BaseModel):
+    gtin: str = Field(..., min_length=8, max_length=14)
+    lot: str = Field(..., min_length=1, max_length=40)
+    expiry: str = Field(..., max_length=12, description="YYMMDD, GS1 AI (17)")
+
+
+@router.post("/api/line/batch/changeover")
+def batch_changeover(
+    body: Changeover, request: Request, s: Session = Depends(require(*LINE_CONTROL))
+) -> dict[str, Any]:
+    """The operator's changeover: the product by GTIN, lot and expiry checked as GS1, the
+    product's approved recipe, the challenge, then the batch (the MES `start_batch` twin)."""
+    ctx = ctx_of(request)
+    try:
+        bid = ctx.appliance.changeover.start(
+            body.gtin.strip(), body.lot.strip(), body.expiry.strip(), by=s.username, source="hmi"
+        )
+    except ChangeoverRefused as exc:
+        raise HTTPException(422 if exc.code == "invalid" else 409, str(exc)) from None
+    p = ctx.pipeline
+    ctx.audit.record(
+        s.username,
+        "batch.changeover",
+        target=bid,
+        new={"gtin": body.gtin, "lot": body.lot, "expiry": body.expiry, "recipe": p.recipe.name},
+    )
+    return {"batch": bid, "recipe": p.recipe.name}
 
 
 @router.post("/api/line/batch/start")
