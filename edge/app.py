@@ -20,6 +20,8 @@ from edge.domain import BatchState
 from edge.inspect.base import Services
 from edge.inspect.grade import GradeTrend
 from edge.pipeline import Pipeline
+from edge.recipes.challenge import ChallengeFailed
+from edge.recipes.changeover import Changeover
 from edge.sim.serialisation import SerialCursor
 from edge.store.restarts import audit_start, audit_stop
 from edge.store.serials import SerialRegistry
@@ -42,6 +44,7 @@ COMPONENTS: list[str] = [
     "edge.publish.sparkplug:build",
     "edge.line.packml:build",
     "edge.spc.component:build",
+    "edge.recipes.component:build",
     "edge.ops.metrics:build",
     "edge.ops.maintenance:build",
     "edge.ops.camera_health:build",
@@ -84,12 +87,18 @@ class Appliance:
             serials=_serial_registry(state, cfg.records.synchronous), grade_trend=GradeTrend()
         )
         self.pipeline = Pipeline(cfg, source=source, services=self.services)
+        self.audit = _audit_trail(self.pipeline.db)
+        # changeover by GTIN, and the challenge every batch start must pass
+        self.changeover = Changeover(self.pipeline, self.audit, cfg.challenge.at_batch_start)
+        self.pipeline.before_batch = self.changeover.gate
         found = self.pipeline.batch  # open in the records: a restart resumes it
         ended, started = None, None
         if batch is not None and (found is None or found.lot != batch.lot):
-            ended = found
-            started = self.pipeline.start_batch(batch, by="config")
-        self.audit = _audit_trail(self.pipeline.db)
+            try:
+                started = self.pipeline.start_batch(batch, by="config")
+                ended = found
+            except ChallengeFailed as exc:  # raised as an alarm; the line runs without batch
+                log.error("the batch of the config did not start: %s", exc)
         if self.audit is not None:  # never silent: the restart and the resumed batch
             _audited(
                 audit_start, self.audit, self.pipeline, found=found, ended=ended, started=started

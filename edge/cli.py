@@ -409,6 +409,9 @@ def _serve(
         "p99_ms": s["p99_ms"],
         "by_reason": s["by_reason"],
     }
+    challenge = appliance.changeover.summary()  # what the batch passed before it started
+    if challenge is not None:
+        summary["challenge"] = challenge
     spc = next((c for c in appliance.components if getattr(c, "name", "") == "spc"), None)
     if spc is not None:
         summary["deviations"] = spc.status()["by_measure"]
@@ -478,6 +481,7 @@ def _mount_optional() -> None:
         ("edge.store.verify", "register"),
         ("edge.capture.camera_cli", "register"),
         ("edge.anomaly.cli", "register"),
+        ("edge.recipes.cli", "register"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -311,6 +311,17 @@ class Recipe(Strict):
         return self.classes.get(code, ClassRule())
 
 
+class ChallengeConfig(Strict):
+    at_batch_start: bool = Field(
+        True,
+        description="a batch starts only when its challenge units are judged right "
+        "(the product's challenge set, else the scenario's standard set)",
+    )
+    every_min: float | None = Field(
+        None, gt=0, description="run it again every N minutes while a batch runs (None: off)"
+    )
+
+
 class BatchConfig(Strict):
     lot: str
     gtin: str | None = None
@@ -426,6 +437,7 @@ class AppConfig(Strict):
     )
     recipes: dict[str, Recipe] = Field(default_factory=dict)
     batch: BatchConfig | None = None
+    challenge: ChallengeConfig = Field(default_factory=ChallengeConfig)
     plc: PLCConfig = Field(default_factory=NoPLC)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

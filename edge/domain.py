@@ -231,6 +231,8 @@ class Item:
     frame: Frame | None = None
     batch: str | None = None
     recipe: str = ""
+    recipe_version: int | None = None  # the approved version judged it
+    recipe_sha256: str | None = None  # that version's content hash
     # what the line expected at the trigger (the pipeline's batch, recipe and tools), so a
     # batch or recipe change while the item is in flight never changes how it is judged
     at_trigger: Any = None

@@ -27,9 +27,11 @@ from edge.inspect.registry import build_tools
 from edge.judge import judge, judge_views
 from edge.line.tracking import Tracker
 from edge.line.views import ViewMatcher, missing_reasons
+from edge.recipes.book import RecipeBook, Stamp
 from edge.recorder import Recorder
 from edge.stats import Stats
 from edge.store.alarm_log import AlarmLog
+from edge.store.audit import AuditTrail
 from edge.store.db import Database
 from edge.store.images import ImageStore
 
@@ -68,8 +70,22 @@ class Pipeline:
         self.services.models_dir = cfg.inference.models_dir
         self.services.backend = cfg.inference.backend
         self.services.state_dir = state
-        # recipe and its tools are swapped together, so a worker never mixes two recipes
-        self._active: tuple[Recipe, list[Tool]] = (recipe, build_tools(recipe, self.services))
+        # the line runs only approved recipe versions; the config's recipes are the seed
+        self.recipe_book = RecipeBook(self.db, AuditTrail(self.db))
+        unaudited = self.recipe_book.seed({**cfg.recipes, recipe.name: recipe})
+        if unaudited:  # never silent, never a reason to keep the line down
+            log.error("recipe seed versions not audited: %s", "; ".join(unaudited))
+            self.alarms.raise_("AUDIT_FAILED", unaudited[0], "major")
+        recipe, stamp = self.recipe_book.resolve(recipe)
+        # recipe, its tools and its stamp are swapped together, so a worker never mixes two
+        self._active: tuple[Recipe, list[Tool], Stamp] = (
+            recipe,
+            build_tools(recipe, self.services),
+            stamp,
+        )
+        #: run before a batch starts (the challenge test); raises to refuse the batch and
+        #: returns what the batch record keeps of it (`{"challenge_id": ...}`)
+        self.before_batch: Any = None
         #: a multi-view station's sources by view name (empty: the one `source`)
         self.view_sources: dict[str, Source] = {}
         if cfg.views:
@@ -133,6 +149,8 @@ class Pipeline:
     # ------------------------------------------------------------------ batches
 
     def start_batch(self, batch: BatchState, by: str | None = None, source: str = "local") -> str:
+        """Start a batch once `before_batch` (the challenge test) allowed it."""
+        gate = self.before_batch(batch) if self.before_batch is not None else None
         if self.batch is not None and self.batch.id:
             self.db.end_batch(self.batch.id, by)
         batch_id = batch.id or new_batch_id(batch.lot)  # the lot may hold "/", "%", ".."
@@ -143,9 +161,11 @@ class Pipeline:
                 "gtin": batch.gtin,
                 "expiry": batch.expiry,
                 "recipe": self.recipe.name,
+                "recipe_version": self.stamp.version,
                 "started_at": time.time(),
                 "started_by": by,
                 "source": source,
+                "challenge_id": (gate or {}).get("challenge_id"),
             }
         )
         self.batch = BatchState(batch.lot, batch.gtin, batch.expiry, batch_id)
@@ -163,11 +183,12 @@ class Pipeline:
         return bid
 
     def set_recipe(self, name: str) -> Recipe:
-        """Switch the active recipe (MES change_recipe); its tools are built before the swap."""
-        recipe = self.cfg.recipes[name]
+        """Switch to the approved version of a recipe (changeover, MES change_recipe); its
+        tools are built before the swap. RecipeNotApproved when it has none."""
+        recipe, stamp = self.recipe_book.approved(name)
         tools = build_tools(recipe, self.services)
         old = self.tools
-        self._active = (recipe, tools)
+        self._active = (recipe, tools, stamp)
         self.deadline_s = (recipe.deadline_ms or self.cfg.pipeline.deadline_ms) / 1000.0
         self._retired_tools.extend(old)  # a worker may still be using them: closed at stop()
         return recipe
@@ -175,6 +196,11 @@ class Pipeline:
     @property
     def recipe(self) -> Recipe:
         return self._active[0]
+
+    @property
+    def stamp(self) -> Stamp:
+        """Name, version and content hash of the recipe running now."""
+        return self._active[2]
 
     @property
     def tools(self) -> list[Tool]:
@@ -269,7 +295,7 @@ class Pipeline:
     def new_item(self, frame: Frame) -> Item:
         seq = self._next_seq()
         deadline = frame.t_trigger + self.deadline_s
-        batch, (recipe, tools) = self.batch, self._active  # fixed here, at the trigger
+        batch, (recipe, tools, stamp) = self.batch, self._active  # fixed here, at the trigger
         item = Item(
             id=f"{self.cfg.station.id}-{seq:09d}",
             seq=seq,
@@ -280,6 +306,8 @@ class Pipeline:
             frame=frame,
             batch=batch.id if batch else None,
             recipe=recipe.name,
+            recipe_version=stamp.version,
+            recipe_sha256=stamp.sha256,
             at_trigger=(batch, recipe, tools),
         )
         for hook in self.deadline_hooks:
@@ -363,7 +391,7 @@ class Pipeline:
         """Judge one item's image (`edge.judge`) with the batch, recipe and tools of its
         trigger, never those current now; on a multi-view station, the tools of `view`.
         Never raises."""
-        batch, recipe, tools = item.at_trigger or (self.batch, *self._active)
+        batch, recipe, tools = item.at_trigger or (self.batch, *self._active[:2])
         if view is not None and self._view_tools.get(view) is not None:
             wanted = self._view_tools[view]
             tools = [t for t in tools if t.name in wanted]  # type: ignore[operator]

@@ -90,6 +90,8 @@ class Product:
     code_defects: bool = True
     #: a defect class whose reasons differ on this product from `CODE_REASONS`
     reasons: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
+    #: the standard challenge set's known-bad units (`edge.recipes.challenge`)
+    challenge: tuple[str, ...] = ()
 
 
 #: The products, in the order their defects enter the detector's classes (append only).
@@ -97,17 +99,36 @@ PRODUCTS: dict[str, Product] = {
     "vials": Product(
         defects=("crack", "missing_cap", "cap_tilt", "low_fill", "particle", "scratch"),
         checks=(Reason.HIGH_FILL, Reason.MISSING_LABEL),
+        challenge=("low_fill", "missing_cap", "cap_tilt", "wrong_lot"),
     ),
     "blisters": Product(
         defects=("empty_pocket", "broken_tablet", "foreign_tablet"),
         code_defects=False,
+        challenge=("empty_pocket", "broken_tablet", "foreign_tablet"),
     ),
     "cartons": Product(
         defects=(),
         checks=(Reason.MISSING_LABEL,),
         # the code is printed on the carton itself: no label, no code to read
         reasons={"missing_label": (Reason.NO_READ,)},
+        challenge=("wrong_lot", "wrong_gtin", "expired"),
     ),
+}
+
+#: The tools that can find each defect class (a recipe without one of them is not challenged
+#: on that class by the standard set; the detector finds every detector class).
+CHALLENGE_TOOLS: dict[str, tuple[str, ...]] = {
+    "low_fill": ("fill_level",),
+    "missing_cap": ("cap",),
+    "cap_tilt": ("cap",),
+    "crack": ("glass", "defects"),
+    "particle": ("glass", "defects"),
+    "empty_pocket": ("pockets",),
+    "broken_tablet": ("pockets", "defects"),
+    "foreign_tablet": ("pockets", "defects"),
+    "wrong_lot": ("barcode",),
+    "wrong_gtin": ("barcode",),
+    "expired": ("barcode",),
 }
 
 #: The class the detector gives the code's location (no defect: it guides the reader).

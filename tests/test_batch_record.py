@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from edge.domain import BatchState, CodeRead, Finding, Item, ToolResult, Verdict
 from edge.record import item_row
 from edge.store import items as item_store
 from edge.store.alarm_log import AlarmLog
-from edge.store.challenge_view import challenge_results
+from edge.store.recipes import challenge_results
 from edge.web.server import create_app
 
 import web_support as ws
@@ -190,25 +189,33 @@ def test_edge_report_writes_the_pdf_from_the_shell(batch, tmp_path):
     assert res.exit_code == 1 and "no batch NO-SUCH" in res.output
 
 
-class _Db:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+def test_the_challenge_section_shows_the_run_that_let_the_batch_start(tmp_path):
+    from edge.store import recipes as store
+    from edge.store.db import Database
 
-
-def test_the_challenge_section_shows_a_run_when_the_challenge_table_holds_one():
-    conn = sqlite3.connect(":memory:")
-    conn.row_factory = sqlite3.Row
-    db = _Db(conn)
-    assert challenge_results(db, "B1")["status"] == "not run"  # no table yet
-    conn.execute("CREATE TABLE challenge_runs (batch_id TEXT, passed INTEGER, units TEXT)")
-    assert challenge_results(db, "B1")["status"] == "not run"  # no run for this batch
-    conn.execute(
-        "INSERT INTO challenge_runs VALUES ('B1', 0, ?)",
-        ('[{"unit": "low-fill-1", "expected": "REJECT FILL_LOW", "got": "PASS"}]',),
+    db = Database(tmp_path / "edge.db")
+    db.start_batch(
+        {
+            "id": "B1",
+            "lot": "L1",
+            "gtin": None,
+            "expiry": None,
+            "recipe": "vials",
+            "started_at": time.time(),
+            "started_by": "op",
+            "source": "local",
+        }
     )
+    assert challenge_results(db, "B1")["status"] == "not run"  # no run for this batch
+    assert challenge_results(db, "NO-SUCH")["status"] == "not run"
+    units = [{"unit": "low_fill#1", "expected": "REJECT LOW_FILL", "got": "PASS"}]
+    run = store.add_challenge_run(
+        db, {"lot": "L1", "recipe": "vials", "passed": False, "units": 1, "results": units}
+    )
+    db.conn.execute("UPDATE batches SET challenge_id = ? WHERE id = 'B1'", (run,))
     got = challenge_results(db, "B1")
     assert got["status"] == "failed"
-    assert got["runs"][0]["units"][0]["got"] == "PASS"
+    assert got["runs"][0]["results"][0]["got"] == "PASS"
 
 
 def test_the_hmi_trend_ranks_the_top_three_reasons_of_the_last_hour(tmp_path):

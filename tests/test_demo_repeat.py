@@ -47,6 +47,9 @@ def test_edge_demo_started_twice_in_one_folder_rejects_no_more_the_second_time(t
     first = _demo(tmp_path)
     second = _demo(tmp_path)
     assert first["items"] == second["items"] == 200
+    # the batch started once its challenge passed; the second run resumes it
+    assert first["challenge"]["passed"] and first["challenge"]["units"] >= 5
+    assert second["challenge"] == first["challenge"]
     # a deadline missed on a loaded machine is a false reject too, but not this test's
     # subject: the second run may not reject good packs for any other reason
     assert second["false_rejects"] - second["deadline_misses"] <= first["false_rejects"] + 2, (

@@ -94,6 +94,11 @@ class Tracker:
         with self._cv:
             return len(self._inflight)
 
+    def in_flight_before(self, seq: int) -> int:
+        """Items in flight triggered before item `seq` (what a changeover waits for)."""
+        with self._cv:
+            return sum(1 for i in self._inflight.values() if i.seq < seq)
+
     def oldest_age(self) -> float:
         with self._cv:
             if not self._inflight:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,21 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.domain import BatchState
 from edge.publish.policy import COMMAND_NAMES, CommandPolicy, Refused, Sender
 from edge.publish.refusals import RefusalLimiter
+from edge.recipes.batch_start import expiry_problem, gtin_problem, lot_problem
+from edge.recipes.challenge import ChallengeFailed
+from edge.recipes.changeover import ChangeoverRefused
 
 log = logging.getLogger(__name__)
 
 RESPONSE_SCHEMA = "edge-inspect/cmd-response"
 RESPONSE_VERSION = 1
-
-_LOT = re.compile(r"^[!-\"%-/0-9:-?A-Z_a-z]{1,20}$")  # GS1 AI (10): CSET 82, up to 20
-
-
-def gtin_ok(gtin: str) -> bool:
-    if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
-        return False
-    digits = [int(c) for c in gtin.zfill(14)]
-    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:-1]))
-    return (10 - total % 10) % 10 == digits[-1]
 
 
 class _Cmd(BaseModel):
@@ -57,30 +49,25 @@ class StartBatch(_Cmd):
     @field_validator("gtin")
     @classmethod
     def _gtin(cls, v: str) -> str:
-        if not gtin_ok(v):
-            raise ValueError("not a valid GTIN (8, 12, 13 or 14 digits with a correct check digit)")
+        problem = gtin_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v.zfill(14)
 
     @field_validator("lot")
     @classmethod
     def _lot(cls, v: str) -> str:
-        if not _LOT.match(v):
-            raise ValueError("a lot is 1 to 20 characters of the GS1 character set 82")
+        problem = lot_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("expiry")
     @classmethod
     def _expiry(cls, v: str) -> str:
-        if not re.fullmatch(r"\d{6}", v):
-            raise ValueError("expiry is YYMMDD (6 digits)")
-        yy, mm, dd = int(v[:2]), int(v[2:4]), int(v[4:])
-        if not 1 <= mm <= 12:
-            raise ValueError("expiry month must be 01 to 12")
-        if dd != 0:  # DD 00 means the end of the month in GS1
-            try:
-                date(2000 + yy, mm, dd)
-            except ValueError:
-                raise ValueError("expiry is not a calendar date") from None
+        problem = expiry_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
 
@@ -186,12 +173,44 @@ class CommandHandler:
             raise CommandError("invalid", msg, details) from None
 
     def _recipe_known(self, name: str) -> None:
-        known = self.app.cfg.recipes
+        """A recipe MES may choose: defined, with an approved version."""
+        known = set(self.app.cfg.recipes) | set(self.app.pipeline.recipe_book.docs.names())
         if name not in known:
             raise CommandError(
                 "unknown_recipe",
                 f"recipe {name!r} is not defined (known: {', '.join(sorted(known))})",
             )
+        if self.app.pipeline.recipe_book.docs.approved(name) is None:
+            raise CommandError("recipe_not_approved", f"recipe {name!r} has no approved version")
+
+    def _start_product(self, cmd: StartBatch, user: str, claims: dict[str, str]) -> dict[str, Any]:
+        """start_batch by GTIN: the product's approved recipe, then the challenge."""
+        changeover = self.app.changeover
+        try:
+            product = changeover.check(cmd.gtin, cmd.lot, cmd.expiry)
+        except ChangeoverRefused as exc:
+            raise CommandError(exc.code, str(exc)) from None
+        if cmd.recipe is not None and cmd.recipe != product.recipe:
+            raise CommandError(
+                "recipe_mismatch",
+                f"product {product.gtin} runs recipe {product.recipe!r}, not {cmd.recipe!r}",
+            )
+        new = {"gtin": cmd.gtin, "lot": cmd.lot, "expiry": cmd.expiry, "recipe": product.recipe}
+        self._audit(user, "mes.start_batch", cmd.lot, None, {**new, **claims}, cmd.reason)
+        try:
+            bid = changeover.start(cmd.gtin, cmd.lot, cmd.expiry, by=user, source="mes")
+        except ChangeoverRefused as exc:
+            details = None
+            last = changeover.last
+            if exc.code == "challenge_failed" and last is not None:
+                details = last.failures
+            raise CommandError(exc.code, str(exc), details) from None
+        stamp = self.app.pipeline.stamp
+        return {"batch": bid, **new, "recipe_version": stamp.version, **self._challenge()}
+
+    def _challenge(self) -> dict[str, Any]:
+        last = getattr(getattr(self.app, "changeover", None), "last", None)
+        return {"challenge": {"passed": last.passed, "units": last.units}} if last else {}
 
     def _apply(self, name: str, cmd: _Cmd, user: str, claims: dict[str, str]) -> dict[str, Any]:
         p = self.app.pipeline
@@ -201,6 +220,9 @@ class CommandHandler:
                     "batch_running",
                     f"batch {p.batch.id} (lot {p.batch.lot}) is running; stop it first",
                 )
+            changeover = getattr(self.app, "changeover", None)
+            if changeover is not None and changeover.products.approved(cmd.gtin) is not None:
+                return self._start_product(cmd, user, claims)
             if cmd.recipe is not None:
                 self._recipe_known(cmd.recipe)
             new = {
@@ -212,8 +234,15 @@ class CommandHandler:
             self._audit(user, "mes.start_batch", cmd.lot, None, {**new, **claims}, cmd.reason)
             if cmd.recipe is not None and cmd.recipe != p.recipe.name:
                 p.set_recipe(cmd.recipe)
-            bid = p.start_batch(BatchState(cmd.lot, cmd.gtin, cmd.expiry), by=user, source="mes")
-            return {"batch": bid, **new}
+            try:
+                batch = BatchState(cmd.lot, cmd.gtin, cmd.expiry)
+                bid = p.start_batch(batch, by=user, source="mes")
+            except ChallengeFailed as exc:
+                last = getattr(self.app.changeover, "last", None)
+                raise CommandError(
+                    "challenge_failed", str(exc), last.failures if last else None
+                ) from None
+            return {"batch": bid, **new, **self._challenge()}
         if isinstance(cmd, StopBatch):
             if p.batch is None:
                 raise CommandError("no_batch", "no batch is running")

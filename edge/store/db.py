@@ -173,11 +173,44 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX deviations_batch ON deviations(batch_id, id);
     """,
-    # 5: reserved (numbered by another change; this placeholder is replaced when merged)
-    "",
-    # 6: reserved (numbered by another change; this placeholder is replaced when merged)
-    "",
-    # 7: images a technician brought in (uploads and imports from a folder) with their product
+    # 5: controlled documents (recipe and product versions), challenge runs, the recipe version
+    # and content hash of every item and batch
+    """
+    CREATE TABLE documents (
+        kind TEXT NOT NULL CHECK (kind IN ('recipe', 'product')),
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('draft', 'approved', 'retired')),
+        content TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_utc REAL NOT NULL,
+        approved_by TEXT,
+        approved_utc REAL,
+        retired_utc REAL,
+        ever_approved INTEGER NOT NULL DEFAULT 0,
+        note TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (kind, name, version)
+    );
+    CREATE UNIQUE INDEX documents_one_approved ON documents(kind, name) WHERE status = 'approved';
+    CREATE TABLE challenge_runs (
+        id INTEGER PRIMARY KEY,
+        ts_utc REAL NOT NULL,
+        gtin TEXT,
+        lot TEXT,
+        recipe TEXT NOT NULL,
+        recipe_version INTEGER,
+        passed INTEGER NOT NULL,
+        units INTEGER NOT NULL,
+        results TEXT NOT NULL,
+        by TEXT
+    );
+    ALTER TABLE items ADD COLUMN recipe_version INTEGER;
+    ALTER TABLE items ADD COLUMN recipe_sha256 TEXT;
+    ALTER TABLE batches ADD COLUMN recipe_version INTEGER;
+    ALTER TABLE batches ADD COLUMN challenge_id INTEGER
+    """,
+    # 6: images a technician brought in (uploads and imports from a folder) with their product
     """
     CREATE TABLE uploads (
         sha256 TEXT PRIMARY KEY REFERENCES images(sha256),
@@ -287,9 +320,17 @@ class Database:
     def start_batch(self, batch: dict[str, Any]) -> None:
         with self.transaction() as c:
             c.execute(
-                """INSERT INTO batches (id, lot, gtin, expiry, recipe, started_at, started_by, source)
-                   VALUES (:id, :lot, :gtin, :expiry, :recipe, :started_at, :started_by, :source)""",
-                {"started_by": None, "source": None, **batch},
+                """INSERT INTO batches (id, lot, gtin, expiry, recipe, started_at, started_by, source,
+                       recipe_version, challenge_id)
+                   VALUES (:id, :lot, :gtin, :expiry, :recipe, :started_at, :started_by, :source,
+                       :recipe_version, :challenge_id)""",
+                {
+                    "started_by": None,
+                    "source": None,
+                    "recipe_version": None,
+                    "challenge_id": None,
+                    **batch,
+                },
             )
 
     def end_batch(self, batch_id: str, by: str | None = None) -> None:

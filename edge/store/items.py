@@ -25,7 +25,8 @@ _JSON_OBJECTS = ("tools", "measurements")  # the others are lists
 
 
 def _encode_row(r: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in r.items() if k != "message"}
+    out = {"recipe_version": None, "recipe_sha256": None}  # rows of older writers lack them
+    out.update((k, v) for k, v in r.items() if k != "message")
     for k in _JSON_COLS:
         empty: Any = {} if k in _JSON_OBJECTS else []
         out[k] = json.dumps(out.get(k) or empty, separators=(",", ":"))
@@ -55,10 +56,10 @@ def insert(conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], outbox: boo
     conn.executemany(
         """INSERT INTO items (seq, id, batch_id, recipe, trigger_utc, final_utc, latency_ms,
                encoder, verdict, reasons, findings, codes, tools, models, image_sha256,
-               source_name, measurements)
+               source_name, measurements, recipe_version, recipe_sha256)
            VALUES (:seq, :id, :batch_id, :recipe, :trigger_utc, :final_utc, :latency_ms,
                :encoder, :verdict, :reasons, :findings, :codes, :tools, :models,
-               :image_sha256, :source_name, :measurements)""",
+               :image_sha256, :source_name, :measurements, :recipe_version, :recipe_sha256)""",
         [_encode_row(r) for r in rows],
     )
     seqs: list[int] = []

@@ -14,9 +14,9 @@ from typing import Any
 from edge.store import items, signatures
 from edge.store.alarm_log import AlarmLog
 from edge.store.audit import AuditTrail
-from edge.store.challenge_view import challenge_results
 from edge.store.db import Database
 from edge.store.deviations import Deviations
+from edge.store.recipes import challenge_results
 from edge.web import charts
 
 #: Round bucket widths (s) for the trend charts: the narrowest that cuts the batch into at

@@ -11,8 +11,8 @@ from fastapi import HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
 from edge.store import signatures
-from edge.store.audit import AuditTrail, utc_now
-from edge.web.auth import AuthError, Session, Sessions, TooManyAttempts, UserStore, csrf_ok
+from edge.store.audit import AuditTrail
+from edge.web.auth import Session, Sessions, UserStore, csrf_ok
 
 log = logging.getLogger(__name__)
 
@@ -120,25 +120,11 @@ def esign(
         raise HTTPException(422, "a signature needs a reason")
     try:
         # counted per signer: only the signer's own sessions can try their password here
-        user = ctx.users.authenticate(
-            s.username, password, purpose="signature", client=f"esign:{s.username}"
+        return signatures.sign(
+            ctx.audit, ctx.users.authenticate, s.username, password, reason, meaning, target
         )
-    except AuthError as exc:
-        ctx.audit.record(s.username, "esign.refused", target=target, reason=exc.why)
-        shown = str(exc) if isinstance(exc, TooManyAttempts) else exc.why
-        raise HTTPException(403, f"signature refused: {shown}") from None
-    sig = {
-        "username": user["username"],
-        "full_name": user["full_name"],
-        "meaning": meaning,
-        "target": target,
-        "reason": reason.strip(),
-        "ts_utc": utc_now(),
-    }
-    entry = ctx.audit.record(s.username, "esign", target=target, new=sig, reason=reason.strip())
-    sig["audit_hash"] = entry["hash"]
-    signatures.add(ctx.audit.db, sig)
-    return sig
+    except signatures.SignatureRefused as exc:
+        raise HTTPException(403, str(exc)) from None
 
 
 def signatures_for(ctx: WebContext, target: str) -> list[dict[str, Any]]:

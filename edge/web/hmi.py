@@ -13,6 +13,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from edge.domain import BatchState
+from edge.recipes.challenge import ChallengeFailed
+from edge.recipes.changeover import ChangeoverRefused
 from edge.store import items
 from edge.web import charts
 from edge.web.auth import Session
@@ -206,6 +208,35 @@ def line_trend(name: str, request: Request, _s: Session = Depends(require(*LINE_
     )
 
 
+class Changeover(BaseModel):
+    gtin: str = Field(..., min_length=8, max_length=14)
+    lot: str = Field(..., min_length=1, max_length=40)
+    expiry: str = Field(..., max_length=12, description="YYMMDD, GS1 AI (17)")
+
+
+@router.post("/api/line/batch/changeover")
+def batch_changeover(
+    body: Changeover, request: Request, s: Session = Depends(require(*LINE_CONTROL))
+) -> dict[str, Any]:
+    """The operator's changeover: the product by GTIN, lot and expiry checked as GS1, the
+    product's approved recipe, the challenge, then the batch (the MES `start_batch` twin)."""
+    ctx = ctx_of(request)
+    try:
+        bid = ctx.appliance.changeover.start(
+            body.gtin.strip(), body.lot.strip(), body.expiry.strip(), by=s.username, source="hmi"
+        )
+    except ChangeoverRefused as exc:
+        raise HTTPException(422 if exc.code == "invalid" else 409, str(exc)) from None
+    p = ctx.pipeline
+    ctx.audit.record(
+        s.username,
+        "batch.changeover",
+        target=bid,
+        new={"gtin": body.gtin, "lot": body.lot, "expiry": body.expiry, "recipe": p.recipe.name},
+    )
+    return {"batch": bid, "recipe": p.recipe.name}
+
+
 @router.post("/api/line/batch/start")
 def batch_start(
     body: BatchStart, request: Request, s: Session = Depends(require(*LINE_CONTROL))
@@ -213,9 +244,12 @@ def batch_start(
     ctx = ctx_of(request)
     p = ctx.pipeline
     old = p.batch
-    bid = p.start_batch(
-        BatchState(body.lot, body.gtin, body.expiry), by=s.username, source=body.source
-    )
+    try:
+        bid = p.start_batch(
+            BatchState(body.lot, body.gtin, body.expiry), by=s.username, source=body.source
+        )
+    except ChallengeFailed as exc:  # the batch does not start: say which unit and why
+        raise HTTPException(409, str(exc)) from None
     ctx.audit.record(
         s.username,
         "batch.start",

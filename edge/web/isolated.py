@@ -206,6 +206,13 @@ class IsolatedWeb:
             bid = p.start_batch(BatchState(**kw["batch"]), by=kw["by"], source=kw["source"])
         elif method == "stop_batch":
             bid = p.stop_batch(by=kw["by"])
+        elif method == "changeover":
+            from edge.recipes.changeover import ChangeoverRefused
+
+            try:
+                bid = self.appliance.changeover.start(**kw)
+            except ChangeoverRefused as exc:  # the code crosses the pipe in the message
+                raise ChangeoverRefused(exc.code, f"{exc.code}: {exc}") from None
         elif method == "ack":
             a = p.alarms.ack(kw["code"], kw["user"])
             return {"alarm": a.to_dict() if a else None, "snapshot": self._snapshot()}
@@ -257,6 +264,15 @@ class _Remote:
         if status != "ok":
             if str(value).startswith("OperationalError: "):  # the line's database refused a
                 raise sqlite3.OperationalError(str(value).split(": ", 1)[1])  # write: a 503
+            if str(value).startswith("ChallengeFailed: "):  # the batch was refused: a 409
+                from edge.recipes.challenge import ChallengeFailed
+
+                raise ChallengeFailed(str(value).split(": ", 1)[1], {})
+            if str(value).startswith("ChangeoverRefused: "):
+                from edge.recipes.changeover import ChangeoverRefused
+
+                _, code, message = str(value).split(": ", 2)
+                raise ChangeoverRefused(code, message)
             raise RuntimeError(value)
         return value
 
@@ -343,6 +359,22 @@ class RemotePipeline:
                 self.bus.publish(topic, payload)
 
 
+class RemoteChangeover:
+    """The line's changeover (product by GTIN, challenge, batch start), run in the line."""
+
+    def __init__(self, pipeline: RemotePipeline):
+        self.p = pipeline
+
+    def start(
+        self, gtin: str, lot: str, expiry: str, by: str | None = None, source: str = "hmi"
+    ) -> str:
+        r = self.p.remote.call(
+            "changeover", gtin=gtin, lot=lot, expiry=expiry, by=by, source=source
+        )
+        self.p.snap = r["snapshot"]
+        return r["id"]
+
+
 class RemoteAppliance:
     def __init__(self, cfg: Any, remote: _Remote):
         from edge.store.audit import AuditTrail
@@ -350,6 +382,7 @@ class RemoteAppliance:
         self.cfg = cfg
         self.remote = remote
         self.pipeline = RemotePipeline(cfg, remote)
+        self.changeover = RemoteChangeover(self.pipeline)
         self.audit = AuditTrail(self.pipeline.db)
 
 

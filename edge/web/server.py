@@ -29,6 +29,7 @@ from edge.web import (
     images,
     login,
     models,
+    recipes,
     reports,
     training,
     uploads,
@@ -93,6 +94,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     app.include_router(datasets.router)
     app.include_router(training.router)
     app.include_router(models.router)
+    app.include_router(recipes.router)
     app.include_router(uploads.router)
     app.include_router(reports.router)
     app.include_router(deviations.router)

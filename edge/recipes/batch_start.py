@@ -1,0 +1,49 @@
+"""The checks of a changeover: GTIN, lot as GS1 AI (10), expiry as GS1 AI (17).
+
+One home for them, used by the MES command `start_batch`, the product master and the
+touchscreen: each returns the reason a value is refused (None when it is good), so every
+caller refuses with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+#: GS1 AI (10): character set 82, 1 to 20 characters.
+LOT = re.compile(r"^[!-\"%-/0-9:-?A-Z_a-z]{1,20}$")
+
+
+def gtin_ok(gtin: str) -> bool:
+    if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
+        return False
+    digits = [int(c) for c in gtin.zfill(14)]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:-1]))
+    return (10 - total % 10) % 10 == digits[-1]
+
+
+def gtin_problem(gtin: str) -> str | None:
+    if not gtin_ok(gtin):
+        return "not a valid GTIN (8, 12, 13 or 14 digits with a correct check digit)"
+    return None
+
+
+def lot_problem(lot: str) -> str | None:
+    if not LOT.match(lot):
+        return "a lot is 1 to 20 characters of the GS1 character set 82"
+    return None
+
+
+def expiry_problem(expiry: str) -> str | None:
+    """YYMMDD as printed in AI (17); DD 00 means the end of the month in GS1."""
+    if not re.fullmatch(r"\d{6}", expiry):
+        return "expiry is YYMMDD (6 digits)"
+    yy, mm, dd = int(expiry[:2]), int(expiry[2:4]), int(expiry[4:])
+    if not 1 <= mm <= 12:
+        return "expiry month must be 01 to 12"
+    if dd != 0:
+        try:
+            date(2000 + yy, mm, dd)
+        except ValueError:
+            return "expiry is not a calendar date"
+    return None
