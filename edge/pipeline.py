@@ -26,6 +26,7 @@ from edge.inspect.base import Services, Tool, ToolContext
 from edge.inspect.registry import build_tools
 from edge.judge import judge
 from edge.line.tracking import Tracker
+from edge.models.registry import model_roots
 from edge.recorder import Recorder
 from edge.stats import Stats
 from edge.store.alarm_log import AlarmLog
@@ -63,7 +64,7 @@ class Pipeline:
         self.alarms = Alarms(self.bus)
         AlarmLog(self.db).subscribe(self.bus)
         self.services = services or Services()
-        self.services.models_dir = cfg.inference.models_dir
+        self.services.models_dir = model_roots(state, cfg.inference.models_dir)
         self.services.backend = cfg.inference.backend
         self.services.state_dir = state
         # recipe and its tools are swapped together, so a worker never mixes two recipes

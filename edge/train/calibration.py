@@ -43,7 +43,7 @@ LISTED = 50
 
 
 class _Stats:
-    __slots__ = ("lo", "hi", "hist", "finite")
+    __slots__ = ("finite", "hi", "hist", "lo")
 
     def __init__(self) -> None:
         self.lo, self.hi, self.hist, self.finite = np.inf, -np.inf, None, True

@@ -60,7 +60,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     progress({"stage": "exporting"})
     onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
     reg = ModelRegistry(args["models_dir"])
-    name = args.get("model_name", "defects")
+    name = args.get("model_name") or "defects"
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     card = reg.create(
         name,
@@ -71,12 +71,20 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         by=args.get("by"),
         dataset={"path": str(data), "manifest_sha256": man.get("sha256"), "version": data.name},
         training={"job": d.name, "epochs": int(args.get("epochs", 1)), "arch": args.get("arch")},
+        product=args.get("product"),
+        # the class list is the labelled dataset's, set by the technician; QA approves it
+        # with the model (shown on the card)
+        classes_from={"dataset": data.name, "by": args.get("by")},
     )
     model_dir = reg.path(name, version)
-    progress({"stage": "quantizing", "name": name, "version": version})
-    quantize(model_dir, data / "images" / "train")
-    progress({"stage": "verifying", "name": name, "version": version})
-    rep = verify(model_dir, data / "images" / "val")
+    try:  # from here a failure leaves a version that must never be offered for approval
+        progress({"stage": "quantizing", "name": name, "version": version})
+        quantize(model_dir, data / "images" / "train")
+        progress({"stage": "verifying", "name": name, "version": version})
+        rep = verify(model_dir, data / "images" / "val")
+    except BaseException as exc:
+        reg.mark_failed(name, version, f"{type(exc).__name__}: {exc}", by=args.get("by"))
+        raise
     return {"name": card.name, "version": version, "verify": rep.get("summary")}
 
 
