@@ -34,8 +34,16 @@ class Progress:
 def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """Train on a frozen dataset version, export, register a candidate, quantise, verify."""
     from edge.models.registry import ModelRegistry
-    from edge.train.dataset import read_class_names, read_manifest, verify_manifest
+    from edge.train.dataset import (
+        class_counts,
+        labelled_pairs,
+        read_class_names,
+        read_manifest,
+        too_few,
+        verify_manifest,
+    )
     from edge.train.quantize import quantize
+    from edge.train.sizes import proposed_imgsz
     from edge.train.train import export_onnx, train
     from edge.train.verify import verify
 
@@ -44,18 +52,24 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     if problems:
         raise RuntimeError("dataset does not match its manifest: " + "; ".join(problems[:5]))
     man = read_manifest(data)
-    imgsz = int(args.get("imgsz", 320))
+    names = read_class_names(data)
+    few = too_few(class_counts(labelled_pairs(data / "labels" / "train"), names))
+    if few:  # refused before anything is made: no candidate is left behind
+        raise ValueError("; ".join(few))
+    imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)
+    start = _start_weights(args, d)
     progress({"stage": "training", "dataset": data.name, "epochs": int(args.get("epochs", 1))})
     best = train(
         data,
-        arch=args.get("arch", "yolo11n.yaml"),
+        arch=start["arch"],
         imgsz=imgsz,
         epochs=int(args.get("epochs", 1)),
         seed=int(args.get("seed", 0)),
         out=d / "run",
         on_progress=progress,
         batch=int(args.get("batch", 8)),
-        threads=1,
+        threads=int(args.get("threads") or 1),
+        extra=_few_image_settings(args),
     )
     progress({"stage": "exporting"})
     onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
@@ -70,7 +84,14 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         input_size=imgsz,
         by=args.get("by"),
         dataset={"path": str(data), "manifest_sha256": man.get("sha256"), "version": data.name},
-        training={"job": d.name, "epochs": int(args.get("epochs", 1)), "arch": args.get("arch")},
+        training={
+            "job": d.name,
+            "epochs": int(args.get("epochs", 1)),
+            "arch": args.get("arch"),
+            "imgsz": imgsz,
+            "start_weights": start["record"],
+            "minutes": args.get("minutes"),
+        },
         product=args.get("product"),
         # the class list is the labelled dataset's, set by the technician; QA approves it
         # with the model (shown on the card)
@@ -86,6 +107,37 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         reg.mark_failed(name, version, f"{type(exc).__name__}: {exc}", by=args.get("by"))
         raise
     return {"name": card.name, "version": version, "verify": rep.get("summary")}
+
+
+def _start_weights(args: dict[str, Any], d: Path) -> dict[str, Any]:
+    """Train from the project's approved detector (its weights read back from the shipped
+    ONNX: nothing is downloaded), unless an architecture is asked for by name."""
+    from edge.train.start_weights import shipped_start
+
+    arch = args.get("arch")
+    if arch is None and args.get("start", "shipped") == "shipped":
+        rec = shipped_start(args["models_dir"], d / "start.pt")
+        if rec is not None:
+            return {"arch": str(d / "start.pt"), "record": rec}
+    return {"arch": arch or "yolo11n.yaml", "record": None}
+
+
+def _few_image_settings(args: dict[str, Any]) -> dict[str, Any]:
+    """Augmentations suited to tens of photos (flips both ways, small colour and scale
+    changes, no mosaic of four photos that shrinks small defects further), and a time
+    budget in minutes when one is given."""
+    extra: dict[str, Any] = {
+        "fliplr": 0.5,
+        "flipud": 0.5,
+        "degrees": 10.0,
+        "scale": 0.2,
+        "mosaic": 0.0,
+        "hsv_v": 0.2,
+        "patience": 0,
+    }
+    if args.get("minutes"):
+        extra["time"] = float(args["minutes"]) / 60.0
+    return extra
 
 
 def run_evaluate(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
