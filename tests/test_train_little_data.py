@@ -95,3 +95,36 @@ def test_training_starts_from_the_shipped_detector_read_back_from_its_onnx(tmp_p
     assert rec["sha256"] == card.files["model.onnx"]
     assert (tmp_path / "start.pt").is_file()
     assert shipped_start([tmp_path / "empty"], tmp_path / "none.pt") is None  # nothing ships
+
+
+def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
+    """Photos resized to the model's input size, cut into 320 px crops: one around each
+    defect (its box inside, in crop coordinates), one at random per photo."""
+    import cv2
+
+    from edge.train.tiles import crop_dataset
+
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "labels").mkdir(parents=True)
+    img = np.zeros((1000, 1500, 3), np.uint8)
+    cv2.rectangle(img, (700, 480), (734, 514), (255, 255, 255), -1)  # a 34 px defect
+    for i in range(10):
+        cv2.imwrite(str(raw / "images" / f"{i}.png"), img)
+        line = f"0 {717 / 1500} {497 / 1000} {34 / 1500} {34 / 1000}\n" if i < 5 else ""
+        (raw / "labels" / f"{i}.txt").write_text(line)
+    (raw / "data.yaml").write_text(yaml.safe_dump({"names": {0: "capsule_defect"}}))
+    dataset.prepare([raw], tmp_path / "ds", val_fraction=0.2, seed=0)
+    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704)
+    assert made == {"train": 12, "val": 3}  # 4 + 1 defect photos, one crop each, + 1 per photo
+    assert crop_dataset(tmp_path / "ds", tmp_path / "none", imgsz=320) is None
+    for lbl in (tmp_path / "crops" / "labels" / "train").glob("*_t0.txt"):
+        rows = [r.split() for r in lbl.read_text().splitlines()]
+        if not rows:
+            continue
+        crop = cv2.imread(str(lbl.parent.parent.parent / "images" / "train" / f"{lbl.stem}.png"))
+        assert crop.shape[:2] == (320, 320)
+        cx, cy, w, h = (float(v) * 320 for v in rows[0][1:])
+        assert w == pytest.approx(34 * 704 / 1500, abs=1)  # ~16 px: the scale it will run at
+        patch = crop[int(cy - h / 4) : int(cy + h / 4), int(cx - w / 4) : int(cx + w / 4)]
+        assert patch.mean() > 200  # the box sits on the defect

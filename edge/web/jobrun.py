@@ -44,6 +44,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     )
     from edge.train.quantize import quantize
     from edge.train.sizes import proposed_imgsz
+    from edge.train.tiles import TILE, crop_dataset
     from edge.train.train import export_onnx, train
     from edge.train.verify import verify
 
@@ -58,11 +59,24 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         raise ValueError("; ".join(few))
     imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)
     start = _start_weights(args, d)
-    progress({"stage": "training", "dataset": data.name, "epochs": int(args.get("epochs", 1))})
+    # small defects on large photos: train on crops at the model's scale (edge.train.tiles)
+    crops = crop_dataset(data, d / "crops", imgsz) if args.get("tiles", True) else None
+    progress(
+        {
+            "stage": "training",
+            "dataset": data.name,
+            "epochs": int(args.get("epochs", 1)),
+            "imgsz": imgsz,
+            "crops": crops,
+            "validation_defect_images": (man.get("split") or {})
+            .get("val", {})
+            .get("defect_images"),
+        }
+    )
     best = train(
-        data,
+        d / "crops" if crops else data,
         arch=start["arch"],
-        imgsz=imgsz,
+        imgsz=TILE if crops else imgsz,
         epochs=int(args.get("epochs", 1)),
         seed=int(args.get("seed", 0)),
         out=d / "run",
@@ -89,6 +103,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
             "epochs": int(args.get("epochs", 1)),
             "arch": args.get("arch"),
             "imgsz": imgsz,
+            "crops": {"tile": TILE, **crops} if crops else None,
             "start_weights": start["record"],
             "minutes": args.get("minutes"),
         },
