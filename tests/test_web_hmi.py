@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -354,3 +355,29 @@ def test_a_failed_candidate_is_discarded_by_the_technician_and_evaluation_refuse
     r = tech.post("/api/models/evaluate", json={**body, "candidate": "2", "test_set": "ds-1"})
     assert r.status_code == 409
     assert "no labelled defects of the model's classes (capsule_defect)" in r.json()["detail"]
+
+
+def test_a_training_run_is_named_for_its_product_and_writes_under_the_state_directory(line):
+    """The model name follows the product (recipe) unless the technician names it, so that
+    approving one product's model never retires another's; the job's registry is the
+    state directory first, the shipped folder read-only after it."""
+    import json as _json
+
+    from edge.web.datasets import datasets_dir
+
+    appl, app = line
+    tech = client_as(app, "tom")
+    ds = datasets_dir(app.state.ctx) / "ds-1"
+    ds.mkdir(parents=True)
+    (ds / "manifest.json").write_text(_json.dumps({"sha256": "x"}))
+    r = tech.post("/api/tech/train", json={"dataset": "ds-1", "product": "capsules"})
+    assert r.status_code == 422 and "no product" in r.json()["detail"]
+    r = tech.post("/api/tech/train", json={"dataset": "ds-1", "epochs": 1})
+    assert r.status_code == 200, r.text
+    jid = r.json()["job"]
+    app.state.ctx.jobs.cancel(jid)
+    args = _json.loads((app.state.ctx.jobs.root / jid / "job.json").read_text())["args"]
+    assert args["product"] == "t" and args["model_name"] == "t"  # the test recipe's name
+    state = appl.cfg.records.state_dir.resolve()
+    assert args["models_dir"][0] == str(state / "models")
+    assert args["models_dir"][1] == str(Path(appl.cfg.inference.models_dir).resolve())
