@@ -220,8 +220,9 @@ def quantize_onnx(
         raise ValueError(f"{fp32_path}: need a static 1x3xSxS input, found {dims}")
     size = dims[2]
     files = calibration_images(calibration_dir)
-    if limit:
-        files = files[:limit]
+    if limit and len(files) > limit:  # evenly spread: sorted names often group by kind
+        step = (len(files) - 1) / max(limit - 1, 1)
+        files = [files[round(i * step)] for i in range(limit)]
     exclude = head_nodes_to_exclude(model)
     info = quantize_qdq(
         fp32_path, int8_path, _Reader(files, inp.name, size), method, nodes_to_exclude=exclude
@@ -231,7 +232,10 @@ def quantize_onnx(
 
 
 def quantize(
-    model_dir: str | Path, calibration_dir: str | Path = "calibration", method: str = "percentile"
+    model_dir: str | Path,
+    calibration_dir: str | Path = "calibration",
+    method: str = "percentile",
+    limit: int | None = None,
 ) -> Path:
     """`edge quantize`: add model.int8.onnx to a registry version folder and record it in its card."""
     from edge.models import cards
@@ -242,7 +246,9 @@ def quantize(
         raise cards.ModelError(
             f"{card.name} {card.version} is {card.status}: quantise a new candidate instead"
         )
-    info = quantize_onnx(model_dir / cards.FP32, model_dir / cards.INT8, calibration_dir, method)
+    info = quantize_onnx(
+        model_dir / cards.FP32, model_dir / cards.INT8, calibration_dir, method, limit=limit
+    )
     card.quantization = info
     card.calibration = {
         "path": Path(calibration_dir).as_posix(),

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from edge.config import Recipe
 
 
+#: calibration photos a training job quantises with (evenly spread over the training set)
+CALIBRATION_IMAGES = 64
+
+
 class Progress:
     def __init__(self, d: Path):
         self.path = d / "progress.jsonl"
@@ -115,7 +119,9 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     model_dir = reg.path(name, version)
     try:  # from here a failure leaves a version that must never be offered for approval
         progress({"stage": "quantizing", "name": name, "version": version})
-        quantize(model_dir, data / "images" / "train")
+        # 64 photos spread over the set: ranges settle well before that, and each photo
+        # is two passes over every activation of the model at full size
+        quantize(model_dir, data / "images" / "train", limit=CALIBRATION_IMAGES)
         progress({"stage": "verifying", "name": name, "version": version})
         rep = verify(model_dir, data / "images" / "val")
     except BaseException as exc:
