@@ -34,6 +34,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("POST", r"^/api/jobs/", {"technician"}),
     ("*", r"^/(tech/|api/tech/)", {"technician"}),
     ("POST", r"^/api/models/.+/(approve|rollback)$", {"qa"}),
+    ("POST", r"^/api/models/.+/discard$", {"technician"}),  # a failed job's leftover
     ("*", r"^/(models|api/models/)", {"technician", "qa"}),
     ("POST", r"^/api/reports/.+/sign$", {"qa"}),
     ("*", r"^/(reports|api/reports/)", {"operator", "technician", "qa"}),
