@@ -27,6 +27,7 @@ from edge.inspect.registry import build_tools
 from edge.judge import judge, judge_views
 from edge.line.tracking import Tracker
 from edge.line.views import ViewMatcher, missing_reasons
+from edge.models.registry import model_roots
 from edge.recipes.book import RecipeBook, Stamp
 from edge.recorder import Recorder
 from edge.stats import Stats
@@ -67,7 +68,7 @@ class Pipeline:
         self.alarms = Alarms(self.bus)
         AlarmLog(self.db).subscribe(self.bus)
         self.services = services or Services()
-        self.services.models_dir = cfg.inference.models_dir
+        self.services.models_dir = model_roots(state, cfg.inference.models_dir)
         self.services.backend = cfg.inference.backend
         self.services.state_dir = state
         # the line runs only approved recipe versions; the config's recipes are the seed

@@ -48,7 +48,11 @@ def backend_missing(cfg: AppConfig) -> str | None:
 def tool_problems(cfg: AppConfig) -> list[str]:
     """One line per tool that cannot be built, with its key path; [] when all can."""
     backend = OnnxBackend(threads=1) if backend_missing(cfg) else cfg.inference.backend
-    services = Services(models_dir=cfg.inference.models_dir, backend=backend)
+    from edge.models.registry import model_roots
+
+    # the registry the line will open: models approved on the appliance, then shipped ones
+    roots = model_roots(cfg.records.state_dir, cfg.inference.models_dir)
+    services = Services(models_dir=roots, backend=backend)
     lines: list[str] = []
     for key, recipe in named_recipes(cfg):
         try:

@@ -306,7 +306,7 @@ def test_technician_uploads_photos_finds_them_labels_one_and_marks_one_good(
 def test_qa_promotes_a_verified_candidate_with_an_electronic_signature(live, browser):
     from test_web_hmi import make_candidate
 
-    from edge.models.registry import ModelRegistry
+    from edge.models.registry import ModelRegistry, model_roots
 
     appl, url = live
     models = Path(appl.cfg.inference.models_dir)
@@ -322,12 +322,13 @@ def test_qa_promotes_a_verified_candidate_with_an_electronic_signature(live, bro
     page.wait_for_function(
         "() => document.getElementById('sign-error').textContent.includes('refused')"
     )
-    assert ModelRegistry(models).card("defects", "7").status == "candidate"
+    roots = model_roots(appl.cfg.records.state_dir, models)  # cards change in the state dir
+    assert ModelRegistry(roots).card("defects", "7").status == "candidate"
     page.fill("#sign-password", ws.PASSWORDS["quinn"][2])
     page.click("#do-sign")
     page.wait_for_selector("tr[data-version='7'][data-status=approved]")
     assert "Quinn Quality" in page.inner_text("tr[data-version='7']")
-    card = ModelRegistry(models).card("defects", "7").model_dump()
+    card = ModelRegistry(roots).card("defects", "7").model_dump()
     assert card["status"] == "approved" and card["signatures"][0]["username"] == "quinn"
     assert appl.audit.verify()[0]
     ctx.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -227,13 +228,13 @@ def make_candidate(models, name="defects", version="2", verified=True, status="c
 
 
 def test_a_model_is_promoted_only_with_a_qa_signature_and_rolled_back_the_same_way(line):
-    from edge.models.registry import ModelRegistry
+    from edge.models.registry import ModelRegistry, model_roots
 
     appl, app = line
     models = appl.cfg.inference.models_dir
     make_candidate(models, version="1")
     make_candidate(models, version="2")
-    reg = ModelRegistry(models)
+    reg = ModelRegistry(model_roots(appl.cfg.records.state_dir, models))  # what the web writes
     qa = client_as(app, "quinn")
     tech = client_as(app, "tom")
     body = {"password": "qa-secret-1", "reason": "validated on test set T1"}
@@ -301,3 +302,82 @@ def test_a_job_runs_in_its_own_process_reports_failure_and_can_be_cancelled(line
     assert jobs.running() == jid
     assert jobs.cancel(jid)
     assert jobs.status(jid)["state"] == "cancelled" and jobs.running() is None
+
+
+def test_a_failed_candidate_is_discarded_by_the_technician_and_evaluation_refuses_bad_sets(line):
+    """A failed job's version offers no approval or evaluation; the technician removes it
+    (audited). An evaluation refuses, in plain words, a set the model was trained on and a
+    set without one defect of its classes."""
+    import json as _json
+
+    from edge.models.registry import ModelRegistry, model_roots
+    from edge.web.datasets import datasets_dir
+
+    appl, app = line
+    reg = ModelRegistry(model_roots(appl.cfg.records.state_dir, appl.cfg.inference.models_dir))
+    src = appl.cfg.records.state_dir / "src.onnx"
+    src.write_bytes(b"fp32")
+    reg.create("capsules", "1", src, classes=["capsule_defect"], input_size=320, by="job")
+    assert reg.path("capsules", "1").is_relative_to(appl.cfg.records.state_dir)
+    reg.mark_failed("capsules", "1", "ValueError: Too many bins", by="job")
+    tech, qa = client_as(app, "tom"), client_as(app, "quinn")
+    r = qa.post(
+        "/api/models/capsules/1/approve",
+        json={"password": "qa-secret-1", "reason": "validated on T1"},
+    )
+    assert r.status_code == 409 and "failed" in r.json()["detail"]
+    ds = datasets_dir(app.state.ctx)
+    for name, label in (("ds-1", ""), ("ds-2", "0 0.5 0.5 0.1 0.1")):
+        (ds / name / "images" / "val").mkdir(parents=True)
+        (ds / name / "labels" / "val").mkdir(parents=True)
+        (ds / name / "images" / "val" / "a.png").write_bytes(b"png")
+        (ds / name / "labels" / "val" / "a.txt").write_text(label)
+        (ds / name / "manifest.json").write_text(_json.dumps({"sha256": name}))
+    body = {"name": "capsules", "candidate": "1", "test_set": "ds-2"}
+    r = tech.post("/api/models/evaluate", json=body)
+    assert r.status_code == 409 and "failed job" in r.json()["detail"]
+    assert qa.post("/api/models/capsules/1/discard", json={}).status_code == 403
+    r = tech.post("/api/models/capsules/1/discard", json={"reason": "calibration failed"})
+    assert r.status_code == 200 and reg.versions("capsules") == []
+    entry = app.state.ctx.audit.entries(action="model.discard")[0]
+    assert entry["target"] == "model:capsules/1"
+    reg.create(
+        "capsules",
+        "2",
+        src,
+        classes=["capsule_defect"],
+        input_size=320,
+        by="job",
+        dataset={"version": "ds-2", "manifest_sha256": "ds-2"},
+    )
+    r = tech.post("/api/models/evaluate", json={**body, "candidate": "2"})
+    assert r.status_code == 409 and "used to train" in r.json()["detail"]
+    r = tech.post("/api/models/evaluate", json={**body, "candidate": "2", "test_set": "ds-1"})
+    assert r.status_code == 409
+    assert "no labelled defects of the model's classes (capsule_defect)" in r.json()["detail"]
+
+
+def test_a_training_run_is_named_for_its_product_and_writes_under_the_state_directory(line):
+    """The model name follows the product (recipe) unless the technician names it, so that
+    approving one product's model never retires another's; the job's registry is the
+    state directory first, the shipped folder read-only after it."""
+    import json as _json
+
+    from edge.web.datasets import datasets_dir
+
+    appl, app = line
+    tech = client_as(app, "tom")
+    ds = datasets_dir(app.state.ctx) / "ds-1"
+    ds.mkdir(parents=True)
+    (ds / "manifest.json").write_text(_json.dumps({"sha256": "x"}))
+    r = tech.post("/api/tech/train", json={"dataset": "ds-1", "product": "capsules"})
+    assert r.status_code == 422 and "no product" in r.json()["detail"]
+    r = tech.post("/api/tech/train", json={"dataset": "ds-1", "epochs": 1})
+    assert r.status_code == 200, r.text
+    jid = r.json()["job"]
+    app.state.ctx.jobs.cancel(jid)
+    args = _json.loads((app.state.ctx.jobs.root / jid / "job.json").read_text())["args"]
+    assert args["product"] == "t" and args["model_name"] == "t"  # the test recipe's name
+    state = appl.cfg.records.state_dir.resolve()
+    assert args["models_dir"][0] == str(state / "models")
+    assert args["models_dir"][1] == str(Path(appl.cfg.inference.models_dir).resolve())

@@ -37,6 +37,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("POST", r"^/api/(recipes|products)/.+/approve$", {"qa"}),
     ("POST", r"^/api/products$", {"technician"}),
     ("GET", r"^/api/(recipes|products)", {"technician", "qa"}),
+    ("POST", r"^/api/models/.+/discard$", {"technician"}),  # a failed job's leftover
     ("*", r"^/(models|api/models/)", {"technician", "qa"}),
     ("POST", r"^/api/reports/.+/sign$", {"qa"}),
     ("*", r"^/(reports|api/reports/)", {"operator", "technician", "qa"}),

@@ -29,7 +29,7 @@ from edge.anomaly.features import FeatureExtractor
 from edge.anomaly.memory import MemoryIndex
 from edge.inference.base import BackendError
 from edge.models.cards import FP32, INT8, ModelCard, ModelError
-from edge.models.registry import Precision, open_model
+from edge.models.registry import Precision, Roots, open_model
 
 MEMORY = "memory.npy"
 TASK = "anomaly"
@@ -138,7 +138,7 @@ class AnomalyModel:
 
     def __init__(
         self,
-        models_dir: str | Path,
+        models_dir: Roots,
         name: str,
         version: str | None = None,
         precision: Precision = "int8",

@@ -19,7 +19,6 @@ area. The heat maps go to `ctx.anomaly_maps` for evidence.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,7 +43,7 @@ class AnomalyTool(Tool):
         threads = int(getattr(backend, "threads", 1) or 1)
         try:
             self.model = AnomalyModel(
-                Path(services.models_dir or "models"),
+                services.models_dir or "models",
                 params.model,
                 params.version,
                 params.precision,

@@ -78,7 +78,8 @@ class Services:
 
     serials: SerialRegistry | None = None  # serials seen, for the duplicate-serial check
     grade_trend: GradeTrend | None = None  # scan grades per batch
-    models_dir: Path | str = "models"  # the model registry's folder
+    #: the model registry's folder, or its writable folder then read-only ones
+    models_dir: Path | str | list[Path] = "models"
     backend: Any = None  # the inference backend's config (ONNX Runtime or TensorRT)
     state_dir: Path | None = None
     #: only an evaluation that decides nothing sets it: the model tools may then open a named

@@ -22,7 +22,6 @@ item a MODEL_ERROR reject, and `readiness()` says why for /readyz.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,7 +67,7 @@ class DefectTool(Tool):
                 params.model,
                 params.version,
                 allow_unapproved=services.allow_unapproved_models,
-                models_dir=Path(services.models_dir or "models"),
+                models_dir=services.models_dir or "models",
                 precision=params.precision,
             )
         except ModelError as exc:

@@ -26,7 +26,9 @@ FP32 = "model.onnx"
 INT8 = "model.int8.onnx"
 CARD = "card.yaml"
 
-Status = Literal["candidate", "approved", "retired"]
+#: `failed`: a job that made the version did not finish (quantising, verifying); it can
+#: never be approved, only discarded
+Status = Literal["candidate", "approved", "retired", "failed"]
 AuditHook = Callable[[str, dict[str, Any]], None]  # (action, details)
 
 

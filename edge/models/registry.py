@@ -37,7 +37,7 @@ from edge.models.cards import (
     whoami,
 )
 
-__all__ = ["ModelRegistry", "OpenedModel", "Precision", "open_model"]
+__all__ = ["ModelRegistry", "OpenedModel", "Precision", "Roots", "model_roots", "open_model"]
 
 Precision = Literal["int8", "fp32"]
 
@@ -85,38 +85,81 @@ def _version_key(v: str) -> tuple:
     return tuple(int(x) if x.isdigit() else x for x in re.split(r"[.\-_]", v))
 
 
-class ModelRegistry:
-    """The models/ folder."""
+#: what a registry is opened on: one folder, or the writable folder then read-only ones
+Roots = str | Path | Sequence[str | Path]
 
-    def __init__(self, root: str | Path = "models"):
-        self.root = Path(root)
+#: where a read-only version's status changes are kept, inside the writable root
+OVERLAY = ".shipped"
+
+
+class ModelRegistry:
+    """The model folders: one writable root, then read-only roots searched after it.
+
+    The appliance's registry is `[<state>/models, <shipped models>]`: candidates are
+    written only to the state directory, and the models that ship with the project stay
+    as shipped (a read-only install, a clean checkout). A shipped version whose status
+    changes (retired when a newer one is approved, re-approved by a rollback) keeps its
+    files where they are; its new card is kept in the writable root under `.shipped/`.
+    """
+
+    def __init__(self, root: Roots = "models"):
+        roots = [root] if isinstance(root, str | Path) else list(root)
+        if not roots:
+            raise ValueError("a model registry needs at least one folder")
+        self.root = Path(roots[0])
+        self.read_only = [Path(r) for r in roots[1:] if Path(r).resolve() != self.root.resolve()]
+
+    @property
+    def roots(self) -> list[Path]:
+        return [self.root, *self.read_only]
 
     # -- reading
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            {
+                p.name
+                for r in self.roots
+                if r.is_dir()
+                for p in r.iterdir()
+                if p.is_dir() and not p.name.startswith(".")
+            }
         )
 
     def versions(self, name: str) -> list[str]:
-        d = self.root / name
-        if not d.is_dir():
-            return []
-        vs = [p.name for p in d.iterdir() if (p / CARD).is_file()]
-        return sorted(vs, key=_version_key)
+        vs = {p.name for r in self.roots if (r / name).is_dir() for p in (r / name).iterdir()}
+        return sorted((v for v in vs if (self.path(name, v) / CARD).is_file()), key=_version_key)
 
     def path(self, name: str, version: str) -> Path:
+        """The version's folder: in the first root that has it, else where it would be made."""
+        for r in self.roots:
+            if (r / name / version / CARD).is_file():
+                return r / name / version
         return self.root / name / version
+
+    def writable(self, name: str, version: str) -> bool:
+        return self.path(name, version).parent.parent == self.root
+
+    def _overlay(self, name: str, version: str) -> Path:
+        return self.root / OVERLAY / name / version
 
     def card(self, name: str, version: str) -> ModelCard:
         d = self.path(name, version)
         if not d.is_dir():
             known = self.versions(name)
-            raise ModelError(
-                f"no model {name!r} version {version!r} in {self.root} (known: {known})"
-            )
+            roots = ", ".join(str(r) for r in self.roots)
+            raise ModelError(f"no model {name!r} version {version!r} in {roots} (known: {known})")
+        if not self.writable(name, version) and (self._overlay(name, version) / CARD).is_file():
+            return load_card(self._overlay(name, version))
         return load_card(d)
+
+    def save(self, card: ModelCard) -> None:
+        """Write a card back: in place when writable, else into the overlay."""
+        if self.writable(card.name, card.version):
+            save_card(self.path(card.name, card.version), card)
+        else:
+            d = self._overlay(card.name, card.version)
+            d.mkdir(parents=True, exist_ok=True)
+            save_card(d, card)
 
     def list(self) -> list[ModelCard]:
         return [self.card(n, v) for n in self.names() for v in self.versions(n)]
@@ -163,7 +206,10 @@ class ModelRegistry:
         a card of another `task` than the one asked for (None: any).
         """
         if not self.versions(name):
-            raise ModelError(f"no model named {name!r} in {self.root} (known: {self.names()})")
+            raise ModelError(
+                f"no model named {name!r} in {', '.join(map(str, self.roots))} "
+                f"(known: {self.names()})"
+            )
         if version is None:
             card = self.approved(name)
             if card is None:
@@ -204,6 +250,11 @@ class ModelRegistry:
         card = self.card(name, version)
         if card.status == "approved":
             raise ModelError(f"{name} {version} is already approved")
+        if card.status == "failed":
+            raise ModelError(
+                f"refusing to approve {name} {version}: the job that made it failed "
+                f"({(card.model_dump().get('failure') or {}).get('error', 'no reason recorded')})"
+            )
         problems = self.check_files(card, [FP32, INT8])
         if problems:
             raise ModelError(f"refusing to approve {name} {version}: " + "; ".join(problems))
@@ -233,10 +284,10 @@ class ModelRegistry:
         if previous is not None:
             previous.status = "retired"
             self._event(previous, "retire", by, f"replaced by {version}")
-            save_card(self.path(name, previous.version), previous)
+            self.save(previous)
         card.status = "approved"
         self._event(card, "approve", by, reason)
-        save_card(self.path(name, version), card)
+        self.save(card)
         return card
 
     def retire(
@@ -253,8 +304,59 @@ class ModelRegistry:
             audit("model.retire", {"name": name, "version": version, "by": by, "reason": reason})
         card.status = "retired"
         self._event(card, "retire", by, reason)
-        save_card(self.path(name, version), card)
+        self.save(card)
         return card
+
+    def mark_failed(self, name: str, version: str, error: str, by: str | None = None) -> ModelCard:
+        """The job making this candidate failed: it is kept for the record but never offered
+        for approval or evaluation (`discard` removes it)."""
+        by = by or whoami()
+        card = self.card(name, version)
+        if card.status != "candidate":
+            raise ModelError(f"{name} {version} is {card.status}: only a candidate can fail")
+        card.status = "failed"
+        card.failure = {"at": now_iso(), "error": error[:2000]}
+        self._event(card, "fail", by, error[:500])
+        self.save(card)
+        return card
+
+    def discard(
+        self,
+        name: str,
+        version: str,
+        by: str | None = None,
+        reason: str = "",
+        audit: AuditHook | None = None,
+    ) -> None:
+        """Remove a candidate or failed version the technician does not want (audited).
+
+        Approved and retired versions are the record of what ran on the line and are never
+        removed; shipped (read-only) versions are never touched.
+        """
+        import shutil
+
+        by = by or whoami()
+        card = self.card(name, version)
+        if card.status not in ("candidate", "failed"):
+            raise ModelError(
+                f"{name} {version} is {card.status}: only a candidate or a failed version "
+                "can be discarded (approved and retired versions are the line's record)"
+            )
+        if not self.writable(name, version):
+            raise ModelError(f"{name} {version} ships with the project and is read-only")
+        if audit is not None:
+            audit(
+                "model.discard",
+                {
+                    "name": name,
+                    "version": version,
+                    "status": card.status,
+                    "sha256": card.files.get(INT8) or card.files.get(FP32),
+                    "by": by,
+                    "reason": reason,
+                },
+            )
+        shutil.rmtree(self.path(name, version))
 
     def rollback(
         self, name: str, by: str | None = None, reason: str = "", audit: AuditHook | None = None
@@ -298,10 +400,10 @@ class ModelRegistry:
             )
         current.status = "retired"
         self._event(current, "rollback", by, reason or f"rolled back to {target.version}")
-        save_card(self.path(name, current.version), current)
+        self.save(current)
         target.status = "approved"
         self._event(target, "approve", by, reason or f"rollback from {current.version}")
-        save_card(self.path(name, target.version), target)
+        self.save(target)
         return target
 
     # -- creation
@@ -318,9 +420,9 @@ class ModelRegistry:
         """A new candidate version from an exported FP32 ONNX."""
         import shutil
 
-        d = self.path(name, version)
-        if (d / CARD).exists():
+        if version in self.versions(name):
             raise ModelError(f"{name} {version} already exists: versions are never overwritten")
+        d = self.root / name / version
         d.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fp32_path, d / FP32)
         card = ModelCard(
@@ -339,12 +441,35 @@ class ModelRegistry:
         return card
 
 
+#: a model name: what a registry folder and a recipe's `model:` may be called
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+def product_model_name(recipe: Any) -> str:
+    """The detector model of a product: the one its recipe's detector tool runs, else a
+    name made from the product (recipe) name, so that each product has its own model and
+    approving one never retires another's (until a product master names them)."""
+    for tool in getattr(recipe, "tools", None) or []:
+        if getattr(tool, "type", None) == "defects" and tool.params.get("model"):
+            return str(tool.params["model"])
+    slug = re.sub(r"[^a-z0-9_-]+", "-", str(getattr(recipe, "name", recipe)).lower()).strip("-_")
+    if not slug or not slug[0].isalpha():
+        slug = "p-" + slug
+    return slug[:32].rstrip("-_")
+
+
+def model_roots(state_dir: str | Path, models_dir: str | Path) -> list[Path]:
+    """The appliance's registry: `<state>/models` (candidates are made there, cards change
+    there), then the configured models folder (what ships with the project), read-only."""
+    return [Path(state_dir) / "models", Path(models_dir)]
+
+
 def open_model(
     name: str,
     version: str | None = None,
     *,
     allow_unapproved: bool = False,
-    models_dir: str | Path = "models",
+    models_dir: Roots = "models",
     precision: Precision = "int8",
     with_files: Sequence[str] = (),
     task: str | None = None,

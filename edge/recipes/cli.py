@@ -46,7 +46,7 @@ class _Ctx:
             self.cfg = load_config(config)
         except ConfigError as exc:
             _fail(f"config error: {exc}", 2)
-        state = Path(state_dir or self.cfg.records.state_dir)
+        state = self.state = Path(state_dir or self.cfg.records.state_dir)
         self.db = Database(state / "edge.db")
         self.audit = AuditTrail(self.db)
         self.book = RecipeBook(self.db, self.audit)
@@ -344,7 +344,10 @@ def challenge_run(
 
     sim_batch = LineSimulator(base).batch  # the simulator's lot and expiry, the product's GTIN
     batch = BatchState(sim_batch.lot, product.gtin if product else sim_batch.gtin, sim_batch.expiry)
-    svc = Services(models_dir=c.cfg.inference.models_dir, backend=c.cfg.inference.backend)
+    from edge.models.registry import model_roots
+
+    roots = model_roots(c.state, c.cfg.inference.models_dir)  # the models the line would run
+    svc = Services(models_dir=roots, backend=c.cfg.inference.backend)
     tools = build_tools(rec, svc)
     try:
         res = challenge.run_challenge(rec, tools, units, batch, base)

@@ -100,6 +100,56 @@ def read_class_names(source: str | Path) -> list[str]:
     return list(names)
 
 
+#: fewer labelled boxes of a class than this and training is refused (a model learnt
+#: from a handful of examples finds nothing on new photos, and looks as if it worked)
+MIN_EXAMPLES = 8
+
+
+def _boxes_by_class(lbl: Path | None) -> list[int]:
+    if lbl is None:
+        return []
+    return [int(f.split()[0]) for f in lbl.read_text().splitlines() if len(f.split()) >= 5]
+
+
+def stratified_val(
+    pairs: list[tuple[Path, Path | None, str]], val_fraction: float, seed: int
+) -> set[int]:
+    """Validation indices drawn separately from defect images and good images, so that
+    validation always holds defect images (at least one when there are two or more):
+    a validation set of good photos only scores every model 0 and verifies nothing."""
+    rng = random.Random(seed)
+    defect = [k for k, (_i, lbl, _s) in enumerate(pairs) if _boxes_by_class(lbl)]
+    good = [k for k in range(len(pairs)) if k not in set(defect)]
+    val: set[int] = set()
+    for group in (defect, good):
+        rng.shuffle(group)
+        n = round(len(group) * val_fraction)
+        if group is defect and len(group) >= 2:
+            n = max(1, n)
+        val.update(group[:n])
+    if not val:
+        val.add(rng.randrange(len(pairs)))
+    return val
+
+
+def class_counts(pairs: list[tuple[Path, Path | None, str]], names: list[str]) -> dict[str, int]:
+    counts = dict.fromkeys(names, 0)
+    for _img, lbl, _s in pairs:
+        for c in _boxes_by_class(lbl):
+            if 0 <= c < len(names):
+                counts[names[c]] += 1
+    return counts
+
+
+def too_few(counts: dict[str, int], minimum: int = MIN_EXAMPLES) -> list[str]:
+    """Plain sentences for each labelled class with too few examples to learn from."""
+    return [
+        f"too few examples of class {c}: {n} labelled, at least {minimum} are needed"
+        for c, n in counts.items()
+        if 0 < n < minimum
+    ]
+
+
 def prepare(
     sources: list[str | Path],
     out: str | Path,
@@ -130,11 +180,7 @@ def prepare(
         raise ValueError("no class names (no data.yaml in the sources and none given)")
     if not pairs:
         raise ValueError(f"no images found in {[str(s) for s in sources]}")
-    rng = random.Random(seed)
-    order = list(range(len(pairs)))
-    rng.shuffle(order)
-    n_val = max(1, round(len(pairs) * val_fraction))
-    val = set(order[:n_val])
+    val = stratified_val(pairs, val_fraction, seed)
     for split in ("train", "val"):
         for sub in ("images", "labels"):
             d = out / sub / split
@@ -157,6 +203,28 @@ def prepare(
         "names": dict(enumerate(names)),
     }
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    split = {
+        name: {
+            "images": sum(1 for k in range(len(pairs)) if (k in val) == (name == "val")),
+            "defect_images": sum(
+                1
+                for k, (_i, lbl, _s) in enumerate(pairs)
+                if (k in val) == (name == "val") and _boxes_by_class(lbl)
+            ),
+        }
+        for name in ("train", "val")
+    }
     return write_manifest(
-        out, extra={"sources": [str(Path(s)) for s in sources], "names": list(names)}
+        out,
+        extra={
+            "sources": [str(Path(s)) for s in sources],
+            "names": list(names),
+            "split": split,  # the page says how many defect images validation holds
+            "examples": class_counts(pairs, list(names)),
+        },
     )
+
+
+def labelled_pairs(labels_dir: str | Path) -> list[tuple[Path, Path | None, str]]:
+    """(image, label, stem) triples of a prepared split, from its label files."""
+    return [(Path(), p, p.stem) for p in sorted(Path(labels_dir).glob("*.txt"))]

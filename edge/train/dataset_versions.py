@@ -58,12 +58,41 @@ def list_versions(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def evaluation_sets(root: Path) -> list[str]:
-    """Folders under `root` an evaluation can run on (versions and exports), newest first."""
+def evaluation_sets(root: Path, trained_on: list[dict[str, Any]] | None = None) -> list[str]:
+    """Folders under `root` an evaluation can run on (versions and exports), newest first.
+
+    `trained_on` are the `dataset` records of model cards: a set a model was trained on
+    (same folder name, or the same manifest under another name) is not an independent
+    test set and is not offered.
+    """
+    used = used_for_training(trained_on or [])
     return sorted(
-        (d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        (
+            d.name
+            for d in root.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and not _is_used(d, used)
+        ),
         reverse=True,
     )
+
+
+def used_for_training(trained_on: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """(folder names, manifest SHA-256s) of the datasets these cards were trained on."""
+    names = {str(t.get("version") or Path(str(t.get("path") or "")).name) for t in trained_on}
+    shas = {str(t["manifest_sha256"]) for t in trained_on if t.get("manifest_sha256")}
+    return names - {""}, shas
+
+
+def _is_used(d: Path, used: tuple[set[str], set[str]]) -> bool:
+    if d.name in used[0]:
+        return True
+    m = read_regular(d / MANIFEST, d.parent.parent)
+    if m is None:
+        return False
+    try:
+        return json.loads(m).get("sha256") in used[1]
+    except ValueError:
+        return False
 
 
 def build_version(

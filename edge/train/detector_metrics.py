@@ -47,6 +47,45 @@ def read_labels(image_path: Path, width: int, height: int) -> list[tuple[int, li
     return out
 
 
+def labelled_defects(folder: str | Path, classes: list[str]) -> dict[str, int] | None:
+    """Labelled boxes of each of the model's classes in a folder, or None when the folder
+    has no label files at all (an unlabelled image set, e.g. calibration photos)."""
+    counts = dict.fromkeys(classes, 0)
+    any_labels = False
+    for p in iter_images(folder):
+        parts = list(p.parts)
+        if "images" not in parts:
+            continue
+        i = len(parts) - 1 - parts[::-1].index("images")
+        parts[i] = "labels"
+        lbl = Path(*parts).with_suffix(".txt")
+        if not lbl.is_file():
+            continue
+        any_labels = True
+        for line in lbl.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 5 and f[0].isdigit() and int(f[0]) < len(classes):
+                counts[classes[int(f[0])]] += 1
+    return counts if any_labels else None
+
+
+def no_defects_sentence(classes: list[str]) -> str:
+    """Why a labelled test set without one defect of the model's classes is refused."""
+    return (
+        f"This test set has no labelled defects of the model's classes "
+        f"({', '.join(classes)}), so it cannot show whether the model finds them. "
+        "Add photos with labelled defects to it, or pick another set."
+    )
+
+
+def require_defects(folder: str | Path, classes: list[str]) -> dict[str, int] | None:
+    """Refuse (ValueError, in plain words) a labelled set without any defect to find."""
+    counts = labelled_defects(folder, classes)
+    if counts is not None and not any(counts.values()):
+        raise ValueError(no_defects_sentence(classes))
+    return counts
+
+
 def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> float:
     """All-point interpolated AP (VOC 2010+ / COCO style) from scored matches."""
     if n_gt == 0:
@@ -140,6 +179,7 @@ def ap50_of_version(
     """
     model_dir = Path(model_dir)
     card = cards.load_card(model_dir)
+    require_defects(test_dir, card.classes)
     reg = ModelRegistry(model_dir.parent.parent)
     out: dict[str, Any] = {"test_set": str(test_dir)}
     man_path = Path(test_dir) / "manifest.json"

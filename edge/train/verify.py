@@ -20,7 +20,7 @@ from edge.models import cards
 from edge.models.cards import ModelError
 from edge.models.registry import ModelRegistry
 from edge.train.dataset import build_manifest
-from edge.train.detector_metrics import iter_images
+from edge.train.detector_metrics import iter_images, require_defects
 
 VERIFY_CONF = 0.25  # the line's default operating threshold
 
@@ -138,6 +138,14 @@ def verify(
     images = list(iter_images(images_dir))[: limit or None]
     if not images:
         raise ValueError(f"no images in {images_dir}")
+    try:  # a labelled set without one defect compares nothing that matters
+        require_defects(images_dir, card.classes)
+    except ValueError as exc:
+        report = {"passed": False, "summary": f"FAILED: {exc}", "failures": [str(exc)]}
+        if record and card.status == "candidate":
+            card.verify = report
+            cards.save_card(model_dir, card)
+        return report
     ref = create_backend(OnnxBackend()).load(opened.file(cards.FP32), card.input_size, card.classes)
     try:
         cand = opened.load_detector(backend_config)

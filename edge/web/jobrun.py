@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from edge.config import Recipe
 
 
+#: calibration photos a training job quantises with (evenly spread over the training set)
+CALIBRATION_IMAGES = 64
+
+
 class Progress:
     def __init__(self, d: Path):
         self.path = d / "progress.jsonl"
@@ -34,8 +38,17 @@ class Progress:
 def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """Train on a frozen dataset version, export, register a candidate, quantise, verify."""
     from edge.models.registry import ModelRegistry
-    from edge.train.dataset import read_class_names, read_manifest, verify_manifest
+    from edge.train.dataset import (
+        class_counts,
+        labelled_pairs,
+        read_class_names,
+        read_manifest,
+        too_few,
+        verify_manifest,
+    )
     from edge.train.quantize import quantize
+    from edge.train.sizes import proposed_imgsz
+    from edge.train.tiles import TILE, crop_dataset
     from edge.train.train import export_onnx, train
     from edge.train.verify import verify
 
@@ -44,23 +57,42 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     if problems:
         raise RuntimeError("dataset does not match its manifest: " + "; ".join(problems[:5]))
     man = read_manifest(data)
-    imgsz = int(args.get("imgsz", 320))
-    progress({"stage": "training", "dataset": data.name, "epochs": int(args.get("epochs", 1))})
+    names = read_class_names(data)
+    few = too_few(class_counts(labelled_pairs(data / "labels" / "train"), names))
+    if few:  # refused before anything is made: no candidate is left behind
+        raise ValueError("; ".join(few))
+    imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)
+    start = _start_weights(args, d)
+    # small defects on large photos: train on crops at the model's scale (edge.train.tiles)
+    crops = crop_dataset(data, d / "crops", imgsz) if args.get("tiles", True) else None
+    progress(
+        {
+            "stage": "training",
+            "dataset": data.name,
+            "epochs": int(args.get("epochs", 1)),
+            "imgsz": imgsz,
+            "crops": crops,
+            "validation_defect_images": (man.get("split") or {})
+            .get("val", {})
+            .get("defect_images"),
+        }
+    )
     best = train(
-        data,
-        arch=args.get("arch", "yolo11n.yaml"),
-        imgsz=imgsz,
+        d / "crops" if crops else data,
+        arch=start["arch"],
+        imgsz=TILE if crops else imgsz,
         epochs=int(args.get("epochs", 1)),
         seed=int(args.get("seed", 0)),
         out=d / "run",
         on_progress=progress,
         batch=int(args.get("batch", 8)),
-        threads=1,
+        threads=int(args.get("threads") or 1),
+        extra=_few_image_settings(args),
     )
     progress({"stage": "exporting"})
     onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
     reg = ModelRegistry(args["models_dir"])
-    name = args.get("model_name", "defects")
+    name = args.get("model_name") or "defects"
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     card = reg.create(
         name,
@@ -70,14 +102,63 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         input_size=imgsz,
         by=args.get("by"),
         dataset={"path": str(data), "manifest_sha256": man.get("sha256"), "version": data.name},
-        training={"job": d.name, "epochs": int(args.get("epochs", 1)), "arch": args.get("arch")},
+        training={
+            "job": d.name,
+            "epochs": int(args.get("epochs", 1)),
+            "arch": args.get("arch"),
+            "imgsz": imgsz,
+            "crops": {"tile": TILE, **crops} if crops else None,
+            "start_weights": start["record"],
+            "minutes": args.get("minutes"),
+        },
+        product=args.get("product"),
+        # the class list is the labelled dataset's, set by the technician; QA approves it
+        # with the model (shown on the card)
+        classes_from={"dataset": data.name, "by": args.get("by")},
     )
     model_dir = reg.path(name, version)
-    progress({"stage": "quantizing", "name": name, "version": version})
-    quantize(model_dir, data / "images" / "train")
-    progress({"stage": "verifying", "name": name, "version": version})
-    rep = verify(model_dir, data / "images" / "val")
+    try:  # from here a failure leaves a version that must never be offered for approval
+        progress({"stage": "quantizing", "name": name, "version": version})
+        # 64 photos spread over the set: ranges settle well before that, and each photo
+        # is two passes over every activation of the model at full size
+        quantize(model_dir, data / "images" / "train", limit=CALIBRATION_IMAGES)
+        progress({"stage": "verifying", "name": name, "version": version})
+        rep = verify(model_dir, data / "images" / "val")
+    except BaseException as exc:
+        reg.mark_failed(name, version, f"{type(exc).__name__}: {exc}", by=args.get("by"))
+        raise
     return {"name": card.name, "version": version, "verify": rep.get("summary")}
+
+
+def _start_weights(args: dict[str, Any], d: Path) -> dict[str, Any]:
+    """Train from the project's approved detector (its weights read back from the shipped
+    ONNX: nothing is downloaded), unless an architecture is asked for by name."""
+    from edge.train.start_weights import shipped_start
+
+    arch = args.get("arch")
+    if arch is None and args.get("start", "shipped") == "shipped":
+        rec = shipped_start(args["models_dir"], d / "start.pt")
+        if rec is not None:
+            return {"arch": str(d / "start.pt"), "record": rec}
+    return {"arch": arch or "yolo11n.yaml", "record": None}
+
+
+def _few_image_settings(args: dict[str, Any]) -> dict[str, Any]:
+    """Augmentations suited to tens of photos (flips both ways, small colour and scale
+    changes, no mosaic of four photos that shrinks small defects further), and a time
+    budget in minutes when one is given."""
+    extra: dict[str, Any] = {
+        "fliplr": 0.5,
+        "flipud": 0.5,
+        "degrees": 10.0,
+        "scale": 0.2,
+        "mosaic": 0.0,
+        "hsv_v": 0.2,
+        "patience": 0,
+    }
+    if args.get("minutes"):
+        extra["time"] = float(args["minutes"]) / 60.0
+    return extra
 
 
 def run_evaluate(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:

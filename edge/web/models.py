@@ -19,15 +19,23 @@ from edge.train.dataset_versions import evaluation_sets
 from edge.train.line_eval import has_item_truth
 from edge.web.auth import Session
 from edge.web.datasets import datasets_dir
-from edge.web.deps import MODELS_VIEW, QA, WebContext, ctx_of, esign, page, require
+from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, esign, page, require
 from edge.web.images import label_classes
 from edge.web.jobs import JobError, jobs_of
 
 router = APIRouter()
 
 
-def models_dir(ctx: WebContext) -> Path:
-    return Path(ctx.pipeline.cfg.inference.models_dir)
+def models_dir(ctx: WebContext) -> list[Path]:
+    """The registry's roots: candidates under the state directory, shipped models read-only."""
+    from edge.models.registry import model_roots
+
+    return model_roots(ctx.state_dir, ctx.pipeline.cfg.inference.models_dir)
+
+
+def models_dir_arg(ctx: WebContext) -> list[str]:
+    """The roots as a job's argument (absolute: the job runs in its own folder)."""
+    return [str(p.resolve()) for p in models_dir(ctx)]
 
 
 def _registry(ctx: WebContext):
@@ -44,7 +52,7 @@ def models_page(request: Request, s: Session = Depends(require(*MODELS_VIEW))) -
         cards = [c.model_dump(mode="json") for c in _registry(ctx).list()]
     except Exception as exc:
         cards = [{"name": "?", "version": "?", "status": f"unreadable: {exc}"}]
-    testsets = evaluation_sets(datasets_dir(ctx))
+    testsets = evaluation_sets(datasets_dir(ctx), [c.get("dataset") or {} for c in cards])
     return page(
         request,
         "models.html",
@@ -63,6 +71,35 @@ class Compare(BaseModel):
     limit: int = Field(200, ge=1, le=5000)
 
 
+def _check_independent(ctx: WebContext, body: Compare, test_dir: Path) -> None:
+    """Refuse, in plain words, what cannot judge the candidate: a failed job's leftover,
+    a set the candidate (or the approved model) was trained on, a set with no defects."""
+    from edge.models.cards import ModelError
+    from edge.train.detector_metrics import require_defects
+
+    reg = _registry(ctx)
+    try:
+        card = reg.card(body.name, body.candidate)
+    except ModelError as exc:
+        raise HTTPException(404, str(exc)) from None
+    if card.status == "failed":
+        raise HTTPException(
+            409, f"{body.name} {body.candidate} comes from a failed job: discard it and train again"
+        )
+    approved = reg.approved(body.name)
+    trained = [c.dataset for c in (card, approved) if c is not None]
+    if body.test_set not in evaluation_sets(test_dir.parent, trained):
+        raise HTTPException(
+            409,
+            f"{body.test_set} was used to train this model: pick a set it has never seen",
+        )
+    images = test_dir / "images" / "val" if (test_dir / "images" / "val").is_dir() else test_dir
+    try:
+        require_defects(images, card.classes)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+
+
 def _approved_version(ctx: WebContext, name: str) -> str | None:
     card = _registry(ctx).approved(name)
     return card.version if card else None
@@ -79,7 +116,7 @@ def models_evaluate(
     test_dir = datasets_dir(ctx) / body.test_set
     if not test_dir.is_dir():
         raise HTTPException(404, f"no test set {body.test_set}")
-    _registry(ctx).card(body.name, body.candidate)
+    _check_independent(ctx, body, test_dir)
     args = {
         "name": body.name,
         "candidate": body.candidate,
@@ -87,7 +124,7 @@ def models_evaluate(
         "test_dir": str(
             (test_dir / "images" / "val") if (test_dir / "images" / "val").is_dir() else test_dir
         ),
-        "models_dir": str(models_dir(ctx).resolve()),
+        "models_dir": models_dir_arg(ctx),
     }
     if has_item_truth(test_dir):  # an `edge sim` export: item-level rates through the recipe
         args |= {
@@ -118,7 +155,7 @@ def models_shadow(
         "approved": approved,
         "limit": body.limit,
         "state_dir": str(ctx.state_dir.resolve()),
-        "models_dir": str(models_dir(ctx).resolve()),
+        "models_dir": models_dir_arg(ctx),
         "reject_classes": [c for c in label_classes(ctx) if c != "code"],
         "recipe": ctx.pipeline.recipe.model_dump(mode="json"),  # judged as the line judges
     }
@@ -166,6 +203,38 @@ def models_approve(
     return {"name": name, "version": version, "status": card.status, "signature": sig}
 
 
+class Discard(BaseModel):
+    reason: str = Field("", max_length=500)
+
+
+@router.post("/api/models/{name}/{version}/discard")
+def models_discard(
+    name: str, version: str, body: Discard, request: Request, s: Session = Depends(require(*TECH))
+) -> dict[str, Any]:
+    """Remove a candidate or a failed job's leftover (audited); approved, retired and
+    shipped versions stay."""
+    from edge.models.cards import ModelError
+
+    ctx = ctx_of(request)
+    reg = _registry(ctx)
+    target = f"model:{name}/{version}"
+    try:
+        reg.card(name, version)
+    except ModelError as exc:
+        raise HTTPException(404, str(exc)) from None
+    try:
+        reg.discard(
+            name,
+            version,
+            by=s.username,
+            reason=body.reason,
+            audit=ctx.audit.hook(s.username, body.reason, target),
+        )
+    except ModelError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"name": name, "version": version, "discarded": True}
+
+
 @router.post("/api/models/{name}/rollback")
 def models_rollback(
     name: str, body: Signed, request: Request, s: Session = Depends(require(*QA))
@@ -192,11 +261,8 @@ def models_rollback(
 
 def _attach_signature(reg: Any, name: str, version: str, sig: dict[str, Any]) -> None:
     """The signature (name, time, meaning, reason) goes into the model card's record too."""
-    from edge.models.cards import load_card, save_card
-
-    d = reg.path(name, version)
-    card = load_card(d)
+    card = reg.card(name, version)
     sigs = list(getattr(card, "signatures", None) or [])
     sigs.append(sig)
     card.signatures = sigs  # type: ignore[attr-defined]  # extra keys are kept by the card
-    save_card(d, card)
+    reg.save(card)  # a shipped version's card goes to the state directory, not the install

@@ -13,11 +13,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from edge.models.registry import NAME_PATTERN, product_model_name
 from edge.web.auth import Session
 from edge.web.datasets import datasets_dir, list_datasets
 from edge.web.deps import MODELS_VIEW, TECH, ctx_of, page, require
 from edge.web.jobs import JobError, jobs_of
-from edge.web.models import models_dir
+from edge.web.models import models_dir_arg
 
 router = APIRouter()
 
@@ -27,7 +28,10 @@ class TrainStart(BaseModel):
     epochs: int = Field(10, ge=1, le=300)
     imgsz: int = Field(320, ge=32, le=1280, multiple_of=32)
     batch: int = Field(8, ge=1, le=64)
-    model_name: str = Field("defects", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    #: the product (a recipe name, until a product master exists): picks the model's name
+    product: str | None = Field(None, max_length=64)
+    #: None: the product's model (`product_model_name`)
+    model_name: str | None = Field(None, pattern=NAME_PATTERN)
 
 
 @router.get("/tech/train")
@@ -44,10 +48,17 @@ def train_start(
     ds = datasets_dir(ctx) / body.dataset
     if not (ds / "manifest.json").is_file():
         raise HTTPException(404, f"no dataset version {body.dataset}")
+    recipes = ctx.pipeline.cfg.recipes
+    product = body.product or ctx.pipeline.recipe.name
+    recipe = recipes.get(product) or (ctx.pipeline.recipe if not body.product else None)
+    if recipe is None:
+        raise HTTPException(422, f"no product (recipe) named {body.product!r}")
     args = {
         **body.model_dump(),
+        "product": product,
+        "model_name": body.model_name or product_model_name(recipe),
         "dataset": str(ds.resolve()),
-        "models_dir": str(models_dir(ctx).resolve()),
+        "models_dir": models_dir_arg(ctx),
     }
     try:
         jid = jobs_of(ctx).start("train", args, s.username)

@@ -1,0 +1,110 @@
+"""Starting weights for training, from a detector that ships with the project.
+
+A technician has tens of photos, not thousands: a detector trained from random weights on
+so few learns nothing useful (seen: all metrics 0 after 50 epochs). So training starts
+from the project's own approved detector. Its trained weights ship only as the exported
+ONNX (BatchNormalization folded into each convolution); nothing may be downloaded at run
+time, so the weights are read back from that file into the architecture it was trained
+from (the card's `arch`): each folded convolution becomes a convolution followed by an
+identity BatchNormalization carrying the folded bias, which trains like the original.
+The class branch of the head depends on the number of classes and is left to the new
+training (ultralytics transfers only the tensors whose shapes match).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.models import cards
+
+#: at least this share of the architecture's convolutions must be found in the ONNX file
+MIN_MATCHED = 0.9
+
+
+def arch_path(arch: str) -> Path | None:
+    """The card's `arch` as a file: as written, or relative to the project."""
+    p = Path(arch)
+    if p.is_file():
+        return p
+    here = Path(__file__).resolve().parents[2] / arch
+    return here if here.is_file() else None
+
+
+def model_from_onnx(onnx_path: str | Path, arch_yaml: str | Path, nc: int) -> Any:
+    """The ultralytics DetectionModel of `arch_yaml`, weights read from an exported ONNX."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+    from ultralytics.nn.tasks import DetectionModel
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
+    model = DetectionModel(str(arch_yaml), nc=nc, verbose=False)
+    convs = matched = 0
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            conv = getattr(mod, "conv", None)
+            bn = getattr(mod, "bn", None)
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                convs += 1
+                w, b = inits.get(f"{name}.conv.weight"), inits.get(f"{name}.conv.bias")
+                if w is None or tuple(w.shape) != tuple(conv.weight.shape):
+                    continue
+                conv.weight.copy_(torch.from_numpy(np.array(w)))
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(torch.from_numpy(np.array(b)) if b is not None else 0.0)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+                matched += 1
+            elif isinstance(mod, torch.nn.Conv2d) and not name.endswith(".conv"):
+                convs += 1
+                w, b = inits.get(f"{name}.weight"), inits.get(f"{name}.bias")
+                if w is None or tuple(w.shape) != tuple(mod.weight.shape):
+                    continue
+                mod.weight.copy_(torch.from_numpy(np.array(w)))
+                if b is not None and mod.bias is not None:
+                    mod.bias.copy_(torch.from_numpy(np.array(b)))
+                matched += 1
+    # the class branch (nc outputs) is the one part that may not match
+    if convs == 0 or matched / convs < MIN_MATCHED - 0.1 * (nc != _onnx_nc(inits)):
+        raise ValueError(
+            f"{onnx_path}: only {matched} of {convs} convolutions of {arch_yaml} found in it"
+        )
+    model.eval()
+    return model
+
+
+def _onnx_nc(inits: dict[str, np.ndarray]) -> int:
+    heads = [v for k, v in inits.items() if k.endswith(".2.weight") and ".cv3." in k]
+    return int(heads[0].shape[0]) if heads else -1
+
+
+def shipped_start(roots: Any, out_pt: str | Path, name: str = "defects") -> dict[str, Any] | None:
+    """Write the approved `name` detector's weights as an ultralytics checkpoint to start
+    training from; returns what the card records (model, version, SHA-256), or None when
+    there is no approved detector whose architecture ships with the project."""
+    import torch
+
+    from edge.models.registry import ModelRegistry
+
+    reg = ModelRegistry(roots)
+    card = reg.approved(name)
+    if card is None or card.task != "detect":
+        return None
+    arch = arch_path(card.arch)
+    if arch is None:
+        return None
+    opened = reg.open_model(name, card.version, precision="fp32")
+    model = model_from_onnx(opened.path, arch, len(card.classes))
+    model.names = dict(enumerate(card.classes))
+    out_pt = Path(out_pt)
+    out_pt.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": model, "train_args": {}, "epoch": -1}, out_pt)
+    return {
+        "model": name,
+        "version": card.version,
+        "sha256": card.files.get(cards.FP32),
+        "arch": card.arch,
+    }

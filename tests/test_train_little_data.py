@@ -1,0 +1,130 @@
+"""Training that can work on a technician's few real photos.
+
+Validation always holds defect images (a split with only good photos scored every model
+0 and verified nothing); a class with too few labelled examples is refused in plain words;
+the input size is proposed from the labelled box sizes (a 34 px defect on a 1500 px photo
+must not shrink to 7 px); training starts from the project's own detector, its weights
+read back from the shipped ONNX (nothing is downloaded); each product gets its own model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edge.models.registry import product_model_name
+from edge.train import dataset, sizes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def raw_folder(root: Path, bad: int, good: int, box=(0.5, 0.5, 0.02, 0.03)) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir(parents=True)
+    import cv2
+
+    img = np.zeros((100, 150, 3), np.uint8)
+    for i in range(bad + good):
+        cv2.imwrite(str(root / "images" / f"{i:03d}.png"), img)
+        line = f"0 {box[0]} {box[1]} {box[2]} {box[3]}\n" if i < bad else ""
+        (root / "labels" / f"{i:03d}.txt").write_text(line)
+    (root / "data.yaml").write_text(yaml.safe_dump({"names": {0: "capsule_defect"}}))
+    return root
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_validation_holds_defect_images_even_when_they_are_few(tmp_path, seed):
+    raw = raw_folder(tmp_path / "raw", bad=3, good=60)
+    man = dataset.prepare([raw], tmp_path / "ds", val_fraction=0.15, seed=seed)
+    assert man["split"]["val"]["defect_images"] >= 1
+    assert man["split"]["train"]["defect_images"] >= 1
+    assert man["split"]["val"]["images"] + man["split"]["train"]["images"] == 63
+    assert man["examples"] == {"capsule_defect": 3}
+
+
+def test_a_class_with_too_few_examples_is_refused_in_plain_words():
+    assert dataset.too_few({"capsule_defect": 3, "crack": 0, "scratch": 40}) == [
+        "too few examples of class capsule_defect: 3 labelled, at least 8 are needed"
+    ]
+
+
+def test_the_input_size_is_proposed_from_the_labelled_box_sizes(tmp_path):
+    # 3 % of a 150 px-high... boxes of 0.02 x 0.03 on 150 x 100 photos: 3 px short side
+    raw = raw_folder(tmp_path / "raw", bad=10, good=2)
+    dataset.prepare([raw], tmp_path / "ds", val_fraction=0.2, seed=0)
+    assert sizes.box_scales(tmp_path / "ds")[0] == pytest.approx((3.0, 150))
+    assert sizes.proposed_imgsz(tmp_path / "ds") == 800  # 150 * 16 / 3 = 800
+    # a 34 px defect on a 1500 px photo needs about 704 px, not 320
+    assert sizes.propose([(34.0, 1500)] * 5) == 736
+    assert sizes.propose([(200.0, 640)]) == sizes.SMALLEST  # large defects: no need to grow
+    assert sizes.propose([(2.0, 4000)]) == sizes.LARGEST
+    assert sizes.propose([]) == sizes.SMALLEST
+
+
+def test_each_product_gets_its_own_model_name():
+    from edge.config import Recipe, ToolSpec
+
+    vials = Recipe(name="vials", tools=[ToolSpec(type="defects", model="defects")])
+    assert product_model_name(vials) == "defects"  # the model its recipe already runs
+    assert product_model_name(Recipe(name="Capsules 20 mg", tools=[])) == "capsules-20-mg"
+    assert product_model_name("9-blister") == "p-9-blister"
+
+
+def test_training_starts_from_the_shipped_detector_read_back_from_its_onnx(tmp_path):
+    """The converted model computes what the shipped ONNX computes, boxes and scores."""
+    import onnxruntime as ort
+    import torch
+
+    from edge.models.cards import load_card
+    from edge.train.start_weights import arch_path, model_from_onnx, shipped_start
+
+    d = REPO / "models" / "defects" / "1.0.1"
+    card = load_card(d)
+    model = model_from_onnx(d / "model.onnx", arch_path(card.arch), len(card.classes))
+    x = np.random.default_rng(0).random((1, 3, card.input_size, card.input_size), np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x))
+    y = (y[0] if isinstance(y, list | tuple) else y).numpy()
+    ref = ort.InferenceSession(str(d / "model.onnx")).run(None, {"images": x})[0]
+    assert np.abs(y[:, 4:] - ref[:, 4:]).max() < 1e-4  # class scores
+    assert np.abs(y[:, :4] - ref[:, :4]).max() < 1e-3 * np.abs(ref[:, :4]).max()  # boxes
+    rec = shipped_start([tmp_path / "state", REPO / "models"], tmp_path / "start.pt")
+    assert rec["model"] == "defects" and rec["version"] == card.version
+    assert rec["sha256"] == card.files["model.onnx"]
+    assert (tmp_path / "start.pt").is_file()
+    assert shipped_start([tmp_path / "empty"], tmp_path / "none.pt") is None  # nothing ships
+
+
+def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
+    """Photos resized to the model's input size, cut into 320 px crops: one around each
+    defect (its box inside, in crop coordinates), one at random per photo."""
+    import cv2
+
+    from edge.train.tiles import crop_dataset
+
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    (raw / "labels").mkdir(parents=True)
+    img = np.zeros((1000, 1500, 3), np.uint8)
+    cv2.rectangle(img, (700, 480), (734, 514), (255, 255, 255), -1)  # a 34 px defect
+    for i in range(10):
+        cv2.imwrite(str(raw / "images" / f"{i}.png"), img)
+        line = f"0 {717 / 1500} {497 / 1000} {34 / 1500} {34 / 1000}\n" if i < 5 else ""
+        (raw / "labels" / f"{i}.txt").write_text(line)
+    (raw / "data.yaml").write_text(yaml.safe_dump({"names": {0: "capsule_defect"}}))
+    dataset.prepare([raw], tmp_path / "ds", val_fraction=0.2, seed=0)
+    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704)
+    assert made == {"train": 12, "val": 3}  # 4 + 1 defect photos, one crop each, + 1 per photo
+    assert crop_dataset(tmp_path / "ds", tmp_path / "none", imgsz=320) is None
+    for lbl in (tmp_path / "crops" / "labels" / "train").glob("*_t0.txt"):
+        rows = [r.split() for r in lbl.read_text().splitlines()]
+        if not rows:
+            continue
+        crop = cv2.imread(str(lbl.parent.parent.parent / "images" / "train" / f"{lbl.stem}.png"))
+        assert crop.shape[:2] == (320, 320)
+        cx, cy, w, h = (float(v) * 320 for v in rows[0][1:])
+        assert w == pytest.approx(34 * 704 / 1500, abs=1)  # ~16 px: the scale it will run at
+        patch = crop[int(cy - h / 4) : int(cy + h / 4), int(cx - w / 4) : int(cx + w / 4)]
+        assert patch.mean() > 200  # the box sits on the defect
