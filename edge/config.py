@@ -103,6 +103,14 @@ class SimulatorSource(Strict):
     )
     print_font: Literal["solid", "dotmatrix"] = "solid"
     print_date_format: str = Field("YYMMDD", description="printed expiry, e.g. MM/YYYY")
+    novel_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability of a novel defect no model was trained on (fibre, dented cap, "
+        "ink stain, foreign mark: the product's `novel` classes in the taxonomy); 0 leaves "
+        "every image and truth as without it",
+    )
 
 
 class FolderSource(Strict):
