@@ -1,9 +1,9 @@
-"""The shipped example anomaly model against the simulator's novel defects.
+"""The shipped example anomaly models against the simulator's novel defects.
 
-`models/vial-anomaly` was fitted on simulated good vials only (README, "Teach a new
-product": through the whole line). It never saw a dented cap or an ink stain; it must
-flag them and pass good vials, through the same model loading the line uses (approved,
-files checked against the card).
+`models/vial-anomaly` and `models/carton-anomaly` were fitted on simulated good items only
+(README, "Teach a new product": through the whole line). They never saw a dented cap, an
+ink stain or a foreign mark; they must flag them and pass good items, through the same
+model loading the line uses (approved, files checked against the card).
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ from edge.taxonomy import NOVEL_DEFECTS
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
-@pytest.fixture(scope="module")
-def model():
+def load(name: str):
     from edge.anomaly.model import AnomalyModel
 
-    m = AnomalyModel(MODELS, "vial-anomaly", None, "int8", threads=1)
+    return AnomalyModel(MODELS, name, None, "int8", threads=1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = load("vial-anomaly")
     yield m
     m.close()
 
@@ -36,10 +40,10 @@ def score(model, img) -> float:
     return float(model.scorer.score(crop(img, model.spec.roi))[0])
 
 
-def vials(seed: int, kind: str | None) -> LineSimulator:
+def items(scenario: str, seed: int, kind: str | None) -> LineSimulator:
     kw = {"novel_rate": 1.0, "defect_weights": {k: float(k == kind) for k in NOVEL_DEFECTS}}
     cfg = SimulatorSource(
-        scenario="vials",
+        scenario=scenario,
         seed=seed,
         realtime=False,
         defect_rate=0.0,
@@ -51,14 +55,30 @@ def vials(seed: int, kind: str | None) -> LineSimulator:
 
 def test_the_shipped_vial_model_flags_defects_it_never_saw_and_passes_good_vials(model):
     t = model.spec.threshold
-    good = vials(8, None)
+    good = items("vials", 8, None)
     for i in range(3):
         img, truth = good.render(i)
         assert truth["expected"] == "PASS"
         assert score(model, img) < t, i
     for kind in ("dented_cap", "ink_stain"):
-        sim = vials(7, kind)
+        sim = items("vials", 7, kind)
         for i in range(2):
             img, truth = sim.render(i)
             assert truth["defects"][0]["class"] == kind
             assert score(model, img) > t, (kind, i)
+
+
+def test_the_shipped_carton_model_flags_a_foreign_mark_and_passes_good_cartons():
+    model = load("carton-anomaly")
+    try:
+        t = model.spec.threshold
+        good = items("cartons", 303, None)
+        for i in range(3):
+            assert score(model, good.render(i)[0]) < t, i
+        marked = items("cartons", 302, "foreign_mark")
+        for i in range(2):
+            img, truth = marked.render(i)
+            assert truth["defects"][0]["class"] == "foreign_mark"
+            assert score(model, img) > t, i
+    finally:
+        model.close()
