@@ -135,6 +135,9 @@ def sim(
     ),
     print_font: str | None = typer.Option(None, help="solid | dotmatrix"),
     views: int = typer.Option(1, min=1, max=8, help="cameras around each item (views/<k>/)"),
+    novel_rate: float | None = typer.Option(
+        None, min=0, max=1, help="novel defects no model was trained on (reason ANOMALY)"
+    ),
     config: Path | None = ConfigOpt,
 ) -> None:
     """Render a simulated line to images, truth.jsonl and a YOLO dataset."""
@@ -158,6 +161,8 @@ def sim(
         src["print_defect_rate"] = print_defect_rate
     if print_font is not None:
         src["print_font"] = print_font
+    if novel_rate is not None:
+        src["novel_rate"] = novel_rate
     cfg = _override(cfg, source=src)
     t0 = time.perf_counter()
     summary = export(cfg.source, out, items)
@@ -293,7 +298,7 @@ def eval_cmd(
     truth: Path = typer.Option(..., help="truth.jsonl from `edge sim`"),
     pred: Path = typer.Option(..., help="JSONL from `edge inspect`"),
 ) -> None:
-    """Compare predictions with truth: escapes, false rejects, per-reason recall, confusion."""
+    """Compare predictions with truth: escapes, false rejects, recall per reason and per class."""
     from edge.truth_eval import read_jsonl, score_against_truth
 
     try:

@@ -105,6 +105,14 @@ class SimulatorSource(Strict):
     print_date_format: str = Field("YYMMDD", description="printed expiry, e.g. MM/YYYY")
     views: int = Field(1, ge=1, le=8, description="cameras around the item's axis (edge.sim)")
     view: int = Field(0, ge=0, description="which of them this source is (0: the front)")
+    novel_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability of a novel defect no model was trained on (fibre, dented cap, "
+        "ink stain, foreign mark: the product's `novel` classes in the taxonomy); 0 leaves "
+        "every image and truth as without it",
+    )
 
 
 class FolderSource(Strict):

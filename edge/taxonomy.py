@@ -9,7 +9,10 @@ web and the trainer can read it without importing the simulator.
 The chain is *class -> reason codes -> severity*:
 
 * a **defect class** is a lower-case name (`missing_cap`, `wrong_lot`, `smear`): a
-  product defect the detector is trained on, a code defect or a print defect;
+  product defect the detector is trained on, a code defect, a print defect, or a novel
+  defect (`fibre`, `dented_cap`): a kind no model was trained on, which only the good-only
+  `anomaly` tool can catch (reason `ANOMALY`), so the whole line can be measured on the
+  unknown;
 * its **reason codes** are what the inspection must give for it (`edge.domain.Reason`,
   append-only; a product defect's code is its name in upper case);
 * a reason code's **severity** is stated once (`SEVERITY`); a class is as severe as the
@@ -56,6 +59,7 @@ SEVERITY: dict[Reason, Severity] = {
     Reason.LOW_GRADE: _CRIT,
     Reason.OCV_MISMATCH: _CRIT,
     Reason.PRINT_QUALITY: _MAJOR,
+    Reason.ANOMALY: _CRIT,
 }
 
 #: What the code reader checks on every product that carries a code.
@@ -92,6 +96,8 @@ class Product:
     reasons: dict[str, tuple[Reason, ...]] = field(default_factory=dict)
     #: the standard challenge set's known-bad units (`edge.recipes.challenge`)
     challenge: tuple[str, ...] = ()
+    #: novel defects the simulator can draw on it (`NOVEL_REASONS`): never detector classes
+    novel: tuple[str, ...] = ()
 
 
 #: The products, in the order their defects enter the detector's classes (append only).
@@ -100,6 +106,7 @@ PRODUCTS: dict[str, Product] = {
         defects=("crack", "missing_cap", "cap_tilt", "low_fill", "particle", "scratch"),
         checks=(Reason.HIGH_FILL, Reason.MISSING_LABEL),
         challenge=("low_fill", "missing_cap", "cap_tilt", "wrong_lot"),
+        novel=("fibre", "dented_cap", "ink_stain"),
     ),
     "blisters": Product(
         defects=("empty_pocket", "broken_tablet", "foreign_tablet"),
@@ -112,6 +119,7 @@ PRODUCTS: dict[str, Product] = {
         # the code is printed on the carton itself: no label, no code to read
         reasons={"missing_label": (Reason.NO_READ,)},
         challenge=("wrong_lot", "wrong_gtin", "expired"),
+        novel=("ink_stain", "foreign_mark"),
     ),
 }
 
@@ -163,8 +171,19 @@ PRINT_REASONS: dict[str, tuple[Reason, ...]] = {
 }
 PRINT_DEFECTS: list[str] = list(PRINT_REASONS)
 
+#: Novel defects: kinds the simulator draws (`edge.sim.novel`) that no model was trained
+#: on, so that the good-only anomaly tool and the whole line can be measured on defects
+#: nobody labelled. Each is an ANOMALY; they are never detector classes.
+NOVEL_REASONS: dict[str, tuple[Reason, ...]] = {
+    "fibre": (Reason.ANOMALY,),  # a thin fibre floating in a vial's liquid
+    "dented_cap": (Reason.ANOMALY,),  # a vial's flip-off cap pushed in at its rim
+    "ink_stain": (Reason.ANOMALY,),  # a blot of ink on a label or a carton's face
+    "foreign_mark": (Reason.ANOMALY,),  # a stray printed mark or stamp that belongs elsewhere
+}
+NOVEL_DEFECTS: list[str] = list(NOVEL_REASONS)
+
 #: Every defect class any product can show.
-ALL_DEFECTS: list[str] = DETECTOR_CLASSES[:-1] + CODE_DEFECTS + PRINT_DEFECTS
+ALL_DEFECTS: list[str] = DETECTOR_CLASSES[:-1] + CODE_DEFECTS + PRINT_DEFECTS + NOVEL_DEFECTS
 
 #: defects at one place on the item's surface: of several cameras around it, one sees each
 #: (the others: fill, cap, a missing label show all round; the code faces the front camera)
@@ -192,6 +211,8 @@ def reasons(defect: str, scenario: str) -> list[str]:
         codes = CODE_REASONS[defect]
     elif defect in PRINT_REASONS:
         codes = PRINT_REASONS[defect]
+    elif defect in NOVEL_REASONS:
+        codes = NOVEL_REASONS[defect]
     elif defect in DETECTOR_CLASSES[:-1]:
         codes = (Reason(defect.upper()),)
     else:
@@ -217,13 +238,15 @@ def class_table(scenario: str) -> dict[str, dict[str, str]]:
     """A product's recipe class table: each code it can report with its severity (reject).
 
     The product's defects and checks, LIGHTING where a detector inspects it (a frame too
-    dark to vouch for), the codes every product has, and the code reader's checks.
+    dark to vouch for), the codes every product has, the code reader's checks, and ANOMALY
+    (the good-only tool's finding, reported only where a recipe adds that tool).
     """
     p = product(scenario)
     codes = [Reason(c.upper()) for c in p.defects] + list(p.checks)
     if p.defects:
         codes.append(Reason.LIGHTING)
     codes += [*ALWAYS, *CODE_CHECKS]
+    codes.append(Reason.ANOMALY)  # ruled once a recipe adds the good-only `anomaly` tool
     return {c.value: {"severity": SEVERITY[c].value, "action": "reject"} for c in codes}
 
 

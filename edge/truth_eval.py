@@ -2,7 +2,9 @@
 
 `score_against_truth` compares each item's predicted verdict and reasons with what the
 simulator says the item is: escapes (a defective item passed), critical escapes, false
-rejects, recall and precision per reason code.
+rejects, recall and precision per reason code, and recall per defect class (the share of
+the items carrying a class that were rejected, for whatever reason: a novel defect
+caught as a PARTICLE still stopped the item; which reason caught it is counted too).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]]) -> dict[str, Any]:
-    """Escape, critical-escape and false-reject rates, per-reason recall/precision, confusion."""
+    """Escape, critical-escape and false-reject rates, recall per reason and class, confusion."""
     by_id = {p["id"]: p for p in pred}
     missing = [t["id"] for t in truth if t["id"] not in by_id]
     confusion: dict[str, Counter[str]] = {"PASS": Counter(), "REJECT": Counter()}
@@ -40,6 +42,10 @@ def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]])
     reason_pred_correct: Counter[str] = Counter()
     escapes = crit_items = crit_escapes = exp_pass = false_rejects = exp_reject = 0
     escaped_ids: dict[str, list[str]] = defaultdict(list)
+    class_n: Counter[str] = Counter()
+    class_rejected: Counter[str] = Counter()
+    class_by: dict[str, Counter[str]] = defaultdict(Counter)
+    class_escaped: dict[str, list[str]] = defaultdict(list)
     for t in truth:
         p = by_id.get(t["id"])
         got = p["verdict"] if p else "MISSING"
@@ -49,6 +55,13 @@ def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]])
         exp_reasons = set(t.get("reasons", []))
         critical = any(d.get("severity") == CRITICAL for d in t.get("defects", []))
         crit_items += critical
+        for c in {d["class"] for d in t.get("defects", []) if "class" in d}:
+            class_n[c] += 1
+            if got == "REJECT":
+                class_rejected[c] += 1
+                class_by[c].update(preds)
+            else:
+                class_escaped[c].append(t["id"])
         if exp == "REJECT":
             exp_reject += 1
             if got != "REJECT":
@@ -81,6 +94,16 @@ def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]])
             else None,
             "escaped_ids": escaped_ids[r][:10],
         }
+    per_class = {
+        c: {
+            "items": class_n[c],
+            "rejected": class_rejected[c],
+            "recall": round(class_rejected[c] / class_n[c], 4),
+            "rejected_by": dict(class_by[c].most_common()),
+            "escaped_ids": class_escaped[c][:10],
+        }
+        for c in sorted(class_n)
+    }
     report = {
         "items": len(truth),
         "missing_predictions": len(missing),
@@ -94,6 +117,7 @@ def score_against_truth(truth: list[dict[str, Any]], pred: list[dict[str, Any]])
         "false_rejects": false_rejects,
         "false_reject_rate": round(false_rejects / exp_pass, 5) if exp_pass else 0.0,
         "per_reason": per_reason,
+        "per_class": per_class,
         "confusion": {e: dict(c) for e, c in confusion.items()},
     }
     per_view = recall_per_view(truth, by_id)

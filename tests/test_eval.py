@@ -76,3 +76,36 @@ def test_eval_cli_refuses_garbage(tmp_path):
         app, ["eval", "--truth", str(tmp_path / "t.jsonl"), "--pred", str(tmp_path / "t.jsonl")]
     )
     assert res.exit_code == 2 and "not JSON" in res.output
+
+
+def test_recall_per_defect_class_counts_a_reject_for_any_reason():
+    """A novel defect rejected as a PARTICLE still stopped the item: it counts as caught,
+    and the report says which reason caught it."""
+    truth = [
+        *T,
+        {
+            "id": "f",
+            "expected": "REJECT",
+            "reasons": ["ANOMALY"],
+            "defects": [{"class": "fibre", "severity": "critical"}],
+        },
+        {
+            "id": "g",
+            "expected": "REJECT",
+            "reasons": ["ANOMALY"],
+            "defects": [{"class": "fibre", "severity": "critical"}],
+        },
+    ]
+    pred = [
+        *P,
+        {"id": "f", "verdict": "REJECT", "reasons": ["PARTICLE"]},
+        {"id": "g", "verdict": "PASS", "reasons": []},
+    ]
+    r = score_against_truth(truth, pred)
+    fibre = r["per_class"]["fibre"]
+    assert (fibre["items"], fibre["rejected"], fibre["recall"]) == (2, 1, 0.5)
+    assert fibre["rejected_by"] == {"PARTICLE": 1}
+    assert fibre["escaped_ids"] == ["g"]
+    assert r["per_class"]["scratch"]["recall"] == 1.0  # rejected, though as a crack
+    assert r["per_class"]["crack"]["recall"] == 0.0
+    assert r["per_reason"]["ANOMALY"]["recall"] == 0.0  # no tool said ANOMALY

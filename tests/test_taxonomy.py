@@ -35,6 +35,7 @@ def test_every_defect_class_gives_known_reason_codes_with_a_severity():
         shown = list(product.defects)
         if product.code_defects:
             shown += taxonomy.CODE_DEFECTS + taxonomy.PRINT_DEFECTS
+        shown += list(product.novel)
         for defect in shown:
             codes = taxonomy.reasons(defect, scenario)
             assert codes, defect
@@ -111,3 +112,17 @@ def test_every_product_has_a_simulator_scene_and_an_unknown_one_is_a_clear_error
         assert issubclass(scene_class(name), Scene)
     with pytest.raises(ValueError, match="no simulator scene for 'ampoules'"):
         scene_class("ampoules")
+
+
+def test_novel_defects_are_anomalies_the_detector_never_learned():
+    """The simulator's novel kinds stand for defects nobody labelled: only the good-only
+    tool can report them, so they must never enter the shipped detector's classes."""
+    novel = {c for p in taxonomy.PRODUCTS.values() for c in p.novel}
+    assert len(novel) >= 3
+    assert novel <= set(taxonomy.NOVEL_DEFECTS)
+    assert novel.isdisjoint(taxonomy.DETECTOR_CLASSES)
+    for scenario, product in taxonomy.PRODUCTS.items():
+        for c in product.novel:
+            assert taxonomy.reasons(c, scenario) == ["ANOMALY"]
+            assert taxonomy.severity(c, scenario) == "critical"
+        assert default_recipes()[scenario].rule("ANOMALY").severity.value == "critical"

@@ -8,6 +8,10 @@ core renders a few hundred frames a second.
 
 Ground truth rides along with each frame (`Frame.truth`) for evaluation and training;
 the inspection never reads it. Classes, reasons and severities come from `edge.taxonomy`.
+
+Novel defects (`novel_rate`, classes no model was trained on) are drawn by
+`edge.sim.novel` over a good item of the scene, with a random stream of their own: at
+`novel_rate` 0 every image and truth is what it was before they existed.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from edge.domain import BatchState
 from edge.sim import gs1data
 from edge.sim.draw import BASE_H, BASE_W, Stage, clip_box
 from edge.sim.drift import drift_at, lighting
+from edge.sim.novel import draw as draw_novel
 from edge.sim.scene import scene_class
 from edge.sim.timing import encoder_count, trigger_time
-from edge.taxonomy import CODE_DEFECTS, DETECTOR_CLASSES, PRINT_DEFECTS
+from edge.taxonomy import CODE_DEFECTS, DETECTOR_CLASSES, NOVEL_DEFECTS, PRINT_DEFECTS
 
 DUPLICATE_MIN_GAP = 10  # a duplicate repeats the serial of an item at least this many earlier
 
@@ -62,7 +67,7 @@ class LineSimulator:
 
     @staticmethod
     def _check_weights(w: dict[str, float]) -> dict[str, float]:
-        known = set(DETECTOR_CLASSES) | set(CODE_DEFECTS) | set(PRINT_DEFECTS)
+        known = set(DETECTOR_CLASSES) | set(CODE_DEFECTS) | set(PRINT_DEFECTS) | set(NOVEL_DEFECTS)
         bad = sorted(set(w) - known)
         if bad:
             raise ValueError(f"unknown defect classes in defect_weights: {bad}")
@@ -95,6 +100,9 @@ class LineSimulator:
         u -= self.cfg.defect_rate + self.cfg.code_defect_rate
         if 0 <= u < self.cfg.print_defect_rate and self._product.code_defects:
             return self._choose(rng, PRINT_DEFECTS), rng
+        u -= self.cfg.print_defect_rate
+        if 0 <= u < self.cfg.novel_rate:  # 0 by default: the draws above stay as they were
+            return self._choose(rng, list(self._product.novel)), rng
         return None, rng
 
     def plan(self, i: int) -> tuple[str | None, int | None]:
@@ -165,7 +173,11 @@ class LineSimulator:
         drift = drift_at(self.cfg.process_drift, i)
         self.scene.front = view == 0  # the code and text face the first camera
         shown = defect if view in seen_in else None
-        drawn = self.scene.draw(canvas, shown, gs1, rng, drift)
+        novel = shown if shown in NOVEL_DEFECTS else None
+        drawn = self.scene.draw(canvas, None if novel else shown, gs1, rng, drift)
+        if novel:  # over the good item, before light and noise; its own random stream
+            nrng = np.random.default_rng([self.cfg.seed, i, 3])
+            drawn.boxes[novel] = draw_novel(novel, self.scenario, canvas, drawn, nrng)
         img = self.stage.finish(canvas, rng, light)
         H, W = self.cfg.height, self.cfg.width
         sx, sy = W / BASE_W, H / BASE_H
