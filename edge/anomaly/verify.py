@@ -46,8 +46,8 @@ def verify(
         report = {"passed": False, "summary": f"FAILED: no images under {images}"}
         return _record(model_dir, card, report, record)
     memory = np.load(model_dir / MEMORY, allow_pickle=False)
-    s32 = Scorer(model_dir / reg.FP32, memory, spec.sigma, spec.knn, threads)
-    s8 = Scorer(model_dir / reg.INT8, memory, spec.sigma, spec.knn, threads)
+    s32 = Scorer.for_spec(model_dir / reg.FP32, memory, spec, threads)
+    s8 = Scorer.for_spec(model_dir / reg.INT8, memory, spec, threads)
     t, band = spec.threshold, tolerance * spec.threshold
     rows, failures = [], []
     for p in files:
