@@ -110,7 +110,13 @@ def main() -> None:
     ap.add_argument("--input", default="768x512", help="feature model input WxH")
     ap.add_argument("--layers", default="4,10", help="backbone blocks tapped")
     ap.add_argument("--memory", type=int, default=FitOptions.memory_size, help="coreset size")
+    ap.add_argument("--pool", type=int, default=FitOptions.pool, help="feature averaging, patches")
     ap.add_argument("--sigma", type=float, default=FitOptions.sigma)
+    ap.add_argument("--knn", type=int, default=FitOptions.knn)
+    ap.add_argument("--margin", type=int, default=FitOptions.margin, help="unscored outer patches")
+    ap.add_argument(
+        "--projection", type=int, default=FitOptions.projection, help="main axes kept (0: none)"
+    )
     ap.add_argument("--target-frr", type=float, default=FitOptions.target_frr)
     ap.add_argument("--no-fp32", action="store_true", help="skip the FP32 reference pass")
     a = ap.parse_args()
@@ -120,8 +126,12 @@ def main() -> None:
     opt = FitOptions(
         input_hw=(h, w),
         layers=tuple(int(v) for v in a.layers.split(",")),
+        pool=a.pool,
         memory_size=a.memory,
         sigma=a.sigma,
+        knn=a.knn,
+        margin=a.margin,
+        projection=a.projection,
         target_frr=a.target_frr,
         threads=a.threads,
     )
@@ -139,12 +149,12 @@ def main() -> None:
         f = fit_arrays(good, Path(tmp), roi, opt, progress=say)
         fit_s = time.perf_counter() - t0
         say("scoring with the INT8 feature file")
-        s8 = Scorer(f.int8, f.memory, opt.sigma, opt.knn, a.threads)
+        s8 = Scorer.for_spec(f.int8, f.memory, f.spec, a.threads)
         res = evaluate(s8, test_good, test_bad, masks, roi, f.spec.threshold)
         res.update(backend="onnxruntime-cpu", int8=True)
         if not a.no_fp32:
             say("scoring with the FP32 feature file")
-            s32 = Scorer(f.fp32, f.memory, opt.sigma, opt.knn, a.threads)
+            s32 = Scorer.for_spec(f.fp32, f.memory, f.spec, a.threads)
             res["fp32"] = evaluate(s32, test_good, test_bad, masks, roi, f.spec.threshold)
     res.update(
         fit_images=len(good.paths),
@@ -153,6 +163,12 @@ def main() -> None:
         memory=len(f.memory),
         input=a.input,
         layers=a.layers,
+        pool=a.pool,
+        sigma=a.sigma,
+        knn=a.knn,
+        margin=a.margin,
+        projection=f.spec.model_extra.get("projection"),
+        feature_dim=f.spec.model_extra.get("feature_dim"),
         threads=a.threads,
         fit_s=round(fit_s, 1),
         held_out_max=round(float(f.held_out.max()), 4),

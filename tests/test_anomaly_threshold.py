@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.anomaly.threshold import outliers, threshold_for
+from edge.anomaly.threshold import outliers, threshold_for, threshold_without_outliers
 
 
 def test_with_many_good_images_the_threshold_rejects_about_the_target_not_nothing():
@@ -33,3 +33,15 @@ def test_nonsense_targets_and_too_few_scores_are_refused():
         threshold_for(np.array([1.0, 2.0]), 0.01)
     with pytest.raises(ValueError, match="false-reject rate"):
         threshold_for(np.array([1.0, 2.0, 3.0]), 0.9)
+
+
+def test_a_far_out_good_image_is_named_and_does_not_set_the_threshold():
+    rng = np.random.default_rng(5)
+    held_out = np.exp(rng.normal(4.25, 0.02, 150))
+    dirty = held_out.copy()
+    dirty[[7, 90]] = np.exp(4.25 + 0.15)  # two "good" photos with dirt beside the product
+    t_clean = threshold_for(held_out, 0.01)
+    t, far = threshold_without_outliers(dirty, 0.01)
+    assert far == [7, 90]
+    assert t < np.exp(4.25 + 0.15) and abs(t - t_clean) / t_clean < 0.02
+    assert threshold_for(dirty, 0.01) > t  # kept in, they would have set it

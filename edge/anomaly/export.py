@@ -6,9 +6,16 @@ wheel (Apache-2.0; installed with the package, never downloaded), model code fro
 computed at construction), so the network is built for the model's real input size.
 
 The graph runs the stem and the blocks up to the deepest tapped one (the classifier head
-is not needed), averages each tapped map over its 3x3 neighbourhood (a patch sees its
-surroundings: locally aware features), resizes the deeper maps to the grid of the first
-tap and concatenates them: output 1 x D x gh x gw, one D-vector per patch.
+is not needed), optionally averages each tapped map over its `pool` x `pool`
+neighbourhood, resizes the deeper maps to the grid of the first tap and concatenates
+them; `append_projection` then ends the graph with the good images' principal axes (a
+1x1 convolution): output 1 x D x gh x gw, one D-vector per patch.
+
+Measured on VisA capsules (bench/anomaly.py, fit on 20 good photos): the 3x3 averaging
+PatchCore uses blurred the smallest defects (dark spots of 10-15 px in a 1500x1000
+photo) into their surroundings, image AUROC 0.94 with it, 0.975 without (and the INT8
+average pool cost a fifth of the network's time); projecting the 152 features on their
+96 main axes removed noise rather than signal (0.975 -> 0.986) and cuts the search.
 """
 
 from __future__ import annotations
@@ -110,3 +117,49 @@ def slim(path: str | Path) -> None:
     if any(n.op_type == "Pad" for n in model.graph.node):
         raise RuntimeError(f"{path}: padding left outside the convolutions after slimming")
     onnx.save(model, str(path))
+
+
+def append_projection(path: str | Path, mean: Any, components: Any) -> int:
+    """End the feature graph with a projection on `components` (k x D rows), in place.
+
+    y = components @ (x - mean) per patch, as one 1x1 convolution, so the projection is
+    part of the feature file the card hashes and the quantiser sees. Returns k.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    comp = np.asarray(components, dtype=np.float32)
+    mu = np.asarray(mean, dtype=np.float32).reshape(-1)
+    if comp.ndim != 2 or comp.shape[1] != mu.size:
+        raise ValueError(f"projection {comp.shape} does not fit features of dim {mu.size}")
+    model = onnx.load(str(path))
+    g = model.graph
+    out = g.output[0]
+    raw = out.name + "_unprojected"
+    for n in g.node:
+        n.output[:] = [raw if o == out.name else o for o in n.output]
+        n.input[:] = [raw if i == out.name else i for i in n.input]
+    w = numpy_helper.from_array(comp[:, :, None, None], "projection_w")
+    b = numpy_helper.from_array(-(comp @ mu), "projection_b")
+    g.initializer.extend([w, b])
+    g.node.append(helper.make_node("Conv", [raw, w.name, b.name], [out.name], name="projection"))
+    dims = out.type.tensor_type.shape.dim
+    if len(dims) > 1:
+        dims[1].ClearField("dim_param")
+        dims[1].dim_value = comp.shape[0]
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return int(comp.shape[0])
+
+
+def principal_axes(features: Any, k: int) -> tuple[Any, Any]:
+    """Mean and the `k` main axes (k x D) of N x D features (float64 covariance)."""
+    import numpy as np
+
+    x = np.asarray(features, dtype=np.float64)
+    mu = x.mean(0)
+    cov = np.cov(x - mu, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1][:k]
+    return mu.astype(np.float32), vecs[:, order].T.astype(np.float32)

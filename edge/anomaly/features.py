@@ -1,8 +1,8 @@
 """Patch features of a region on ONNX Runtime (deploy side: no torch).
 
-The ONNX file (FP32 reference or INT8 Q/DQ) is loaded through the same CPU rewrite the
-detector's backend applies (uint8 activations, ReLUs folded into the convolution's
-range), so the INT8 file runs on ONNX Runtime's integer kernels. The region is resized
+The ONNX file (FP32 reference or INT8 Q/DQ) is loaded through the detector's CPU rewrite
+plus the ReLU6 fold (`cpu_graph`: uint8 activations, clips folded into the convolution's
+output range), so the INT8 file runs on ONNX Runtime's integer kernels. The region is resized
 to the model's input size; the caller gets one feature vector per patch of the grid.
 """
 
@@ -37,7 +37,8 @@ class FeatureExtractor:
     def __init__(self, path: str | Path, threads: int = 1, providers: list[str] | None = None):
         import onnxruntime as ort
 
-        from edge.inference.onnx import OnnxRuntimeBackend, pick_providers
+        from edge.anomaly.cpu_graph import cpu_model_bytes
+        from edge.inference.onnx import pick_providers
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -49,13 +50,10 @@ class FeatureExtractor:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         chosen = pick_providers(providers or ["CPUExecutionProvider"])
-        # the detector backend's in-memory CPU rewrite of the same Q/DQ artefact
-        rewriter = OnnxRuntimeBackend()
-        rewriter.model_path = self.path
         try:
             source: str | bytes = str(self.path)
-            if chosen == ["CPUExecutionProvider"]:
-                source = rewriter._cpu_model_bytes()
+            if chosen == ["CPUExecutionProvider"]:  # in-memory rewrite of the same artefact
+                source = cpu_model_bytes(self.path)
             self.session = ort.InferenceSession(source, sess_options=opts, providers=chosen)
         except BackendError:
             raise
@@ -75,7 +73,10 @@ class FeatureExtractor:
 
     def run(self, region: np.ndarray) -> np.ndarray:
         """BGR region (any size) -> (gh*gw, D) float32 patch features, row-major grid."""
-        x = preprocess(region, self.width, self.height)
+        return self.run_tensor(preprocess(region, self.width, self.height))
+
+    def run_tensor(self, x: np.ndarray) -> np.ndarray:
+        """Preprocessed 1x3xHxW input -> (gh*gw, D) float32 patch features."""
         y = self.session.run([self.output_name], {self.input_name: x})[0][0]
         return np.ascontiguousarray(y.reshape(self.dim, -1).T)
 

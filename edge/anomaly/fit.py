@@ -1,10 +1,11 @@
 """Teaching a product from good images: `edge anomaly fit` (teaching side: needs torch).
 
 good folders -> checks (enough images, one size, ROI inside) -> FP32 feature ONNX built
-for the model's input size -> INT8 feature file calibrated on the good images -> patch
-features of every good image (FP32 for the memory, INT8 as the line will see them) ->
-k-fold held-out scores -> threshold at the target false-reject rate -> coreset memory of
-all good patches -> a *candidate* in the model registry (approval is a separate, audited step after `verify`).
+for the model's input size, ended by a projection on the main axes of the good patches
+-> INT8 feature file calibrated on the good images -> patch features of every good image
+as the line will compute them (INT8) -> k-fold held-out scores -> threshold at the
+target false-reject rate -> coreset memory of all good patches -> a *candidate* in the
+model registry (approval is a separate, audited step after `verify`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from edge.anomaly import threshold as thr
 from edge.anomaly.features import FeatureExtractor, preprocess
 from edge.anomaly.memory import MemoryIndex, coreset
-from edge.anomaly.model import MEMORY, TASK, AnomalySpec, crop
+from edge.anomaly.model import MEMORY, TASK, AnomalySpec, crop, score_map
 from edge.models import cards
 from edge.models.registry import ModelRegistry
 from edge.train.dataset import IMAGE_EXT, manifest_hash, sha256_file
@@ -42,11 +43,15 @@ class FitError(ValueError):
 class FitOptions:
     input_hw: tuple[int, int] = (512, 768)
     layers: tuple[int, ...] = (4, 10)
+    pool: int = 1
     memory_size: int = 2000
-    sigma: float = 1.0
+    sigma: float = 0.75
     knn: int = 1
+    margin: int = 1
+    #: principal axes kept (0: the backbone's features as they are)
+    projection: int = 96
     target_frr: float = 0.01
-    folds: int = 5
+    folds: int = 10
     seed: int = 0
     threads: int = 1
     calibration_images: int = 16
@@ -107,17 +112,13 @@ def extract_all(
 
 
 def image_scores(
-    feats: np.ndarray, memory: np.ndarray, grid: tuple[int, int], sigma: float, knn: int = 1
+    feats: np.ndarray, memory: np.ndarray, grid: tuple[int, int], opt: FitOptions
 ) -> np.ndarray:
-    """Score (max of the smoothed map) of each image's features against a memory."""
+    """Score (max of the heat map, as the line computes it) of each image against a memory."""
     index = MemoryIndex(memory)
-    out = []
-    for f in feats:
-        m = index.distances(f, knn).reshape(grid).astype(np.float32)
-        if sigma > 0:
-            m = cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-        out.append(float(m.max()))
-    return np.array(out)
+    return np.array(
+        [score_map(index.distances(f, opt.knn), grid, opt.sigma, opt.margin).max() for f in feats]
+    )
 
 
 def build_memory(feats: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
@@ -125,15 +126,13 @@ def build_memory(feats: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     return flat[coreset(feats, size, seed=seed)]
 
 
-def held_out_scores(
-    feats: np.ndarray, grid: tuple[int, int], opt: FitOptions, queries: np.ndarray | None = None
-) -> np.ndarray:
+def held_out_scores(feats: np.ndarray, grid: tuple[int, int], opt: FitOptions) -> np.ndarray:
     """Each good image scored by a memory fitted without its fold.
 
-    `queries` are the same images' features as the line computes them (the INT8 file);
-    the memory is always built from the FP32 reference features.
+    Ten folds by default: each memory then holds 90 % of the good images, so held-out
+    scores sit close to what an unseen good unit scores against the memory of all of
+    them (with 5 folds the held-out median was 1 % higher on VisA capsules, fit on 150).
     """
-    queries = feats if queries is None else queries
     n = len(feats)
     folds = max(2, min(opt.folds, n))
     order = np.random.default_rng(opt.seed).permutation(n)
@@ -143,7 +142,7 @@ def held_out_scores(
         train = np.setdiff1d(order, test)
         size = max(1, int(round(opt.memory_size * len(train) / n)))
         mem = build_memory(feats[train], size, opt.seed)
-        scores[test] = image_scores(queries[test], mem, grid, opt.sigma, opt.knn)
+        scores[test] = image_scores(feats[test], mem, grid, opt)
     return scores
 
 
@@ -229,28 +228,42 @@ def fit_arrays(
     opt: FitOptions | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> Fitted:
-    from edge.anomaly.export import BACKBONE, BACKBONE_LICENCE, export_features
+    from edge.anomaly.export import (
+        BACKBONE,
+        BACKBONE_LICENCE,
+        append_projection,
+        export_features,
+        principal_axes,
+    )
 
     opt = opt or FitOptions()
     h, w = opt.input_hw
     fp32 = Path(workdir) / cards.FP32
     progress(f"exporting the {BACKBONE} feature extractor for {w}x{h}")
-    info = export_features(fp32, h, w, list(opt.layers))
-    ex = FeatureExtractor(fp32, threads=opt.threads)
-    progress(f"extracting patch features of {len(good.images)} good images")
-    feats = extract_all(ex, good.images, roi)
-    ex.close()
+    info = export_features(fp32, h, w, list(opt.layers), opt.pool)
+    calib = calibration_set(good, roi, opt)
+    dim = info["dim"]
+    if 0 < opt.projection < dim:
+        progress(f"projection on the {opt.projection} main axes of the good patches")
+        ex = FeatureExtractor(fp32, threads=opt.threads)
+        sample = np.concatenate([ex.run_tensor(x) for x in calib])
+        ex.close()
+        dim = append_projection(fp32, *principal_axes(sample, opt.projection))
     grid = tuple(info["grid"])
     int8 = Path(workdir) / cards.INT8
     progress("INT8 feature file (calibrated on the good images)")
-    quantization = quantize_features(fp32, int8, calibration_set(good, roi, opt))
+    quantization = quantize_features(fp32, int8, calib)
+    # memory and held-out scores from the features the line computes (the INT8 file):
+    # on VisA capsules a memory of FP32 features scored INT8 queries worse (image AUROC
+    # 0.958 against 0.975, fit on 20) than a memory of the INT8 features themselves
+    progress(f"extracting patch features of {len(good.images)} good images (INT8)")
     ex8 = FeatureExtractor(int8, threads=opt.threads)
-    queries = extract_all(ex8, good.images, roi)
+    feats = extract_all(ex8, good.images, roi)
     ex8.close()
-    progress(f"held-out scores ({opt.folds}-fold, INT8 features against FP32 memories)")
-    held = held_out_scores(feats, grid, opt, queries)
-    threshold = thr.threshold_for(held, opt.target_frr)
-    far = [good.paths[i].name for i in thr.outliers(held)]
+    progress(f"held-out scores ({opt.folds}-fold)")
+    held = held_out_scores(feats, grid, opt)
+    threshold, far_idx = thr.threshold_without_outliers(held, opt.target_frr)
+    far = [good.paths[i].name for i in far_idx]
     progress(f"memory: coreset of {opt.memory_size} patches")
     memory = build_memory(feats, opt.memory_size, opt.seed)
     ih, iw = good.images[0].shape[:2]
@@ -262,13 +275,17 @@ def fit_arrays(
         image_size=(iw, ih),
         sigma=opt.sigma,
         knn=opt.knn,
+        margin=opt.margin,
+        pool=opt.pool,
         threshold=threshold,
         threshold_method=thr.METHOD,
         target_frr=opt.target_frr,
         backbone=BACKBONE,
         backbone_licence=BACKBONE_LICENCE,
         memory_size=len(memory),
-        feature_dim=info["dim"],
+        feature_dim=dim,
+        projection=dim if dim < info["dim"] else None,
+        memory_features="INT8",
         folds=opt.folds,
         held_out={
             "n": len(held),

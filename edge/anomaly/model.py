@@ -13,7 +13,11 @@ SHA-256, the threshold method and its target false-reject rate).
 
 Scoring: the distance of each patch to its nearest good patch is the heat map; the
 region's score is the maximum of that map after a small Gaussian smoothing (one hot
-patch of noise does not decide, a defect a few patches wide does).
+patch of noise does not decide, a defect a few patches wide does). The outer `margin`
+patches of the grid are not scored: their receptive field hangs over the region's edge
+(zero padding, objects cut by the frame), and on VisA capsules they held the highest
+score of most of the good photos that scored highest (image AUROC 0.952 -> 0.975 with a
+one-patch margin, fit on 20; bench/anomaly.py).
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ class AnomalySpec(BaseModel):
     image_size: tuple[int, int] = Field(..., description="width, height of the good images")
     sigma: float = Field(1.0, ge=0, description="Gaussian smoothing of the map, in patches")
     knn: int = Field(1, ge=1)
+    margin: int = Field(
+        0,
+        ge=0,
+        description="outer patches of the grid not scored (their field hangs over the edge)",
+    )
+    pool: int = Field(3, ge=1, description="local averaging of the features, in patches")
     threshold: float = Field(..., gt=0)
     threshold_method: str = ""
     target_frr: float = 0.01
@@ -79,6 +89,26 @@ def crop(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray
     return image[y : y + h, x : x + w]
 
 
+def score_map(
+    distances: np.ndarray, grid: tuple[int, int], sigma: float, margin: int = 0
+) -> np.ndarray:
+    """Patch distances -> the heat map: smoothed, the unscored margin set to the inner minimum.
+
+    The margin is set cold rather than cut off so that the map keeps the grid's shape
+    (evidence overlays, pixel maps) and its maximum is the region's score.
+    """
+    m = np.asarray(distances, dtype=np.float32).reshape(grid)
+    if sigma > 0:
+        m = cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    if margin > 0:
+        inner = m[margin:-margin, margin:-margin]
+        if inner.size == 0:
+            raise ValueError(f"margin {margin} leaves nothing of a {grid[0]}x{grid[1]} grid")
+        m = np.full_like(m, float(inner.min()))
+        m[margin:-margin, margin:-margin] = inner
+    return m
+
+
 class Scorer:
     """Feature file + memory: region -> (score, heat map on the patch grid)."""
 
@@ -89,6 +119,7 @@ class Scorer:
         sigma: float = 1.0,
         knn: int = 1,
         threads: int = 1,
+        margin: int = 0,
     ):
         self.extractor = FeatureExtractor(features_path, threads=threads)
         if memory.ndim != 2 or memory.shape[1] != self.extractor.dim:
@@ -96,15 +127,21 @@ class Scorer:
                 f"memory of shape {memory.shape} does not fit features of dim {self.extractor.dim}"
             )
         self.index = MemoryIndex(memory, threads=threads)
-        self.sigma, self.knn = float(sigma), int(knn)
+        gh, gw = self.extractor.grid
+        if 2 * int(margin) >= min(gh, gw):
+            raise ModelError(f"margin {margin} leaves nothing of the {gh}x{gw} patch grid")
+        self.sigma, self.knn, self.margin = float(sigma), int(knn), int(margin)
+
+    @classmethod
+    def for_spec(
+        cls, features_path: str | Path, memory: np.ndarray, spec: AnomalySpec, threads: int = 1
+    ) -> Scorer:
+        return cls(features_path, memory, spec.sigma, spec.knn, threads, spec.margin)
 
     def heat(self, region: np.ndarray) -> np.ndarray:
         """Smoothed distance map on the patch grid (rows x cols), float32."""
         d = self.index.distances(self.extractor.run(region), self.knn)
-        m = d.reshape(self.extractor.grid).astype(np.float32)
-        if self.sigma > 0:
-            m = cv2.GaussianBlur(m, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT)
-        return m
+        return score_map(d, self.extractor.grid, self.sigma, self.margin)
 
     def score(self, region: np.ndarray) -> tuple[float, np.ndarray]:
         m = self.heat(region)
@@ -163,7 +200,7 @@ class AnomalyModel:
                 f"model {card.name} {card.version}: unreadable memory: {exc}"
             ) from None
         try:
-            self.scorer = Scorer(path, memory, self.spec.sigma, self.spec.knn, threads)
+            self.scorer = Scorer.for_spec(path, memory, self.spec, threads)
         except BackendError as exc:
             raise ModelError(f"model {card.name} {card.version}: {exc}") from None
         if list(self.scorer.extractor.grid) != list(self.spec.grid):

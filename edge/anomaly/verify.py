@@ -50,8 +50,8 @@ def verify(
         report = {"passed": False, "summary": f"FAILED: no images under {images}"}
         return _record(model_dir, card, report, record)
     memory = np.load(opened.file(MEMORY), allow_pickle=False)
-    s32 = Scorer(opened.file(FP32), memory, spec.sigma, spec.knn, threads)
-    s8 = Scorer(opened.path, memory, spec.sigma, spec.knn, threads)
+    s32 = Scorer.for_spec(opened.file(FP32), memory, spec, threads)
+    s8 = Scorer.for_spec(opened.path, memory, spec, threads)
     t, band = spec.threshold, tolerance * spec.threshold
     rows, failures = [], []
     for p in files:

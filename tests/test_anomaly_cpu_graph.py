@@ -1,0 +1,90 @@
+"""The INT8 feature file runs its ReLU6 clips on ONNX Runtime's integer kernels, unchanged.
+
+EfficientNet-Lite's ReLU6 is a Clip(0, 6) between Q/DQ pairs; left as it is, ONNX Runtime's
+CPU runs each in float between two requantisations and the INT8 file is no faster than
+FP32. The CPU session's copy folds each clip into its convolution's output range. What
+the plant needs: the same numbers (within a quantisation step), every convolution on the
+integer kernels, and the file on disk (pinned by the card) untouched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from edge.anomaly.cpu_graph import cpu_model_bytes, fold_clip_into_qdq
+from edge.inference.onnx import qdq_activations_to_uint8
+from edge.train.quantize import quantize_qdq
+
+
+def conv_relu6_conv(path, seed: int = 0) -> None:
+    """images -> Conv 3x3 (3->8) -> Clip(0, 6) -> Conv 1x1 (8->4): one MBConv-like step."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array(rng.normal(0, 1.5, (8, 3, 3, 3)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(rng.normal(0, 1, 8).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.5, (4, 8, 1, 1)).astype(np.float32), "w2")
+    b2 = numpy_helper.from_array(rng.normal(0, 1, 4).astype(np.float32), "b2")
+    lo = numpy_helper.from_array(np.array(0, np.float32), "lo")
+    hi = numpy_helper.from_array(np.array(6, np.float32), "hi")
+    nodes = [
+        helper.make_node("Conv", ["images", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="c1"),
+        helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"], name="relu6"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["features"], name="c2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, [1, 4, 32, 32])],
+        [w1, b1, w2, b2, lo, hi],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+
+
+def session(source, optimized=None) -> ort.InferenceSession:
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = 1
+    o.log_severity_level = 3
+    if optimized:
+        o.optimized_model_filepath = str(optimized)
+    return ort.InferenceSession(source, o, providers=["CPUExecutionProvider"])
+
+
+def test_relu6_runs_on_the_integer_kernels_with_the_same_numbers(tmp_path):
+    fp32, int8 = tmp_path / "f.onnx", tmp_path / "f.int8.onnx"
+    conv_relu6_conv(fp32)
+    rng = np.random.default_rng(1)
+    calib = [rng.normal(0, 1, (1, 3, 32, 32)).astype(np.float32) for _ in range(8)]
+    quantize_qdq(fp32, int8, calib)
+    on_disk = int8.read_bytes()
+
+    folded = cpu_model_bytes(int8)
+    assert int8.read_bytes() == on_disk  # the artefact the card pins is not rewritten
+    assert "Clip" not in {n.op_type for n in onnx.load_from_string(folded).graph.node}
+
+    plain = onnx.load(str(int8))
+    qdq_activations_to_uint8(plain)  # the same model with its clip left in float
+    x = rng.normal(0, 1, (1, 3, 32, 32)).astype(np.float32)
+    want = session(plain.SerializeToString()).run(None, {"images": x})[0]
+    got = session(folded, tmp_path / "opt.onnx").run(None, {"images": x})[0]
+    reference = session(str(fp32)).run(None, {"images": x})[0]
+    # one output step of the int8 file, at most (the folded clip has a finer step)
+    step = np.abs(want - reference).max()
+    assert np.abs(got - want).max() <= step + 1e-6
+    assert np.abs(got - reference).mean() <= np.abs(want - reference).mean() * 1.05
+
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+    assert ops["QLinearConv"] == 2 and ops["Conv"] == 0, ops  # both convolutions fused
+
+
+def test_a_clip_that_is_not_a_relu6_between_qdq_pairs_is_left_alone(tmp_path):
+    fp32 = tmp_path / "f.onnx"
+    conv_relu6_conv(fp32)
+    model = onnx.load(str(fp32))  # FP32: no Q/DQ around the clip
+    assert fold_clip_into_qdq(model) == 0
+    assert "Clip" in {n.op_type for n in model.graph.node}
