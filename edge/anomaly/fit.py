@@ -50,6 +50,8 @@ class FitOptions:
     margin: int = 1
     #: principal axes kept (0: the backbone's features as they are)
     projection: int = 96
+    #: features.PREPROCESS: how a region becomes the network's input
+    preprocess: str = "linear"
     target_frr: float = 0.01
     folds: int = 10
     seed: int = 0
@@ -204,7 +206,7 @@ def calibration_set(
     """Evenly spaced good images, as the feature file sees them."""
     picks = np.linspace(0, len(good.images) - 1, min(opt.calibration_images, len(good.images)))
     h, w = opt.input_hw
-    return [preprocess(crop(good.images[int(round(i))], roi), w, h) for i in picks]
+    return [preprocess(crop(good.images[int(round(i))], roi), w, h, opt.preprocess) for i in picks]
 
 
 @dataclass
@@ -240,12 +242,13 @@ def fit_arrays(
     h, w = opt.input_hw
     fp32 = Path(workdir) / cards.FP32
     progress(f"exporting the {BACKBONE} feature extractor for {w}x{h}")
-    info = export_features(fp32, h, w, list(opt.layers), opt.pool)
+    fold = opt.preprocess == "linear"
+    info = export_features(fp32, h, w, list(opt.layers), opt.pool, fold_std=fold)
     calib = calibration_set(good, roi, opt)
     dim = info["dim"]
     if 0 < opt.projection < dim:
         progress(f"projection on the {opt.projection} main axes of the good patches")
-        ex = FeatureExtractor(fp32, threads=opt.threads)
+        ex = FeatureExtractor(fp32, threads=opt.threads, preprocess=opt.preprocess)
         sample = np.concatenate([ex.run_tensor(x) for x in calib])
         ex.close()
         dim = append_projection(fp32, *principal_axes(sample, opt.projection))
@@ -257,7 +260,7 @@ def fit_arrays(
     # on VisA capsules a memory of FP32 features scored INT8 queries worse (image AUROC
     # 0.958 against 0.975, fit on 20) than a memory of the INT8 features themselves
     progress(f"extracting patch features of {len(good.images)} good images (INT8)")
-    ex8 = FeatureExtractor(int8, threads=opt.threads)
+    ex8 = FeatureExtractor(int8, threads=opt.threads, preprocess=opt.preprocess)
     feats = extract_all(ex8, good.images, roi)
     ex8.close()
     progress(f"held-out scores ({opt.folds}-fold)")
@@ -277,6 +280,7 @@ def fit_arrays(
         knn=opt.knn,
         margin=opt.margin,
         pool=opt.pool,
+        preprocess=opt.preprocess,
         threshold=threshold,
         threshold_method=thr.METHOD,
         target_frr=opt.target_frr,

@@ -23,7 +23,7 @@ one-patch margin, fit on 20; bench/anomaly.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -59,6 +59,9 @@ class AnomalySpec(BaseModel):
         description="outer patches of the grid not scored (their field hangs over the edge)",
     )
     pool: int = Field(3, ge=1, description="local averaging of the features, in patches")
+    preprocess: Literal["area", "linear"] = Field(
+        "area", description="how a region becomes the input (features.PREPROCESS)"
+    )
     threshold: float = Field(..., gt=0)
     threshold_method: str = ""
     target_frr: float = 0.01
@@ -120,8 +123,9 @@ class Scorer:
         knn: int = 1,
         threads: int = 1,
         margin: int = 0,
+        preprocess: str = "area",
     ):
-        self.extractor = FeatureExtractor(features_path, threads=threads)
+        self.extractor = FeatureExtractor(features_path, threads=threads, preprocess=preprocess)
         if memory.ndim != 2 or memory.shape[1] != self.extractor.dim:
             raise ModelError(
                 f"memory of shape {memory.shape} does not fit features of dim {self.extractor.dim}"
@@ -136,7 +140,9 @@ class Scorer:
     def for_spec(
         cls, features_path: str | Path, memory: np.ndarray, spec: AnomalySpec, threads: int = 1
     ) -> Scorer:
-        return cls(features_path, memory, spec.sigma, spec.knn, threads, spec.margin)
+        return cls(
+            features_path, memory, spec.sigma, spec.knn, threads, spec.margin, spec.preprocess
+        )
 
     def heat(self, region: np.ndarray) -> np.ndarray:
         """Smoothed distance map on the patch grid (rows x cols), float32."""
