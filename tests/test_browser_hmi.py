@@ -174,6 +174,7 @@ def test_technician_labels_images_builds_a_dataset_and_watches_a_training_run(li
         pytest.skip("ultralytics (the train extra) is not installed: training not exercised")
     page.goto(url + "/tech/train")
     page.fill("input[name=epochs]", "1")
+    page.fill("input[name=min_examples]", "1")  # two labelled images: a trial of the path
     page.fill("input[name=imgsz]", "64")
     page.fill("input[name=batch]", "2")
     page.click("#do-train")

@@ -39,6 +39,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     """Train on a frozen dataset version, export, register a candidate, quantise, verify."""
     from edge.models.registry import ModelRegistry
     from edge.train.dataset import (
+        MIN_EXAMPLES,
         class_counts,
         labelled_pairs,
         read_class_names,
@@ -58,7 +59,8 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         raise RuntimeError("dataset does not match its manifest: " + "; ".join(problems[:5]))
     man = read_manifest(data)
     names = read_class_names(data)
-    few = too_few(class_counts(labelled_pairs(data / "labels" / "train"), names))
+    minimum = int(args.get("min_examples") or MIN_EXAMPLES)
+    few = too_few(class_counts(labelled_pairs(data / "labels" / "train"), names), minimum)
     if few:  # refused before anything is made: no candidate is left behind
         raise ValueError("; ".join(few))
     imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.models.registry import NAME_PATTERN, product_model_name
+from edge.train.dataset import MIN_EXAMPLES
 from edge.web.auth import Session
 from edge.web.datasets import datasets_dir, list_datasets
 from edge.web.deps import MODELS_VIEW, TECH, ctx_of, page, require
@@ -28,6 +29,9 @@ class TrainStart(BaseModel):
     epochs: int = Field(10, ge=1, le=300)
     imgsz: int = Field(320, ge=32, le=1280, multiple_of=32)
     batch: int = Field(8, ge=1, le=64)
+    #: fewer labelled boxes of a class than this refuses the run (a useless model otherwise);
+    #: a technician lowers it on purpose for a trial run of the path, and the audit says so
+    min_examples: int = Field(MIN_EXAMPLES, ge=1, le=1000)
     #: the product (a recipe name, until a product master exists): picks the model's name
     product: str | None = Field(None, max_length=64)
     #: None: the product's model (`product_model_name`)
