@@ -183,7 +183,7 @@ def test_technician_labels_images_builds_a_dataset_and_watches_a_training_run(li
     page.wait_for_function(
         "() => document.getElementById('job-epoch').textContent.startsWith('Epoch 1')"
         " || ['failed', 'finished'].includes(document.getElementById('job-state').textContent)",
-        timeout=120_000,
+        timeout=300_000,  # idle priority; a fresh machine loads torch and the weights first
     )
     state = page.inner_text("#job-state")
     assert state != "failed", page.inner_text("#job-log")
