@@ -16,47 +16,19 @@ import argparse
 import json
 import logging
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from broker import start_mosquitto
 
 from edge.app import Appliance
 from edge.cli import _override
 from edge.config import load_config
 
 BASE = "acme/site1/packaging/line1/inspect1/inspection"
-
-
-class Broker:
-    def __init__(self, folder: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        conf = folder / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "log_dest none\nmax_queued_messages 0\n"
-        )
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
 
 
 class Counter:
@@ -174,7 +146,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     folder = Path(tempfile.mkdtemp(prefix="bench-broker-"))
-    broker = Broker(folder)
+    broker, port = start_mosquitto(folder, ["max_queued_messages 0"])
     cols = (
         "rate_set",
         "sustained_per_min",
@@ -200,7 +172,7 @@ def main() -> None:
                 args.seconds,
                 args.scenario,
                 args.config,
-                broker.port,
+                port,
                 not args.no_images,
                 args.recipe,
             )
@@ -212,7 +184,8 @@ def main() -> None:
                 rates.append(rates[i] * 2)
             i += 1
     finally:
-        broker.stop()
+        broker.terminate()
+        broker.wait(5)
         shutil.rmtree(folder, ignore_errors=True)
     print(f"highest sustained rate, no deadline miss, no late gate write: {best} items/min")
 

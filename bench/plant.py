@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,44 +46,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import yaml
+from broker import start_mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "acme/site1/packaging/line{n:02d}/inspect1/inspection"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_mosquitto(folder: Path) -> tuple[subprocess.Popen, int]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    conf = folder / "mosquitto.conf"
-    lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
-        "persistence false",
-        "log_dest none",
-        "max_queued_messages 0",
-    ]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(
-        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mosquitto did not start")
 
 
 class Counter:
@@ -198,7 +164,7 @@ def line_config(folder: Path, n: int, port: int, encoding: str) -> Path:
 
 def run_plant(lines: int, rate: float, seconds: float, encoding: str) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="plant-"))
-    broker, port = start_mosquitto(tmp)
+    broker, port = start_mosquitto(tmp, ["max_queued_messages 0"])
     counter = Counter(port, encoding)
     procs: list[tuple[str, subprocess.Popen]] = []
     edge = [sys.executable, "-m", "edge.cli"]

@@ -28,6 +28,7 @@ from edge.inference.onnx import (
     decompose_softmax,
     drop_unused_initializers,
     fold_relu_into_qdq,
+    graph_links,
     qdq_activations_to_uint8,
     quantize_conv_biases,
 )
@@ -46,13 +47,7 @@ def fold_clip_into_qdq(model: onnx.ModelProto) -> int:
     """
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    producer: dict[str, onnx.NodeProto] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
+    consumers, producer = graph_links(g)
     drop: set[int] = set()
     folded = 0
     for clip in [n for n in g.node if n.op_type == "Clip"]:

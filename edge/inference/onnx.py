@@ -60,6 +60,21 @@ def qdq_activations_to_uint8(model: onnx.ModelProto) -> int:
     return changed
 
 
+def graph_links(
+    g: onnx.GraphProto,
+) -> tuple[dict[str, list[onnx.NodeProto]], dict[str, onnx.NodeProto]]:
+    """(the nodes reading each tensor, the node writing each tensor) of a graph: what the
+    Q/DQ rewrites walk."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    producer: dict[str, onnx.NodeProto] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+        for o in n.output:
+            producer[o] = n
+    return consumers, producer
+
+
 def fold_relu_into_qdq(model: onnx.ModelProto) -> int:
     """Drop each Q -> DQ -> Relu between a convolution and the Relu's own Q, in place.
 
@@ -74,13 +89,7 @@ def fold_relu_into_qdq(model: onnx.ModelProto) -> int:
     """
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    producer: dict[str, onnx.NodeProto] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
+    consumers, producer = graph_links(g)
 
     def only(name: str, op: str) -> onnx.NodeProto | None:
         c = consumers.get(name, [])

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.domain import BatchState
 from edge.publish.policy import COMMAND_NAMES, CommandPolicy, Refused, Sender
 from edge.publish.refusals import RefusalLimiter
-from edge.recipes.batch_start import expiry_problem, gtin_problem, lot_problem
+from edge.recipes.batch_start import Gtin, expiry_problem, lot_problem
 from edge.recipes.challenge import ChallengeFailed
 from edge.recipes.changeover import ChangeoverRefused
 
@@ -41,18 +41,10 @@ class _Cmd(BaseModel):
 
 
 class StartBatch(_Cmd):
-    gtin: str
+    gtin: Gtin
     lot: str
     expiry: str = Field(description="YYMMDD as printed in AI (17)")
     recipe: str | None = None
-
-    @field_validator("gtin")
-    @classmethod
-    def _gtin(cls, v: str) -> str:
-        problem = gtin_problem(v)
-        if problem:
-            raise ValueError(problem)
-        return v.zfill(14)
 
     @field_validator("lot")
     @classmethod

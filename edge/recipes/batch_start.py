@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 #: GS1 AI (10): character set 82, 1 to 20 characters.
 LOT = re.compile(r"^[!-\"%-/0-9:-?A-Z_a-z]{1,20}$")
@@ -26,6 +29,18 @@ def gtin_problem(gtin: str) -> str | None:
     if not gtin_ok(gtin):
         return "not a valid GTIN (8, 12, 13 or 14 digits with a correct check digit)"
     return None
+
+
+def checked_gtin(gtin: str) -> str:
+    """A valid GTIN as its 14 digits, or ValueError saying why (a pydantic validator)."""
+    problem = gtin_problem(gtin)
+    if problem:
+        raise ValueError(problem)
+    return gtin.zfill(14)
+
+
+#: a GTIN field of a message or a document: checked, stored as 14 digits
+Gtin = Annotated[str, AfterValidator(checked_gtin)]
 
 
 def lot_problem(lot: str) -> str | None:

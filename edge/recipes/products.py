@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.config import Scenario
-from edge.recipes.batch_start import gtin_problem
+from edge.recipes.batch_start import Gtin
 from edge.recipes.documents import Documents
 from edge.store.db import Database
 
@@ -49,21 +49,13 @@ class ChallengeUnit(_Strict):
 
 
 class Product(_Strict):
-    gtin: str
+    gtin: Gtin
     name: str = Field(min_length=1, max_length=120)
     recipe: str = Field(min_length=1)
     scenario: Scenario | None = Field(None, description="the simulated product (challenge set)")
     camera: CameraSettings = Field(default_factory=CameraSettings)
     printed: PrintedFields = Field(default_factory=PrintedFields)
     challenge: list[ChallengeUnit] = Field(default_factory=list)
-
-    @field_validator("gtin")
-    @classmethod
-    def _gtin(cls, v: str) -> str:
-        problem = gtin_problem(v)
-        if problem:
-            raise ValueError(problem)
-        return v.zfill(14)
 
 
 def challenge_problems(p: Product) -> list[str]:

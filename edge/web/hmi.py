@@ -13,6 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from edge.domain import BatchState
+from edge.recipes.batch_start import checked_gtin
 from edge.recipes.challenge import ChallengeFailed
 from edge.recipes.changeover import ChangeoverRefused
 from edge.store import items
@@ -46,16 +47,7 @@ class BatchStart(BaseModel):
     def _gtin(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        v = v.strip()
-        if not v.isdigit() or len(v) not in (8, 12, 13, 14):
-            raise ValueError("GTIN: 8, 12, 13 or 14 digits")
-        digits = [int(c) for c in v.zfill(14)]
-        check = (
-            10 - sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:-1])) % 10
-        ) % 10
-        if check != digits[-1]:
-            raise ValueError("GTIN: wrong check digit")
-        return v.zfill(14)
+        return checked_gtin(v.strip())
 
     @field_validator("expiry")
     @classmethod
