@@ -108,7 +108,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print only the JSON object")
     ap.add_argument("--roi", help="x,y,w,h region of every image (default: whole image)")
     ap.add_argument("--input", default="768x512", help="feature model input WxH")
-    ap.add_argument("--layers", default="4,10", help="backbone blocks tapped")
+    ap.add_argument(
+        "--layers", default=",".join(map(str, FitOptions.layers)), help="backbone blocks tapped"
+    )
     ap.add_argument("--memory", type=int, default=FitOptions.memory_size, help="coreset size")
     ap.add_argument("--pool", type=int, default=FitOptions.pool, help="feature averaging, patches")
     ap.add_argument("--sigma", type=float, default=FitOptions.sigma)

@@ -45,3 +45,16 @@ def test_a_far_out_good_image_is_named_and_does_not_set_the_threshold():
     assert far == [7, 90]
     assert t < np.exp(4.25 + 0.15) and abs(t - t_clean) / t_clean < 0.02
     assert threshold_for(dirty, 0.01) > t  # kept in, they would have set it
+
+
+def test_with_few_good_images_the_target_holds_on_average_over_teach_sets():
+    """Mean and spread estimated from 12 scores: the plain normal quantile would reject
+    about twice the target on average; the prediction for the next unit holds it."""
+    from statistics import NormalDist
+
+    rng = np.random.default_rng(7)
+    mu, sigma, frr = 4.0, 0.05, []
+    for _ in range(2000):
+        t = threshold_for(np.exp(rng.normal(mu, sigma, 12)), 0.01)
+        frr.append(1.0 - NormalDist(mu, sigma).cdf(np.log(t)))
+    assert 0.005 < np.mean(frr) <= 0.011, np.mean(frr)

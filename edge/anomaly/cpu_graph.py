@@ -99,12 +99,21 @@ def fold_clip_into_qdq(model: onnx.ModelProto) -> int:
     return folded
 
 
-def cpu_model_bytes(path: str | Path) -> bytes:
-    """The feature file rewritten for ONNX Runtime's CPU kernels (the same function)."""
+def cpu_model_bytes(path: str | Path, expose_input_of: str | None = None) -> bytes:
+    """The feature file rewritten for ONNX Runtime's CPU kernels (the same function).
+
+    `expose_input_of`: also output what the node of that name reads (the fit reads the
+    features before the projection; absent node: nothing added).
+    """
     try:
         model = onnx.load(str(path))
     except Exception as exc:
         raise BackendError(f"cannot load feature model {path}: {exc}") from exc
+    node = next((n for n in model.graph.node if n.name == expose_input_of), None)
+    if node is not None:
+        model.graph.output.append(
+            onnx.helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None)
+        )
     if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         qdq_activations_to_uint8(model)
         fold_clip_into_qdq(model)

@@ -22,6 +22,9 @@ STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 #: (STD_ONE / STD[c]) is folded into the stem convolution's weights at export
 STD_ONE = float(STD.mean())
 
+#: the node that ends a feature graph with its projection on the good patches' main axes
+PROJECTION = "projection"
+
 #: How a region becomes the network's input, recorded on the card. "area": anti-aliased
 #: resize, per-channel normalisation in numpy (models fitted before the fast path; ~20 ms
 #: for a 1500x1000 photo on one core). "linear": bilinear resize, then mean, scale and
@@ -55,7 +58,10 @@ class FeatureExtractor:
         threads: int = 1,
         providers: list[str] | None = None,
         preprocess: str = "linear",
+        unprojected: bool = False,
     ):
+        """`unprojected`: `run_both` also returns the features before the projection
+        (fitting only; CPU)."""
         import onnxruntime as ort
 
         from edge.anomaly.cpu_graph import cpu_model_bytes
@@ -77,7 +83,7 @@ class FeatureExtractor:
         try:
             source: str | bytes = str(self.path)
             if chosen == ["CPUExecutionProvider"]:  # in-memory rewrite of the same artefact
-                source = cpu_model_bytes(self.path)
+                source = cpu_model_bytes(self.path, PROJECTION if unprojected else None)
             self.session = ort.InferenceSession(source, sess_options=opts, providers=chosen)
         except BackendError:
             raise
@@ -103,6 +109,17 @@ class FeatureExtractor:
         """Preprocessed 1x3xHxW input -> (gh*gw, D) float32 patch features."""
         y = self.session.run([self.output_name], {self.input_name: x})[0][0]
         return np.ascontiguousarray(y.reshape(self.dim, -1).T)
+
+    def run_both(self, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(features, features before the projection), each (gh*gw, D) float32; without a
+        projection both are the same array."""
+        x = preprocess(region, self.width, self.height, self.preprocess)
+        outs = self.session.run(None, {self.input_name: x})
+        feats = np.ascontiguousarray(outs[0][0].reshape(self.dim, -1).T)
+        if len(outs) < 2:
+            return feats, feats
+        raw = outs[1][0]
+        return feats, np.ascontiguousarray(raw.reshape(raw.shape[0], -1).T)
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

@@ -29,34 +29,56 @@ def greedy(points: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.array(chosen)
 
 
-def coreset(features: np.ndarray, n: int, seed: int = 0, projection: int = 32) -> np.ndarray:
-    """Indices (into the flattened patches) of `n` patches chosen by greedy k-centre.
+def sketch(features: np.ndarray, seed: int = 0, projection: int = 32) -> np.ndarray:
+    """Seeded random projection of images x patches x D features to `projection` dims.
 
-    `features` is images x patches x D. Two stages keep the cost down on a small CPU:
-    each image first keeps its own greedy k-centre picks (a few times its share of `n`,
-    at least 300; an image's patches fit in the cache), then the final greedy selection runs over
-    those candidates. Distances are on a seeded random projection, so a fit is
-    reproducible.
+    Greedy k-centre distances are taken on it: nearly the features' own distances, at a
+    fraction of the cost. The fit sketches the *unprojected* backbone features (before the
+    main-axes projection): on VisA capsules, fit on 20 photos (blocks 4, 7 and 10), a
+    coreset chosen on the 96 main axes scored image AUROC 0.955 (mean of 3 seeds), one
+    chosen on all 232 features and then projected 0.984.
     """
     f = np.asarray(features, dtype=np.float32)
     if f.ndim != 3:
         raise ValueError(f"features must be images x patches x D, got shape {f.shape}")
-    n_img, n_patch, dim = f.shape
+    rng = np.random.default_rng(seed)
+    proj = rng.standard_normal((f.shape[-1], projection)).astype(np.float32)
+    proj /= np.sqrt(projection)
+    return np.stack([img @ proj for img in f])
+
+
+def coreset(features: np.ndarray, n: int, seed: int = 0, projection: int = 32) -> np.ndarray:
+    """Indices (into the flattened patches) of `n` patches chosen by greedy k-centre.
+
+    `features` is images x patches x D, distances on their seeded `sketch`, so a fit is
+    reproducible.
+    """
+    return coreset_of_sketch(sketch(features, seed, projection), n, seed)
+
+
+def coreset_of_sketch(points: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Greedy k-centre on sketched points (images x patches x d), in two stages.
+
+    Each image first keeps its own greedy k-centre picks (a few times its share of `n`,
+    at least 300; an image's patches fit in the cache), then the final greedy selection
+    runs over those candidates: the cost stays low on a small CPU.
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.ndim != 3:
+        raise ValueError(f"points must be images x patches x d, got shape {pts.shape}")
+    n_img, n_patch, _ = pts.shape
     if n >= n_img * n_patch:
         return np.arange(n_img * n_patch)
-    rng = np.random.default_rng(seed)
-    proj = rng.standard_normal((dim, projection)).astype(np.float32) / np.sqrt(projection)
     # at least 300 per image: with 150 VisA photos and a 2,000-patch memory, 54 per image
     # (4x the share) gave image AUROC 0.87, 300 gave 0.92 (the extremes of each image are
     # not a cover of its ordinary patches)
     per_image = min(n_patch, max(300, int(np.ceil(4 * n / n_img))))
-    cand, pts = [], []
+    cand, kept = [], []
     for i in range(n_img):
-        p = f[i] @ proj
-        keep = greedy(p, per_image, seed + i)
+        keep = greedy(pts[i], per_image, seed + i)
         cand.append(keep + i * n_patch)
-        pts.append(p[keep])
-    cand_a, pts_a = np.concatenate(cand), np.concatenate(pts)
+        kept.append(pts[i][keep])
+    cand_a, pts_a = np.concatenate(cand), np.concatenate(kept)
     return cand_a[greedy(pts_a, n, seed)]
 
 
