@@ -25,14 +25,12 @@ from edge.anomaly import threshold as thr
 from edge.anomaly.features import FeatureExtractor, preprocess
 from edge.anomaly.memory import MemoryIndex, coreset_of_sketch, sketch
 from edge.anomaly.model import MEMORY, TASK, AnomalySpec, crop, score_map
+from edge.anomaly.teach_set import MIN_GOOD
 from edge.models import cards
 from edge.models.registry import ModelRegistry
 from edge.train.dataset import IMAGE_EXT, manifest_hash, sha256_file
 
 log = logging.getLogger(__name__)
-
-#: fewer good images than this cannot give held-out scores worth a threshold
-MIN_GOOD = 10
 
 
 class FitError(ValueError):

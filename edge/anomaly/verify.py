@@ -53,7 +53,7 @@ def verify(
     s32 = Scorer.for_spec(opened.file(FP32), memory, spec, threads)
     s8 = Scorer.for_spec(opened.path, memory, spec, threads)
     t, band = spec.threshold, tolerance * spec.threshold
-    rows, failures = [], []
+    rows, failures, scores = [], [], {}
     for p in files:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None or (img.shape[1], img.shape[0]) != tuple(spec.image_size):
@@ -64,6 +64,7 @@ def verify(
         a, _ = s32.score(crop(img, spec.roi))
         b, _ = s8.score(crop(img, spec.roi))
         rows.append((a, b))
+        scores[p.name] = round(float(b), 4)
         if abs(a - b) > band:
             failures.append(f"{p.name}: INT8 score {b:.3f} vs FP32 {a:.3f} (> {band:.3f} apart)")
         elif (a > t) != (b > t) and min(abs(a - t), abs(b - t)) > band:
@@ -83,6 +84,9 @@ def verify(
         "decisions_agree": int(agree),
         "tolerance": tolerance,
         "images_path": Path(images).as_posix(),
+        #: each image's INT8 score (what the line computes): held good images against the
+        #: threshold, shown beside the held-out scores on the fit page
+        "scores": scores,
         "backend": "onnxruntime-cpu",
     }
     return _record(model_dir, card, report, record)

@@ -14,7 +14,9 @@ is then fitted on crops of that region).
 Each region's score is the maximum of its smoothed heat map; above the threshold (the
 card's, set from good images at a stated false-reject rate, or the recipe's override)
 it is an ANOMALY finding with the score, the region's name and the box of the hottest
-area. The heat maps go to `ctx.anomaly_maps` for evidence.
+area. The finding carries the region's heat map (`edge.anomaly.evidence`: recorded with
+the reject, drawn over the frame on the HMI); every region's map goes to
+`ctx.anomaly_maps`.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class AnomalyTool(Tool):
         return out
 
     def inspect(self, image: np.ndarray, ctx: ToolContext) -> Any:
+        from edge.anomaly.evidence import encode
         from edge.anomaly.model import crop, hottest_box
 
         findings: list[Finding] = []
@@ -108,13 +111,16 @@ class AnomalyTool(Tool):
             maps.append(AnomalyMap(self.name, rname, rect, heat, float(score)))
             if score > self.threshold:
                 bx, by, bw, bh = hottest_box(heat, self.threshold, (rect[2], rect[3]))
+                box = (rect[0] + bx, rect[1] + by, bw, bh)
                 findings.append(
                     self.finding(
                         Reason.ANOMALY.value,
                         f"{rname}: anomaly score {score:.3f} > {self.threshold:.3f}",
                         score=score,
                         value=self.threshold,
-                        bbox=(rect[0] + bx, rect[1] + by, bw, bh),
+                        bbox=box,
+                        # the heat map, kept with the reject and drawn over its frame
+                        detail={"region": rname, "heat": encode(heat, self.threshold, rect, box)},
                     )
                 )
         ctx.anomaly_maps.extend(maps)

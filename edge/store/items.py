@@ -90,6 +90,16 @@ def newest(
 
 # ---------------------------------------------------------------------- images of items
 
+#: an item's anomaly score as a share of its threshold: the highest of its ANOMALY
+#: findings' score / threshold (`value`), else its `anomaly_score_max` measurement
+#: (recorded for every item the anomaly tool judged, pass or reject)
+ANOMALY_SHARE_SQL = (
+    "COALESCE((SELECT MAX(CAST(json_extract(value, '$.score') AS REAL)"
+    " / json_extract(value, '$.value')) FROM json_each(i.findings)"
+    " WHERE json_extract(value, '$.code') = 'ANOMALY' AND json_extract(value, '$.value') > 0),"
+    " json_extract(i.measurements, '$.anomaly_score_max'))"
+)
+
 
 def search_images(
     db: Database,
@@ -103,11 +113,14 @@ def search_images(
     label_state: str | None = None,
     product: str | None = None,
     min_score: float | None = None,
+    min_anomaly: float | None = None,
     limit: int = 60,
 ) -> list[dict[str, Any]]:
     """Items that kept an image, newest first, filtered as the technician asks
     (`since` inclusive, `until` exclusive; `limit` held to 1..500). A line image's product
-    is its item's recipe; `min_score` keeps images with a finding scored at least that."""
+    is its item's recipe; `min_score` keeps images with a finding scored at least that;
+    `min_anomaly` those whose anomaly score reached that share of its threshold (an
+    ANOMALY reject's finding, or a passed item's `anomaly_score_max` measurement)."""
     where = ["i.image_sha256 IS NOT NULL"]
     params: list[Any] = []
     if label_state:
@@ -121,6 +134,9 @@ def search_images(
             " WHERE CAST(json_extract(value, '$.score') AS REAL) >= ?)"
         )
         params.append(min_score)
+    if min_anomaly is not None:
+        where.append(f"({ANOMALY_SHARE_SQL}) >= ?")
+        params.append(min_anomaly)
     if reason:
         where.append("EXISTS (SELECT 1 FROM json_each(i.reasons) WHERE value = ?)")
         params.append(reason)
@@ -144,6 +160,7 @@ def search_images(
     sql = (
         "SELECT i.id, i.seq, i.batch_id, i.verdict, i.reasons, i.trigger_utc, i.image_sha256,"
         " i.recipe AS product, i.findings,"
+        f" ({ANOMALY_SHARE_SQL}) AS anomaly,"
         f" {labels.state_column('i.image_sha256')} AS label_state"
         " FROM items i WHERE " + " AND ".join(where) + " ORDER BY i.seq DESC LIMIT ?"
     )
@@ -154,6 +171,7 @@ def search_images(
         d["reasons"] = json.loads(d["reasons"])
         scores = [f["score"] for f in json.loads(d.pop("findings")) if f.get("score") is not None]
         d["score"] = round(max(scores), 3) if scores else None
+        d["anomaly"] = round(d["anomaly"], 3) if d["anomaly"] is not None else None
         d["labelled"] = d["label_state"] is not None
         d["source"], d["when"], d["name"] = "line", d["trigger_utc"], ""
         out.append(d)

@@ -154,6 +154,7 @@ def nav_for(role: str | None) -> list[tuple[str, str]]:
         ("/tech/images", "Images", TECH),
         ("/tech/datasets", "Datasets", TECH),
         ("/tech/train", "Training", TECH),
+        ("/tech/anomaly", "Teach", TECH),
         ("/models", "Models", MODELS_VIEW),
         ("/reports", "Reports", REPORTS_VIEW),
         ("/deviations", "Deviations", REPORTS_VIEW),

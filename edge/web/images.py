@@ -54,6 +54,7 @@ def query_images(
     batch: str | None = None,
     verdict: str | None = None,
     min_score: float | None = None,
+    min_anomaly: float | None = None,
     date_from: str | None = None,
     date_to: str | None = None,
     labelled: bool | None = None,
@@ -82,9 +83,10 @@ def query_images(
             label_state=label,
             product=product,
             min_score=min_score,
+            min_anomaly=min_anomaly,
             limit=limit,
         )
-    line_only = reason or batch or verdict or min_score is not None
+    line_only = reason or batch or verdict or min_score is not None or min_anomaly is not None
     if source in (None, "upload") and not line_only:
         rows += uploads.search(
             db, product=product, label_state=label, since=since, until=until, limit=limit
@@ -166,6 +168,7 @@ def images_page(
     batch: str | None = None,
     verdict: str | None = None,
     min_score: str | None = None,
+    min_anomaly: str | None = None,
     date_from: str | None = None,
     date_to: str | None = None,
     _s: Session = Depends(require(*TECH)),
@@ -173,6 +176,7 @@ def images_page(
     ctx = ctx_of(request)
     try:
         score = float(min_score) if min_score else None
+        anomaly = float(min_anomaly) if min_anomaly else None
     except ValueError:
         raise HTTPException(422, "The score is a number, such as 0.5.") from None
     rows = query_images(
@@ -184,6 +188,7 @@ def images_page(
         batch=batch or None,
         verdict=verdict or None,
         min_score=score,
+        min_anomaly=anomaly,
         date_from=date_from,
         date_to=date_to,
     )
@@ -197,6 +202,7 @@ def images_page(
         "batch": batch or "",
         "verdict": verdict or "",
         "min_score": min_score or "",
+        "min_anomaly": min_anomaly or "",
         "date_from": date_from or "",
         "date_to": date_to or "",
     }
@@ -222,6 +228,7 @@ def images_api(
     batch: str | None = None,
     verdict: str | None = None,
     min_score: float | None = None,
+    min_anomaly: float | None = None,
     date_from: str | None = None,
     date_to: str | None = None,
     limit: int = 60,
@@ -236,6 +243,7 @@ def images_api(
         batch=batch,
         verdict=verdict,
         min_score=min_score,
+        min_anomaly=min_anomaly,
         date_from=date_from,
         date_to=date_to,
         limit=limit,

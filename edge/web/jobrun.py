@@ -312,7 +312,19 @@ def run_shadow(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, A
     }
 
 
-RUNNERS = {"train": run_train, "evaluate": run_evaluate, "shadow": run_shadow}
+def run_anomaly_fit(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
+    """A good-only anomaly model from picked good images (`edge.anomaly.job`)."""
+    from edge.anomaly.job import run_fit
+
+    return run_fit(args, d, progress)
+
+
+RUNNERS = {
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "shadow": run_shadow,
+    "anomaly_fit": run_anomaly_fit,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -22,9 +22,11 @@ from fastapi.templating import Jinja2Templates
 from edge.store.audit import AuditTrail
 from edge.web import (
     admin,
+    anomaly,
     datasets,
     deviations,
     errors,
+    evidence,
     hmi,
     images,
     login,
@@ -89,10 +91,12 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
 
     app.include_router(login.router)
     app.include_router(hmi.router)
+    app.include_router(evidence.router)
     # the technician's work, one router per task: images and labels, datasets, training, models
     app.include_router(images.router)
     app.include_router(datasets.router)
     app.include_router(training.router)
+    app.include_router(anomaly.router)
     app.include_router(models.router)
     app.include_router(recipes.router)
     app.include_router(uploads.router)

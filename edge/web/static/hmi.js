@@ -15,6 +15,7 @@
     const s = Math.min(W / img.width, H / img.height);
     const ox = (W - img.width * s) / 2, oy = (H - img.height * s) / 2;
     ctx.drawImage(img, ox, oy, img.width * s, img.height * s);
+    if (typeof EIHeat !== "undefined") EIHeat.draw(ctx, item.findings, ox, oy, s);  // anomaly heat maps
     ctx.lineWidth = 3; ctx.font = "bold 18px sans-serif";
     const views = item.views || [];  // several cameras: their pictures side by side, named
     views.forEach((name, k) => label(name, ox + (k * img.width / views.length) * s + 4, oy + 22, "#555"));
