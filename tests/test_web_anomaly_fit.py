@@ -129,5 +129,9 @@ def test_good_images_teach_a_candidate_whose_scores_are_shown_and_qa_approves_it
     r = qa.post("/api/models/vial-anomaly/1.0.0/approve", json=sign)
     assert r.status_code == 200, r.text
     assert reg.card("vial-anomaly", "1.0.0").status == "approved"
+    assert "/models/vial-anomaly/1.0.0/scores.svg" in qa.get("/models").text  # what QA signs
+    svg = qa.get("/models/vial-anomaly/1.0.0/scores.svg")
+    assert svg.status_code == 200 and "<svg" in svg.text and "threshold" in svg.text
+    assert qa.get("/models/vial-anomaly/9/scores.svg").status_code == 404
     acts = [e["action"] for e in app.state.ctx.audit.entries()]
     assert "anomaly.fit.start" in acts and "model.approve" in acts and "esign" in acts

@@ -23,7 +23,7 @@ from edge.anomaly.teach_set import TeachSetError, split
 from edge.models.registry import NAME_PATTERN
 from edge.web.auth import Session
 from edge.web.charts import histogram_svg
-from edge.web.deps import TECH, WebContext, ctx_of, page, require
+from edge.web.deps import MODELS_VIEW, TECH, WebContext, ctx_of, page, require
 from edge.web.images import products, query_images
 from edge.web.jobs import JobError, jobs_of
 from edge.web.models import models_dir, models_dir_arg
@@ -187,3 +187,26 @@ def fit_result(jid: str, request: Request, _s: Session = Depends(require(*TECH))
     if job.get("kind") != KIND:
         raise HTTPException(404, f"{jid} is not a fit job")
     return page(request, "tech_anomaly_job.html", job=job, **fit_view(ctx, job))
+
+
+@router.get("/models/{name}/{version}/scores.svg")
+def model_scores(
+    name: str, version: str, request: Request, _s: Session = Depends(require(*MODELS_VIEW))
+) -> Response:
+    """An anomaly model's held-out good scores and its threshold, from its card: what QA
+    looks at on the models page before signing."""
+    from edge.models.cards import ModelError
+    from edge.models.registry import ModelRegistry
+
+    try:
+        card = ModelRegistry(models_dir(ctx_of(request))).card(name, version)
+    except ModelError as exc:
+        raise HTTPException(404, str(exc)) from None
+    spec = (card.model_extra or {}).get("anomaly") or {}
+    if card.task != "anomaly" or not spec.get("threshold"):
+        raise HTTPException(404, f"{name} {version} is not an anomaly model")
+    held = (spec.get("held_out") or {}).get("scores") or []
+    svg = score_histogram(
+        held, float(spec["threshold"]), f"held-out scores of the {len(held)} good images"
+    )
+    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
