@@ -33,7 +33,7 @@ def split(shas: list[str], hold_every: int) -> tuple[list[str], list[str]]:
         need = max(MIN_GOOD + MIN_HELD, hold_every * MIN_HELD)
         raise TeachSetError(
             f"{len(shas)} good images picked: {len(teach)} to fit on and {len(held)} held back "
-            f"for verification (every {hold_every}th); pick at least {need} "
+            f"for verification (one in {hold_every}); pick at least {need} "
             f"({MIN_GOOD} to fit on, {MIN_HELD} held back)"
         )
     return teach, held
