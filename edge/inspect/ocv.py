@@ -289,9 +289,13 @@ class OcvTool(Tool):
         crops = []
         for ln in lines:
             m = max(3, (ln.y1 - ln.y0) // 3)
-            crops.append(
-                block[max(0, ln.y0 - m) : ln.y1 + m + 1, max(0, ln.x0 - m) : ln.x1 + m + 1]
-            )
+            crop = block[max(0, ln.y0 - m) : ln.y1 + m + 1, max(0, ln.x0 - m) : ln.x1 + m + 1]
+            # paper beside the first and last character: the recogniser's last steps must see
+            # the end of a character (a final J or 5 was dropped with a 3-pixel margin)
+            side = round(self.p.side_margin * (ln.y1 - ln.y0 + 1))
+            if side > 0:
+                crop = cv2.copyMakeBorder(crop, 0, 0, side, side, cv2.BORDER_REPLICATE)
+            crops.append(crop)
         return Reading(lines, self.ocr.read_lines(crops, self.alphabets), back, scale)
 
     def verify(self, reading: Reading, ctx: ToolContext) -> list[Finding]:
