@@ -1,4 +1,4 @@
-"""The default cartons recipe, with `ocv`, through the real pipeline: `edge sim`, `edge inspect`,
+"""The shipped example recipe with `ocv` through the real pipeline: `edge sim`, `edge inspect`,
 `edge eval` as a user runs them (the deadline raised only so that a loaded test machine
 measures accuracy, not its own load)."""
 
@@ -12,11 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from edge.config import parse_config
+from edge.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-#: a simulated carton line on the default cartons recipe
-CARTONS = {"source": {"type": "simulator", "scenario": "cartons"}, "recipe": "cartons"}
+EXAMPLE = ROOT / "examples" / "ocv-cartons.yaml"
 
 
 def edge(*args: str) -> str:
@@ -32,15 +31,15 @@ def edge(*args: str) -> str:
     return out.stdout
 
 
-def test_the_default_cartons_recipe_reads_the_printed_text():
-    cfg = parse_config(CARTONS)
+def test_the_example_recipe_with_ocv_is_valid():
+    cfg = load_config(EXAMPLE)
     tools = [t.type for t in cfg.active_recipe().tools]
     assert tools == ["barcode", "ocv"]  # the code places the printed block: barcode first
     assert cfg.active_recipe().rule("OCV_MISMATCH").severity.value == "critical"
 
 
 def test_wrong_print_is_rejected_and_good_print_passes_through_the_pipeline(tmp_path):
-    cfg = dict(CARTONS)
+    cfg = yaml.safe_load(EXAMPLE.read_text())
     cfg["pipeline"] = {"workers": 1, "deadline_ms": 5000}
     cfg["web"] = {"enabled": False}
     cfg["records"] = {"state_dir": str(tmp_path / "var")}
