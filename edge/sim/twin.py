@@ -148,8 +148,8 @@ class LineSimulator:
 
     def seen_in(self, i: int, defect: str | None) -> list[int]:
         """The views (cameras around the axis) in which item i's defect shows: a defect at one
-        place on the glass faces one camera; the code and its text face the first; fill, cap
-        and a missing label show all round."""
+        place on the glass faces one camera; the code and its text face the first (and the
+        label camera, `label_view`, which sees nothing else); fill and cap show all round."""
         n, label = self.cfg.views, self.cfg.label_view
         if defect is None or n == 1:
             return list(range(n))

@@ -267,7 +267,9 @@ class VialScene(Scene):
 
         A real station reads the printed text with a camera of its own close to the label;
         the whole-vial view prints it about 8 px high, too small to tell J from 0 reliably.
-        Only code and print defects show here (`defect` is None for the others).
+        Only code and print defects show here (`defect` is None for the others); the code's
+        data is the front view's, a print defect is of the same class (which character it
+        hit may differ: the defect is drawn in this camera's own order).
         """
         z = self.LABEL_ZOOM
         h, w = canvas.shape[:2]
