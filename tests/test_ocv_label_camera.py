@@ -136,3 +136,24 @@ def test_the_example_station_reads_the_vial_text_through_sim_inspect_and_eval(tm
     rep = json.loads(edge("eval", "--truth", str(data / "truth.jsonl"), "--pred", str(pred)))
     assert rep["expected_reject"] >= 3 and rep["expected_pass"] >= 3
     assert rep["escapes"] == 0 and rep["false_rejects"] == 0, rep
+
+
+def test_an_inkjet_print_is_measured_by_its_glyphs_not_its_dots(tools):
+    # in the label camera's sharp frame most characters' dots touch and one stands apart:
+    # measured as glyphs, that dot is a broken character; a product printed in dots says so
+    reader, _ = tools
+    spec = next(t for t in load_config(EXAMPLE).active_recipe().tools if t.type == "ocv")
+    inkjet = {**spec.params, "stretch": 1.4}
+    as_solid = OcvTool("ocv", OcvTool.Params.model_validate(inkjet), Services())
+    as_dots = OcvTool("ocv", OcvTool.Params.model_validate({**inkjet, "dots": True}), Services())
+    good = vials(1, seed=73, print_font="dotmatrix")
+    findings, _ = judge(good, 5, (reader, as_solid))
+    assert {f.code for f in findings} == {"PRINT_QUALITY"}
+    assert all("broken character" in f.message for f in findings)
+    for i in (4, 5):
+        findings, truth = judge(good, i, (reader, as_dots))
+        assert truth["expected"] == "PASS" and findings == [], [f.message for f in findings]
+    broken = vials(1, "broken_char", seed=73, print_font="dotmatrix")
+    for i in range(3):  # joining the dots does not join a broken character back
+        findings, _ = judge(broken, i, (reader, as_dots))
+        assert findings, broken.render(i)[1]["print"]
