@@ -134,7 +134,9 @@ def sim(
         None, min=0, max=1, help="printed-text defects (vials, cartons)"
     ),
     print_font: str | None = typer.Option(None, help="solid | dotmatrix"),
-    views: int = typer.Option(1, min=1, max=8, help="cameras around each item (views/<k>/)"),
+    views: int | None = typer.Option(
+        None, min=1, max=8, help="cameras around each item (views/<k>/); default: the config's"
+    ),
     novel_rate: float | None = typer.Option(
         None, min=0, max=1, help="novel defects no model was trained on (reason ANOMALY)"
     ),
@@ -147,7 +149,7 @@ def sim(
     cfg = _load(config)
     src = cfg.source.model_dump() if cfg.source.type == "simulator" else {}
     src.update(type="simulator", scenario=scenario, seed=seed, items=items, realtime=False)
-    src.update(views=views, view=0)
+    src.update(views=views or src.get("views", 1), view=0)
     if defect_rate is not None:
         src["defect_rate"] = defect_rate
     if code_defect_rate is not None:

@@ -105,6 +105,7 @@ class SimulatorSource(Strict):
     print_date_format: str = Field("YYMMDD", description="printed expiry, e.g. MM/YYYY")
     views: int = Field(1, ge=1, le=8, description="cameras around the item's axis (edge.sim)")
     view: int = Field(0, ge=0, description="which of them this source is (0: the front)")
+    label_view: int | None = Field(None, ge=1, description="vials: the label camera's view (3x)")
     novel_rate: float = Field(
         0.0,
         ge=0,
@@ -113,6 +114,13 @@ class SimulatorSource(Strict):
         "ink stain, foreign mark: the product's `novel` classes in the taxonomy); 0 leaves "
         "every image and truth as without it",
     )
+
+    @model_validator(mode="after")
+    def _label_view_is_a_view(self) -> SimulatorSource:
+        lv = self.label_view
+        if lv is not None and (lv >= self.views or self.scenario != "vials"):
+            raise ValueError(f"label_view {lv}: not one of the {self.views} views of vials")
+        return self
 
 
 class FolderSource(Strict):

@@ -58,6 +58,7 @@ SEVERITY: dict[Reason, Severity] = {
     Reason.DUPLICATE_SERIAL: _CRIT,
     Reason.LOW_GRADE: _CRIT,
     Reason.OCV_MISMATCH: _CRIT,
+    Reason.OCV_NO_READ: _CRIT,  # an unread printed field is unverified, as an unread code
     Reason.PRINT_QUALITY: _MAJOR,
     Reason.ANOMALY: _CRIT,
 }
@@ -238,8 +239,9 @@ def class_table(scenario: str) -> dict[str, dict[str, str]]:
     """A product's recipe class table: each code it can report with its severity (reject).
 
     The product's defects and checks, LIGHTING where a detector inspects it (a frame too
-    dark to vouch for), the codes every product has, the code reader's checks, and ANOMALY
-    (the good-only tool's finding, reported only where a recipe adds that tool).
+    dark to vouch for), the codes every product has, the code reader's checks, ANOMALY
+    (the good-only tool's finding, reported only where a recipe adds that tool) and, on a
+    product with a printed code, the printed-text check's codes.
     """
     p = product(scenario)
     codes = [Reason(c.upper()) for c in p.defects] + list(p.checks)
@@ -247,6 +249,8 @@ def class_table(scenario: str) -> dict[str, dict[str, str]]:
         codes.append(Reason.LIGHTING)
     codes += [*ALWAYS, *CODE_CHECKS]
     codes.append(Reason.ANOMALY)  # ruled once a recipe adds the good-only `anomaly` tool
+    if p.code_defects:  # a product printing its code prints the text beside it (`ocv`)
+        codes += [Reason.OCV_MISMATCH, Reason.OCV_NO_READ, Reason.PRINT_QUALITY]
     return {c.value: {"severity": SEVERITY[c].value, "action": "reject"} for c in codes}
 
 

@@ -142,6 +142,18 @@ def test_good_cartons_pass_every_field_verified(reader, ocv):
         assert res.findings == [], (truth["id"], [f.message for f in res.findings])
 
 
+def test_the_last_character_of_a_line_is_read_too(reader, ocv):
+    # a carton whose serial ends in J, blurred by the belt: the line is read with paper
+    # beside it (`side_margin`); cut out tight at its ink, the network missed the final J
+    sim = carton_sim(seed=61)
+    res, truth = inspect(sim, 92, reader, ocv)
+    assert truth["print"]["lines"][3].endswith("J") and truth["expected"] == "PASS"
+    assert res.findings == [], [f.message for f in res.findings]
+    tight = OcvTool("ocv", OcvTool.Params.model_validate({**CARTON, "side_margin": 0}), Services())
+    res, _ = inspect(sim, 92, reader, tight)
+    assert [f.detail["field"] for f in res.findings] == ["serial"]
+
+
 def test_every_item_reports_its_print_contrast_height_and_weakest_character(reader, ocv):
     sim = carton_sim()
     res, _ = inspect(sim, 0, reader, ocv)
@@ -297,3 +309,15 @@ def test_a_recipe_naming_an_engine_that_is_not_installed_is_refused_at_load(monk
     spec = ToolSpec(type="ocv", fields=CARTON_FIELDS)
     with pytest.raises(ValueError, match="rapidocr-onnxruntime"):
         validate_tool_spec(spec)
+
+
+def test_products_with_a_printed_code_rule_wrong_or_unread_text_critical():
+    from edge.config import default_recipes
+
+    recipes = default_recipes()
+    for name in ("vials", "cartons"):  # ready for a recipe that adds the `ocv` tool
+        rule = recipes[name].rule
+        assert rule("OCV_MISMATCH").severity.value == "critical"
+        assert rule("OCV_NO_READ").severity.value == "critical"  # unread is unverified
+        assert rule("PRINT_QUALITY").severity.value == "major"
+    assert "OCV_MISMATCH" not in recipes["blisters"].classes  # no printed code on blisters

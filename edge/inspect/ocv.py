@@ -144,7 +144,7 @@ class OcvTool(Tool):
     # ---------------------------------------------------------------- lines
 
     @staticmethod
-    def _lines(block: np.ndarray, want: int) -> tuple[list[Line], float]:
+    def _lines(block: np.ndarray, want: int, dots: bool = False) -> tuple[list[Line], float]:
         """Text lines by the ink's row profile; returns them and the paper level."""
         blur = cv2.GaussianBlur(block, (3, 3), 0)
         # ink = darker than its neighbourhood (black-hat), so that a dark area larger than a
@@ -196,23 +196,26 @@ class OcvTool(Tool):
                     x1,
                     (local - level) / max(local, 1.0),
                     ink_share,
-                    OcvTool._shortest_glyph(inked),
+                    OcvTool._shortest_glyph(inked, dots),
                 )
             )
         return out, paper
 
     @staticmethod
-    def _shortest_glyph(inked: np.ndarray) -> float:
+    def _shortest_glyph(inked: np.ndarray, dots: bool = False) -> float:
         """Height of the shortest glyph over the line's: a broken character leaves a stub.
 
         Digits and capitals span the cap height; what remains of a character most of which
-        did not print is a short fragment. Dots of an inkjet font are merged first.
+        did not print is a short fragment. Dots of an inkjet font are merged first: when
+        most glyphs are short, or always for a product printed in dots (`dots`; in a sharp
+        image most characters' dots touch, and one dot apart is no broken character).
         """
         h = inked.shape[0]
         m = inked.astype(np.uint8)
-        for merge in (False, True):
-            if merge:  # dots of an inkjet font: merge them into glyphs first
-                m = cv2.dilate(m, np.ones((3, 3), np.uint8))
+        for merge in (True,) if dots else (False, True):
+            if merge:  # the gap between dots is a share of the line (7 dots high)
+                k = 3 if not dots else max(3, round(h / 6))
+                m = cv2.dilate(m, np.ones((k, k), np.uint8))
             n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
             if n <= 1:
                 return 0.0
@@ -279,7 +282,7 @@ class OcvTool(Tool):
                 "no decoded code to locate the printed block from (and no region set)",
             )
         block, back, scale = placed
-        lines, _ = self._lines(block, len(self.specs))
+        lines, _ = self._lines(block, len(self.specs), self.p.dots)
         if len(lines) != len(self.specs):
             return self.finding(
                 Reason.OCV_NO_READ.value,
@@ -289,9 +292,13 @@ class OcvTool(Tool):
         crops = []
         for ln in lines:
             m = max(3, (ln.y1 - ln.y0) // 3)
-            crops.append(
-                block[max(0, ln.y0 - m) : ln.y1 + m + 1, max(0, ln.x0 - m) : ln.x1 + m + 1]
-            )
+            crop = block[max(0, ln.y0 - m) : ln.y1 + m + 1, max(0, ln.x0 - m) : ln.x1 + m + 1]
+            # paper beside the first and last character: the recogniser's last steps must see
+            # the end of a character (a final J or 5 was dropped with a 3-pixel margin)
+            side = round(self.p.side_margin * (ln.y1 - ln.y0 + 1))
+            if side > 0:
+                crop = cv2.copyMakeBorder(crop, 0, 0, side, side, cv2.BORDER_REPLICATE)
+            crops.append(crop)
         return Reading(lines, self.ocr.read_lines(crops, self.alphabets), back, scale)
 
     def verify(self, reading: Reading, ctx: ToolContext) -> list[Finding]:

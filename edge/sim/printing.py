@@ -66,8 +66,10 @@ def print_block(
     cfg: Any,
     defect: str | None,
     rng: np.random.Generator,
+    stroke: int = 1,
 ) -> dict[str, Any]:
-    """The simulator's hook: print the (AI, prefix) `lines` of `gs1` as the source configures."""
+    """The simulator's hook: print the (AI, prefix) `lines` of `gs1` as the source configures
+    (`stroke`: the solid font's line width in pixels, larger in a close-up)."""
     bad = defect if defect in PRINT_DEFECTS else None
     values = printed_values(gs1, bad, rng, cfg.print_date_format)
     return draw_lines(
@@ -80,13 +82,16 @@ def print_block(
         cfg.print_font,
         bad,
         rng,
+        stroke,
     )
 
 
-def _text_mask(text: str, scale: float, size: tuple[int, int], org: tuple[int, int]) -> np.ndarray:
+def _text_mask(
+    text: str, scale: float, size: tuple[int, int], org: tuple[int, int], stroke: int = 1
+) -> np.ndarray:
     """Ink coverage 0..1 of one line drawn as cv2.putText would (anti-aliased)."""
     m = np.zeros(size, np.uint8)
-    cv2.putText(m, text, org, _FONT, scale, 255, 1, cv2.LINE_AA)
+    cv2.putText(m, text, org, _FONT, scale, 255, stroke, cv2.LINE_AA)
     return m.astype(np.float32) / 255.0
 
 
@@ -158,7 +163,9 @@ def _dot_advances(text: str, scale: float) -> tuple[list[tuple[float, float]], f
     return spans, pitch
 
 
-def _dot_mask(text: str, scale: float, size: tuple[int, int], org: tuple[int, int]) -> np.ndarray:
+def _dot_mask(
+    text: str, scale: float, size: tuple[int, int], org: tuple[int, int], stroke: int = 1
+) -> np.ndarray:
     """The same line as a continuous inkjet prints it: round dots, 7 per cap height."""
     h, w = size
     big = np.zeros((h * _UP, w * _UP), np.uint8)
@@ -174,19 +181,19 @@ def _dot_mask(text: str, scale: float, size: tuple[int, int], org: tuple[int, in
     return small.astype(np.float32) / 255.0
 
 
-def _char_span(text: str, k: int, scale: float, font: str) -> tuple[int, int]:
+def _char_span(text: str, k: int, scale: float, font: str, stroke: int = 1) -> tuple[int, int]:
     if font == "dotmatrix":
         a, b = _dot_advances(text, scale)[0][k]
         return int(a), int(math.ceil(b))
-    x0 = cv2.getTextSize(text[:k], _FONT, scale, 1)[0][0] if k else 0
-    x1 = cv2.getTextSize(text[: k + 1], _FONT, scale, 1)[0][0]
+    x0 = cv2.getTextSize(text[:k], _FONT, scale, stroke)[0][0] if k else 0
+    x1 = cv2.getTextSize(text[: k + 1], _FONT, scale, stroke)[0][0]
     return x0, x1
 
 
-def _width(text: str, scale: float, font: str) -> int:
+def _width(text: str, scale: float, font: str, stroke: int = 1) -> int:
     if font == "dotmatrix":
         return int(math.ceil(_dot_advances(text, scale)[0][-1][1]))
-    return cv2.getTextSize(text, _FONT, scale, 1)[0][0]
+    return cv2.getTextSize(text, _FONT, scale, stroke)[0][0]
 
 
 def draw_lines(
@@ -199,19 +206,20 @@ def draw_lines(
     font: str = "solid",
     defect: str | None = None,
     rng: np.random.Generator | None = None,
+    stroke: int = 1,
 ) -> dict[str, Any]:
     """Print `lines` ((prefix, value) each) on `img` from baseline `org`, one every `pitch` px.
 
     Returns what was printed and where a defect went, for the ground truth.
     """
     info: dict[str, Any] = {"font": font, "lines": [p + v for p, v in lines]}
-    widest = max(_width(p + v, scale, font) for p, v in lines)
-    th0 = cv2.getTextSize(lines[0][0] + lines[0][1], _FONT, scale, 1)[0][1]
+    widest = max(_width(p + v, scale, font, stroke) for p, v in lines)
+    th0 = cv2.getTextSize(lines[0][0] + lines[0][1], _FONT, scale, stroke)[0][1]
     info["box"] = [org[0], org[1] - th0 - 2, widest, pitch * (len(lines) - 1) + th0 + 6]
     if font == "solid" and defect not in PRINT_DEFECTS:
         for n, (p, v) in enumerate(lines):
             cv2.putText(
-                img, p + v, (org[0], org[1] + pitch * n), _FONT, scale, colour, 1, cv2.LINE_AA
+                img, p + v, (org[0], org[1] + pitch * n), _FONT, scale, colour, stroke, cv2.LINE_AA
             )
         return info
     assert rng is not None or defect not in PRINT_DEFECTS, "a print defect needs the item's rng"
@@ -237,21 +245,21 @@ def draw_lines(
     for n, (p, v) in enumerate(lines):
         text = p + v
         base = y0 + pitch * n
-        th = cv2.getTextSize(text, _FONT, scale, 1)[0][1]
-        top = max(0, base - th - 4)
-        bottom = min(h, base + 5)
-        right = min(w, x0 + _width(text, scale, font) + 4)
+        th = cv2.getTextSize(text, _FONT, scale, stroke)[0][1]
+        top = max(0, base - th - 4 * stroke)
+        bottom = min(h, base + 5 * stroke)
+        right = min(w, x0 + _width(text, scale, font, stroke) + 4 * stroke)
         if bottom <= top or right <= max(0, x0):
             continue
         size = (bottom - top, right - max(0, x0))
         local = (x0 - max(0, x0), base - top)
         make = _dot_mask if font == "dotmatrix" else _text_mask
-        a = make(text, scale, size, local)
+        a = make(text, scale, size, local, stroke)
         if n == target and rng is not None:
             info["field_line"] = n
             if defect in ("missing_char", "broken_char"):
                 k = len(p) + int(rng.integers(0, len(v)))  # a character of the value
-                c0, c1 = _char_span(text, k, scale, font)
+                c0, c1 = _char_span(text, k, scale, font, stroke)
                 c0, c1 = c0 + local[0], c1 + local[0]
                 if defect == "missing_char":
                     a[:, c0:c1] = 0.0
@@ -264,14 +272,14 @@ def draw_lines(
                 info["char"] = k
             elif defect == "smear":
                 k = len(p) + int(rng.integers(0, max(1, len(v) - 2)))
-                c0, _ = _char_span(text, k, scale, font)
-                _, c1 = _char_span(text, min(len(text) - 1, k + 2), scale, font)
+                c0, _ = _char_span(text, k, scale, font, stroke)
+                _, c1 = _char_span(text, min(len(text) - 1, k + 2), scale, font, stroke)
                 smear = np.zeros(size, np.float32)
                 cy = size[0] // 2 + int(rng.integers(-1, 2))
                 cv2.ellipse(
                     smear,
                     ((c0 + c1) // 2 + local[0], cy),
-                    (max(3, (c1 - c0) // 2 + 2), max(2, size[0] // 3)),
+                    (max(3, (c1 - c0) // 2 + 2 * stroke), max(2, size[0] // 3)),
                     float(rng.uniform(-15, 15)),
                     0,
                     360,
@@ -279,7 +287,7 @@ def draw_lines(
                     -1,
                     cv2.LINE_AA,
                 )
-                a = np.maximum(a, cv2.GaussianBlur(smear, (0, 0), 1.2))
+                a = np.maximum(a, cv2.GaussianBlur(smear, (0, 0), 1.2 * stroke))
                 info["char"] = k
             else:
                 info["printed"] = text

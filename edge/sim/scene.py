@@ -65,6 +65,17 @@ class Scene:
         """Draw one item (with `defect`, its code carrying `gs1`) onto `canvas`, in place."""
         raise NotImplementedError
 
+    def draw_label(
+        self,
+        canvas: np.ndarray,
+        defect: str | None,
+        gs1: dict[str, str],
+        rng: np.random.Generator,
+        drift: dict[str, float],
+    ) -> Drawn:
+        """The label camera's close-up of the code and its printed text (`label_view`)."""
+        raise ValueError(f"the {type(self).__name__} has no label camera")
+
 
 def scene_class(name: str) -> type[Scene]:
     """The scene of product `name`, or a clear error naming the known ones."""

@@ -148,16 +148,18 @@ class LineSimulator:
 
     def seen_in(self, i: int, defect: str | None) -> list[int]:
         """The views (cameras around the axis) in which item i's defect shows: a defect at one
-        place on the glass faces one camera; the code and its text face the first; fill, cap
-        and a missing label show all round."""
-        n = self.cfg.views
+        place on the glass faces one camera; the code and its text face the first (and the
+        label camera, `label_view`, which sees nothing else); fill and cap show all round."""
+        n, label = self.cfg.views, self.cfg.label_view
         if defect is None or n == 1:
             return list(range(n))
+        if defect in CODE_DEFECTS or defect in PRINT_DEFECTS:  # and the label camera's
+            return [0] + ([label] if label is not None else [])
+        around = [k for k in range(n) if k != label]  # the label camera sees only the label
         if defect in taxonomy.LOCAL_DEFECTS:
-            return [int(np.random.default_rng([self.cfg.seed, i, 3]).integers(0, n))]
-        if defect in CODE_DEFECTS or defect in PRINT_DEFECTS:
-            return [0]
-        return list(range(n))
+            pick = np.random.default_rng([self.cfg.seed, i, 3]).integers(0, len(around))
+            return [around[int(pick)]]
+        return around
 
     # ------------------------------------------------------------------ render
 
@@ -165,7 +167,11 @@ class LineSimulator:
         """Item i: its BGR image at the configured size, and its ground truth."""
         defect, dup_of = self.plan(i)
         view, seen_in = self.cfg.view, self.seen_in(i, defect)
-        rng = np.random.default_rng([self.cfg.seed, i, 2] + ([view] if view else []))
+        closeup = view == self.cfg.label_view
+        # the label camera reads the same code as the front one: the same stream for its data
+        rng = np.random.default_rng(
+            [self.cfg.seed, i, 2] + ([view] if view and not closeup else [])
+        )
         light = lighting(self.cfg, i, rng)
         code_defect = defect if defect in CODE_DEFECTS else None
         gs1 = self._code_data(i, code_defect, dup_of, rng)
@@ -174,7 +180,11 @@ class LineSimulator:
         self.scene.front = view == 0  # the code and text face the first camera
         shown = defect if view in seen_in else None
         novel = shown if shown in NOVEL_DEFECTS else None
-        drawn = self.scene.draw(canvas, None if novel else shown, gs1, rng, drift)
+        if closeup:  # only what is on the label shows
+            on_label = shown if shown in CODE_DEFECTS or shown in PRINT_DEFECTS else None
+            drawn = self.scene.draw_label(canvas, on_label, gs1, rng, drift)
+        else:
+            drawn = self.scene.draw(canvas, None if novel else shown, gs1, rng, drift)
         if novel:  # over the good item, before light and noise; its own random stream
             nrng = np.random.default_rng([self.cfg.seed, i, 3])
             drawn.boxes[novel] = draw_novel(novel, self.scenario, canvas, drawn, nrng)

@@ -32,6 +32,9 @@ class VialScene(Scene):
     _LABEL = (25, 232, 215, 402)
     _NOMINAL_FILL = 165
     _CAP = (60, 12, 180, 84)  # cap sprite patch in vial coordinates
+    #: the label camera's pixels per pixel of the whole-vial view (`label_view`): the text
+    #: about 24 px high instead of 8, as a camera close to the label sees it
+    LABEL_ZOOM = 3
 
     def __init__(self, stage: Stage, cfg: SimulatorSource):
         super().__init__(stage, cfg)
@@ -187,25 +190,12 @@ class VialScene(Scene):
             printed = False
         elif printed:
             lab = self._v_label.copy()
-            sym = module_image(gs1data.hri(gs1), 3)
-            if defect == "damaged_code":
-                sym = damage_code(sym, rng)
-            sym = fade(sym, contrast_factor(drift))
-            sh, sw = sym.shape
-            cy = 48
-            lab[cy : cy + sh, 10 : 10 + sw] = (
-                sym[..., None] * (0.86 if rng.random() < 0.5 else 0.9)
-            ).astype(np.uint8) + 8
-            tx = 18 + sw
-            hri_lines = [(ai, f"({ai})") for ai in ("01", "17", "10", "21")]
-            info = printing.print_block(
-                lab, gs1, hri_lines, (tx, cy + 12), 16, 0.6, (30, 30, 30), self.cfg, defect, rng
-            )
+            info, (cx, cy, sw, sh) = self._print(lab, defect, gs1, rng, drift, 1)
             bx, by, bw, bh = info["box"]
             for d in PRINT_DEFECTS:
                 boxes[d] = (lx0 + bx, ly0 + by, bw, bh)
             p[ly0:ly1, lx0:lx1] = lab
-            code_box = (lx0 + 10, ly0 + cy, sw, sh)
+            code_box = (lx0 + cx, ly0 + cy, sw, sh)
         boxes["missing_label"] = (lx0, ly0, lx1 - lx0, ly1 - ly0)
         boxes["code"] = code_box
         for c in CODE_DEFECTS:
@@ -251,6 +241,71 @@ class VialScene(Scene):
         m = self.stage.place(canvas, p, x0, y0, angle, rng)
         out = {k: box_after(m, b, (x0, y0)) for k, b in boxes.items() if b is not None}
         return Drawn(out, out.get("code"), printed, info if printed else None)
+
+    def _print(self, lab, defect, gs1, rng, drift, z: int) -> tuple[dict, tuple[int, ...]]:
+        """The code and its human-readable lines on the label `lab`, drawn at `z` pixels per
+        pixel of the whole-vial view (1: that view); the print info and the code's box."""
+        sym = module_image(gs1data.hri(gs1), 3 * z)
+        if defect == "damaged_code":
+            sym = damage_code(sym, rng)
+        sym = fade(sym, contrast_factor(drift))
+        sh, sw = sym.shape
+        cx, cy = 10 * z, 48 * z
+        lab[cy : cy + sh, cx : cx + sw] = (
+            sym[..., None] * (0.86 if rng.random() < 0.5 else 0.9)
+        ).astype(np.uint8) + 8
+        hri_lines = [(ai, f"({ai})") for ai in ("01", "17", "10", "21")]
+        org = (cx + 8 * z + sw, cy + 12 * z)
+        colour = (30, 30, 30)
+        info = printing.print_block(
+            lab, gs1, hri_lines, org, 16 * z, 0.6 * z, colour, self.cfg, defect, rng, max(1, z - 1)
+        )
+        return info, (cx, cy, sw, sh)
+
+    def draw_label(self, canvas, defect, gs1, rng, drift) -> Drawn:
+        """The label camera: the code and its text `LABEL_ZOOM` times larger than in `draw`.
+
+        A real station reads the printed text with a camera of its own close to the label;
+        the whole-vial view prints it about 8 px high, too small to tell J from 0 reliably.
+        Only code and print defects show here (`defect` is None for the others); the code's
+        data is the front view's, a print defect is of the same class (which character it
+        hit may differ: the defect is drawn in this camera's own order).
+        """
+        z = self.LABEL_ZOOM
+        h, w = canvas.shape[:2]
+        lab = cv2.resize(self._v_label, None, fx=z, fy=z, interpolation=cv2.INTER_LINEAR)
+        # the label wraps round the vial: beyond the whole-vial view's edge there is more paper
+        lab = cv2.copyMakeBorder(lab, 0, 0, 0, 20 * z, cv2.BORDER_REPLICATE)
+        # the code and text in the middle of the frame, moved as the vial is on the line
+        ox = w // 2 - 101 * z + int(rng.integers(-12, 13))
+        oy = h // 2 - 84 * z + int(rng.integers(-15, 16))
+        angle = float(rng.uniform(-1.5, 1.5))
+        info, code_box = None, None
+        boxes: dict[str, tuple] = {"missing_label": (ox, oy, lab.shape[1], lab.shape[0])}
+        if defect != "missing_label":  # no label: the camera sees the backlit glass
+            info, (cx, cy, sw, sh) = self._print(lab, defect, gs1, rng, drift, z)
+            bx, by, bw, bh = info["box"]
+            for d in PRINT_DEFECTS:
+                boxes[d] = (ox + bx, oy + by, bw, bh)
+            code_box = (ox + cx, oy + cy, sw, sh)
+            for c in CODE_DEFECTS:
+                boxes.setdefault(c, code_box)
+            boxes["code"] = code_box
+            x0, y0 = max(0, ox), max(0, oy)
+            x1, y1 = min(w, ox + lab.shape[1]), min(h, oy + lab.shape[0])
+            canvas[y0:y1, x0:x1] = lab[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        out = cv2.warpAffine(
+            canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        blur = rng.random()  # the same optics as the whole-vial view, in this camera's pixels
+        if blur < 0.35:
+            out = cv2.GaussianBlur(out, (0, 0), 0.3 * z)
+        elif blur < 0.5:
+            out = cv2.blur(out, (z + 1, 1))
+        canvas[:] = out
+        placed = {k: box_after(m, b, (0, 0)) for k, b in boxes.items()}
+        return Drawn(placed, placed.get("code"), info is not None, info)
 
     def _draw_crack(self, p, rng) -> tuple:
         x, y = float(rng.uniform(50, 190)), float(rng.uniform(140, 215))

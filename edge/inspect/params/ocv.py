@@ -102,6 +102,15 @@ class OcvParams(ToolParams):
         le=2.0,
         description="widen each line before reading: 1.4 for condensed inkjet (dot) fonts",
     )
+    dots: bool = Field(
+        False, description="printed in a dot (inkjet) font: dots joined before glyphs are measured"
+    )
+    side_margin: float = Field(
+        0.5,
+        ge=0,
+        le=2,
+        description="paper added before and after each line, in line heights, before reading",
+    )
     alphabet: str = DEFAULT_ALPHABET
 
     @model_validator(mode="after")
