@@ -7,6 +7,7 @@ recorder that commits verdicts before they are published on the bus.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -87,6 +88,9 @@ class Pipeline:
         #: run before a batch starts (the challenge test); raises to refuse the batch and
         #: returns what the batch record keeps of it (`{"challenge_id": ...}`)
         self.before_batch: Any = None
+        #: exposure and gain per camera as the last changeover set them (read back), kept
+        #: in each batch's record; None: the cameras run as configured
+        self.camera_settings: dict[str, Any] | None = None
         #: a multi-view station's sources by view name (empty: the one `source`)
         self.view_sources: dict[str, Source] = {}
         if cfg.views:
@@ -167,6 +171,7 @@ class Pipeline:
                 "started_by": by,
                 "source": source,
                 "challenge_id": (gate or {}).get("challenge_id"),
+                "camera": json.dumps(self.camera_settings) if self.camera_settings else None,
             }
         )
         self.batch = BatchState(batch.lot, batch.gtin, batch.expiry, batch_id)

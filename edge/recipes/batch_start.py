@@ -62,3 +62,31 @@ def expiry_problem(expiry: str) -> str | None:
         except ValueError:
             return "expiry is not a calendar date"
     return None
+
+
+#: symbology identifiers a scanner may send before a GS1 message (Data Matrix, Code 128,
+#: QR, DataBar)
+_SYMBOLOGY = re.compile(r"^\](d2|C1|Q3|e0)")
+
+
+def scanned(text: str) -> dict[str, str]:
+    """GTIN, lot and expiry from a scanned GS1 element string: as the scanner sends it
+    (GS between fields, optionally `]d2` first) or as printed, `(01)...(17)...(10)...`.
+
+    Returns the fields found (`gtin`, `lot`, `expiry`); ValueError saying why for a scan that
+    is not a GS1 element string. Each field is then checked as a typed one is."""
+    from edge.inspect.gs1 import GS, interpret
+
+    t = _SYMBOLOGY.sub("", text.strip())
+    if t.startswith("("):  # the human-readable form: the brackets delimit the AIs
+        t = re.sub(r"\((\d{2,4})\)", lambda m: GS + m.group(1), t)
+    data = interpret(t)
+    if data.problems and not data.ais:
+        raise ValueError(f"the scan is not a GS1 element string ({data.problems[0].message})")
+    out = {}
+    for ai, key in (("01", "gtin"), ("10", "lot"), ("17", "expiry")):
+        if ai in data.ais:
+            out[key] = data.ais[ai]
+    if not out:
+        raise ValueError("the scan holds no GTIN (01), lot (10) or expiry (17)")
+    return out

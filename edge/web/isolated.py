@@ -172,6 +172,7 @@ class IsolatedWeb:
             "stats": p.stats.snapshot(),
             "batch": dataclasses.asdict(b) if b else None,
             "recipe": p.recipe.name,
+            "stamp": dataclasses.asdict(p.stamp),  # the approved version the line runs
             "alarms": [a.to_dict() for a in p.alarms.active()],
             "history": [a.to_dict() for a in p.alarms.history()[-200:]],
         }
@@ -255,11 +256,11 @@ class _Remote:
         self.conn = conn
         self.lock = threading.Lock()
 
-    def call(self, method: str, **kw: Any) -> Any:
+    def call(self, method: str, timeout_s: float = 30.0, **kw: Any) -> Any:
         with self.lock:
             self.conn.send((method, kw))
-            if not self.conn.poll(30):
-                raise TimeoutError(f"the line did not answer {method} in 30 s")
+            if not self.conn.poll(timeout_s):
+                raise TimeoutError(f"the line did not answer {method} in {timeout_s:g} s")
             status, value = self.conn.recv()
         if status != "ok":
             if str(value).startswith("OperationalError: "):  # the line's database refused a
@@ -320,6 +321,7 @@ class RemotePipeline:
         self.images = ImageStore(state / "images")
         self.bus = Bus()
         self.snap: dict[str, Any] = {}
+        self._recipe: tuple[tuple[str, int], Any] | None = None
         self.stats = RemoteStats(self)
         self.alarms = RemoteAlarms(self)
 
@@ -329,8 +331,28 @@ class RemotePipeline:
         return BatchState(**b) if b else None
 
     @property
+    def stamp(self) -> Any:
+        """Name, version and hash of the recipe the line runs (from the line's snapshot)."""
+        from edge.recipes.book import Stamp
+
+        st = self.snap.get("stamp")
+        return Stamp(**st) if st else None
+
+    @property
     def recipe(self) -> Any:
-        return self.cfg.recipes[self.snap.get("recipe") or self.cfg.active_recipe().name]
+        """The recipe the line really runs: the approved version from the database that the
+        line's snapshot names, not the config file's copy (which may be an unapproved draft,
+        or not hold a recipe a changeover switched to)."""
+        st = self.stamp
+        if st is None:
+            return self.cfg.recipes[self.snap.get("recipe") or self.cfg.active_recipe().name]
+        key = (st.name, st.version)
+        cached = self._recipe
+        if cached is None or cached[0] != key:
+            from edge.recipes.book import RecipeBook
+
+            cached = self._recipe = (key, RecipeBook(self.db).version(st.name, st.version))
+        return cached[1]
 
     def start_batch(self, batch: BatchState, by: str | None = None, source: str = "local") -> str:
         r = self.remote.call("start_batch", batch=dataclasses.asdict(batch), by=by, source=source)
@@ -368,8 +390,8 @@ class RemoteChangeover:
     def start(
         self, gtin: str, lot: str, expiry: str, by: str | None = None, source: str = "hmi"
     ) -> str:
-        r = self.p.remote.call(
-            "changeover", gtin=gtin, lot=lot, expiry=expiry, by=by, source=source
+        r = self.p.remote.call(  # waits for items in flight and the challenge: minutes at most
+            "changeover", timeout_s=300, gtin=gtin, lot=lot, expiry=expiry, by=by, source=source
         )
         self.p.snap = r["snapshot"]
         return r["id"]
