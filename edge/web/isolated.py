@@ -68,6 +68,7 @@ class IsolatedWeb:
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._last_frame = 0.0
+        self._recipe_sent: tuple[str, int] | None = None
         self.port: int | None = None
         self.error: str | None = None
         self.dropped = 0
@@ -82,6 +83,7 @@ class IsolatedWeb:
     def start(self) -> None:
         self.proc.start()
         self._send(("snapshot", self._snapshot()))  # the first page the child serves is complete
+        self._send_recipe()
         if self._port_r.poll(60):
             try:
                 msg = self._port_r.recv()
@@ -177,9 +179,19 @@ class IsolatedWeb:
             "history": [a.to_dict() for a in p.alarms.history()[-200:]],
         }
 
+    def _send_recipe(self) -> None:
+        """The recipe the line runs, whenever it changed (a changeover): the web process
+        judges (shadow mode) and shows with it, never the config file's copy."""
+        p = self.pipeline
+        key = (p.stamp.name, p.stamp.version)
+        if key != self._recipe_sent:
+            self._recipe_sent = key
+            self._send(("recipe", (key, p.recipe)))
+
     def _push_snapshots(self) -> None:
         while not self._stop.wait(SNAPSHOT_EVERY_S):
             if self.proc.is_alive():
+                self._send_recipe()
                 self._send(("snapshot", self._snapshot()))
 
     # -- commands from the web process
@@ -196,6 +208,7 @@ class IsolatedWeb:
                 reply: tuple[str, Any] = ("ok", self._call(method, kwargs))
             except Exception as exc:
                 reply = ("error", f"{type(exc).__name__}: {exc}")
+            self._send_recipe()  # before the reply: the page after a changeover shows it
             try:
                 self._rpc.send(reply)
             except (OSError, ValueError):
@@ -344,15 +357,13 @@ class RemotePipeline:
         line's snapshot names, not the config file's copy (which may be an unapproved draft,
         or not hold a recipe a changeover switched to)."""
         st = self.stamp
-        if st is None:
-            return self.cfg.recipes[self.snap.get("recipe") or self.cfg.active_recipe().name]
-        key = (st.name, st.version)
         cached = self._recipe
-        if cached is None or cached[0] != key:
-            from edge.recipes.book import RecipeBook
+        if st is None or (cached is not None and cached[0] == (st.name, st.version)):
+            return cached[1] if cached else self.cfg.active_recipe()
+        # the line sends each recipe it switches to; until it arrives, the database's copy
+        from edge.recipes.book import RecipeBook
 
-            cached = self._recipe = (key, RecipeBook(self.db).version(st.name, st.version))
-        return cached[1]
+        return RecipeBook(self.db).version(st.name, st.version)
 
     def start_batch(self, batch: BatchState, by: str | None = None, source: str = "local") -> str:
         r = self.remote.call("start_batch", batch=dataclasses.asdict(batch), by=by, source=source)
@@ -377,6 +388,8 @@ class RemotePipeline:
             topic, payload = msg
             if topic == "snapshot":
                 self.snap = payload
+            elif topic == "recipe":
+                self._recipe = payload  # ((name, version), Recipe) as the line runs it
             else:
                 self.bus.publish(topic, payload)
 
