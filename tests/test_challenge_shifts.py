@@ -41,7 +41,7 @@ def test_shift_times_are_checked_in_the_config():
     cfg = parse_config({"challenge": {"shifts": ["22:00", "06:00"]}})
     assert cfg.challenge.shifts == ["06:00", "22:00"]
     for bad in (["6:00"], ["24:00"], ["06:00", "06:00"]):
-        with pytest.raises(ConfigError, match="challenge.shifts"):
+        with pytest.raises(ConfigError, match=r"challenge\.shifts"):
             parse_config({"challenge": {"shifts": bad}})
 
 
