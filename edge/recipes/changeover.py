@@ -248,7 +248,8 @@ class Changeover:
         wait_s: float | None = None,
     ) -> str:
         """Change over to the product of `gtin` and start its batch (challenge first)."""
-        self.progress = {"gtin": gtin, "lot": lot, "phase": "checking", "failures": []}
+        n = int(self.progress.get("n", 0)) + 1  # the touchscreen follows its own changeover
+        self.progress = {"n": n, "gtin": gtin, "lot": lot, "phase": "checking", "failures": []}
         try:
             bid = self._start(gtin, lot, expiry, by, source, wait_s)
         except ChangeoverRefused as exc:
