@@ -210,6 +210,22 @@ def line_trend(name: str, request: Request, _s: Session = Depends(require(*LINE_
     )
 
 
+@router.get("/api/line/recipe")
+def line_recipe(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> dict[str, Any]:
+    """The recipe the line runs now: the approved version from the database (name, version,
+    content hash) and its content as stored under that hash (not the config file's copy)."""
+    p = ctx_of(request).pipeline
+    stamp = p.stamp
+    doc = RecipeBook(p.db).docs.get(stamp.name, stamp.version)
+    return {
+        "name": stamp.name,
+        "version": stamp.version,
+        "sha256": stamp.sha256,
+        "status": doc["status"],
+        "content": doc["content"],
+    }
+
+
 @router.get("/api/line/products")
 def line_products(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> list:
     """The products the operator may change over to: approved, with an approved recipe
@@ -254,7 +270,10 @@ def batch_check(
     problems: dict[str, str] = {}
     if body.scan:
         try:
-            values.update(scanned(body.scan))
+            read, problem = scanned(body.scan)
+            values.update(read)
+            if problem:
+                problems["scan"] = problem
         except ValueError as exc:
             problems["scan"] = str(exc)
     for field, rule in (("gtin", gtin_problem), ("lot", lot_problem), ("expiry", expiry_problem)):
