@@ -72,6 +72,60 @@ def browser():
         b.close()
 
 
+NEW_GTIN = "09506000134376"
+
+
+def test_technician_drafts_a_product_on_its_page_and_qa_approves_it_with_an_e_signature(
+    live, browser
+):
+    appl, url = live
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    login(page, url, "tom")
+    page.goto(url + "/products")
+    page.click("#new-product")
+    page.fill("[name=gtin]", "123")
+    page.fill("[name=name]", "Clear vial 5 ml")
+    page.select_option("[name=recipe]", "vials")
+    page.select_option("[name=scenario]", "vials")
+    page.fill("[name=exposure_us]", "10000")
+    page.click("#add-unit")
+    page.fill("#challenge tr.unit >> nth=0 >> .u-defect", "low_fill")
+    page.click("#add-unit")
+    page.select_option("#challenge tr.unit >> nth=1 >> .u-expect", "PASS")
+    page.click("#save-draft")
+    page.wait_for_function("() => document.querySelector('[data-error=gtin]').textContent")
+    assert "check digit" in page.inner_text("[data-error=gtin]")
+    assert "bad" in page.get_attribute("[name=gtin]", "class")
+
+    page.fill("[name=gtin]", NEW_GTIN)
+    page.click("#save-draft")
+    page.wait_for_url(f"**/products/{NEW_GTIN}?version=1")
+    assert "a known-bad unit needs its expected reason" in page.inner_text("#problems")
+    page.fill("#challenge tr.unit >> nth=0 >> .u-reason", "LOW_FILL")
+    page.click("#save-draft")
+    page.wait_for_url(f"**/products/{NEW_GTIN}?version=2")
+    assert page.locator("#problems").count() == 0
+    ctx.close()
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = ctx.new_page()
+    login(page, url, "quinn")
+    page.goto(url + f"/products/{NEW_GTIN}")
+    assert page.locator("#challenge tr.unit").count() == 2
+    page.click("#btn-approve")
+    page.fill("#sign-password", ws.PASSWORDS["quinn"][2])
+    page.fill("#sign-reason", "challenge set and camera reviewed")
+    page.click("#do-sign")
+    page.wait_for_function("() => document.getElementById('doc-status').textContent === 'approved'")
+    assert "Quinn Quality" in page.inner_text("#signatures")
+    page.screenshot(path=str(OUT / "product-approved-1280x800.png"), full_page=True)
+    ctx.close()
+    from edge.recipes.products import ProductMaster
+
+    assert ProductMaster(appl.pipeline.db).approved(NEW_GTIN).camera.exposure_us == 10000
+
+
 def test_operator_changes_over_to_the_vials_product_and_the_batch_enters_execute(live, browser):
     appl, url = live
     OUT.mkdir(exist_ok=True)

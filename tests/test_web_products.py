@@ -39,12 +39,12 @@ def test_products_are_listed_shown_with_their_challenge_set_edited_and_approved(
     appl = ws.appliance(tmp_path, imgs=[])
     ws.add_users(appl)
     (tech, ht), (qa, hq), (op, _ho) = clients(appl)
-    assert op.get("/tech/products").status_code == 403  # not the operator's page
-    assert "/tech/products" in tech.get("/tech/products").text  # in the technician's nav
+    assert op.get("/products").status_code == 403  # not the operator's page
+    assert "/products" in tech.get("/products").text  # in the technician's nav
 
     bad = {**VIALS, "challenge": [{"defect": "low_fill", "expect": "REJECT"}]}
     v1 = tech.post("/api/products", json=bad, headers=ht).json()["version"]
-    page = qa.get(f"/tech/products/{GTIN}").text
+    page = qa.get(f"/products/{GTIN}").text
     assert "Cannot be approved yet" in page
     assert "a known-bad unit needs its expected reason" in page
     assert "the challenge set has no known-good unit" in page
@@ -52,7 +52,7 @@ def test_products_are_listed_shown_with_their_challenge_set_edited_and_approved(
 
     v2 = tech.post("/api/products", json=VIALS, headers=ht).json()["version"]
     assert v2 == v1 + 1
-    page = tech.get(f"/tech/products/{GTIN}").text
+    page = tech.get(f"/products/{GTIN}").text
     assert "Cannot be approved yet" not in page and 'id="btn-approve"' not in page  # tech
     assert page.count('class="unit"') == 2 and 'value="LOW_FILL"' in page  # the set, editable
     sign = {"password": "qa-secret-1", "reason": "reviewed the product"}
@@ -63,14 +63,14 @@ def test_products_are_listed_shown_with_their_challenge_set_edited_and_approved(
     v3 = tech.post(
         "/api/products", json={**VIALS, "camera": {"exposure_us": 7000}}, headers=ht
     ).json()["version"]
-    page = qa.get(f"/tech/products/{GTIN}?version={v3}").text
+    page = qa.get(f"/products/{GTIN}?version={v3}").text
     assert "Changes against approved v2" in page
     assert "camera.exposure_us" in page and "9000" in page and "7000" in page
-    shown = qa.get(f"/tech/products/{GTIN}?version={v2}").text
+    shown = qa.get(f"/products/{GTIN}?version={v2}").text
     assert "Quinn Quality" in shown and "approved" in shown  # its signature
-    listed = tech.get("/tech/products").text
+    listed = tech.get("/products").text
     assert GTIN in listed and "v2" in listed and "v3 · draft" in listed
-    assert tech.get("/tech/products/09506000134369").status_code == 404
+    assert tech.get("/products/09506000134369").status_code == 404
     appl.stop()
 
 

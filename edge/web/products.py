@@ -56,7 +56,7 @@ def _choices(book: RecipeBook) -> dict[str, Any]:
     }
 
 
-@router.get("/tech/products")
+@router.get("/products")
 def products_page(request: Request, s: Session = Depends(require(*MODELS_VIEW))) -> Response:
     ctx = ctx_of(request)
     master, _book = _master(ctx)
@@ -68,9 +68,9 @@ def products_page(request: Request, s: Session = Depends(require(*MODELS_VIEW)))
     )
 
 
-@router.get("/tech/products/new")
+@router.get("/products/new")
 def product_new(request: Request, _s: Session = Depends(require(*TECH))) -> Response:
-    _master_, book = _master(ctx_of(request))
+    _, book = _master(ctx_of(request))
     blank = Product.model_construct(
         gtin="", name="", recipe="", scenario=None, challenge=[]
     ).model_dump(mode="json", warnings=False)
@@ -91,7 +91,7 @@ def product_new(request: Request, _s: Session = Depends(require(*TECH))) -> Resp
     )
 
 
-@router.get("/tech/products/{gtin}")
+@router.get("/products/{gtin}")
 def product_page(
     gtin: str,
     request: Request,

@@ -84,7 +84,7 @@
       if (r.status === 422 && data && Array.isArray(data.detail) && data.detail.length && data.detail[0].field !== undefined) { showErrors(data.detail); return; }
       if (!r.ok) { $("form-error").textContent = (data && typeof data.detail === "string") ? data.detail : "The draft was not saved (" + r.status + ")."; return; }
       EI.toast("Draft v" + data.version + " saved");
-      setTimeout(() => { location.href = "/tech/products/" + data.gtin + "?version=" + data.version; }, 400);
+      setTimeout(() => { location.href = "/products/" + data.gtin + "?version=" + data.version; }, 400);
     } catch (e) { $("form-error").textContent = e.message; }
   });
 
