@@ -420,10 +420,16 @@ class GenICamCapture(Source):
         link = self._link
         if link is None:
             raise aravis.CameraError(f"camera {self.label} is not connected")
-        link.cam.set_exposure(exposure_us, gain)
-        # a reconnect opens the camera from the config: it must bring these values back
+        # a reconnect opens the camera from the config, and the settings-drift alarm compares
+        # the camera with it: the config takes the values first, and keeps the old on refusal
+        old = self.cfg
         keep = {k: v for k, v in (("exposure_us", exposure_us), ("gain", gain)) if v is not None}
         self.cfg = self.cfg.model_copy(update=keep)
+        try:
+            link.cam.set_exposure(exposure_us, gain)
+        except Exception:
+            self.cfg = old
+            raise
         got = link.cam.settings()
         return {k: got.get(k) for k in ("exposure_us", "gain")}
 
