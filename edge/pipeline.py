@@ -200,6 +200,21 @@ class Pipeline:
         return recipe
 
     @property
+    def active(self) -> tuple[Recipe, list[Tool], Stamp]:
+        """Recipe, tools and stamp as one (what `restore` takes back)."""
+        return self._active
+
+    def restore(self, active: tuple[Recipe, list[Tool], Stamp]) -> None:
+        """Back to what the line ran before a changeover that was refused after its recipe
+        was loaded (the challenge failed): the running batch goes on as it was."""
+        if active is self._active:
+            return
+        self._retired_tools.extend(self.tools)
+        self._active = active
+        recipe = active[0]
+        self.deadline_s = (recipe.deadline_ms or self.cfg.pipeline.deadline_ms) / 1000.0
+
+    @property
     def recipe(self) -> Recipe:
         return self._active[0]
 

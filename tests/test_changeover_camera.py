@@ -77,11 +77,16 @@ def test_the_challenge_sees_the_products_exposure(tmp_path):
     master = ProductMaster(app.pipeline.db, app.audit)
     master.docs.seed(DARK_GTIN, product(DARK_GTIN, exposure_us=1500))
     try:
+        running, stamp = app.pipeline.batch, app.pipeline.stamp
+        assert running is not None  # the simulator's batch, challenged at start
         with pytest.raises(ChangeoverRefused) as refused:
             app.changeover.start(DARK_GTIN, "DARK1", "281231")
         assert refused.value.code == "challenge_failed"
         assert app.changeover.last is not None and not app.changeover.last.passed
-        assert app.pipeline.batch is None or app.pipeline.batch.lot != "DARK1"
+        # the refused product left nothing behind: the running batch goes on as it was
+        assert app.pipeline.batch == running and app.pipeline.stamp == stamp
+        assert app.pipeline.source.cfg.exposure_us is None, "the camera's exposure is back"
+        assert app.pipeline.camera_settings is None
     finally:
         close(app)
 

@@ -123,6 +123,34 @@ def test_the_changeover_reports_each_step_and_the_header_names_product_and_recip
         appl.stop()
 
 
+def test_a_failed_challenge_tells_the_panel_which_unit_failed_and_why(tmp_path):
+    appl = ws.appliance(tmp_path, imgs=[])
+    ws.add_users(appl)
+    wrong = {**CARTONS, "challenge": [
+        {"defect": "wrong_lot", "expect": "REJECT", "reason": "GTIN_MISMATCH"},
+        {"expect": "PASS"},
+    ]}  # fmt: skip
+    ProductMaster(appl.pipeline.db, appl.audit).docs.seed(GTIN, wrong)
+    appl.start()
+    try:
+        client, h = operator(appl)
+        r = client.post(
+            "/api/line/batch/changeover",
+            json={"gtin": GTIN, "lot": "F1", "expiry": "281231"},
+            headers=h,
+        )
+        assert r.status_code == 409
+        assert "wrong_lot#1: expected REJECT GTIN_MISMATCH, got REJECT" in r.json()["detail"]
+        co = client.get("/api/line/state").json()["changeover"]
+        assert (co["phase"], co["code"], co["lot"]) == ("refused", "challenge_failed", "F1")
+        assert [(f["unit"], f["expect_reason"]) for f in co["failures"]] == [
+            ("wrong_lot#1", "GTIN_MISMATCH")
+        ]
+        assert appl.pipeline.batch is None and appl.pipeline.recipe.name == "t"
+    finally:
+        appl.stop()
+
+
 @pytest.mark.parametrize("layout", ["in process", "own process"])
 def test_the_web_shows_the_recipe_version_the_line_runs_not_the_config_files(tmp_path, layout):
     appl = ws.appliance(tmp_path, imgs=[])

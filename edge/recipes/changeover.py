@@ -50,6 +50,8 @@ class Changeover:
         #: the changeover in progress (or the last one): phase, items in flight, units judged
         self.progress: dict[str, Any] = {}
         self._reporting = False  # a changeover runs: the challenge reports unit by unit
+        self._undo_camera: list[tuple[Any, Any, Any]] = []  # (set_exposure, exposure, gain)
+        self._camera_before: dict[str, Any] | None = None
 
     def _report(self, **kw: Any) -> None:
         """The changeover's progress, replaced whole and published for the touchscreen."""
@@ -211,7 +213,7 @@ class Changeover:
         p = self.p
         sources = dict(p.view_sources) or {getattr(p.source, "label", "camera"): p.source}
         applied: dict[str, Any] = {}
-        done: list[tuple[Any, Any, Any]] = []
+        self._undo_camera = []
         for name, src in sources.items():
             setter = getattr(src, "set_exposure", None)
             try:
@@ -221,22 +223,26 @@ class Changeover:
                     )
                 old = (getattr(src.cfg, "exposure_us", None), getattr(src.cfg, "gain", None))
                 applied[name] = setter(cam.exposure_us, cam.gain)
-                done.append((setter, *old))
+                self._undo_camera.append((setter, *old))
             except Exception as exc:
-                for undo, exposure, gain in reversed(done):
-                    try:
-                        if exposure is not None or gain is not None:
-                            undo(exposure, gain)
-                    except Exception:
-                        log.exception("camera settings not restored")
+                self._restore_camera()
                 raise ChangeoverRefused(
                     "camera_refused",
                     f"camera {name} refused the settings of product {product.gtin} "
                     f"(exposure {cam.exposure_us} us, gain {cam.gain}): "
                     f"{getattr(exc, 'message', None) or exc}",
                 ) from None
-        p.camera_settings = applied
+        self._camera_before, p.camera_settings = p.camera_settings, applied
         return applied
+
+    def _restore_camera(self) -> None:
+        """The cameras back to what they ran before this changeover (best effort, logged)."""
+        undo, self._undo_camera = self._undo_camera, []
+        for setter, exposure, gain in reversed(undo):
+            try:
+                setter(exposure, gain)  # None: the simulator's nominal; a camera's own value
+            except Exception:
+                log.exception("camera settings not restored")
 
     def start(
         self,
@@ -283,7 +289,22 @@ class Changeover:
                 raise ChangeoverRefused("items_in_flight", f"{n} items in flight did not finish")
             time.sleep(0.01)
         self._report(phase="camera", in_flight=0)
+        before = p.active
         camera = self.apply_camera(product)
+        try:
+            return self._switch(product, lot, expiry, by, source, camera)
+        except Exception:  # refused (or failed): nothing of that product stays on the line
+            p.restore(before)
+            if camera is not None:
+                self._restore_camera()
+                p.camera_settings = self._camera_before
+            raise
+
+    def _switch(
+        self, product: Any, lot: str, expiry: str, by: str | None, source: str, camera: Any
+    ) -> str:
+        """The product's recipe, then its batch once the challenge passed."""
+        p = self.p
         if camera is not None and self.audit is not None:
             self.audit.record(
                 by or "system", "camera.settings", f"product:{product.gtin}", new=camera
