@@ -7,7 +7,9 @@ is Aravis's fake one on loopback, as in test_genicam.py."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -18,6 +20,8 @@ from test_genicam import _pipeline_cfg
 from edge.app import Appliance
 from edge.recipes.changeover import ChangeoverRefused
 from edge.recipes.products import ProductMaster
+from edge.web import batch_record
+from edge.web.report_pdf import render_pdf
 
 GTIN = "09506000134352"
 DARK_GTIN = "09506000134369"
@@ -56,6 +60,16 @@ def test_the_simulated_camera_takes_the_products_exposure_and_the_batch_records_
         after = float(src.sim.render(3)[0].mean())
         assert after == pytest.approx(before / 2, rel=0.15), "half the exposure, half the light"
         assert batch_camera(tmp_path, "EXP1") == {"camera": {"exposure_us": 5000, "gain": 0}}
+        rep = batch_record.build(
+            app.pipeline.db, app.audit, app.pipeline.batch.id, station="edge-01"
+        )
+        assert rep["camera"] == [{"camera": "camera", "exposure_us": 5000, "gain": 0}]
+        pdf = tmp_path / "record.pdf"
+        pdf.write_bytes(render_pdf(rep))
+        text = subprocess.run(
+            ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        assert re.search(r"camera\s+5000(\.0)?\s+0", text), "the PDF names the exposure"
         audit = app.audit.entries(user="olga")
         assert any(e["action"] == "camera.settings" for e in audit)
 
