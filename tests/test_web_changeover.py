@@ -53,6 +53,17 @@ def test_a_batch_started_by_lot_is_checked_by_the_same_gs1_rules_as_a_changeover
     assert appl.pipeline.batch is None
     r = client.post("/api/line/batch/start", json={"lot": "A1", "expiry": "280200"}, headers=h)
     assert r.status_code == 200, r.text  # day 00: the end of the month in GS1
+    assert appl.pipeline.recipe.name == "t"
+
+    # the GTIN of an approved product: that product's changeover, never its batch on "t"
+    ProductMaster(appl.pipeline.db, appl.audit).docs.seed(GTIN, CARTONS)
+    body = {"lot": "A2", "gtin": GTIN}
+    r = client.post("/api/line/batch/start", json=body, headers=h)
+    assert r.status_code == 422 and "needs its expiry" in r.json()["detail"]
+    r = client.post("/api/line/batch/start", json={**body, "expiry": "281231"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert (appl.pipeline.recipe.name, appl.pipeline.batch.lot) == ("cartons", "A2")
+    assert appl.changeover.last.passed and appl.changeover.last.units == 2
     appl.stop()
 
 

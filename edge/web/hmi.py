@@ -323,8 +323,16 @@ def batch_changeover(
 def batch_start(
     body: BatchStart, request: Request, s: Session = Depends(require(*LINE_CONTROL))
 ) -> dict[str, Any]:
+    """A batch by lot. A GTIN of an approved product makes it that product's changeover (its
+    recipe, camera settings and challenge), as MES `start_batch` does: never a product's
+    batch on another product's recipe."""
     ctx = ctx_of(request)
     p = ctx.pipeline
+    if body.gtin and ProductMaster(p.db).approved(body.gtin) is not None:
+        if not body.expiry:
+            raise HTTPException(422, "expiry: a product's batch needs its expiry (YYMMDD)")
+        co = Changeover(gtin=body.gtin, lot=body.lot, expiry=body.expiry)
+        return batch_changeover(co, request, s)
     old = p.batch
     try:
         bid = p.start_batch(
