@@ -11,6 +11,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from edge.app import Appliance
 from edge.config import default_recipes
 from edge.recipes.book import recipe_content
 from edge.recipes.products import ProductMaster
@@ -18,6 +19,7 @@ from edge.store.recipes import content_hash
 from edge.web.server import create_app
 
 import web_support as ws
+from fake_tools import ListSource
 
 GTIN = "09506000134352"
 CARTONS = {
@@ -100,7 +102,12 @@ def test_the_touchscreen_offers_approved_products_only_and_checks_each_field(tmp
 def test_the_changeover_reports_each_step_and_the_header_names_product_and_recipe_version(
     tmp_path,
 ):
-    appl = ws.appliance(tmp_path, imgs=ws.images(400), period_s=0.02)
+    cfg = ws.config(tmp_path)
+    slow = cfg.recipes["t"].model_copy(deep=True)
+    slow.tools[0].sleep_ms = 150  # the items triggered before the changeover take a while
+    cfg = cfg.model_copy(update={"recipes": {**cfg.recipes, "t": slow}})
+    src = ListSource(ws.images(400), period_s=0.02, paced=True)
+    appl = Appliance(cfg, source=src, components=False)
     ws.add_users(appl)
     ProductMaster(appl.pipeline.db, appl.audit).docs.seed(GTIN, CARTONS)
     steps = []
@@ -125,7 +132,7 @@ def test_the_changeover_reports_each_step_and_the_header_names_product_and_recip
         assert units[-1] == (2, 2) and (1, 2) in units, units
         assert all(s["lot"] == "C1" and s["product"] == "Carton 20 tablets" for s in steps[1:])
         waited = [s["in_flight"] for s in steps if s["phase"] == "waiting"]
-        assert all(n > 0 for n in waited)
+        assert waited and all(n > 0 for n in waited), phases  # "waiting for N items in flight"
         state = client.get("/api/line/state").json()
         assert state["product"] == "Carton 20 tablets"
         assert (state["recipe"], state["recipe_version"]) == ("cartons", 1)
