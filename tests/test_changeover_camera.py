@@ -18,6 +18,7 @@ from test_challenge import close, vials_config
 from test_genicam import _pipeline_cfg
 
 from edge.app import Appliance
+from edge.domain import BatchState
 from edge.recipes.changeover import ChangeoverRefused
 from edge.recipes.products import ProductMaster
 from edge.web import batch_record
@@ -83,6 +84,22 @@ def test_the_simulated_camera_takes_the_products_exposure_and_the_batch_records_
     finally:
         close(app)
 
+    # a restart resumes the batch with the exposure it ran with, not the config's
+    again = Appliance(
+        vials_config(tmp_path, challenge={"at_batch_start": False}),
+        batch=BatchState("EXP1", GTIN, "281231"),
+        components=False,
+    )
+    try:
+        assert again.pipeline.batch.lot == "EXP1"
+        assert again.pipeline.source.cfg.exposure_us == 5000
+        assert float(again.pipeline.source.sim.render(3)[0].mean()) == pytest.approx(
+            after, rel=0.01
+        )
+        assert again.pipeline.camera_settings == {"camera": {"exposure_us": 5000, "gain": 0}}
+    finally:
+        close(again)
+
 
 def test_the_challenge_sees_the_products_exposure(tmp_path):
     """The challenge units are taken through the same camera: a product set up far too dark
@@ -138,3 +155,19 @@ def test_a_gige_camera_takes_the_products_exposure_and_refuses_a_value_out_of_it
         assert src.poll_device()["exposure_us"] == pytest.approx(3000)
     finally:
         app.stop()
+
+    # a restart (the camera powered off and on with the appliance): the camera opens with the
+    # resumed batch's exposure, not the config's 10 ms
+    fake_gige.kill()
+    fake_gige.start()
+    again = Appliance(cfg, batch=BatchState("GIGE1", GTIN, "281231"), components=False)
+    src = again.pipeline.source
+    again.start()
+    try:
+        assert again.pipeline.batch.lot == "GIGE1"
+        end = time.monotonic() + 20
+        while not src.health()["connected"] and time.monotonic() < end:
+            time.sleep(0.05)
+        assert src.poll_device().get("exposure_us") == pytest.approx(3000), src.last_error
+    finally:
+        again.stop()

@@ -59,7 +59,9 @@ class SimulatorCapture(Source):
             )
             i += 1
 
-    def set_exposure(self, exposure_us: float | None, gain: float | None = None) -> dict[str, Any]:
+    def set_exposure(
+        self, exposure_us: float | None, gain: float | None = None, *, at_connect: bool = False
+    ) -> dict[str, Any]:
         """A product's exposure and gain (changeover): the simulated camera refuses a value
         outside its range as a real one does, and renders the next items with the new light.
         Returns what the camera now runs (None: the nominal value)."""

@@ -10,6 +10,7 @@ so a batch the config or a restart starts is challenged the same way).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from edge.recipes.products import ProductMaster
 log = logging.getLogger(__name__)
 
 ALARM = "CHALLENGE_FAILED"
+CAMERA_ALARM = "CAMERA_SETTINGS_REFUSED"
 
 
 class ChangeoverRefused(ValueError):
@@ -211,7 +213,7 @@ class Changeover:
         if cam.exposure_us is None and cam.gain is None:
             return None
         p = self.p
-        sources = dict(p.view_sources) or {getattr(p.source, "label", "camera"): p.source}
+        sources = self._sources()
         applied: dict[str, Any] = {}
         self._undo_camera = []
         for name, src in sources.items():
@@ -234,6 +236,33 @@ class Changeover:
                 ) from None
         self._camera_before, p.camera_settings = p.camera_settings, applied
         return applied
+
+    def _sources(self) -> dict[str, Any]:
+        p = self.p
+        return dict(p.view_sources) or {getattr(p.source, "label", "camera"): p.source}
+
+    def resume_camera(self) -> None:
+        """After a restart, the open batch's cameras get the settings it ran with (kept in its
+        record), before the first item: a resumed batch never runs on the config's exposure.
+        A camera that cannot take them raises a line-stop alarm."""
+        p = self.p
+        row = p.db.batch(p.batch.id) if p.batch is not None and p.batch.id else None
+        saved = json.loads(row["camera"]) if row and row.get("camera") else None
+        if not saved:
+            return
+        sources = self._sources()
+        for name, values in saved.items():
+            try:
+                src = sources[name]
+                src.set_exposure(values.get("exposure_us"), values.get("gain"), at_connect=True)
+            except Exception as exc:
+                msg = (
+                    f"camera {name} did not take the settings batch {p.batch.id} runs with "
+                    f"({values}): {getattr(exc, 'message', None) or exc!r}"
+                )
+                log.error("%s", msg)
+                p.alarms.raise_(CAMERA_ALARM, msg, "critical", True)
+        p.camera_settings = saved
 
     def _restore_camera(self) -> None:
         """The cameras back to what they ran before this changeover (best effort, logged)."""
