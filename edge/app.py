@@ -99,6 +99,8 @@ class Appliance:
                 ended = found
             except ChallengeFailed as exc:  # raised as an alarm; the line runs without batch
                 log.error("the batch of the config did not start: %s", exc)
+        if found is not None and started is None:  # a resumed batch: its product's exposure
+            self.changeover.resume_camera()
         if self.audit is not None:  # never silent: the restart and the resumed batch
             _audited(
                 audit_start, self.audit, self.pipeline, found=found, ended=ended, started=started

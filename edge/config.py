@@ -32,6 +32,7 @@ from edge.line.plc.config import (  # noqa: F401
 from edge.ops.config import OpsConfig
 from edge.publish.policy import CommandsConfig
 from edge.publish.sparkplug_config import SparkplugConfig
+from edge.recipes.challenge_config import ChallengeConfig
 from edge.spc.config import SpcConfig
 from edge.taxonomy import recipe_defaults
 
@@ -106,6 +107,10 @@ class SimulatorSource(Strict):
     views: int = Field(1, ge=1, le=8, description="cameras around the item's axis (edge.sim)")
     view: int = Field(0, ge=0, description="which of them this source is (0: the front)")
     label_view: int | None = Field(None, ge=1, description="vials: the label camera's view (3x)")
+    exposure_us: float | None = Field(
+        None, gt=0, description="camera exposure; brightness follows it (None: nominal 10 ms)"
+    )
+    gain: float | None = Field(None, ge=0, description="camera gain in dB (None: 0 dB)")
     novel_rate: float = Field(
         0.0,
         ge=0,
@@ -325,17 +330,6 @@ class Recipe(Strict):
     def rule(self, code: str) -> ClassRule:
         """Unknown classes reject as major: a code nobody configured is doubt, not a pass."""
         return self.classes.get(code, ClassRule())
-
-
-class ChallengeConfig(Strict):
-    at_batch_start: bool = Field(
-        True,
-        description="a batch starts only when its challenge units are judged right "
-        "(the product's challenge set, else the scenario's standard set)",
-    )
-    every_min: float | None = Field(
-        None, gt=0, description="run it again every N minutes while a batch runs (None: off)"
-    )
 
 
 class BatchConfig(Strict):

@@ -7,6 +7,7 @@ recorder that commits verdicts before they are published on the bus.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -87,6 +88,9 @@ class Pipeline:
         #: run before a batch starts (the challenge test); raises to refuse the batch and
         #: returns what the batch record keeps of it (`{"challenge_id": ...}`)
         self.before_batch: Any = None
+        #: exposure and gain per camera as the last changeover set them (read back), kept
+        #: in each batch's record; None: the cameras run as configured
+        self.camera_settings: dict[str, Any] | None = None
         #: a multi-view station's sources by view name (empty: the one `source`)
         self.view_sources: dict[str, Source] = {}
         if cfg.views:
@@ -167,6 +171,7 @@ class Pipeline:
                 "started_by": by,
                 "source": source,
                 "challenge_id": (gate or {}).get("challenge_id"),
+                "camera": json.dumps(self.camera_settings) if self.camera_settings else None,
             }
         )
         self.batch = BatchState(batch.lot, batch.gtin, batch.expiry, batch_id)
@@ -193,6 +198,21 @@ class Pipeline:
         self.deadline_s = (recipe.deadline_ms or self.cfg.pipeline.deadline_ms) / 1000.0
         self._retired_tools.extend(old)  # a worker may still be using them: closed at stop()
         return recipe
+
+    @property
+    def active(self) -> tuple[Recipe, list[Tool], Stamp]:
+        """Recipe, tools and stamp as one (what `restore` takes back)."""
+        return self._active
+
+    def restore(self, active: tuple[Recipe, list[Tool], Stamp]) -> None:
+        """Back to what the line ran before a changeover that was refused after its recipe
+        was loaded (the challenge failed): the running batch goes on as it was."""
+        if active is self._active:
+            return
+        self._retired_tools.extend(self.tools)
+        self._active = active
+        recipe = active[0]
+        self.deadline_s = (recipe.deadline_ms or self.cfg.pipeline.deadline_ms) / 1000.0
 
     @property
     def recipe(self) -> Recipe:

@@ -93,6 +93,7 @@ def test_mes_starts_a_batch_by_gtin_with_the_products_approved_recipe(plant_brok
         assert resp["error"]["details"][0]["unit"] == "low_fill#1"
         assert line.pipeline.batch is None
         assert line.pipeline.alarms.is_active("CHALLENGE_FAILED")
+        assert line.pipeline.recipe.name == "vials", "the refused product's recipe is unloaded"
 
         # a recipe with a draft only cannot be chosen
         line.pipeline.recipe_book.docs.add_draft(

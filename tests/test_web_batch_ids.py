@@ -11,10 +11,10 @@ from edge.domain import BatchState
 
 import web_support as ws
 
-#: typed on the HMI (GS1 AI 10: printable ASCII, no spaces)
-HMI_LOTS = ["L/2024/07", "100%", "..", "../../etc/passwd", "A%2F..%2Fb", "x?y#z"]
-#: from MES or a config: spaces and characters that only look like ASCII
-LINE_LOTS = ["LOT 7 A", "Ｌ１／２", "L∕1", "ロット", "é/ñ"]
+#: typed on the HMI (GS1 AI 10: the character set 82, no spaces; "#" is not in it)
+HMI_LOTS = ["L/2024/07", "100%", "..", "../../etc/passwd", "A%2F..%2Fb", "x?y&z"]
+#: from a config or an older record: spaces, "#" and characters that only look like ASCII
+LINE_LOTS = ["LOT 7 A", "Ｌ１／２", "L∕1", "ロット", "é/ñ", "x?y#z"]
 
 
 def test_batch_ids_are_url_and_file_name_safe_whatever_the_lot_holds():

@@ -36,6 +36,9 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("POST", r"^/api/models/.+/(approve|rollback)$", {"qa"}),
     ("POST", r"^/api/(recipes|products)/.+/approve$", {"qa"}),
     ("POST", r"^/api/products$", {"technician"}),
+    ("POST", r"^/api/products/import$", {"technician"}),
+    ("GET", r"^/products/new$", {"technician"}),
+    ("GET", r"^/products", {"technician", "qa"}),
     ("GET", r"^/api/(recipes|products)", {"technician", "qa"}),
     ("POST", r"^/api/models/.+/discard$", {"technician"}),  # a failed job's leftover
     ("*", r"^/(models|api/models/)", {"technician", "qa"}),

@@ -413,12 +413,33 @@ class GenICamCapture(Source):
 
     # ------------------------------------------------------------------ live changes, health
 
-    def set_exposure(self, exposure_us: float | None, gain: float | None = None) -> None:
-        """Exposure and gain on the running camera (a recipe or product change)."""
+    def set_exposure(
+        self, exposure_us: float | None, gain: float | None = None, *, at_connect: bool = False
+    ) -> dict[str, Any]:
+        """Exposure and gain on the running camera (a recipe or product change); returns what
+        the camera reports it now runs (read back, not what was asked). CameraError when it
+        refuses a value or is not connected. `at_connect`: a camera not connected yet (a
+        restart) takes the values when it is opened (a refusal there is a camera fault)."""
         link = self._link
+        if link is None and at_connect:
+            pairs = (("exposure_us", exposure_us), ("gain", gain))
+            keep = {k: v for k, v in pairs if v is not None}
+            self.cfg = self.cfg.model_copy(update=keep)
+            return {"exposure_us": exposure_us, "gain": gain}
         if link is None:
             raise aravis.CameraError(f"camera {self.label} is not connected")
-        link.cam.set_exposure(exposure_us, gain)
+        # a reconnect opens the camera from the config, and the settings-drift alarm compares
+        # the camera with it: the config takes the values first, and keeps the old on refusal
+        old = self.cfg
+        keep = {k: v for k, v in (("exposure_us", exposure_us), ("gain", gain)) if v is not None}
+        self.cfg = self.cfg.model_copy(update=keep)
+        try:
+            link.cam.set_exposure(exposure_us, gain)
+        except Exception:
+            self.cfg = old
+            raise
+        got = link.cam.settings()
+        return {k: got.get(k) for k in ("exposure_us", "gain")}
 
     def fps(self, horizon_s: float = 10.0) -> float:
         now = time.monotonic()

@@ -59,6 +59,21 @@ class SimulatorCapture(Source):
             )
             i += 1
 
+    def set_exposure(
+        self, exposure_us: float | None, gain: float | None = None, *, at_connect: bool = False
+    ) -> dict[str, Any]:
+        """A product's exposure and gain (changeover): the simulated camera refuses a value
+        outside its range as a real one does, and renders the next items with the new light.
+        Returns what the camera now runs (None: the nominal value)."""
+        from edge.sim.camera import settings_problem
+
+        problem = settings_problem(exposure_us, gain)
+        if problem:
+            raise ValueError(f"camera simulator: {problem}")
+        self.cfg = self.cfg.model_copy(update={"exposure_us": exposure_us, "gain": gain})
+        self.sim.cfg = self.cfg  # the next render reads the new light
+        return {"exposure_us": exposure_us, "gain": gain}
+
     def describe(self) -> dict[str, Any]:
         c = self.cfg
         return {

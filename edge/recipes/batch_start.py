@@ -62,3 +62,36 @@ def expiry_problem(expiry: str) -> str | None:
         except ValueError:
             return "expiry is not a calendar date"
     return None
+
+
+#: symbology identifiers a scanner may send before a GS1 message (Data Matrix, Code 128,
+#: QR, DataBar)
+_SYMBOLOGY = re.compile(r"^\](d2|C1|Q3|e0)")
+
+
+def scanned(text: str) -> tuple[dict[str, str], str | None]:
+    """GTIN, lot and expiry from a scanned GS1 element string: as the scanner sends it
+    (GS between fields, optionally `]d2` first) or as printed, `(01)...(17)...(10)...`.
+
+    Returns the fields read (`gtin`, `lot`, `expiry`) and why the scan is not all good (None
+    when it is): an element that does not parse stops the reading there, as on the line.
+    ValueError for a scan that holds none of the three. Each field is then checked as a
+    typed one is."""
+    from edge.inspect.gs1 import GS, interpret
+
+    t = _SYMBOLOGY.sub("", text.strip())
+    if t.startswith("("):  # the human-readable form: the brackets delimit the AIs
+        t = re.sub(r"\((\d{2,4})\)", lambda m: GS + m.group(1), t)
+    data = interpret(t)
+    out = {}
+    for ai, key in (("01", "gtin"), ("10", "lot"), ("17", "expiry")):
+        if ai in data.ais:
+            out[key] = data.ais[ai]
+    problem = data.problems[0].message if data.problems else None
+    if not out:
+        raise ValueError(
+            f"the scan is not a GS1 element string ({problem})"
+            if problem
+            else "the scan holds no GTIN (01), lot (10) or expiry (17)"
+        )
+    return out, problem

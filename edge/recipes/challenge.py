@@ -16,6 +16,7 @@ round again at every batch start).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,13 +111,16 @@ def run_challenge(
     batch: BatchState,
     sim_base: SimulatorSource,
     timeout_s: float = 10.0,
+    on_unit: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> ChallengeResult:
-    """Judge every challenge unit with `recipe` and its `tools`; never raises for a unit."""
+    """Judge every challenge unit with `recipe` and its `tools`; never raises for a unit.
+    `on_unit(done, total, result)` after each unit (the touchscreen shows the progress)."""
     from edge.inspect.base import ToolContext
     from edge.judge import judge
     from edge.sim.twin import LineSimulator
 
-    results = []
+    results: list[dict[str, Any]] = []
+    total = sum(u.count for u in units)
     for spec in units:
         sim = LineSimulator(_sim_config(sim_base, spec.defect), batch=batch)
         for k in range(spec.count):
@@ -150,6 +154,8 @@ def run_challenge(
                     "ok": ok,
                 }
             )
+            if on_unit is not None:
+                on_unit(len(results), total, results[-1])
     passed = bool(results) and all(r["ok"] for r in results)
     return ChallengeResult(passed, len(results), results, recipe.name)
 

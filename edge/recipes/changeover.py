@@ -10,6 +10,7 @@ so a batch the config or a restart starts is challenged the same way).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from edge.recipes.products import ProductMaster
 log = logging.getLogger(__name__)
 
 ALARM = "CHALLENGE_FAILED"
+CAMERA_ALARM = "CAMERA_SETTINGS_REFUSED"
 
 
 class ChangeoverRefused(ValueError):
@@ -47,11 +49,28 @@ class Changeover:
         )
         self._tools: dict[tuple[str, int], list[Any]] = {}
         self.last: challenge.ChallengeResult | None = None
+        #: the changeover in progress (or the last one): phase, items in flight, units judged
+        self.progress: dict[str, Any] = {}
+        self._reporting = False  # a changeover runs: the challenge reports unit by unit
+        self._undo_camera: list[tuple[Any, Any, Any]] = []  # (set_exposure, exposure, gain)
+        self._camera_before: dict[str, Any] | None = None
+
+    def _report(self, **kw: Any) -> None:
+        """The changeover's progress, replaced whole and published for the touchscreen."""
+        self.progress = {**self.progress, **kw, "t": time.time()}
+        self.p.bus.publish("batch", {"event": "changeover", **self.progress})
+
+    def _on_unit(self, done: int, total: int, result: dict[str, Any]) -> None:
+        failed = list(self.progress.get("failures") or [])
+        if not result["ok"]:
+            failed.append(result)
+        self._report(phase="challenge", units_done=done, units_total=total, failures=failed)
 
     # ------------------------------------------------------------------ the gate
 
     def _sim_base(self, recipe: Recipe, scenario: str | None) -> SimulatorSource | None:
-        src = self.p.cfg.source
+        live = getattr(self.p.source, "cfg", None)  # with the exposure the camera runs now
+        src = live if isinstance(live, SimulatorSource) else self.p.cfg.source
         scenario = scenario or recipe.scenario
         if src.type == "simulator" and (scenario is None or src.scenario == scenario):
             return src
@@ -107,7 +126,8 @@ class Changeover:
                     }
                 )
             if tools is not None:
-                res = challenge.run_challenge(recipe, tools, units, batch, base)
+                on_unit = self._on_unit if self._reporting else None
+                res = challenge.run_challenge(recipe, tools, units, batch, base, on_unit=on_unit)
         res.recipe_version = stamp.version
         challenge.record(self.p.db, res, batch, by)
         self.last = res
@@ -183,6 +203,76 @@ class Changeover:
             )
         return product
 
+    def apply_camera(self, product: Any) -> dict[str, Any] | None:
+        """The product's exposure and gain on every camera of the line, each read back.
+
+        None when the product leaves the cameras as they are. A camera that refuses a value
+        (outside its bounds, not connected, a source that cannot set exposure) refuses the
+        changeover; the cameras already changed get their previous values back."""
+        cam = product.camera
+        if cam.exposure_us is None and cam.gain is None:
+            return None
+        p = self.p
+        sources = self._sources()
+        applied: dict[str, Any] = {}
+        self._undo_camera = []
+        for name, src in sources.items():
+            setter = getattr(src, "set_exposure", None)
+            try:
+                if setter is None:
+                    raise ValueError(
+                        f"a {getattr(src.cfg, 'type', 'source')} source cannot set exposure or gain"
+                    )
+                old = (getattr(src.cfg, "exposure_us", None), getattr(src.cfg, "gain", None))
+                applied[name] = setter(cam.exposure_us, cam.gain)
+                self._undo_camera.append((setter, *old))
+            except Exception as exc:
+                self._restore_camera()
+                raise ChangeoverRefused(
+                    "camera_refused",
+                    f"camera {name} refused the settings of product {product.gtin} "
+                    f"(exposure {cam.exposure_us} us, gain {cam.gain}): "
+                    f"{getattr(exc, 'message', None) or exc}",
+                ) from None
+        self._camera_before, p.camera_settings = p.camera_settings, applied
+        return applied
+
+    def _sources(self) -> dict[str, Any]:
+        p = self.p
+        return dict(p.view_sources) or {getattr(p.source, "label", "camera"): p.source}
+
+    def resume_camera(self) -> None:
+        """After a restart, the open batch's cameras get the settings it ran with (kept in its
+        record), before the first item: a resumed batch never runs on the config's exposure.
+        A camera that cannot take them raises a line-stop alarm."""
+        p = self.p
+        row = p.db.batch(p.batch.id) if p.batch is not None and p.batch.id else None
+        saved = json.loads(row["camera"]) if row and row.get("camera") else None
+        if not saved:
+            return
+        sources = self._sources()
+        for name, values in saved.items():
+            try:
+                src = sources[name]
+                src.set_exposure(values.get("exposure_us"), values.get("gain"), at_connect=True)
+            except Exception as exc:
+                msg = (
+                    f"camera {name} did not take the settings batch {p.batch.id} runs with "
+                    f"({values}): {getattr(exc, 'message', None) or exc!r}"
+                )
+                log.error("%s", msg)
+                p.alarms.raise_(CAMERA_ALARM, msg, "critical", True)
+        p.camera_settings = saved
+
+    def _restore_camera(self) -> None:
+        """The cameras back to what they ran before this changeover (best effort, logged)."""
+        undo, self._undo_camera = self._undo_camera, []
+        for setter, exposure, gain in reversed(undo):
+            try:
+                setter(exposure, gain)  # None: the simulator's nominal; a camera's own value
+            except Exception:
+                log.exception("camera settings not restored")
+
     def start(
         self,
         gtin: str,
@@ -193,14 +283,61 @@ class Changeover:
         wait_s: float | None = None,
     ) -> str:
         """Change over to the product of `gtin` and start its batch (challenge first)."""
+        n = int(self.progress.get("n", 0)) + 1  # the touchscreen follows its own changeover
+        self.progress = {"n": n, "gtin": gtin, "lot": lot, "phase": "checking", "failures": []}
+        try:
+            bid = self._start(gtin, lot, expiry, by, source, wait_s)
+        except ChangeoverRefused as exc:
+            self._report(phase="refused", code=exc.code, message=str(exc))
+            raise
+        finally:
+            self._reporting = False
+        last = self.last
+        self._report(
+            phase="started",
+            batch=bid,
+            units_done=last.units if last else 0,
+            units_total=last.units if last else 0,
+        )
+        return bid
+
+    def _start(
+        self, gtin: str, lot: str, expiry: str, by: str | None, source: str, wait_s: float | None
+    ) -> str:
         product = self.check(gtin, lot, expiry)
+        self._report(product=product.name, recipe=product.recipe)
         p = self.p
         mark = p._seq  # items triggered before the changeover finish on the old recipe
         end = time.monotonic() + (wait_s if wait_s is not None else p.deadline_s + 5)
-        while p.tracker.in_flight_before(mark):
+        shown = -1
+        while n := p.tracker.in_flight_before(mark):
+            if n != shown:
+                shown = n
+                self._report(phase="waiting", in_flight=n)
             if time.monotonic() > end:
-                raise ChangeoverRefused("items_in_flight", "items in flight did not finish")
+                raise ChangeoverRefused("items_in_flight", f"{n} items in flight did not finish")
             time.sleep(0.01)
+        self._report(phase="camera", in_flight=0)
+        before = p.active
+        camera = self.apply_camera(product)
+        try:
+            return self._switch(product, lot, expiry, by, source, camera)
+        except Exception:  # refused (or failed): nothing of that product stays on the line
+            p.restore(before)
+            if camera is not None:
+                self._restore_camera()
+                p.camera_settings = self._camera_before
+            raise
+
+    def _switch(
+        self, product: Any, lot: str, expiry: str, by: str | None, source: str, camera: Any
+    ) -> str:
+        """The product's recipe, then its batch once the challenge passed."""
+        p = self.p
+        if camera is not None and self.audit is not None:
+            self.audit.record(
+                by or "system", "camera.settings", f"product:{product.gtin}", new=camera
+            )
         approved = p.recipe_book.docs.approved(product.recipe)
         if p.recipe.name != product.recipe or p.stamp.version != approved["version"]:
             try:
@@ -211,6 +348,8 @@ class Changeover:
                 raise ChangeoverRefused(
                     "recipe_unusable", f"recipe {product.recipe!r} cannot run: {exc}"
                 ) from None
+        self._reporting = True
+        self._report(phase="challenge", units_done=0, units_total=None)
         try:
             return p.start_batch(BatchState(lot, product.gtin, expiry), by=by, source=source)
         except challenge.ChallengeFailed as exc:

@@ -9,7 +9,8 @@ written to `truth.jsonl` (`drift`), so the first item a drift pushes out of spec
 - `cap_tilt` in degrees of cap tilt on good units (the capper's torque falling off);
 - `print_contrast` as a fraction of the print's contrast (negative: ink running out).
 
-The lamp ages too (`drift_per_hour`, a fraction of brightness per hour): `lighting`.
+The lamp ages too (`drift_per_hour`, a fraction of brightness per hour), and the camera's
+exposure and gain scale the light (`edge.sim.camera`): `lighting`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from edge.config import ProcessDrift, SimulatorSource
+from edge.sim.camera import brightness
 
 
 def parse_drift(text: str) -> ProcessDrift:
@@ -53,4 +55,4 @@ def lighting(cfg: SimulatorSource, i: int, rng: np.random.Generator) -> float:
     """The light level of item i: the lamp ageing by `drift_per_hour`, and a little flicker."""
     hours = i / cfg.rate_per_min / 60.0
     drift = max(0.3, 1.0 - cfg.drift_per_hour * hours)
-    return float(drift * rng.uniform(0.97, 1.03))
+    return float(drift * rng.uniform(0.97, 1.03)) * brightness(cfg.exposure_us, cfg.gain)

@@ -222,6 +222,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX uploads_product ON uploads(product, added_utc);
     """,
+    # 7: the camera settings a batch ran with (exposure and gain per camera, read back at
+    # changeover), JSON
+    """
+    ALTER TABLE batches ADD COLUMN camera TEXT
+    """,
 ]
 
 
@@ -321,14 +326,15 @@ class Database:
         with self.transaction() as c:
             c.execute(
                 """INSERT INTO batches (id, lot, gtin, expiry, recipe, started_at, started_by, source,
-                       recipe_version, challenge_id)
+                       recipe_version, challenge_id, camera)
                    VALUES (:id, :lot, :gtin, :expiry, :recipe, :started_at, :started_by, :source,
-                       :recipe_version, :challenge_id)""",
+                       :recipe_version, :challenge_id, :camera)""",
                 {
                     "started_by": None,
                     "source": None,
                     "recipe_version": None,
                     "challenge_id": None,
+                    "camera": None,
                     **batch,
                 },
             )

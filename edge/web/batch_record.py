@@ -9,6 +9,7 @@ and in the PDF, no script and no network.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from edge.store import items, signatures
@@ -95,6 +96,9 @@ def build(
         "recipes": items.recipes_in_batch(db, batch_id),
         "models": items.models_in_batch(db, batch_id),
         "challenge": challenge_results(db, batch_id),
+        "camera": [  # exposure and gain per camera as read back at changeover
+            {"camera": name, **(v or {})} for name, v in json.loads(b.get("camera") or "{}").items()
+        ],
         "alarms": alarms,
         "deviations": [
             {**d, "opened": iso(d["opened_utc"]), "closed": iso(d["closed_utc"])}

@@ -156,6 +156,7 @@ def nav_for(role: str | None) -> list[tuple[str, str]]:
         ("/tech/train", "Training", TECH),
         ("/tech/anomaly", "Teach", TECH),
         ("/models", "Models", MODELS_VIEW),
+        ("/products", "Products", MODELS_VIEW),
         ("/reports", "Reports", REPORTS_VIEW),
         ("/deviations", "Deviations", REPORTS_VIEW),
         ("/qa/audit", "Audit", QA),

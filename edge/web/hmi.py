@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from typing import Any
@@ -13,9 +12,17 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from edge.domain import BatchState
-from edge.recipes.batch_start import checked_gtin
+from edge.recipes.batch_start import (
+    checked_gtin,
+    expiry_problem,
+    gtin_problem,
+    lot_problem,
+    scanned,
+)
+from edge.recipes.book import RecipeBook
 from edge.recipes.challenge import ChallengeFailed
 from edge.recipes.changeover import ChangeoverRefused
+from edge.recipes.products import ProductMaster
 from edge.store import items
 from edge.web import charts
 from edge.web.auth import Session
@@ -27,20 +34,26 @@ SSE_PERIOD_S = 0.5
 SSE_KEEPALIVE_S = 15.0
 
 
+def _checked(problem: str | None, field: str, v: str) -> str:
+    if problem:
+        raise ValueError(f"{field}: {problem}")
+    return v
+
+
 class BatchStart(BaseModel):
-    lot: str = Field(..., min_length=1, max_length=20)
+    """A batch started by lot (and GTIN, expiry): the same GS1 checks as every changeover
+    (`edge.recipes.batch_start`), so the touchscreen, MES and the shell refuse alike."""
+
+    lot: str = Field(..., min_length=1, max_length=64)
     gtin: str | None = Field(None, max_length=14)
-    expiry: str | None = Field(None, description="YYMMDD")
+    expiry: str | None = Field(None, max_length=12, description="YYMMDD")
     reason: str | None = Field(None, max_length=200)
     source: str = Field("hmi", pattern="^(hmi|mes)$")
 
     @field_validator("lot")
     @classmethod
     def _lot(cls, v: str) -> str:
-        v = v.strip()
-        if not re.fullmatch(r"[!-~]{1,20}", v):
-            raise ValueError("lot: 1-20 printable characters, no spaces (GS1 AI 10)")
-        return v
+        return _checked(lot_problem(v.strip()), "lot", v.strip())
 
     @field_validator("gtin")
     @classmethod
@@ -54,10 +67,7 @@ class BatchStart(BaseModel):
     def _expiry(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        v = v.strip()
-        if not re.fullmatch(r"\d{2}(0[1-9]|1[0-2])(0\d|[12]\d|3[01])", v):
-            raise ValueError("expiry: YYMMDD (day 00 allowed)")
-        return v
+        return _checked(expiry_problem(v.strip()), "expiry", v.strip())
 
 
 class Reason(BaseModel):
@@ -200,6 +210,78 @@ def line_trend(name: str, request: Request, _s: Session = Depends(require(*LINE_
     )
 
 
+@router.get("/api/line/recipe")
+def line_recipe(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> dict[str, Any]:
+    """The recipe the line runs now: the approved version from the database (name, version,
+    content hash) and its content as stored under that hash (not the config file's copy)."""
+    p = ctx_of(request).pipeline
+    stamp = p.stamp
+    doc = RecipeBook(p.db).docs.get(stamp.name, stamp.version)
+    return {
+        "name": stamp.name,
+        "version": stamp.version,
+        "sha256": stamp.sha256,
+        "status": doc["status"],
+        "content": doc["content"],
+    }
+
+
+@router.get("/api/line/products")
+def line_products(request: Request, _s: Session = Depends(require(*LINE_VIEW))) -> list:
+    """The products the operator may change over to: approved, with an approved recipe
+    (a draft is never offered at the touchscreen)."""
+    db = ctx_of(request).pipeline.db
+    book = RecipeBook(db)
+    master = ProductMaster(db)
+    out = []
+    for row in master.list():
+        product = master.approved(row["gtin"]) if row["approved_version"] else None
+        recipe = book.docs.approved(product.recipe) if product else None
+        if product is None or recipe is None:
+            continue
+        out.append(
+            {
+                "gtin": product.gtin,
+                "name": product.name,
+                "version": row["approved_version"],
+                "recipe": product.recipe,
+                "recipe_version": recipe["version"],
+                "camera": product.camera.model_dump(exclude_none=True),
+                "challenge_units": sum(u.count for u in product.challenge),
+            }
+        )
+    return sorted(out, key=lambda p: p["name"])
+
+
+class BatchCheck(BaseModel):
+    gtin: str | None = Field(None, max_length=64)
+    lot: str | None = Field(None, max_length=64)
+    expiry: str | None = Field(None, max_length=64)
+    scan: str | None = Field(None, max_length=200, description="a scanned GS1 element string")
+
+
+@router.post("/api/line/batch/check")
+def batch_check(
+    body: BatchCheck, request: Request, _s: Session = Depends(require(*LINE_CONTROL))
+) -> dict[str, Any]:
+    """Each field's problem in plain words, checked as the changeover checks it (nothing
+    starts): the touchscreen shows it beside the field while the operator types or scans."""
+    values = {k: v.strip() for k, v in body.model_dump().items() if v and k != "scan"}
+    problems: dict[str, str] = {}
+    if body.scan:
+        try:
+            read, problem = scanned(body.scan)
+            values.update(read)
+            if problem:
+                problems["scan"] = problem
+        except ValueError as exc:
+            problems["scan"] = str(exc)
+    for field, rule in (("gtin", gtin_problem), ("lot", lot_problem), ("expiry", expiry_problem)):
+        if values.get(field) and (problem := rule(values[field])):
+            problems[field] = problem
+    return {"values": values, "problems": problems}
+
+
 class Changeover(BaseModel):
     gtin: str = Field(..., min_length=8, max_length=14)
     lot: str = Field(..., min_length=1, max_length=40)
@@ -220,21 +302,37 @@ def batch_changeover(
     except ChangeoverRefused as exc:
         raise HTTPException(422 if exc.code == "invalid" else 409, str(exc)) from None
     p = ctx.pipeline
+    stamp = p.stamp
     ctx.audit.record(
         s.username,
         "batch.changeover",
         target=bid,
-        new={"gtin": body.gtin, "lot": body.lot, "expiry": body.expiry, "recipe": p.recipe.name},
+        new={
+            "gtin": body.gtin,
+            "lot": body.lot,
+            "expiry": body.expiry,
+            "recipe": stamp.name,
+            "recipe_version": stamp.version,
+        },
     )
-    return {"batch": bid, "recipe": p.recipe.name}
+    ctx.hub.touch()
+    return {"batch": bid, "recipe": stamp.name, "recipe_version": stamp.version}
 
 
 @router.post("/api/line/batch/start")
 def batch_start(
     body: BatchStart, request: Request, s: Session = Depends(require(*LINE_CONTROL))
 ) -> dict[str, Any]:
+    """A batch by lot. A GTIN of an approved product makes it that product's changeover (its
+    recipe, camera settings and challenge), as MES `start_batch` does: never a product's
+    batch on another product's recipe."""
     ctx = ctx_of(request)
     p = ctx.pipeline
+    if body.gtin and ProductMaster(p.db).approved(body.gtin) is not None:
+        if not body.expiry:
+            raise HTTPException(422, "expiry: a product's batch needs its expiry (YYMMDD)")
+        co = Changeover(gtin=body.gtin, lot=body.lot, expiry=body.expiry)
+        return batch_changeover(co, request, s)
     old = p.batch
     try:
         bid = p.start_batch(

@@ -19,12 +19,14 @@ import cv2
 
 from edge.domain import Item, Verdict
 from edge.line.views import evidence_image, view_offsets
+from edge.recipes.products import ProductMaster
 from edge.store.deviations import Deviations
 
 SNAPSHOT_MIN_INTERVAL_S = 0.25
 KEEP_FRAMES = 6
 REJECTS = 8
 GRADES = 120
+PRODUCT_NAME_TTL_S = 30.0
 
 
 def item_view(item: Item) -> dict[str, Any]:
@@ -73,6 +75,8 @@ class Hub:
         self.grades: deque[tuple[int, float]] = deque(maxlen=GRADES)
         self.state: str | None = None
         self.jobs: list[dict[str, Any]] = []
+        self.changeover: dict[str, Any] | None = None
+        self._products: dict[str, tuple[float, str | None]] = {}  # gtin -> (when, name)
         self._snap: tuple[int, float, str] = (-1, 0.0, "{}")
         self._snap_lock = threading.Lock()
         self.closed = False
@@ -111,6 +115,8 @@ class Hub:
                 self.jobs = [j for j in self.jobs if j.get("lot") != ev["lot"]][-4:] + [ev]
             elif topic == "batch" and isinstance(ev, dict) and ev.get("event") == "started":
                 self.jobs = [j for j in self.jobs if j.get("lot") != ev.get("lot")]
+            elif topic == "batch" and isinstance(ev, dict) and ev.get("event") == "changeover":
+                self.changeover = ev  # the touchscreen shows its phase and challenge units
             self.version += 1
 
     def _on_item(self, item: Item) -> None:
@@ -160,11 +166,16 @@ class Hub:
             grades = list(self.grades)
             state = self.state
             jobs = list(self.jobs)
+            changeover = self.changeover
         stats = p.stats.snapshot()
+        stamp = getattr(p, "stamp", None)
         return {
             "t": time.time(),
             "station": p.cfg.station.id,
-            "recipe": p.recipe.name,
+            "recipe": stamp.name if stamp else p.recipe.name,
+            "recipe_version": stamp.version if stamp else None,
+            "product": self._product_name(b.gtin if b else None),
+            "changeover": changeover,
             "state": state or ("EXECUTE" if b else "IDLE"),
             "state_source": "packml" if state else "derived",
             "batch": {"id": b.id, "lot": b.lot, "gtin": b.gtin, "expiry": b.expiry} if b else None,
@@ -177,6 +188,21 @@ class Hub:
             "jobs": jobs,
             "web_dropped": self.sub.dropped,
         }
+
+    def _product_name(self, gtin: str | None) -> str | None:
+        """The approved product's name of the running batch (looked up every 30 s at most)."""
+        if not gtin:
+            return None
+        now = time.monotonic()
+        at, name = self._products.get(gtin, (-1e9, None))
+        if now - at > PRODUCT_NAME_TTL_S:
+            try:
+                product = ProductMaster(self.pipeline.db).approved(gtin)
+                name = product.name if product else None
+            except Exception:  # a product the web cannot read is shown by GTIN, never a crash
+                name = None
+            self._products[gtin] = (now, name)
+        return name
 
     def snapshot_json(self) -> tuple[int, str]:
         """(version, JSON), rebuilt at most every SNAPSHOT_MIN_INTERVAL_S."""

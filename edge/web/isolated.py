@@ -68,6 +68,7 @@ class IsolatedWeb:
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._last_frame = 0.0
+        self._recipe_sent: tuple[str, int] | None = None
         self.port: int | None = None
         self.error: str | None = None
         self.dropped = 0
@@ -82,6 +83,7 @@ class IsolatedWeb:
     def start(self) -> None:
         self.proc.start()
         self._send(("snapshot", self._snapshot()))  # the first page the child serves is complete
+        self._send_recipe()
         if self._port_r.poll(60):
             try:
                 msg = self._port_r.recv()
@@ -172,13 +174,24 @@ class IsolatedWeb:
             "stats": p.stats.snapshot(),
             "batch": dataclasses.asdict(b) if b else None,
             "recipe": p.recipe.name,
+            "stamp": dataclasses.asdict(p.stamp),  # the approved version the line runs
             "alarms": [a.to_dict() for a in p.alarms.active()],
             "history": [a.to_dict() for a in p.alarms.history()[-200:]],
         }
 
+    def _send_recipe(self) -> None:
+        """The recipe the line runs, whenever it changed (a changeover): the web process
+        judges (shadow mode) and shows with it, never the config file's copy."""
+        p = self.pipeline
+        key = (p.stamp.name, p.stamp.version)
+        if key != self._recipe_sent:
+            self._recipe_sent = key
+            self._send(("recipe", (key, p.recipe)))
+
     def _push_snapshots(self) -> None:
         while not self._stop.wait(SNAPSHOT_EVERY_S):
             if self.proc.is_alive():
+                self._send_recipe()
                 self._send(("snapshot", self._snapshot()))
 
     # -- commands from the web process
@@ -195,6 +208,7 @@ class IsolatedWeb:
                 reply: tuple[str, Any] = ("ok", self._call(method, kwargs))
             except Exception as exc:
                 reply = ("error", f"{type(exc).__name__}: {exc}")
+            self._send_recipe()  # before the reply: the page after a changeover shows it
             try:
                 self._rpc.send(reply)
             except (OSError, ValueError):
@@ -255,11 +269,11 @@ class _Remote:
         self.conn = conn
         self.lock = threading.Lock()
 
-    def call(self, method: str, **kw: Any) -> Any:
+    def call(self, method: str, timeout_s: float = 30.0, **kw: Any) -> Any:
         with self.lock:
             self.conn.send((method, kw))
-            if not self.conn.poll(30):
-                raise TimeoutError(f"the line did not answer {method} in 30 s")
+            if not self.conn.poll(timeout_s):
+                raise TimeoutError(f"the line did not answer {method} in {timeout_s:g} s")
             status, value = self.conn.recv()
         if status != "ok":
             if str(value).startswith("OperationalError: "):  # the line's database refused a
@@ -320,6 +334,7 @@ class RemotePipeline:
         self.images = ImageStore(state / "images")
         self.bus = Bus()
         self.snap: dict[str, Any] = {}
+        self._recipe: tuple[tuple[str, int], Any] | None = None
         self.stats = RemoteStats(self)
         self.alarms = RemoteAlarms(self)
 
@@ -329,8 +344,26 @@ class RemotePipeline:
         return BatchState(**b) if b else None
 
     @property
+    def stamp(self) -> Any:
+        """Name, version and hash of the recipe the line runs (from the line's snapshot)."""
+        from edge.recipes.book import Stamp
+
+        st = self.snap.get("stamp")
+        return Stamp(**st) if st else None
+
+    @property
     def recipe(self) -> Any:
-        return self.cfg.recipes[self.snap.get("recipe") or self.cfg.active_recipe().name]
+        """The recipe the line really runs: the approved version from the database that the
+        line's snapshot names, not the config file's copy (which may be an unapproved draft,
+        or not hold a recipe a changeover switched to)."""
+        st = self.stamp
+        cached = self._recipe
+        if st is None or (cached is not None and cached[0] == (st.name, st.version)):
+            return cached[1] if cached else self.cfg.active_recipe()
+        # the line sends each recipe it switches to; until it arrives, the database's copy
+        from edge.recipes.book import RecipeBook
+
+        return RecipeBook(self.db).version(st.name, st.version)
 
     def start_batch(self, batch: BatchState, by: str | None = None, source: str = "local") -> str:
         r = self.remote.call("start_batch", batch=dataclasses.asdict(batch), by=by, source=source)
@@ -355,6 +388,8 @@ class RemotePipeline:
             topic, payload = msg
             if topic == "snapshot":
                 self.snap = payload
+            elif topic == "recipe":
+                self._recipe = payload  # ((name, version), Recipe) as the line runs it
             else:
                 self.bus.publish(topic, payload)
 
@@ -368,8 +403,8 @@ class RemoteChangeover:
     def start(
         self, gtin: str, lot: str, expiry: str, by: str | None = None, source: str = "hmi"
     ) -> str:
-        r = self.p.remote.call(
-            "changeover", gtin=gtin, lot=lot, expiry=expiry, by=by, source=source
+        r = self.p.remote.call(  # waits for items in flight and the challenge: minutes at most
+            "changeover", timeout_s=300, gtin=gtin, lot=lot, expiry=expiry, by=by, source=source
         )
         self.p.snap = r["snapshot"]
         return r["id"]

@@ -149,6 +149,12 @@ def render_pdf(rep: dict[str, Any]) -> bytes:
         or [["no model-based tool in this recipe", "", ""]],
         widths=[25, 15, 60],
     )
+    w.table(
+        ["Camera", "Exposure us", "Gain"],
+        [[c["camera"], c.get("exposure_us", "-"), c.get("gain", "-")] for c in rep["camera"]]
+        or [["as configured (the product sets no exposure or gain)", "", ""]],
+        widths=[50, 25, 25],
+    )
     _challenge(w, rep["challenge"])
     svgs = chart_svgs(rep)
     w.heading("Charts")

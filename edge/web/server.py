@@ -31,6 +31,7 @@ from edge.web import (
     images,
     login,
     models,
+    products,
     recipes,
     reports,
     training,
@@ -99,6 +100,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     app.include_router(anomaly.router)
     app.include_router(models.router)
     app.include_router(recipes.router)
+    app.include_router(products.router)
     app.include_router(uploads.router)
     app.include_router(reports.router)
     app.include_router(deviations.router)

@@ -77,7 +77,8 @@
     $("state").className = "state st-" + String(s.state).toLowerCase();
     batch = s.batch;
     $("lot").textContent = s.batch ? s.batch.lot : "none";
-    $("recipe").textContent = s.recipe;
+    $("product").textContent = s.product || (s.batch && s.batch.gtin) || "—";
+    $("recipe").textContent = s.recipe + (s.recipe_version ? " v" + s.recipe_version : "");
     $("rate").textContent = Math.round(st.rate_per_min);
     $("yield").textContent = pct(st.yield);
     $("p99").textContent = st.p99_ms === null ? "—" : st.p99_ms;
@@ -96,6 +97,7 @@
     if (stop) stop.disabled = !s.batch;
     if (start) start.textContent = s.batch ? "New batch" : "Start batch";
     if (s.last) showItem(s.last);
+    renderChangeover(s.changeover, s.state);
   }
   function renderAlarms(alarms) {
     const box = $("alarms"); box.replaceChildren();
@@ -204,12 +206,128 @@
     });
   }
 
+  // ------------------------------------------------------------ changeover at the touchscreen
+  // Product (approved only), lot and expiry checked by the appliance as GS1 AI (10) and (17)
+  // with the reason beside the field, then the changeover: items in flight, the challenge unit
+  // by unit (from the live state), the result, and the batch in EXECUTE.
+  let co = null;  // {gtin, lot, since}: the changeover this panel started (after number `since`)
+  let coProduct = null, coTimer = null, coProducts = [];
+  const CO_FIELDS = ["scan", "lot", "expiry"];
+  function coError(field, msg) { const e = $("co-" + field + "-error"); if (e) e.textContent = msg || ""; }
+  async function loadProducts() {
+    const box = $("co-products");
+    try { coProducts = await EI.api("GET", "/api/line/products"); }
+    catch (e) { box.replaceChildren(EI.el("p", { class: "error" }, e.message)); return; }
+    box.replaceChildren();
+    if (!coProducts.length) box.append(EI.el("p", { class: "hint" }, "No approved product: QA approves products on the Products page."));
+    for (const p of coProducts) {
+      box.append(EI.el("button", { type: "button", class: "btn product", role: "option", "data-gtin": p.gtin, onclick: () => chooseProduct(p.gtin) },
+        p.name, EI.el("small", {}, "GTIN " + p.gtin + " · recipe " + p.recipe + " v" + p.recipe_version + " · " + p.challenge_units + " challenge units")));
+    }
+    if (coProduct) chooseProduct(coProduct);
+  }
+  function chooseProduct(gtin) {
+    coProduct = coProducts.some((p) => p.gtin === gtin) ? gtin : null;
+    document.querySelectorAll("#co-products .product").forEach((b) => {
+      b.classList.toggle("on", b.dataset.gtin === coProduct); b.setAttribute("aria-selected", b.dataset.gtin === coProduct ? "true" : "false");
+    });
+    coReady();
+  }
+  function coReady() {
+    $("co-start").disabled = !(coProduct && $("co-lot").value.trim() && $("co-expiry").value.trim()) || !!(co && (!co.done || co.batch));
+  }
+  // the appliance's own checks, so the words are the ones MES and the shell get
+  async function coCheck(extra) {
+    const body = { lot: $("co-lot").value || null, expiry: $("co-expiry").value || null, ...extra };
+    let r;
+    try { r = await EI.api("POST", "/api/line/batch/check", body); } catch (e) { coError("scan", e.message); return null; }
+    if (extra && extra.scan !== undefined) {
+      coError("scan", r.problems.scan || "");
+      if (r.values.lot) $("co-lot").value = r.values.lot;
+      if (r.values.expiry) $("co-expiry").value = r.values.expiry;
+      if (r.values.gtin) {
+        const g = r.values.gtin.padStart(14, "0");
+        if (coProducts.some((p) => p.gtin === g)) chooseProduct(g);
+        else if (!r.problems.gtin) coError("scan", "GTIN " + g + " has no approved product on this line");
+      }
+      if (r.problems.gtin) coError("scan", "GTIN: " + r.problems.gtin);
+    }
+    for (const f of ["lot", "expiry"]) coError(f, $("co-" + f).value.trim() ? (r.problems[f] || "") : "");
+    coReady();
+    return r;
+  }
+  function coPhase(p) {
+    if (!p) return "";
+    if (p.phase === "checking") return "Checking the product…";
+    if (p.phase === "waiting") return "Waiting for " + p.in_flight + " item" + (p.in_flight === 1 ? "" : "s") + " in flight…";
+    if (p.phase === "camera") return "Setting the camera for " + (p.product || "the product") + "…";
+    if (p.phase === "challenge") return "Challenge test: " + (p.units_done || 0) + " / " + (p.units_total || "…") + " units judged";
+    if (p.phase === "started") return "Challenge passed: " + p.units_total + " units judged right.";
+    if (p.phase === "refused") return "Changeover refused.";
+    return p.phase;
+  }
+  function renderChangeover(p, state) {
+    if (!co || !p || p.lot !== co.lot || (p.n || 0) <= co.since) return;
+    $("co-progress").hidden = false;
+    $("co-phase").textContent = coPhase(p);
+    const frac = p.phase === "started" ? 1 : p.phase === "challenge" && p.units_total ? p.units_done / p.units_total : 0;
+    $("co-bar").style.width = Math.round(frac * 100) + "%";
+    const fails = p.failures || [];
+    $("co-failures").replaceChildren(...fails.map((f) => EI.el("li", { "data-unit": f.unit },
+      f.unit + ": expected " + f.expect + (f.expect_reason ? " " + f.expect_reason : "") + ", got " + f.verdict + " " + ((f.reasons || []).join(", ") || "-"))));
+    if (p.phase === "started") {
+      const res = $("co-result");
+      res.className = state === "EXECUTE" || state === "Execute" ? "ok" : "";
+      res.textContent = "Batch " + p.batch + (res.className === "ok" ? " is running: EXECUTE" : " started, line state " + state);
+    }
+  }
+  function wireChangeover() {
+    const btn = $("btn-changeover"); if (!btn) return;
+    btn.addEventListener("click", () => {
+      co = null; coProduct = null;
+      for (const f of CO_FIELDS) { $("co-" + f).value = ""; coError(f, ""); }
+      $("co-progress").hidden = true; $("co-result").textContent = ""; $("co-result").className = "";
+      $("co-close").textContent = "Cancel";
+      loadProducts(); coReady();
+      $("dlg-changeover").showModal();
+    });
+    for (const f of ["lot", "expiry"]) {
+      $("co-" + f).addEventListener("input", () => { coReady(); clearTimeout(coTimer); coTimer = setTimeout(() => coCheck(), 500); });
+      $("co-" + f).addEventListener("change", () => coCheck());
+    }
+    $("co-scan").addEventListener("keydown", (ev) => { if (ev.key === "Enter") { ev.preventDefault(); coCheck({ scan: $("co-scan").value }); } });
+    $("co-scan").addEventListener("change", () => $("co-scan").value && coCheck({ scan: $("co-scan").value }));
+    $("form-changeover").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const chk = await coCheck();
+      if (!chk || chk.problems.lot || chk.problems.expiry) return;
+      co = { gtin: coProduct, lot: $("co-lot").value.trim(), since: last && last.changeover ? last.changeover.n || 0 : 0, done: false };
+      coReady();
+      $("co-progress").hidden = false; $("co-phase").textContent = "Checking the product…";
+      $("co-failures").replaceChildren(); $("co-result").textContent = ""; $("co-bar").style.width = "0";
+      try {
+        const r = await EI.api("POST", "/api/line/batch/changeover", { gtin: co.gtin, lot: co.lot, expiry: $("co-expiry").value.trim() });
+        co.done = true; co.batch = r.batch;
+        $("co-close").textContent = "Close";
+        EI.toast("Batch " + r.batch + " started with " + r.recipe + " v" + r.recipe_version);
+        if (last) renderChangeover(last.changeover, last.state);
+      } catch (e) {
+        co.done = true;
+        const m = /^(lot|expiry|gtin): (.*)$/.exec(e.message);
+        if (m && m[1] !== "gtin") { coError(m[1], m[2]); $("co-progress").hidden = true; }
+        else { $("co-result").className = "bad"; $("co-result").textContent = e.message; }
+      }
+      coReady();
+    });
+  }
+
   function connect() {
     const es = new EventSource("/api/line/events");
     es.addEventListener("state", (ev) => { $("conn").className = "conn ok"; last = JSON.parse(ev.data); render(last); });
     es.onerror = () => { $("conn").className = "conn lost"; };
   }
   wireBatch();
+  wireChangeover();
   drawFrame({}, null);
   fetch("/api/line/state", { credentials: "same-origin" }).then((r) => r.ok ? r.json() : null).then((s) => s && render(s));
   connect();
