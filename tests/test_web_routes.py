@@ -35,6 +35,8 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("*", r"^/(tech/|api/tech/)", {"technician"}),
     ("POST", r"^/api/models/.+/(approve|rollback)$", {"qa"}),
     ("POST", r"^/api/(recipes|products)/.+/approve$", {"qa"}),
+    ("POST", r"^/api/recipes/.+/preview$", {"technician", "qa"}),
+    ("GET", r"^/recipes", {"technician", "qa"}),
     ("POST", r"^/api/products$", {"technician"}),
     ("GET", r"^/api/(recipes|products)", {"technician", "qa"}),
     ("POST", r"^/api/models/.+/discard$", {"technician"}),  # a failed job's leftover

@@ -155,6 +155,7 @@ def nav_for(role: str | None) -> list[tuple[str, str]]:
         ("/tech/datasets", "Datasets", TECH),
         ("/tech/train", "Training", TECH),
         ("/models", "Models", MODELS_VIEW),
+        ("/recipes", "Recipes", MODELS_VIEW),
         ("/reports", "Reports", REPORTS_VIEW),
         ("/deviations", "Deviations", REPORTS_VIEW),
         ("/qa/audit", "Audit", QA),
