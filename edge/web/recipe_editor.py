@@ -132,8 +132,8 @@ def recipes_page(request: Request, s: Session = Depends(require(*MODELS_VIEW))) 
         versions = docs.versions(name)
         approved = next((v for v in versions if v["status"] == "approved"), None)
         rows = []
-        for v in reversed(versions):
-            base = approved if v["status"] == "draft" else None
+        for v in reversed(versions):  # a draft against what it would replace (or its origin)
+            base = against(docs, name, v) if v["status"] == "draft" else None
             rows.append(
                 {
                     **{k: v[k] for k in ("version", "status", "created_by", "note")},
