@@ -107,7 +107,7 @@ def test_technician_edits_previews_and_saves_a_draft_and_qa_approves_it(live, br
     page.fill(field("tools.0.inner_diameter_mm"), "22")
 
     # a region drawn on the stored image, then moved by dragging inside it
-    page.wait_for_function("() => document.getElementById('roi-canvas').width > 640")
+    page.wait_for_selector("#roi-canvas[data-loaded]")
     page.click('[data-draw="tools.0.roi"]')
     cv = page.locator("#roi-canvas").bounding_box()
     page.mouse.move(cv["x"] + cv["width"] * 0.2, cv["y"] + cv["height"] * 0.2)

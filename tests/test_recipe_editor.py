@@ -127,6 +127,10 @@ def test_the_preview_lists_the_stored_images_whose_verdict_a_tighter_fill_tolera
     editor = tech.get(f"/recipes/vials/{v1}", headers={"accept": "text/html"})
     assert editor.status_code == 200
     assert 'data-key="tools.0.min_level_mm"' in editor.text  # a form made from FillParams
+    for i, t in enumerate(tools_of(appl)):  # each stated value shown as the recipe states it
+        for k, v in t.items():
+            if isinstance(v, str | int | float) and k not in ("type", "name"):
+                assert f'id="tools.{i}.{k}" value="{v}"' in editor.text, (i, k, v)
     before = counts(state)
 
     r = tech.post(

@@ -194,7 +194,12 @@
     if (c) { field(c.dataset.clear).querySelectorAll("input").forEach((i) => { i.value = ""; }); draw(); }
     if (ref) { document.querySelectorAll("#ref-images .ref").forEach((b) => b.classList.toggle("on", b === ref)); load(); }
   });
-  document.addEventListener("input", (ev) => { if (ev.target.closest('.field[data-kind="region"]')) draw(); });
+  document.addEventListener("input", (ev) => {
+    const f = ev.target.closest(".field"); if (!f) return;
+    f.classList.remove("bad");  // the message was about the value now being changed
+    const e = f.querySelector("[data-error-for]"); if (e) e.textContent = "";
+    if (f.dataset.kind === "region") draw();
+  });
   cv.addEventListener("pointerdown", (ev) => {
     if (!ed.dataset.edit) return;
     cv.setPointerCapture(ev.pointerId);
@@ -218,7 +223,7 @@
   });
   function load() {
     const sha = currentSha(); if (!sha) return;
-    img.onload = () => { cv.width = img.naturalWidth; cv.height = img.naturalHeight; draw(); };
+    img.onload = () => { cv.width = img.naturalWidth; cv.height = img.naturalHeight; cv.dataset.loaded = sha; draw(); };
     img.onerror = () => EI.toast("The image could not be loaded.", true);
     img.src = "/images/" + sha + ".png";
   }
