@@ -156,6 +156,13 @@
   // ---- regions on a stored image: Draw, then drag; drag inside a region to move it
   const cv = $("roi-canvas");
   function currentSha() { const b = document.querySelector("#ref-images .ref.on"); return b ? b.dataset.sha : null; }
+  let draw = () => {};  // regions are drawn only where there is a stored image
+  document.addEventListener("input", (ev) => {
+    const f = ev.target.closest(".field"); if (!f) return;
+    f.classList.remove("bad");  // the message was about the value now being changed
+    const e = f.querySelector("[data-error-for]"); if (e) e.textContent = "";
+    if (f.dataset.kind === "region") draw();
+  });
   if (!cv) return;
   const g = cv.getContext("2d"), img = new Image();
   let active = null, drag = null;
@@ -173,7 +180,7 @@
     const r = cv.getBoundingClientRect();
     return [clamp((ev.clientX - r.left) * cv.width / r.width, 0, cv.width), clamp((ev.clientY - r.top) * cv.height / r.height, 0, cv.height)];
   }
-  function draw() {
+  draw = () => {
     g.clearRect(0, 0, cv.width, cv.height);
     if (img.complete && img.naturalWidth) g.drawImage(img, 0, 0);
     g.lineWidth = Math.max(2, cv.width / 320); g.font = "bold " + Math.max(14, cv.width / 45) + "px sans-serif";
@@ -186,19 +193,13 @@
     }
     g.setLineDash([]);
     if (drag && drag.box) { g.strokeStyle = "#fff"; g.strokeRect(...drag.box); }
-  }
+  };
   function field(key) { return document.querySelector('.field[data-key="' + key + '"]'); }
   document.addEventListener("click", (ev) => {
     const d = ev.target.closest("[data-draw]"), c = ev.target.closest("[data-clear]"), ref = ev.target.closest("#ref-images .ref");
     if (d) { active = d.dataset.draw; $("roi-hint").textContent = "Drag on the image to draw " + active + "; drag inside it to move it."; cv.scrollIntoView({ block: "nearest" }); draw(); }
     if (c) { field(c.dataset.clear).querySelectorAll("input").forEach((i) => { i.value = ""; }); draw(); }
     if (ref) { document.querySelectorAll("#ref-images .ref").forEach((b) => b.classList.toggle("on", b === ref)); load(); }
-  });
-  document.addEventListener("input", (ev) => {
-    const f = ev.target.closest(".field"); if (!f) return;
-    f.classList.remove("bad");  // the message was about the value now being changed
-    const e = f.querySelector("[data-error-for]"); if (e) e.textContent = "";
-    if (f.dataset.kind === "region") draw();
   });
   cv.addEventListener("pointerdown", (ev) => {
     if (!ed.dataset.edit) return;
