@@ -35,6 +35,8 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("*", r"^/(tech/|api/tech/)", {"technician"}),
     ("POST", r"^/api/models/.+/(approve|rollback)$", {"qa"}),
     ("POST", r"^/api/(recipes|products)/.+/approve$", {"qa"}),
+    ("POST", r"^/api/recipes/.+/preview$", {"technician", "qa"}),
+    ("GET", r"^/recipes", {"technician", "qa"}),
     ("POST", r"^/api/products$", {"technician"}),
     ("POST", r"^/api/products/import$", {"technician"}),
     ("GET", r"^/products/new$", {"technician"}),

@@ -111,13 +111,16 @@ class Documents:
 
     # ------------------------------------------------------------------ changing
 
-    def add_draft(self, name: str, content: dict[str, Any], by: str, reason: str = "") -> int:
-        """A new draft version (or the existing version with exactly this content)."""
+    def add_draft(
+        self, name: str, content: dict[str, Any], by: str, reason: str = "", note: str = ""
+    ) -> int:
+        """A new draft version (or the existing version with exactly this content); `note`
+        is kept with the version (where an editor's clone came from)."""
         same = store.by_hash(self.db, self.kind, name, store.content_hash(content))
         if same is not None and same["status"] != "retired":
             return int(same["version"])
         base = self.approved(name) or self.latest(name)
-        version = store.add(self.db, self.kind, name, content, by)
+        version = store.add(self.db, self.kind, name, content, by, note=note)
         self._record(
             by,
             "draft",

@@ -365,3 +365,21 @@ def recent_trend(db: Database, since: float, bucket_s: float, top: int = 3) -> d
         by_reason.setdefault(reason, {})[int(b)] = int(n)
     ranked = sorted(by_reason, key=lambda r: (-sum(by_reason[r].values()), r))[:top]
     return {"buckets": buckets, "reasons": {r: by_reason[r] for r in ranked}}
+
+
+def recorded_images(conn: sqlite3.Connection, recipe: str, limit: int) -> list[dict[str, Any]]:
+    """The newest items of `recipe` that kept their image, with what the line decided and
+    the batch they ran in (a recipe preview judges them again with that batch's data)."""
+    rows = conn.execute(
+        "SELECT i.id, i.image_sha256, i.verdict, i.reasons, i.trigger_utc, i.recipe_version,"
+        " i.batch_id, b.lot, b.gtin, b.expiry FROM items i"
+        " LEFT JOIN batches b ON b.id = i.batch_id"
+        " WHERE i.image_sha256 IS NOT NULL AND i.recipe = ? ORDER BY i.seq DESC LIMIT ?",
+        (recipe, max(int(limit), 0)),
+    ).fetchall()
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["reasons"] = json.loads(d["reasons"])
+        out.append(d)
+    return out

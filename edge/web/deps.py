@@ -157,6 +157,7 @@ def nav_for(role: str | None) -> list[tuple[str, str]]:
         ("/tech/anomaly", "Teach", TECH),
         ("/models", "Models", MODELS_VIEW),
         ("/products", "Products", MODELS_VIEW),
+        ("/recipes", "Recipes", MODELS_VIEW),
         ("/reports", "Reports", REPORTS_VIEW),
         ("/deviations", "Deviations", REPORTS_VIEW),
         ("/qa/audit", "Audit", QA),

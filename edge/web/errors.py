@@ -111,17 +111,22 @@ _FAILURES: list[tuple[str, str]] = [
 ]
 
 
-def field_sentence(error: dict[str, Any]) -> str:
-    """One validation error as 'field must be …'."""
-    loc = [str(x) for x in error.get("loc", ()) if x not in ("body", "query", "path", "form")]
-    field = " ".join(loc).replace("_", " ") or "the request"
+def field_message(error: dict[str, Any]) -> str:
+    """What is wrong with one field, said as a technician reads it ('must be at most 300'),
+    for a message shown beside the field itself."""
     msg = str(error.get("msg", "is not valid"))
     for pattern, said in _FIELD_MESSAGES:
         m = re.fullmatch(pattern, msg)
         if m:
-            msg = said.format(*m.groups())
-            break
-    return f"{field} {msg}"
+            return said.format(*m.groups())
+    return msg
+
+
+def field_sentence(error: dict[str, Any]) -> str:
+    """One validation error as 'field must be …'."""
+    loc = [str(x) for x in error.get("loc", ()) if x not in ("body", "query", "path", "form")]
+    field = " ".join(loc).replace("_", " ") or "the request"
+    return f"{field} {field_message(error)}"
 
 
 def validation_sentence(errors: list[dict[str, Any]]) -> str:

@@ -319,11 +319,44 @@ def run_anomaly_fit(args: dict[str, Any], d: Path, progress: Progress) -> dict[s
     return run_fit(args, d, progress)
 
 
+def run_preview(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
+    """A recipe draft beside its approved version on recorded images and on the challenge
+    units (`edge.recipes.preview`); reads the records, writes nothing but this job's files."""
+    from edge.config import OnnxBackend, Recipe, SimulatorSource
+    from edge.inspect.base import Services
+    from edge.recipes import preview
+    from edge.recipes.products import Product
+
+    approved = Recipe.model_validate(args["approved"])
+    draft = Recipe.model_validate(args["draft"])
+    services = Services(models_dir=args["models_dir"], backend=OnnxBackend(threads=1))
+    progress({"stage": "preview", "images": 0, "of": int(args.get("limit", 50))})
+    out: dict[str, Any] = {
+        "recipe": draft.name,
+        "against": {"name": approved.name, "version": args.get("approved_version")},
+        **preview.on_images(
+            approved, draft, services, args["state_dir"], int(args.get("limit", 50)), progress
+        ),
+    }
+    if args.get("challenge"):
+        c = args["challenge"]
+        product = Product.model_validate(c["product"]) if c.get("product") else None
+        source = SimulatorSource.model_validate(c["source"]) if c.get("source") else None
+        setup = preview.challenge_setup(approved, product, source)
+        if setup is None:
+            out["challenge"] = {"units": 0, "why": "no challenge set renders for this recipe"}
+        else:
+            progress({"stage": "challenge", "units": sum(u.count for u in setup[0])})
+            out["challenge"] = preview.on_challenge(approved, draft, services, *setup)
+    return out
+
+
 RUNNERS = {
     "train": run_train,
     "evaluate": run_evaluate,
     "shadow": run_shadow,
     "anomaly_fit": run_anomaly_fit,
+    "preview": run_preview,
 }
 
 

@@ -1,4 +1,5 @@
-"""Long work (training, anomaly fits, evaluation, shadow runs) in separate, low-priority processes.
+"""Long work (training, anomaly fits, evaluation, shadow runs, recipe previews) in separate,
+low-priority processes.
 
 The line shares the CPU with these jobs, never the interpreter: each job is a child
 process (`python -m edge.web.jobrun KIND ...`) in its own session, at the lowest
@@ -23,7 +24,7 @@ from typing import Any
 from edge.store.safe_files import read_regular
 from edge.web.errors import explain_failure
 
-KINDS = ("train", "evaluate", "shadow", "anomaly_fit")
+KINDS = ("train", "evaluate", "shadow", "anomaly_fit", "preview")
 
 
 class JobError(RuntimeError):

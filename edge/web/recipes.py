@@ -2,7 +2,7 @@
 
 The web process reads and writes the shared database through `edge.recipes` (no line call):
 a draft or an approval changes what the line runs only at the next changeover, when the line
-loads the approved version. Pages for editing come later; these are the API the pages and
+loads the approved version. These are the API the editor's pages (`recipe_editor.py`) and
 other tools use.
 """
 

@@ -32,6 +32,7 @@ from edge.web import (
     login,
     models,
     products,
+    recipe_editor,
     recipes,
     reports,
     training,
@@ -101,6 +102,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     app.include_router(models.router)
     app.include_router(recipes.router)
     app.include_router(products.router)
+    app.include_router(recipe_editor.router)
     app.include_router(uploads.router)
     app.include_router(reports.router)
     app.include_router(deviations.router)

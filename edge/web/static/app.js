@@ -16,7 +16,11 @@ const EI = (() => {
     if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); throw new Error("Please log in again."); }
     let data = null;
     try { data = await r.json(); } catch (e) { data = null; }
-    if (!r.ok) throw new Error(explain(r.status, data && data.detail));
+    if (!r.ok) {  // the server's detail stays with the error (a form's messages by field)
+      const err = new Error(explain(r.status, data && data.detail));
+      err.detail = data && data.detail;
+      throw err;
+    }
     return data;
   }
   // What went wrong, in a sentence: the server's own sentence where it sent one.

@@ -1,0 +1,224 @@
+"""Preview of a recipe draft: which verdicts would change against the approved version.
+
+Before a technician saves a draft (and before QA approves it), the draft and the approved
+version judge the same images: the line's last N recorded images of that recipe, each with
+the batch it ran in, and the product's challenge units. Both are judged by `edge.judge`
+with tools built as the line builds them (`build_tools`, approved models only), so a change
+shown here is the change the line would make after the changeover.
+
+A preview decides nothing and records nothing: it reads the database through a read-only
+connection (it cannot write an item, an outbox message or a serial), builds its tools
+without the serial registry or the grade trend, and runs in a job process at the lowest
+priority (`edge.web.jobrun`), never in the line's process and never on its recipe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge.domain import BatchState
+
+if TYPE_CHECKING:
+    from edge.config import Recipe, SimulatorSource
+    from edge.inspect.base import Services, Tool
+    from edge.recipes.products import ChallengeUnit
+
+#: most images a preview judges (each is judged twice)
+MAX_IMAGES = 2000
+#: most changed images a preview returns (the counts cover every image)
+MAX_ROWS = 500
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class PreviewError(RuntimeError):
+    """The preview cannot run (a recipe's tools cannot be built): said as a sentence."""
+
+
+def build(recipe: Recipe, services: Services, role: str) -> list[Tool]:
+    from edge.inspect.registry import ToolBuildError, build_tools
+
+    try:
+        return build_tools(recipe, services)
+    except ToolBuildError as exc:
+        raise PreviewError(
+            f"the {role} recipe's tools cannot run: " + "; ".join(exc.lines(role))
+        ) from None
+
+
+def close(tools: Sequence[Tool]) -> None:
+    for t in tools:
+        try:
+            t.close()
+        except Exception:
+            pass
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    if old["verdict"] != new["verdict"]:
+        return "verdict"
+    if sorted(old["reasons"]) != sorted(new["reasons"]):
+        return "reasons"
+    return None
+
+
+def _judged(recipe: Recipe, tools: Sequence[Tool], image: Any, ctx: Any) -> dict[str, Any]:
+    from edge.judge import judge
+
+    verdict, reasons, _ = judge(recipe, tools, image, ctx, True)
+    return {"verdict": verdict.value, "reasons": list(reasons)}
+
+
+def on_images(
+    approved: Recipe,
+    draft: Recipe,
+    services: Services,
+    state_dir: str | Path,
+    limit: int,
+    progress: Progress | None = None,
+    timeout_s: float = 10.0,
+) -> dict[str, Any]:
+    """Judge the last `limit` recorded images of the approved recipe with both versions.
+
+    Each image is judged with the batch its item ran in (lot, expiry and GTIN are what the
+    code checks compare with) and that item's time, so only the recipe differs between the
+    two verdicts. Returns counts over every image and the changed ones, image by image."""
+    from edge import untrusted_images
+    from edge.inspect.base import ToolContext
+    from edge.store import items
+    from edge.store.db import read_only
+    from edge.store.images import ImageStore
+
+    state = Path(state_dir)
+    conn = read_only(state / "edge.db")
+    try:
+        rows = items.recorded_images(conn, approved.name, min(limit, MAX_IMAGES))
+    finally:
+        conn.close()
+    store = ImageStore(state / "images")
+    runs = {"approved": build(approved, services, "approved")}
+    try:
+        runs["draft"] = build(draft, services, "draft")
+        out: list[dict[str, Any]] = []
+        n = verdicts = 0
+        skipped: list[dict[str, str]] = []
+        for row in rows:
+            sha = row["image_sha256"]
+            data = store.get(sha)
+            if data is None:
+                skipped.append({"image": sha, "why": "the image file is missing"})
+                continue
+            try:
+                img = untrusted_images.decode(data, untrusted_images.LARGEST)
+            except untrusted_images.ImageRefused as exc:
+                skipped.append({"image": sha, "why": str(exc)})
+                continue
+            batch = BatchState(row["lot"], row["gtin"], row["expiry"], row["batch_id"])
+            judged = {}
+            for role, recipe in (("approved", approved), ("draft", draft)):
+                ctx = ToolContext(  # a context of its own for each: nothing shared
+                    item_id=f"preview-{row['id']}",
+                    seq=n,
+                    deadline=time.monotonic() + timeout_s,
+                    batch=batch if row["batch_id"] else None,
+                    now=float(row["trigger_utc"]),
+                )
+                judged[role] = _judged(recipe, runs[role], img, ctx)
+            n += 1
+            kind = _changed(judged["approved"], judged["draft"])
+            if kind:
+                verdicts += kind == "verdict"
+                if len(out) < MAX_ROWS:
+                    out.append(
+                        {
+                            "image": sha,
+                            "item": row["id"],
+                            "recorded": {"verdict": row["verdict"], "reasons": row["reasons"]},
+                            "old": judged["approved"],
+                            "new": judged["draft"],
+                            "change": kind,
+                        }
+                    )
+            if progress is not None and n % 20 == 0:
+                progress({"stage": "preview", "images": n, "of": len(rows), "changed": len(out)})
+    finally:
+        for tools in runs.values():
+            close(tools)
+    return {
+        "images": n,
+        "asked": limit,
+        "changed": len(out),
+        "verdict_changes": verdicts,
+        "rows": out,
+        "skipped": skipped[:20],
+    }
+
+
+def on_challenge(
+    approved: Recipe,
+    draft: Recipe,
+    services: Services,
+    units: list[ChallengeUnit],
+    batch: BatchState,
+    sim_base: SimulatorSource,
+) -> dict[str, Any]:
+    """Both versions on the product's challenge units: whether the draft would pass the
+    challenge at batch start, and each unit whose verdict or reasons change."""
+    from edge.recipes.challenge import run_challenge
+
+    results = {}
+    for role, recipe in (("approved", approved), ("draft", draft)):
+        tools = build(recipe, services, role)
+        try:
+            results[role] = run_challenge(recipe, tools, units, batch, sim_base)
+        finally:
+            close(tools)
+    rows = []
+    for old, new in zip(results["approved"].results, results["draft"].results, strict=True):
+        o = {"verdict": old["verdict"], "reasons": old["reasons"]}
+        n = {"verdict": new["verdict"], "reasons": new["reasons"]}
+        rows.append(
+            {
+                "unit": new["unit"],
+                "expect": new["expect"],
+                "expect_reason": new["expect_reason"],
+                "old": o,
+                "new": n,
+                "ok": new["ok"],
+                "change": _changed(o, n),
+            }
+        )
+    return {
+        "units": len(rows),
+        "approved_passed": results["approved"].passed,
+        "draft_passed": results["draft"].passed,
+        "why": results["draft"].why(),
+        "rows": rows,
+    }
+
+
+def challenge_setup(
+    recipe: Recipe, product: Any, source: SimulatorSource | None
+) -> tuple[list[ChallengeUnit], BatchState, SimulatorSource] | None:
+    """The challenge units, batch and simulator a preview renders for `recipe`, as the
+    batch start would (`edge challenge run`): the product's set, else the scenario's
+    standard set; None when nothing can render them."""
+    from edge.config import SimulatorSource
+    from edge.recipes.challenge import units_for
+    from edge.sim.twin import LineSimulator
+
+    units = units_for(product, recipe)
+    scenario = (product.scenario if product else None) or recipe.scenario
+    if not units or scenario is None:
+        return None
+    base = (
+        source
+        if source is not None and source.scenario == scenario
+        else SimulatorSource(scenario=scenario)
+    )
+    sim = LineSimulator(base).batch
+    gtin = product.gtin if product else sim.gtin
+    return units, BatchState(sim.lot, gtin, sim.expiry), base
