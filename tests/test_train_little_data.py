@@ -97,6 +97,39 @@ def test_training_starts_from_the_shipped_detector_read_back_from_its_onnx(tmp_p
     assert shipped_start([tmp_path / "empty"], tmp_path / "none.pt") is None  # nothing ships
 
 
+def test_a_new_class_starts_from_the_shipped_defect_classes_not_from_random(tmp_path):
+    """The class outputs are rebuilt for the product's classes: a known class keeps the
+    shipped detector's scores, a new class scores what the shipped defect classes score
+    on average (so a short run starts from the shipped detector's idea of a defect)."""
+    import torch
+
+    from edge.train.start_weights import shipped_start
+
+    d = REPO / "models" / "defects" / "1.0.1"
+    names = ["capsule_defect", "crack"]
+    rec = shipped_start([tmp_path / "state", REPO / "models"], tmp_path / "s.pt", class_names=names)
+    assert rec["class_rows"] == {
+        "capsule_defect": "mean of 9 shipped defect classes",
+        "crack": "crack",
+    }
+    model = torch.load(tmp_path / "s.pt", weights_only=False)["model"]
+    assert model.names == {0: "capsule_defect", 1: "crack"} and model.nc == 2
+    x = torch.from_numpy(np.random.default_rng(1).random((1, 3, 320, 320), np.float32))
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(d / "model.onnx")).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        y = model(x)
+    y = (y[0] if isinstance(y, list | tuple) else y).numpy()
+    assert y.shape[1] == 4 + 2
+    assert np.abs(y[:, 5] - ref[:, 4]).max() < 1e-4  # crack: the shipped detector's row
+    p = ref[0, 4:13].astype(np.float64)  # the 9 defect classes' scores at each anchor
+    ok = (p > 1e-6).all(0) & (p < 1 - 1e-6).all(0)  # scores a float32 sigmoid did not saturate
+    assert ok.sum() >= 10
+    mean = 1 / (1 + np.exp(-np.log(p[:, ok] / (1 - p[:, ok])).mean(0)))  # mean logit
+    assert np.abs(y[0, 4, ok] - mean).max() < 1e-3
+
+
 def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
     """Photos resized to the model's input size, cut into 320 px crops: one around each
     defect (its box inside, in crop coordinates), one at random per photo."""
@@ -115,8 +148,11 @@ def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
         (raw / "labels" / f"{i}.txt").write_text(line)
     (raw / "data.yaml").write_text(yaml.safe_dump({"names": {0: "capsule_defect"}}))
     dataset.prepare([raw], tmp_path / "ds", val_fraction=0.2, seed=0)
-    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704)
+    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704, per_defect=1)
     assert made == {"train": 12, "val": 3}  # 4 + 1 defect photos, one crop each, + 1 per photo
+    # by default each training defect is seen in four surroundings; validation once
+    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704)
+    assert made == {"train": 4 * 4 + 8, "val": 3}
     assert crop_dataset(tmp_path / "ds", tmp_path / "none", imgsz=320) is None
     for lbl in (tmp_path / "crops" / "labels" / "train").glob("*_t0.txt"):
         rows = [r.split() for r in lbl.read_text().splitlines()]

@@ -7,8 +7,13 @@ ONNX (BatchNormalization folded into each convolution); nothing may be downloade
 time, so the weights are read back from that file into the architecture it was trained
 from (the card's `arch`): each folded convolution becomes a convolution followed by an
 identity BatchNormalization carrying the folded bias, which trains like the original.
-The class branch of the head depends on the number of classes and is left to the new
-training (ultralytics transfers only the tensors whose shapes match).
+
+The last convolution of the class branch has one output per class, so it is rebuilt for
+the new product's class list (`retarget_classes`): a class the shipped detector knows keeps
+its own row; a new class (a capsule defect) starts from the mean of the shipped defect
+classes' rows. Left to ultralytics, that layer would start from random weights with a
+bias of a one-in-thousands prior, and a few minutes of training on tens of photos end with
+every score below the line's threshold (seen: "the FP32 reference detects nothing").
 """
 
 from __future__ import annotations
@@ -81,10 +86,49 @@ def _onnx_nc(inits: dict[str, np.ndarray]) -> int:
     return int(heads[0].shape[0]) if heads else -1
 
 
-def shipped_start(roots: Any, out_pt: str | Path, name: str = "defects") -> dict[str, Any] | None:
+#: classes of the shipped detector that are not defects: never the start of a new class
+NOT_DEFECTS = ("code",)
+
+
+def retarget_classes(model: Any, names: list[str]) -> dict[str, str]:
+    """Rebuild the class outputs of `model`'s detection head for `names` (in place).
+
+    A name the model knows keeps its row; a new name starts from the mean of the rows of
+    the model's defect classes (weights and bias), so its scores start where the shipped
+    detector's defect scores are, not at random. Returns where each class came from."""
+    import torch
+
+    old = [model.names[i] for i in sorted(model.names)]
+    defects = [i for i, n in enumerate(old) if n not in NOT_DEFECTS] or list(range(len(old)))
+    head = model.model[-1]
+    origin = {
+        n: (n if n in old else f"mean of {len(defects)} shipped defect classes") for n in names
+    }
+    with torch.no_grad():
+        for branch in head.cv3:
+            last = branch[-1]
+            new = torch.nn.Conv2d(last.in_channels, len(names), 1, bias=True)
+            for k, n in enumerate(names):
+                rows = [old.index(n)] if n in old else defects
+                new.weight[k] = last.weight[rows].mean(0)
+                new.bias[k] = last.bias[rows].mean()
+            branch[-1] = new
+    head.nc = len(names)
+    head.no = head.nc + head.reg_max * 4
+    model.nc = len(names)
+    model.yaml["nc"] = len(names)
+    model.names = dict(enumerate(names))
+    return origin
+
+
+def shipped_start(
+    roots: Any, out_pt: str | Path, name: str = "defects", class_names: list[str] | None = None
+) -> dict[str, Any] | None:
     """Write the approved `name` detector's weights as an ultralytics checkpoint to start
-    training from; returns what the card records (model, version, SHA-256), or None when
-    there is no approved detector whose architecture ships with the project."""
+    training from, its class outputs rebuilt for `class_names` (the dataset's) when given;
+    returns what the card records (model, version, SHA-256, where each class's outputs
+    came from), or None when there is no approved detector whose architecture ships with
+    the project."""
     import torch
 
     from edge.models.registry import ModelRegistry
@@ -99,6 +143,7 @@ def shipped_start(roots: Any, out_pt: str | Path, name: str = "defects") -> dict
     opened = reg.open_model(name, card.version, precision="fp32")
     model = model_from_onnx(opened.path, arch, len(card.classes))
     model.names = dict(enumerate(card.classes))
+    origin = retarget_classes(model, list(class_names)) if class_names else None
     out_pt = Path(out_pt)
     out_pt.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model, "train_args": {}, "epoch": -1}, out_pt)
@@ -107,4 +152,5 @@ def shipped_start(roots: Any, out_pt: str | Path, name: str = "defects") -> dict
         "version": card.version,
         "sha256": card.files.get(cards.FP32),
         "arch": card.arch,
+        "class_rows": origin,
     }
