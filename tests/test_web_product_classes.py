@@ -14,7 +14,7 @@ from edge import taxonomy
 
 
 def test_a_new_product_labels_with_the_classes_added_for_it(line):  # noqa: F811
-    appl, app = line
+    _appl, app = line
     t = client_as(app, "tom")
     shas = [s["sha"] for s in upload(t, "capsules", ("a.png", photo(1))).json()["stored"]]
     lab = t.get(f"/api/tech/labels/{shas[0]}").json()
@@ -45,7 +45,7 @@ def test_a_new_product_labels_with_the_classes_added_for_it(line):  # noqa: F811
 
 
 def test_a_products_dataset_holds_its_photos_and_classes_and_training_is_named_for_it(line):  # noqa: F811
-    appl, app = line
+    _appl, app = line
     t = client_as(app, "tom")
     shas = [
         s["sha"]
