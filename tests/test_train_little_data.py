@@ -164,3 +164,36 @@ def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
         assert w == pytest.approx(34 * 704 / 1500, abs=1)  # ~16 px: the scale it will run at
         patch = crop[int(cy - h / 4) : int(cy + h / 4), int(cx - w / 4) : int(cx + w / 4)]
         assert patch.mean() > 200  # the box sits on the defect
+
+
+def test_the_start_network_keeps_its_function_when_training_normalises_by_batch(tmp_path):
+    """Read back from the ONNX, each BatchNormalization is an identity: exact in evaluation
+    mode, but training mode normalises by the batch's statistics and starts from another
+    network. Given the statistics of the training images, both modes compute what the
+    shipped detector computes."""
+    import torch
+
+    from edge.models.cards import load_card
+    from edge.train.start_weights import arch_path, inflate_batchnorm, model_from_onnx
+
+    d = REPO / "models" / "defects" / "1.0.1"
+    card = load_card(d)
+    model = model_from_onnx(d / "model.onnx", arch_path(card.arch), len(card.classes))
+    x = torch.from_numpy(np.random.default_rng(3).random((8, 3, 128, 128), np.float32))
+
+    def class_logits(train: bool) -> np.ndarray:
+        """What the loss sees: the raw class maps of the head (on a copy: a forward pass in
+        training mode moves the running statistics)."""
+        import copy
+
+        m = copy.deepcopy(model).train(train)
+        with torch.no_grad():
+            out = m(x)
+        return (out if train else out[1])["scores"].numpy()
+
+    shipped = class_logits(False)
+    assert np.abs(class_logits(True) - shipped).max() > 1.0  # batch statistics: another net
+    assert inflate_batchnorm(model, x.numpy()) > 50
+    assert np.abs(class_logits(False) - shipped).max() < 1e-3  # evaluation: unchanged
+    # the same images in training mode: their batch statistics are the measured ones
+    assert np.abs(class_logits(True) - shipped).max() < 1e-2

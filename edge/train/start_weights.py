@@ -8,6 +8,14 @@ time, so the weights are read back from that file into the architecture it was t
 from (the card's `arch`): each folded convolution becomes a convolution followed by an
 identity BatchNormalization carrying the folded bias, which trains like the original.
 
+An identity BatchNormalization reproduces the shipped detector only in evaluation mode. In
+training mode it normalises each convolution's output by the batch's own mean and
+variance, so the first steps start from a different network, and the running statistics
+drift from (0, 1) towards the batch's: validation losses jumped from epoch to epoch and a
+short run learnt little. `inflate_batchnorm` gives each BatchNormalization the statistics
+of its input on the product's own images (the shipped detector's function unchanged in
+evaluation mode, and nearly so in training mode).
+
 The last convolution of the class branch has one output per class, so it is rebuilt for
 the new product's class list (`retarget_classes`): a class the shipped detector knows keeps
 its own row; a new class (a capsule defect) starts from the mean of the shipped defect
@@ -86,6 +94,80 @@ def _onnx_nc(inits: dict[str, np.ndarray]) -> int:
     return int(heads[0].shape[0]) if heads else -1
 
 
+#: training images the BatchNormalization statistics are measured on
+STAT_IMAGES = 32
+
+
+def statistics_images(folder: str | Path, size: int, n: int = STAT_IMAGES) -> np.ndarray:
+    """Up to `n` images of `folder`, spread over it by name, as the trainer feeds them:
+    `size` x `size`, RGB, 0..1, N x 3 x H x W."""
+    import cv2
+
+    from edge.train.dataset import IMAGE_EXT
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXT)
+    if len(files) > n:
+        files = [files[round(k * (len(files) - 1) / (n - 1))] for k in range(n)]
+    out = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        if img.shape[:2] != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+        out.append(img[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)
+    return np.stack(out) if out else np.zeros((0, 3, size, size), np.float32)
+
+
+def inflate_batchnorm(model: Any, images: np.ndarray, batch: int = 8) -> int:
+    """Give every BatchNormalization of `model` the per-channel mean and variance of its
+    input over `images` (N x 3 x H x W, RGB, 0..1) and the scale and shift that undo them,
+    so that it computes what it computed before (z + folded bias) in evaluation mode, and
+    about the same in training mode, where it normalises by the batch's statistics.
+    Returns the number of layers set."""
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    sums: dict[int, list[torch.Tensor]] = {}
+
+    def hook(mod, inp, _out):
+        z = inp[0].detach().double()
+        s = sums.setdefault(id(mod), [torch.zeros(z.shape[1], dtype=torch.float64)] * 3)
+        sums[id(mod)] = [
+            s[0] + z.sum((0, 2, 3)),
+            s[1] + (z * z).sum((0, 2, 3)),
+            s[2] + z[:, 0].numel(),
+        ]
+
+    handles = [m.register_forward_hook(hook) for m in bns]
+    model.eval()
+    try:
+        with torch.no_grad():
+            for k in range(0, len(images), batch):
+                model(torch.from_numpy(np.ascontiguousarray(images[k : k + batch], np.float32)))
+    finally:
+        for h in handles:
+            h.remove()
+    done = 0
+    with torch.no_grad():
+        for m in bns:
+            if id(m) not in sums:
+                continue
+            total, sq, n = sums[id(m)]
+            mean = total / n
+            var = (sq / n - mean * mean).clamp(min=0.0)
+            std = torch.sqrt(var + m.eps)
+            # before: a z + c; after: (z - mean) / std * (a std) + (c + a mean) = a z + c
+            a = m.weight.double() / torch.sqrt(m.running_var.double() + m.eps)
+            c = m.bias.double() - m.running_mean.double() * a
+            m.weight.copy_((a * std).float())
+            m.bias.copy_((c + a * mean).float())
+            m.running_mean.copy_(mean.float())
+            m.running_var.copy_(var.float())
+            done += 1
+    return done
+
+
 #: classes of the shipped detector that are not defects: never the start of a new class
 NOT_DEFECTS = ("code",)
 
@@ -122,13 +204,18 @@ def retarget_classes(model: Any, names: list[str]) -> dict[str, str]:
 
 
 def shipped_start(
-    roots: Any, out_pt: str | Path, name: str = "defects", class_names: list[str] | None = None
+    roots: Any,
+    out_pt: str | Path,
+    name: str = "defects",
+    class_names: list[str] | None = None,
+    images: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """Write the approved `name` detector's weights as an ultralytics checkpoint to start
     training from, its class outputs rebuilt for `class_names` (the dataset's) when given;
     returns what the card records (model, version, SHA-256, where each class's outputs
     came from), or None when there is no approved detector whose architecture ships with
-    the project."""
+    the project. With `images` (the product's training images, N x 3 x H x W, RGB, 0..1)
+    the BatchNormalization layers get their statistics (`inflate_batchnorm`)."""
     import torch
 
     from edge.models.registry import ModelRegistry
@@ -143,6 +230,7 @@ def shipped_start(
     opened = reg.open_model(name, card.version, precision="fp32")
     model = model_from_onnx(opened.path, arch, len(card.classes))
     model.names = dict(enumerate(card.classes))
+    inflated = inflate_batchnorm(model, images) if images is not None and len(images) else 0
     origin = retarget_classes(model, list(class_names)) if class_names else None
     out_pt = Path(out_pt)
     out_pt.parent.mkdir(parents=True, exist_ok=True)
@@ -153,4 +241,5 @@ def shipped_start(
         "sha256": card.files.get(cards.FP32),
         "arch": card.arch,
         "class_rows": origin,
+        "batchnorm_from_images": len(images) if inflated else 0,
     }

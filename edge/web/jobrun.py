@@ -64,9 +64,11 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     if few:  # refused before anything is made: no candidate is left behind
         raise ValueError("; ".join(few))
     imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)
-    start = _start_weights(args, d, names)
     # small defects on large photos: train on crops at the model's scale (edge.train.tiles)
     crops = crop_dataset(data, d / "crops", imgsz) if args.get("tiles", True) else None
+    # the starting network's normalisation measured on what training will feed it
+    seen = (d / "crops" if crops else data) / "images" / "train"
+    start = _start_weights(args, d, names, seen, TILE if crops else imgsz)
     settings = _few_image_settings(args)
     progress(
         {
@@ -134,15 +136,23 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     return {"name": card.name, "version": version, "verify": rep.get("summary")}
 
 
-def _start_weights(args: dict[str, Any], d: Path, names: list[str]) -> dict[str, Any]:
+def _start_weights(
+    args: dict[str, Any], d: Path, names: list[str], images: Path, size: int
+) -> dict[str, Any]:
     """Train from the project's approved detector (its weights read back from the shipped
-    ONNX: nothing is downloaded; its class outputs rebuilt for the dataset's `names`),
-    unless an architecture is asked for by name."""
-    from edge.train.start_weights import shipped_start
+    ONNX: nothing is downloaded; its class outputs rebuilt for the dataset's `names`, its
+    normalisation measured on the training `images`), unless an architecture is asked for
+    by name."""
+    from edge.train.start_weights import shipped_start, statistics_images
 
     arch = args.get("arch")
     if arch is None and args.get("start", "shipped") == "shipped":
-        rec = shipped_start(args["models_dir"], d / "start.pt", class_names=names)
+        rec = shipped_start(
+            args["models_dir"],
+            d / "start.pt",
+            class_names=names,
+            images=statistics_images(images, size),
+        )
         if rec is not None:
             return {"arch": str(d / "start.pt"), "record": rec}
     return {"arch": arch or "yolo11n.yaml", "record": None}
