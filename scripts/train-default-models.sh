@@ -16,7 +16,7 @@
 # bias Q/DQ), then approving it through the audited CLI:
 #
 #   scripts/train-default-models.sh reissue --from 1.0.0 --reason "..."
-#   edge model approve defects 1.0.1 --reason "..." --state-dir var
+#   edge model approve defects 1.0.1 --reason "..." --models models --state-dir var
 #
 #   scripts/train-default-models.sh            # all steps, on the CPU
 set -euo pipefail

@@ -253,6 +253,11 @@ def test_technician_uploads_photos_finds_them_labels_one_and_marks_one_good(
     sha = page.url.rsplit("/", 1)[-1]
     page.wait_for_function("() => document.getElementById('saved').textContent !== ''")
     assert "Not labelled yet" in page.inner_text("#saved")  # no suggestion offered
+    # a new product: none of the vials' classes; the technician adds the product's own
+    assert page.locator("#cls option").count() == 0 and page.is_visible("#no-classes")
+    page.fill("#new-cls", "crack")
+    page.click("#do-add-class")
+    page.wait_for_function("() => document.getElementById('cls').value === 'crack'")
     page.select_option("#cls", "crack")
     cv = page.locator("#canvas").bounding_box()
 

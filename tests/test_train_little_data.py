@@ -97,6 +97,39 @@ def test_training_starts_from_the_shipped_detector_read_back_from_its_onnx(tmp_p
     assert shipped_start([tmp_path / "empty"], tmp_path / "none.pt") is None  # nothing ships
 
 
+def test_a_new_class_starts_from_the_shipped_defect_classes_not_from_random(tmp_path):
+    """The class outputs are rebuilt for the product's classes: a known class keeps the
+    shipped detector's scores, a new class scores what the shipped defect classes score
+    on average (so a short run starts from the shipped detector's idea of a defect)."""
+    import torch
+
+    from edge.train.start_weights import shipped_start
+
+    d = REPO / "models" / "defects" / "1.0.1"
+    names = ["capsule_defect", "crack"]
+    rec = shipped_start([tmp_path / "state", REPO / "models"], tmp_path / "s.pt", class_names=names)
+    assert rec["class_rows"] == {
+        "capsule_defect": "mean of 9 shipped defect classes",
+        "crack": "crack",
+    }
+    model = torch.load(tmp_path / "s.pt", weights_only=False)["model"]
+    assert model.names == {0: "capsule_defect", 1: "crack"} and model.nc == 2
+    x = torch.from_numpy(np.random.default_rng(1).random((1, 3, 320, 320), np.float32))
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(d / "model.onnx")).run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        y = model(x)
+    y = (y[0] if isinstance(y, list | tuple) else y).numpy()
+    assert y.shape[1] == 4 + 2
+    assert np.abs(y[:, 5] - ref[:, 4]).max() < 1e-4  # crack: the shipped detector's row
+    p = ref[0, 4:13].astype(np.float64)  # the 9 defect classes' scores at each anchor
+    ok = (p > 1e-6).all(0) & (p < 1 - 1e-6).all(0)  # scores a float32 sigmoid did not saturate
+    assert ok.sum() >= 10
+    mean = 1 / (1 + np.exp(-np.log(p[:, ok] / (1 - p[:, ok])).mean(0)))  # mean logit
+    assert np.abs(y[0, 4, ok] - mean).max() < 1e-3
+
+
 def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
     """Photos resized to the model's input size, cut into 320 px crops: one around each
     defect (its box inside, in crop coordinates), one at random per photo."""
@@ -115,8 +148,11 @@ def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
         (raw / "labels" / f"{i}.txt").write_text(line)
     (raw / "data.yaml").write_text(yaml.safe_dump({"names": {0: "capsule_defect"}}))
     dataset.prepare([raw], tmp_path / "ds", val_fraction=0.2, seed=0)
-    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704)
+    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704, per_defect=1)
     assert made == {"train": 12, "val": 3}  # 4 + 1 defect photos, one crop each, + 1 per photo
+    # by default each training defect is seen in four surroundings; validation once
+    made = crop_dataset(tmp_path / "ds", tmp_path / "crops", imgsz=704)
+    assert made == {"train": 4 * 4 + 8, "val": 3}
     assert crop_dataset(tmp_path / "ds", tmp_path / "none", imgsz=320) is None
     for lbl in (tmp_path / "crops" / "labels" / "train").glob("*_t0.txt"):
         rows = [r.split() for r in lbl.read_text().splitlines()]
@@ -128,3 +164,36 @@ def test_training_crops_keep_each_defect_at_the_models_scale(tmp_path):
         assert w == pytest.approx(34 * 704 / 1500, abs=1)  # ~16 px: the scale it will run at
         patch = crop[int(cy - h / 4) : int(cy + h / 4), int(cx - w / 4) : int(cx + w / 4)]
         assert patch.mean() > 200  # the box sits on the defect
+
+
+def test_the_start_network_keeps_its_function_when_training_normalises_by_batch(tmp_path):
+    """Read back from the ONNX, each BatchNormalization is an identity: exact in evaluation
+    mode, but training mode normalises by the batch's statistics and starts from another
+    network. Given the statistics of the training images, both modes compute what the
+    shipped detector computes."""
+    import torch
+
+    from edge.models.cards import load_card
+    from edge.train.start_weights import arch_path, inflate_batchnorm, model_from_onnx
+
+    d = REPO / "models" / "defects" / "1.0.1"
+    card = load_card(d)
+    model = model_from_onnx(d / "model.onnx", arch_path(card.arch), len(card.classes))
+    x = torch.from_numpy(np.random.default_rng(3).random((8, 3, 128, 128), np.float32))
+
+    def class_logits(train: bool) -> np.ndarray:
+        """What the loss sees: the raw class maps of the head (on a copy: a forward pass in
+        training mode moves the running statistics)."""
+        import copy
+
+        m = copy.deepcopy(model).train(train)
+        with torch.no_grad():
+            out = m(x)
+        return (out if train else out[1])["scores"].numpy()
+
+    shipped = class_logits(False)
+    assert np.abs(class_logits(True) - shipped).max() > 1.0  # batch statistics: another net
+    assert inflate_batchnorm(model, x.numpy()) > 50
+    assert np.abs(class_logits(False) - shipped).max() < 1e-3  # evaluation: unchanged
+    # the same images in training mode: their batch statistics are the measured ones
+    assert np.abs(class_logits(True) - shipped).max() < 1e-2

@@ -326,6 +326,14 @@ def test_a_failed_candidate_is_discarded_by_the_technician_and_evaluation_refuse
         json={"password": "qa-secret-1", "reason": "validated on T1"},
     )
     assert r.status_code == 409 and "failed" in r.json()["detail"]
+    # the models page says it failed and why, offers the technician Discard, nothing else
+    html = tech.get("/models").text
+    row = html[html.index('data-name="capsules" data-version="1"') :].split("</tr>")[0]
+    assert 'data-status="failed"' in row and "capsule_defect" in row
+    assert "The job stopped: Too many bins" in row and "ValueError" not in row  # a sentence
+    assert 'data-act="discard"' in row
+    assert 'data-act="approve"' not in row and 'data-act="evaluate"' not in row
+    assert 'data-act="discard"' not in qa.get("/models").text  # QA approves; it does not discard
     ds = datasets_dir(app.state.ctx)
     for name, label in (("ds-1", ""), ("ds-2", "0 0.5 0.5 0.1 0.1")):
         (ds / name / "images" / "val").mkdir(parents=True)

@@ -42,6 +42,12 @@ def upload(client, product: str, *named: tuple[str, bytes]):
     return client.post("/api/tech/uploads", data={"product": product}, files=files)
 
 
+def add_class(client, product: str, cls: str) -> None:
+    """A new product labels with its own classes: the technician adds one first."""
+    r = client.post(f"/api/tech/products/{product}/classes", json={"cls": cls})
+    assert r.status_code == 200 and cls in r.json()["classes"]
+
+
 def test_several_photos_upload_at_once_and_a_bad_one_is_named_not_fatal(line):
     appl, app = line
     t = client_as(app, "tom")
@@ -113,6 +119,7 @@ def test_bulk_mark_good_and_the_label_state_filters(line):
     r = t.post("/api/tech/labels/good", json={"images": shas[:2], "reason": "clean capsules"})
     assert r.status_code == 200 and r.json()["marked"] == 2
     box = {"cls": "crack", "bbox": [10, 10, 30, 20]}
+    add_class(t, "capsules", "crack")
     assert t.put(f"/api/tech/labels/{shas[2]}", json={"boxes": [box]}).status_code == 200
     assert (
         q("good") == set(shas[:2]) and q("labelled") == {shas[2]} and q("unlabelled") == {shas[3]}
@@ -128,6 +135,7 @@ def test_good_is_explicit_and_cannot_carry_boxes(line):
     _appl, app = line
     t = client_as(app, "tom")
     sha = upload(t, "capsules", ("a.png", photo(1))).json()["stored"][0]["sha"]
+    add_class(t, "capsules", "crack")
     assert t.get(f"/api/tech/labels/{sha}").json()["suggested"] is False  # nothing to suggest
     box = {"cls": "crack", "bbox": [10, 10, 30, 20]}
     r = t.put(f"/api/tech/labels/{sha}", json={"boxes": [box], "good": True})
@@ -149,6 +157,7 @@ def test_a_box_past_the_edge_keeps_only_the_part_on_the_image(line, drawn, store
     _appl, app = line
     t = client_as(app, "tom")
     sha = upload(t, "capsules", ("a.png", photo(1))).json()["stored"][0]["sha"]
+    add_class(t, "capsules", "crack")
     r = t.put(f"/api/tech/labels/{sha}", json={"boxes": [{"cls": "crack", "bbox": drawn}]})
     assert r.status_code == 200, r.text
     assert r.json()["boxes"][0]["bbox"] == stored
@@ -158,6 +167,7 @@ def test_a_box_off_the_image_is_refused_in_a_sentence(line):
     _appl, app = line
     t = client_as(app, "tom")
     sha = upload(t, "capsules", ("a.png", photo(1))).json()["stored"][0]["sha"]
+    add_class(t, "capsules", "crack")
     r = t.put(
         f"/api/tech/labels/{sha}", json={"boxes": [{"cls": "crack", "bbox": [-50, 5, 40, 10]}]}
     )

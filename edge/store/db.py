@@ -227,6 +227,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE batches ADD COLUMN camera TEXT
     """,
+    # 8: the defect classes a technician added for a product (its labeller's class list)
+    """
+    CREATE TABLE product_classes (
+        product TEXT NOT NULL,
+        cls TEXT NOT NULL,
+        added_by TEXT NOT NULL,
+        added_utc REAL NOT NULL,
+        PRIMARY KEY (product, cls)
+    );
+    """,
 ]
 
 

@@ -18,6 +18,14 @@ from edge.models.registry import ModelRegistry
 model_app = typer.Typer(help="Model registry: list, verify, evaluate, approve, retire, roll back.")
 
 MODELS_OPT = typer.Option(Path("models"), "--models", help="registry folder (models/)")
+#: the registry commands: without --models, the appliance's registry (as the web sees it)
+REGISTRY_OPT = typer.Option(
+    None,
+    "--models",
+    help="one registry folder to read and write (releasing a shipped model); default: the "
+    "appliance's registry, <state dir>/models then the config's inference.models_dir, "
+    "read-only",
+)
 
 
 def _fail(msg: str) -> NoReturn:
@@ -29,18 +37,39 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (default: emb
 StateOpt = typer.Option(None, "--state-dir", help="records folder with the audit trail")
 
 
+def _config(config: Path | None):
+    from edge.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        _fail(f"config error: {exc}")
+
+
+def _state_dir(config: Path | None, state_dir: Path | None) -> Path:
+    return Path(state_dir) if state_dir is not None else Path(_config(config).records.state_dir)
+
+
+def registry_roots(
+    models: Path | None, config: Path | None = None, state_dir: Path | None = None
+) -> list[Path]:
+    """The folders a registry command works on: the one named with --models, else the
+    appliance's registry as the web and the training jobs see it (`model_roots`: candidates
+    and changed cards under the state directory, the shipped models read-only), so that a
+    candidate trained in the web UI can be approved, retired or rolled back in the shell."""
+    from edge.models.registry import model_roots
+
+    if models is not None:
+        return [Path(models)]
+    return model_roots(_state_dir(config, state_dir), _config(config).inference.models_dir)
+
+
 def _audit_hook(config: Path | None, state_dir: Path | None, by: str, reason: str):
     """The audit trail's hook (edge.db in the state dir): approval is refused if it fails."""
-    from edge.config import ConfigError, load_config
     from edge.store.audit import AuditTrail
     from edge.store.db import Database
 
-    if state_dir is None:
-        try:
-            state_dir = Path(load_config(config).records.state_dir)
-        except ConfigError as exc:
-            _fail(f"config error: {exc}")
-    trail = AuditTrail(Database(Path(state_dir) / "edge.db"))
+    trail = AuditTrail(Database(_state_dir(config, state_dir) / "edge.db"))
     return trail.hook(f"shell:{by}", reason=reason)
 
 
@@ -131,9 +160,14 @@ def quantize_cmd(
 
 
 @model_app.command("list")
-def list_cmd(models: Path = MODELS_OPT, as_json: bool = typer.Option(False, "--json")) -> None:
+def list_cmd(
+    models: Path | None = REGISTRY_OPT,
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
+) -> None:
     """Every model version with its status and INT8 SHA-256."""
-    cards = ModelRegistry(models).list()
+    cards = ModelRegistry(registry_roots(models, config, state_dir)).list()
     if as_json:
         typer.echo(
             json.dumps(
@@ -167,13 +201,15 @@ def verify_cmd(
     backend: str = typer.Option("onnx", help="onnx | tensorrt"),
     limit: int = typer.Option(200),
     record: bool = typer.Option(True, help="write the report into a candidate's card"),
-    models: Path = MODELS_OPT,
+    models: Path | None = REGISTRY_OPT,
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
 ) -> None:
     """Compare a backend running the INT8 model with the FP32 reference; exit 1 on failure."""
     from edge.config import OnnxBackend, TensorRTBackend
     from edge.train.verify import verify
 
-    reg = ModelRegistry(models)
+    reg = ModelRegistry(registry_roots(models, config, state_dir))
     if version is None:
         card = reg.approved(name)
         if card is None:
@@ -198,13 +234,15 @@ def eval_cmd(
         ..., "--test", help="labelled test set (edge sim export, unseen seed)"
     ),
     limit: int | None = typer.Option(None),
-    models: Path = MODELS_OPT,
+    models: Path | None = REGISTRY_OPT,
     as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOpt,
+    state_dir: Path | None = StateOpt,
 ) -> None:
     """AP50 per class, FP32 and INT8, on a test set generated with a different seed."""
     from edge.train.detector_metrics import ap50_of_version
 
-    reg = ModelRegistry(models)
+    reg = ModelRegistry(registry_roots(models, config, state_dir))
     card = reg.card(name, version) if version else reg.approved(name)
     if card is None:
         _fail(f"model {name!r} has no approved version; name one")
@@ -234,7 +272,7 @@ def approve_cmd(
         ..., "--reason", help="why (goes into the card and the audit trail)"
     ),
     by: str | None = typer.Option(None, "--by", help="who (default: the shell user)"),
-    models: Path = MODELS_OPT,
+    models: Path | None = REGISTRY_OPT,
     config: Path | None = ConfigOpt,
     state_dir: Path | None = StateOpt,
 ) -> None:
@@ -248,7 +286,7 @@ def approve_cmd(
         models,
     )
     typer.echo(f"approved {c.name} {c.version}")
-    _build_after_approval(config, models, c.name, c.version)
+    _build_after_approval(config, registry_roots(models, config, state_dir), c.name, c.version)
 
 
 @model_app.command("retire")
@@ -257,7 +295,7 @@ def retire_cmd(
     version: str,
     reason: str = typer.Option(..., "--reason"),
     by: str | None = typer.Option(None, "--by", help="who (default: the shell user)"),
-    models: Path = MODELS_OPT,
+    models: Path | None = REGISTRY_OPT,
     config: Path | None = ConfigOpt,
     state_dir: Path | None = StateOpt,
 ) -> None:
@@ -278,7 +316,7 @@ def rollback_cmd(
     name: str,
     reason: str = typer.Option(..., "--reason"),
     by: str | None = typer.Option(None, "--by", help="who (default: the shell user)"),
-    models: Path = MODELS_OPT,
+    models: Path | None = REGISTRY_OPT,
     config: Path | None = ConfigOpt,
     state_dir: Path | None = StateOpt,
 ) -> None:
@@ -321,7 +359,7 @@ def build_engine_cmd(
     typer.echo(f"engine for {out['name']} {out['version']}: {out['engine']} ({out['seconds']} s)")
 
 
-def _build_after_approval(config: Path | None, models: Path, name: str, version: str) -> None:
+def _build_after_approval(config: Path | None, models: list[Path], name: str, version: str) -> None:
     """With a TensorRT config, the approved model's engine is built now, not at start."""
     from edge.config import ConfigError, load_config
     from edge.inference.base import BackendError
@@ -348,7 +386,7 @@ def _change(config, state_dir, by, reason, change, models):
     who = by or whoami()
     audit = _audit_hook(config, state_dir, who, reason)
     try:
-        return change(ModelRegistry(models), who, audit)
+        return change(ModelRegistry(registry_roots(models, config, state_dir)), who, audit)
     except ModelError as exc:
         _fail(str(exc))
 

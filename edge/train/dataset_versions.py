@@ -53,6 +53,8 @@ def list_versions(root: Path) -> list[dict[str, Any]]:
                     "note": man.get("note"),
                     "created_by": man.get("created_by"),
                     "created_utc": man.get("created_utc"),
+                    "product": man.get("product"),
+                    "names": man.get("names"),
                 }
             )
     return out
@@ -104,8 +106,12 @@ def build_version(
     by: str,
     note: str | None,
     val_fraction: float,
+    product: str | None = None,
 ) -> dict[str, Any]:
     """Freeze every labelled image into a new version under `root`; its summary.
+
+    `classes` is the product's class list (frozen into `data.yaml` and the manifest with
+    `product`): a candidate trained on the version carries it on its card.
 
     `read_image` gives an image's PNG bytes by SHA-256 (None when the store cannot read
     it). Raises DatasetError when fewer than two images are labelled or readable, or when
@@ -145,6 +151,7 @@ def build_version(
                 "created_by": by,
                 "created_utc": time.time(),
                 "version": version,
+                "product": product,
             },
         )
         freeze(out)
@@ -155,6 +162,8 @@ def build_version(
         "sha256": man["sha256"],
         "images": len(labelled),
         "files": man["count"],
+        "product": product,
+        "classes": classes,
     }
 
 

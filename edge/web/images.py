@@ -17,18 +17,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from edge import taxonomy
 from edge.store import items, labels, uploads
 from edge.web.auth import Session
+from edge.web.classes import label_classes
 from edge.web.deps import TECH, WebContext, ctx_of, page, require
 from edge.web.uploads import default_product
 
 router = APIRouter()
-
-
-def label_classes(ctx: WebContext) -> list[str]:
-    """The detector's class list: the fixed order shared by every model (the taxonomy's)."""
-    return list(taxonomy.DETECTOR_CLASSES)
 
 
 def _day(s: str | None, end: bool = False) -> float | None:
@@ -254,7 +249,16 @@ def images_api(
 def label_page(sha: str, request: Request, _s: Session = Depends(require(*TECH))) -> Response:
     ctx = ctx_of(request)
     w, h = _image_size(ctx, sha)
-    return page(request, "tech_label.html", sha=sha, width=w, height=h, classes=label_classes(ctx))
+    product = uploads.product_of(ctx.pipeline.db, sha)
+    return page(
+        request,
+        "tech_label.html",
+        sha=sha,
+        width=w,
+        height=h,
+        product=product,
+        classes=label_classes(ctx, product),
+    )
 
 
 @router.get("/api/tech/labels/{sha}")
@@ -262,9 +266,9 @@ def get_label(sha: str, request: Request, _s: Session = Depends(require(*TECH)))
     ctx = ctx_of(request)
     w, h = _image_size(ctx, sha)
     saved = labels.get(ctx.pipeline.db, sha)
-    classes = label_classes(ctx)
-    common = {"sha": sha, "width": w, "height": h, "classes": classes}
-    common["product"] = uploads.product_of(ctx.pipeline.db, sha)
+    product = uploads.product_of(ctx.pipeline.db, sha)
+    classes = label_classes(ctx, product)
+    common = {"sha": sha, "width": w, "height": h, "classes": classes, "product": product}
     if saved:
         return {
             **common,
@@ -290,7 +294,8 @@ def put_label(
 ) -> dict[str, Any]:
     ctx = ctx_of(request)
     w, h = _image_size(ctx, sha)
-    classes = set(label_classes(ctx))
+    product = uploads.product_of(ctx.pipeline.db, sha)
+    classes = set(label_classes(ctx, product))
     if body.good and body.boxes:
         raise HTTPException(
             422,
@@ -299,8 +304,11 @@ def put_label(
     boxes = []
     for b in body.boxes:
         if b.cls not in classes:
+            whose = f"product {product}'s" if product else "the line's"
             raise HTTPException(
-                422, f"{b.cls!r} is not one of this model's classes ({', '.join(sorted(classes))})."
+                422,
+                f"{b.cls!r} is not one of {whose} classes ({', '.join(sorted(classes)) or 'none'}):"
+                " add it to the product's classes first.",
             )
         bbox = clamp_box(b.bbox, w, h)
         if bbox is None:

@@ -64,9 +64,12 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     if few:  # refused before anything is made: no candidate is left behind
         raise ValueError("; ".join(few))
     imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)
-    start = _start_weights(args, d)
     # small defects on large photos: train on crops at the model's scale (edge.train.tiles)
     crops = crop_dataset(data, d / "crops", imgsz) if args.get("tiles", True) else None
+    # the starting network's normalisation measured on what training will feed it
+    seen = (d / "crops" if crops else data) / "images" / "train"
+    start = _start_weights(args, d, names, seen, TILE if crops else imgsz)
+    settings = _few_image_settings(args)
     progress(
         {
             "stage": "training",
@@ -89,7 +92,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         on_progress=progress,
         batch=int(args.get("batch", 8)),
         threads=int(args.get("threads") or 1),
-        extra=_few_image_settings(args),
+        extra=settings,
     )
     progress({"stage": "exporting"})
     onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
@@ -112,6 +115,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
             "crops": {"tile": TILE, **crops} if crops else None,
             "start_weights": start["record"],
             "minutes": args.get("minutes"),
+            "settings": settings,
         },
         product=args.get("product"),
         # the class list is the labelled dataset's, set by the technician; QA approves it
@@ -132,24 +136,46 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     return {"name": card.name, "version": version, "verify": rep.get("summary")}
 
 
-def _start_weights(args: dict[str, Any], d: Path) -> dict[str, Any]:
+def _start_weights(
+    args: dict[str, Any], d: Path, names: list[str], images: Path, size: int
+) -> dict[str, Any]:
     """Train from the project's approved detector (its weights read back from the shipped
-    ONNX: nothing is downloaded), unless an architecture is asked for by name."""
-    from edge.train.start_weights import shipped_start
+    ONNX: nothing is downloaded; its class outputs rebuilt for the dataset's `names`, its
+    normalisation measured on the training `images`), unless an architecture is asked for
+    by name."""
+    from edge.train.start_weights import shipped_start, statistics_images
 
     arch = args.get("arch")
     if arch is None and args.get("start", "shipped") == "shipped":
-        rec = shipped_start(args["models_dir"], d / "start.pt")
+        rec = shipped_start(
+            args["models_dir"],
+            d / "start.pt",
+            class_names=names,
+            images=statistics_images(images, size),
+        )
         if rec is not None:
             return {"arch": str(d / "start.pt"), "record": rec}
     return {"arch": arch or "yolo11n.yaml", "record": None}
 
 
 def _few_image_settings(args: dict[str, Any]) -> dict[str, Any]:
-    """Augmentations suited to tens of photos (flips both ways, small colour and scale
-    changes, no mosaic of four photos that shrinks small defects further), and a time
-    budget in minutes when one is given."""
+    """Fine-tuning settings for tens of photos, and a time budget in minutes when one is
+    given.
+
+    Augmentations: flips both ways, small colour and scale changes, no mosaic of four
+    photos (it shrinks small defects further). Optimiser: one AdamW step per batch at a
+    fine-tuning rate, a short warm-up, no raised bias rate: ultralytics' defaults are for
+    training from scratch on thousands of images (gradients summed over 64 images before a
+    step, i.e. one step in eight batches here; three epochs of warm-up; biases at 0.1
+    first), and in a few minutes on a CPU they leave a handful of steps, most of them in
+    the warm-up, and the starting class biases knocked off."""
+    batch = int(args.get("batch", 8))
     extra: dict[str, Any] = {
+        "optimizer": "AdamW",
+        "lr0": 0.002,
+        "nbs": batch,
+        "warmup_epochs": 0.5,
+        "warmup_bias_lr": 0.0,
         "fliplr": 0.5,
         "flipud": 0.5,
         "degrees": 10.0,

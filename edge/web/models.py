@@ -49,7 +49,11 @@ def models_page(request: Request, s: Session = Depends(require(*MODELS_VIEW))) -
     ctx = ctx_of(request)
     cards = []
     try:
-        cards = [c.model_dump(mode="json") for c in _registry(ctx).list()]
+        reg = _registry(ctx)
+        cards = [
+            {**c.model_dump(mode="json"), "writable": reg.writable(c.name, c.version)}
+            for c in reg.list()
+        ]
     except Exception as exc:
         cards = [{"name": "?", "version": "?", "status": f"unreadable: {exc}"}]
     testsets = evaluation_sets(datasets_dir(ctx), [c.get("dataset") or {} for c in cards])
@@ -60,6 +64,7 @@ def models_page(request: Request, s: Session = Depends(require(*MODELS_VIEW))) -
         testsets=testsets,
         jobs=[j for j in jobs_of(ctx).list() if j["kind"] in ("evaluate", "shadow")],
         can_sign=s.role in QA,
+        can_discard=s.role in TECH,
     )
 
 

@@ -23,6 +23,7 @@ from edge.store.audit import AuditTrail
 from edge.web import (
     admin,
     anomaly,
+    classes,
     datasets,
     deviations,
     errors,
@@ -55,6 +56,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     state_dir = Path(cfg.records.state_dir)
     templates = Jinja2Templates(directory=str(_PKG / "templates"))
     templates.env.globals["metric_tables"] = metric_tables  # the models page's figures
+    templates.env.globals["plain_error"] = errors.explain_failure  # a failed candidate's cause
     ctx = WebContext(
         appliance=appliance,
         audit=audit,
@@ -96,6 +98,7 @@ def create_app(appliance: Any, *, hub: Hub | None = None, ops: Any = None) -> Fa
     app.include_router(evidence.router)
     # the technician's work, one router per task: images and labels, datasets, training, models
     app.include_router(images.router)
+    app.include_router(classes.router)
     app.include_router(datasets.router)
     app.include_router(training.router)
     app.include_router(anomaly.router)

@@ -14,12 +14,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.models.registry import NAME_PATTERN, product_model_name
+from edge.store import product_classes
 from edge.train.dataset import MIN_EXAMPLES
 from edge.web.auth import Session
 from edge.web.datasets import datasets_dir, list_datasets
-from edge.web.deps import MODELS_VIEW, TECH, ctx_of, page, require
+from edge.web.deps import MODELS_VIEW, TECH, WebContext, ctx_of, page, require
+from edge.web.images import products
 from edge.web.jobs import JobError, jobs_of
 from edge.web.models import models_dir_arg
+from edge.web.uploads import default_product
 
 router = APIRouter()
 
@@ -27,12 +30,14 @@ router = APIRouter()
 class TrainStart(BaseModel):
     dataset: str = Field(..., pattern=r"^ds-[0-9-]+$")
     epochs: int = Field(10, ge=1, le=300)
-    imgsz: int = Field(320, ge=32, le=1280, multiple_of=32)
+    #: 0: proposed from the labelled box sizes (`edge.train.sizes`)
+    imgsz: int = Field(0, ge=0, le=1280, multiple_of=32)
     batch: int = Field(8, ge=1, le=64)
     #: fewer labelled boxes of a class than this refuses the run (a useless model otherwise);
     #: a technician lowers it on purpose for a trial run of the path, and the audit says so
     min_examples: int = Field(MIN_EXAMPLES, ge=1, le=1000)
-    #: the product (a recipe name, until a product master exists): picks the model's name
+    #: the product (a recipe, or a product photos were uploaded for): picks the model's
+    #: name; None: the dataset's product, else the line's recipe
     product: str | None = Field(None, max_length=64)
     #: None: the product's model (`product_model_name`)
     model_name: str | None = Field(None, pattern=NAME_PATTERN)
@@ -41,7 +46,19 @@ class TrainStart(BaseModel):
 @router.get("/tech/train")
 def train_page(request: Request, _s: Session = Depends(require(*TECH))) -> Response:
     ctx = ctx_of(request)
-    return page(request, "tech_train.html", datasets=list_datasets(ctx), jobs=jobs_of(ctx).list())
+    return page(
+        request,
+        "tech_train.html",
+        datasets=list_datasets(ctx),
+        jobs=jobs_of(ctx).list(),
+        products=products(ctx),
+        line_product=default_product(ctx),
+    )
+
+
+def _known_product(ctx: WebContext, name: str) -> bool:
+    """A recipe, a product photos were uploaded for, or one given its own classes."""
+    return name in products(ctx) or bool(product_classes.added(ctx.pipeline.db, name))
 
 
 @router.post("/api/tech/train")
@@ -53,14 +70,19 @@ def train_start(
     if not (ds / "manifest.json").is_file():
         raise HTTPException(404, f"no dataset version {body.dataset}")
     recipes = ctx.pipeline.cfg.recipes
-    product = body.product or ctx.pipeline.recipe.name
-    recipe = recipes.get(product) or (ctx.pipeline.recipe if not body.product else None)
-    if recipe is None:
-        raise HTTPException(422, f"no product (recipe) named {body.product!r}")
+    of_dataset = next(
+        (d.get("product") for d in list_datasets(ctx) if d["version"] == body.dataset), None
+    )
+    product = body.product or of_dataset or ctx.pipeline.recipe.name
+    recipe = recipes.get(product) or (
+        ctx.pipeline.recipe if not (body.product or of_dataset) else None
+    )
+    if recipe is None and not _known_product(ctx, product):
+        raise HTTPException(422, f"no product (recipe) named {product!r}")
     args = {
         **body.model_dump(),
         "product": product,
-        "model_name": body.model_name or product_model_name(recipe),
+        "model_name": body.model_name or product_model_name(recipe or product),
         "dataset": str(ds.resolve()),
         "models_dir": models_dir_arg(ctx),
     }

@@ -21,6 +21,17 @@
   const last = localStorage.getItem(CLS_KEY);
   if (last && classes.includes(last)) $("cls").value = last;
   $("cls").addEventListener("change", () => localStorage.setItem(CLS_KEY, $("cls").value));
+  const addClass = $("add-class");
+  if (addClass) addClass.addEventListener("submit", async (ev) => {  // a new class for this product
+    ev.preventDefault();
+    try {
+      const r = await EI.api("POST", "/api/tech/products/" + encodeURIComponent(addClass.dataset.product) + "/classes", { cls: $("new-cls").value });
+      for (const c of r.classes) if (!classes.includes(c)) { classes.push(c); $("cls").append(EI.el("option", {}, c)); }
+      $("cls").value = $("new-cls").value.trim().toLowerCase(); localStorage.setItem(CLS_KEY, $("cls").value);
+      $("new-cls").value = ""; if ($("no-classes")) $("no-classes").hidden = true;
+      EI.toast("Class added");
+    } catch (e) { EI.toast(e.message, true); }
+  });
 
   // ---- history: every change is undoable
   const snap = () => JSON.stringify(boxes);

@@ -44,7 +44,7 @@
   const ds = $("build-dataset");
   if (ds) ds.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    try { const r = await EI.api("POST", "/api/tech/datasets", { note: form(ds).note || null }); EI.toast("Dataset " + r.version + " built"); setTimeout(() => location.reload(), 600); }
+    try { const r = await EI.api("POST", "/api/tech/datasets", { note: form(ds).note || null, product: form(ds).product || null }); EI.toast("Dataset " + r.version + " built"); setTimeout(() => location.reload(), 600); }
     catch (e) { EI.toast(e.message, true); }
   });
 
@@ -96,7 +96,7 @@
     ev.preventDefault();
     const f = form(tr);
     try {
-      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, min_examples: +f.min_examples });
+      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, product: f.product || null, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, min_examples: +f.min_examples });
       EI.toast("Training started"); showJob(r.job);
     } catch (e) { EI.toast(e.message, true); }
   });
@@ -113,6 +113,13 @@
     const row = b.closest("tr"), name = row.dataset.name, version = row.dataset.version, act = b.dataset.act;
     if (act === "evaluate" || act === "shadow") {
       try { const r = await EI.api("POST", "/api/models/" + act, { name, candidate: version, test_set: ($("testset") || {}).value || null }); showJob(r.job); }
+      catch (e) { EI.toast(e.message, true); }
+      return;
+    }
+    if (act === "discard") {
+      const reason = prompt("Discard " + name + " " + version + "? Reason (audit trail):");
+      if (reason === null) return;
+      try { await EI.api("POST", "/api/models/" + name + "/" + version + "/discard", { reason }); EI.toast("Discarded"); setTimeout(() => location.reload(), 400); }
       catch (e) { EI.toast(e.message, true); }
       return;
     }
