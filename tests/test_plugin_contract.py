@@ -3,7 +3,7 @@ inference backend or PLC adapter is tested here the day it is registered, withou
 test file. One whose library or device is not on this machine is skipped, saying which.
 
 - A config file is checked without the libraries of the plugins it names: validating never
-  imports an implementation (OpenCV, ONNX Runtime, zxing-cpp, faiss, torch); building one
+  imports an implementation (OpenCV, ONNX Runtime, zxing-cpp, torch); building one
   whose library is missing is a clear error naming it.
 - A tool is built from its parameter model's smallest entry (`Params.example`), judges
   any frame (blank, odd-sized, one channel, not 8-bit) without letting an exception out,
@@ -48,7 +48,7 @@ from edge.line.plc.base import (
 from edge.line.plc.config import PLCConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("cv2", "onnxruntime", "zxingcpp", "faiss", "torch")
+HEAVY = ("cv2", "onnxruntime", "zxingcpp", "torch")
 KNOWN_CODES = {r.value for r in Reason}
 
 
@@ -116,7 +116,7 @@ def _check(blocked: tuple[str, ...]) -> dict:
 
 
 def test_a_config_file_is_checked_without_the_libraries_of_the_plugins_it_names():
-    """Without OpenCV, ONNX Runtime, zxing-cpp, faiss or torch, the shipped demo config and
+    """Without OpenCV, ONNX Runtime, zxing-cpp or torch, the shipped demo config and
     every example validate exactly as they do with them, and bad tool keys are still found;
     no plugin's implementation is imported to check a file. Building one then says which
     library it lacks."""

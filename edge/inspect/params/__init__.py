@@ -2,7 +2,7 @@
 
 One module per tool module. A parameter model names its tool (`impl`, imported only when
 the tool is built), and imports no image, code or inference library (OpenCV, zxing-cpp,
-ONNX Runtime, torch, faiss): validating a config file checks every tool's keys without
+ONNX Runtime, torch): validating a config file checks every tool's keys without
 them, and a tool whose library is missing here is reported when the line builds it.
 `edge.inspect.registry.TOOLS` lists them by recipe key.
 """
