@@ -107,7 +107,9 @@ class Changeover:
                     }
                 )
             if tools is not None:
-                res = challenge.run_challenge(recipe, tools, units, batch, base)
+                res = challenge.run_challenge(
+                    recipe, tools, units, batch, base, views=self.p.cfg.views
+                )
         res.recipe_version = stamp.version
         challenge.record(self.p.db, res, batch, by)
         self.last = res

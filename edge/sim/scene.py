@@ -65,6 +65,10 @@ class Scene:
         """Draw one item (with `defect`, its code carrying `gs1`) onto `canvas`, in place."""
         raise NotImplementedError
 
+    def draw_top(self, canvas: np.ndarray, defect: str | None, rng: np.random.Generator) -> Drawn:
+        """The item seen from above (a camera over the line looking down on its cap)."""
+        raise ValueError(f"the simulator has no top view of {type(self).__name__}")
+
 
 def scene_class(name: str) -> type[Scene]:
     """The scene of product `name`, or a clear error naming the known ones."""

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.config import SimulatorSource
-from edge.sim import gs1data, printing
+from edge.sim import gs1data, printing, vial_top
 from edge.sim.draw import Stage, box_after, damage_code, fade, module_image, shade_cyl
 from edge.sim.drift import contrast_factor
 from edge.sim.scene import Drawn, Scene
@@ -251,6 +251,9 @@ class VialScene(Scene):
         m = self.stage.place(canvas, p, x0, y0, angle, rng)
         out = {k: box_after(m, b, (x0, y0)) for k, b in boxes.items() if b is not None}
         return Drawn(out, out.get("code"), printed, info if printed else None)
+
+    def draw_top(self, canvas, defect, rng) -> Drawn:
+        return vial_top.draw_top(self.stage, canvas, defect, rng)
 
     def _draw_crack(self, p, rng) -> tuple:
         x, y = float(rng.uniform(50, 190)), float(rng.uniform(140, 215))
