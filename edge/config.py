@@ -158,6 +158,11 @@ class RecordsConfig(Strict):
     state_dir: Path = Path(os.environ.get("EDGE_STATE_DIR", "var"))
     sample_pass_every: int = Field(50, ge=0, description="keep every Nth PASS image (0: none)")
     keep_reject_images: bool = True
+    keep_view_images: bool = Field(
+        True,
+        description="several views: each view's own image kept besides the side-by-side one "
+        "(a technician labels one camera's image; twice the disk per kept item)",
+    )
     synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
     # A full disk must fail safe (see docs/deployment.md, "When the disk fills"): evidence
     # images are given up step by step, so the database keeps its reserve.

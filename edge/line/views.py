@@ -331,6 +331,12 @@ def evidence_image(item: Item) -> np.ndarray | None:
     return np.hstack(padded)
 
 
+def view_images(item: Item) -> dict[str, np.ndarray]:
+    """Each arrived view's own image (BGR), kept beside the side-by-side evidence so that a
+    technician can label one camera's image as that camera saw it."""
+    return {name: _bgr(f.image) for name, f in (item.views or {}).items() if f.image is not None}
+
+
 def view_offsets(item: Item) -> dict[str, int]:
     """Each arrived view's x offset in `evidence_image` (boxes of a view's findings move by it)."""
     out, x = {}, 0
