@@ -332,4 +332,3 @@ def test_a_camera_reopened_on_its_own_clock_starts_a_new_count_epoch(fake_gige):
     counts = [f.encoder for f in frames]
     assert counts == sorted(set(counts)), "counts still rise within the source"
     assert src.health()["reconnects"] >= 1
-
