@@ -93,9 +93,14 @@ class Pipeline:
             self.view_sources = view_sources or open_view_sources(cfg)
             source = source or next(iter(self.view_sources.values()))
         self.source = source or open_source(cfg.source)
-        for src in self.view_sources.values() or [self.source]:
-            if hasattr(src, "bind"):
+        bound = self.view_sources.items() or [(None, self.source)]
+        for view, src in bound:
+            if not hasattr(src, "bind"):
+                continue
+            if view is None:
                 src.bind(self.alarms)  # a camera source raises its own alarms at once
+            else:
+                src.bind(self.alarms, view)
         self.deadline_s = (self.recipe.deadline_ms or cfg.pipeline.deadline_ms) / 1000.0
         self.batch: BatchState | None = None
         self.recorder = Recorder(

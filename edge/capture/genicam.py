@@ -112,6 +112,8 @@ class GenICamCapture(Source):
         #: hardware trigger or free run: a reopened camera missed triggers nobody counted,
         #: so its counts start a new epoch (`Frame.count_epoch`); the software clock keeps one
         self._epoch = 0
+        #: one per camera: a station with several views names the view (`bind`)
+        self.alarm_code = ALARM
 
     # ------------------------------------------------------------------ threads
 
@@ -217,11 +219,11 @@ class GenICamCapture(Source):
     def _no_frame(self, message: str) -> None:
         self.last_error = message
         if self.alarms is not None:
-            self.alarms.raise_(ALARM, message, "critical", False)
+            self.alarms.raise_(self.alarm_code, message, "critical", False)
 
     def _frame_ok(self) -> None:
-        if self.alarms is not None and self.alarms.is_active(ALARM):
-            self.alarms.clear(ALARM)
+        if self.alarms is not None and self.alarms.is_active(self.alarm_code):
+            self.alarms.clear(self.alarm_code)
 
     # ------------------------------------------------------------------ frames
 
