@@ -127,7 +127,7 @@ def test_without_a_frame_of_another_view_at_that_moment_nothing_is_anchored(tmp_
 
 
 def _frame(t: float, count: int, epoch: int) -> Frame:
-    return Frame(image=None, t_trigger=t, encoder=count, count_epoch=epoch)
+    return Frame(image=grey(200), t_trigger=t, encoder=count, count_epoch=epoch)
 
 
 def _trusted(anchors: _Anchors, view: str, upto: int) -> None:
@@ -170,3 +170,15 @@ def test_a_frame_that_comes_before_the_other_views_frame_of_its_moment_still_anc
     count, events = an.align("a", _frame(6 * DT, 6, 0), None, 0)
     assert count == 6 and [(v, done) for v, done, _ in events] == [("b", True)]
     assert an.align("b", _frame(7 * DT + 0.01, 2, 1), None, 0)[0] == 7
+
+
+def test_a_frame_the_camera_lost_never_anchors_another_view():
+    """A lost frame is stamped when its loss is known, not at its moment: no anchor by it."""
+    an = _Anchors(["a", "b"])
+    _trusted(an, "a", 5)
+    an.align("b", _frame(0.0, 0, 0), None, 0)
+    for k in (5, 6):
+        lost = Frame(image=None, t_trigger=k * DT, encoder=k, count_epoch=0, error="lost")
+        assert an.align("a", lost, None, 0)[0] == k
+        assert an.align("b", _frame(k * DT + 0.01, k - 5, 1), None, 0)[0] is None
+    assert "b" in an.anchoring, "still re-anchoring"

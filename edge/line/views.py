@@ -250,6 +250,8 @@ class _Anchors:
             if not self._settled(view, events):
                 return None, events
         count = frame.encoder + self.shift[view]
+        if frame.image is None:  # a frame the camera lost: its time is not its moment's
+            return count, events
         prev = self.last.get(view)
         if prev is not None and count > prev[1] and frame.t_trigger > prev[0]:
             self.steps.append((frame.t_trigger - prev[0], count - prev[1]))
