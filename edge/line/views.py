@@ -246,6 +246,8 @@ class _Anchors:
                 (view, False, f"camera reopened (count epoch {frame.count_epoch}): re-anchoring")
             )
         if view in self.anchoring:
+            if frame.image is None:  # a lost frame says nothing of the moment it belongs to
+                return None, events
             self._anchor(view, frame.t_trigger, frame.encoder, last_key, offset)
             if not self._settled(view, events):
                 return None, events
