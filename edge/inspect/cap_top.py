@@ -33,17 +33,19 @@ class CapTopTool(_MeasureTool):
             ox, oy = max(0, x), max(0, y)
             if image.size == 0:
                 return [self.finding("IMAGE_ERROR", f"roi {p.roi} is outside the frame")]
-        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
-        lo = (p.cap_hue[0], p.cap_min_saturation, p.min_value)
-        m = cv2.inRange(hsv, lo, (p.cap_hue[1], 255, 255))
-        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        lo, hi = (p.cap_hue[0], p.cap_min_saturation, p.min_value), (p.cap_hue[1], 255, 255)
+        # find the disc at half resolution (a quarter of the pixels), then look at it in full
+        small = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        m = cv2.inRange(cv2.cvtColor(small, cv2.COLOR_BGR2HSV), lo, hi)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
         if n <= 1:
             values["cap_top_area_px"] = 0.0
             return [self.finding("MISSING_CAP", "no cap colour seen from above")]
         k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         bx, by, bw, bh, area = (int(v) for v in stats[k])
+        area *= 4
         values["cap_top_area_px"] = float(area)
-        box = (ox + bx, oy + by, bw, bh)
+        box = (ox + 2 * bx, oy + 2 * by, 2 * bw, 2 * bh)
         if area < p.min_cap_area_px:
             return [
                 self.finding(
@@ -53,6 +55,15 @@ class CapTopTool(_MeasureTool):
                     bbox=box,
                 )
             ]
+        x0, y0 = max(0, 2 * bx - 4), max(0, 2 * by - 4)
+        image = image[y0 : 2 * (by + bh) + 4, x0 : 2 * (bx + bw) + 4]
+        ox, oy = ox + x0, oy + y0
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+        m = cv2.inRange(hsv, lo, hi)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        if n <= 1:
+            return [self.finding("MISSING_CAP", "no cap colour seen from above", bbox=box)]
+        k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         # the disc with its holes filled (a deep crease may lose the cap's colour)
         disc = np.zeros(m.shape, np.uint8)
         cnts, _ = cv2.findContours((lab == k).astype(np.uint8), cv2.RETR_EXTERNAL, 2)
@@ -72,8 +83,10 @@ class CapTopTool(_MeasureTool):
             med[r] = np.median(v[ring == r])
         dark = 1.0 - v / np.maximum(med[ring], 1.0)
         values["cap_top_dent"] = float(np.percentile(dark, 99.5))
-        spots = np.zeros(m.shape, np.uint8)
         hit = dark > p.dent_contrast
+        if np.count_nonzero(hit) < p.min_dent_area_px:  # a good cap: nothing to group
+            return []
+        spots = np.zeros(m.shape, np.uint8)
         spots[ys[hit], xs[hit]] = 255
         spots = cv2.morphologyEx(spots, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
         n, _, st, _ = cv2.connectedComponentsWithStats(spots, connectivity=8)

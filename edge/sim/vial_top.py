@@ -8,6 +8,7 @@ camera can see. The label, its code and the liquid do not show from here.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -27,6 +28,23 @@ CRIMP_BGR = np.array([176, 178, 182], np.float32)
 STOPPER_BGR = np.array([78, 78, 84], np.float32)
 
 
+@functools.cache
+def _geometry() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What every item's top view shares, computed once: pixel grid, radius, the glass's
+    shading, the good cap's mask and colour."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    r = np.hypot(xx - C, yy - C)
+    glass = np.ones_like(r)
+    glass[r <= BODY_R] = 0.88
+    glass[(r > BODY_R - 7) & (r <= BODY_R)] = 0.6
+    glass[(r > NECK_R - 6) & (r <= NECK_R)] = 0.55
+    cap = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.ellipse(cap, (C, C), (CAP_R, CAP_R), 0.0, 0, 360, 255, -1)
+    on = cap > 0
+    colour = (CAP_BGR[None, :] * _disc_shade(r[on], CAP_R)[:, None]).astype(np.float32)
+    return yy, xx, r, glass[..., None].astype(np.float32), colour
+
+
 def _disc_shade(r: np.ndarray, radius: float) -> np.ndarray:
     """A dome light's fall-off over a flat disc: bright in the middle, darker at the rim."""
     return 1.05 - 0.35 * np.clip(r / radius, 0, 1) ** 2
@@ -37,42 +55,36 @@ def draw_top(stage, canvas: np.ndarray, defect: str | None, rng) -> Drawn:
     x0 = 200 + int(rng.integers(-28, 29))  # the belt's jitter, as the side views draw it
     y0 = 120 + int(rng.integers(-20, 21))
     p = canvas[y0 : y0 + SIZE, x0 : x0 + SIZE].astype(np.float32)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    r = np.hypot(xx - C, yy - C)
-    # glass from above: the shoulder and its rim darken the light coming through it
-    glass = np.ones_like(r)
-    glass[r <= BODY_R] = 0.88
-    glass[(r > BODY_R - 7) & (r <= BODY_R)] = 0.6
-    glass[(r > NECK_R - 6) & (r <= NECK_R)] = 0.55
-    p *= glass[..., None]
+    yy, xx, r, glass, good_cap = _geometry()
+    p *= glass  # glass from above: the shoulder and its rim darken the light through it
     boxes: dict[str, tuple] = {}
     cap_box = (C - CAP_R - 2, C - CAP_R - 2, 2 * CAP_R + 5, 2 * CAP_R + 5)
     boxes["missing_cap"] = cap_box
     if defect == "missing_cap":
         stop = r <= STOPPER_R
-        shade = 0.9 + 0.1 * np.cos(r / STOPPER_R * math.pi)  # the plug's dimple
-        p[stop] = (STOPPER_BGR[None, :] * shade[stop][:, None]).astype(np.float32)
-    else:
-        cx, cy, ax, ay, ang = float(C), float(C), float(CAP_R), float(CAP_R), 0.0
-        if defect == "cap_tilt":
-            tilt = math.radians(float(rng.uniform(7, 15)))
-            ang = float(rng.uniform(0, 180))
-            shift = 32 * math.sin(tilt)  # the cap's height, leaning over
-            cx += shift * math.cos(math.radians(ang))
-            cy += shift * math.sin(math.radians(ang))
-            ax = CAP_R * math.cos(tilt)
-            crimp = r <= CAP_R - 6  # the crimp shows where the disc left it
-            p[crimp] = CRIMP_BGR * 0.9
+        shade = 0.9 + 0.1 * np.cos(r[stop] / STOPPER_R * math.pi)  # the plug's dimple
+        p[stop] = STOPPER_BGR[None, :] * shade[:, None]
+    elif defect != "cap_tilt":
         mask = np.zeros((SIZE, SIZE), np.uint8)
-        cv2.ellipse(mask, (round(cx), round(cy)), (round(ax), round(ay)), ang, 0, 360, 255, -1)
+        cv2.ellipse(mask, (C, C), (CAP_R, CAP_R), 0.0, 0, 360, 255, -1)
         on = mask > 0
-        rd = np.hypot(xx - cx, yy - cy)
-        col = CAP_BGR[None, :] * _disc_shade(rd[on], CAP_R)[:, None]
-        p[on] = col
-        if defect == "cap_tilt":
-            boxes["cap_tilt"] = cv2.boundingRect(mask)
+        p[on] = good_cap
         if defect == "dented_cap":
             boxes["dented_cap"] = _dent(p, on, rng)
+    else:  # tilted: the disc leans over, foreshortened, the crimp showing beside it
+        tilt = math.radians(float(rng.uniform(7, 15)))
+        ang = float(rng.uniform(0, 180))
+        shift = 32 * math.sin(tilt)  # the cap's height, leaning over
+        cx = C + shift * math.cos(math.radians(ang))
+        cy = C + shift * math.sin(math.radians(ang))
+        p[r <= CAP_R - 6] = CRIMP_BGR * 0.9
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        axes = (round(CAP_R * math.cos(tilt)), CAP_R)
+        cv2.ellipse(mask, (round(cx), round(cy)), axes, ang, 0, 360, 255, -1)
+        on = mask > 0
+        rd = np.hypot(xx[on] - cx, yy[on] - cy)
+        p[on] = CAP_BGR[None, :] * _disc_shade(rd, CAP_R)[:, None]
+        boxes["cap_tilt"] = cv2.boundingRect(mask)
     p = np.clip(p, 0, 255).astype(np.uint8)
     m = stage.place(canvas, p, x0, y0, float(rng.uniform(-1.5, 1.5)), rng)
     out = {k: box_after(m, b, (x0, y0)) for k, b in boxes.items()}
@@ -86,7 +98,7 @@ def _dent(p: np.ndarray, on: np.ndarray, rng) -> tuple[int, int, int, int]:
     length, width = float(rng.uniform(16, 26)), float(rng.uniform(5, 8))
     depth = float(rng.uniform(0.35, 0.5))
     mx, my = C + rad * math.cos(a), C + rad * math.sin(a)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    yy, xx = _geometry()[:2]
     # along (u) and across (v) the groove, which runs round the disc (tangential)
     u = -(xx - mx) * math.sin(a) + (yy - my) * math.cos(a)
     v = (xx - mx) * math.cos(a) + (yy - my) * math.sin(a) + 0.01 * u**2  # a little curved
