@@ -137,6 +137,9 @@ def sim(
     views: int | None = typer.Option(
         None, min=1, max=8, help="cameras around each item (views/<k>/); default: the config's"
     ),
+    top_view: bool = typer.Option(
+        False, "--top-view", help="the last of the views looks down on the cap (vials)"
+    ),
     novel_rate: float | None = typer.Option(
         None, min=0, max=1, help="novel defects no model was trained on (reason ANOMALY)"
     ),
@@ -149,7 +152,9 @@ def sim(
     cfg = _load(config)
     src = cfg.source.model_dump() if cfg.source.type == "simulator" else {}
     src.update(type="simulator", scenario=scenario, seed=seed, items=items, realtime=False)
-    src.update(views=views or src.get("views", 1), view=0)
+    src.update(
+        views=views or src.get("views", 1), view=0, top_view=top_view or src.get("top_view", False)
+    )
     if defect_rate is not None:
         src["defect_rate"] = defect_rate
     if code_defect_rate is not None:

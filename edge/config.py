@@ -19,6 +19,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.capture.genicam_config import GenICamSource
+from edge.capture.simulator_config import (  # noqa: F401
+    EncoderConfig,
+    ProcessDrift,
+    Scenario,
+    SimulatorSource,
+)
 from edge.domain import Action, Severity
 from edge.inference.config import BackendConfig, OnnxBackend, TensorRTBackend  # noqa: F401
 from edge.line.plc.config import (  # noqa: F401
@@ -56,76 +62,6 @@ class StationConfig(Strict):
 
 
 # --------------------------------------------------------------------------- sources
-
-Scenario = Literal["vials", "blisters", "cartons"]
-
-
-class EncoderConfig(Strict):
-    """Belt model: the simulator's encoder, and the distances tracking works in."""
-
-    counts_per_mm: float = 10.0
-    pitch_mm: float = 80.0  # distance between product centres
-    gate_distance_mm: float = 600.0  # camera -> reject gate
-    safety_margin_mm: float = 40.0
-
-
-class ProcessDrift(Strict):
-    """A process parameter of the simulated line drifting from item `start` on (see edge.sim.drift)."""
-
-    name: Literal["fill_level", "cap_tilt", "print_contrast"]
-    per_1000: float = Field(description="change per 1,000 items (mm, degrees, contrast fraction)")
-    start: int = Field(0, ge=0, description="first item that drifts")
-
-
-class SimulatorSource(Strict):
-    type: Literal["simulator"] = "simulator"
-    impl: ClassVar[str] = "edge.capture.simulator:SimulatorCapture"
-    scenario: Scenario = "vials"
-    rate_per_min: float = Field(600.0, gt=0)
-    items: int | None = Field(None, ge=0, description="stop after N items (None: run forever)")
-    seed: int = 1
-    width: int = Field(640, ge=160, le=4096)
-    height: int = Field(480, ge=120, le=4096)
-    defect_rate: float = Field(0.1, ge=0, le=1, description="probability an item carries a defect")
-    defect_weights: dict[str, float] = Field(
-        default_factory=dict, description="relative weight per defect class (default: equal)"
-    )
-    code_defect_rate: float = Field(0.0, ge=0, le=1, description="probability of a code defect")
-    drift_per_hour: float = Field(
-        0.0, description="lighting drift, fraction of brightness per hour"
-    )
-    process_drift: list[ProcessDrift] = Field(
-        default_factory=list, description="process parameters that drift (fill, cap, print)"
-    )
-    realtime: bool = True  # pace frames at rate_per_min; False: as fast as consumed
-    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
-    print_defect_rate: float = Field(
-        0.0, ge=0, le=1, description="probability of a printed-text defect (vials, cartons)"
-    )
-    print_font: Literal["solid", "dotmatrix"] = "solid"
-    print_date_format: str = Field("YYMMDD", description="printed expiry, e.g. MM/YYYY")
-    views: int = Field(1, ge=1, le=8, description="cameras around the item's axis (edge.sim)")
-    view: int = Field(0, ge=0, description="which of them this source is (0: the front)")
-    label_view: int | None = Field(None, ge=1, description="vials: the label camera's view (3x)")
-    exposure_us: float | None = Field(
-        None, gt=0, description="camera exposure; brightness follows it (None: nominal 10 ms)"
-    )
-    gain: float | None = Field(None, ge=0, description="camera gain in dB (None: 0 dB)")
-    novel_rate: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="probability of a novel defect no model was trained on (fibre, dented cap, "
-        "ink stain, foreign mark: the product's `novel` classes in the taxonomy); 0 leaves "
-        "every image and truth as without it",
-    )
-
-    @model_validator(mode="after")
-    def _label_view_is_a_view(self) -> SimulatorSource:
-        lv = self.label_view
-        if lv is not None and (lv >= self.views or self.scenario != "vials"):
-            raise ValueError(f"label_view {lv}: not one of the {self.views} views of vials")
-        return self
 
 
 class FolderSource(Strict):
@@ -185,6 +121,11 @@ class ViewConfig(Strict):
     encoder_offset: int = Field(
         0, description="encoder counts from the item's trigger to this camera's trigger"
     )
+    look: Literal["side", "top"] = Field(
+        "side",
+        description="where the camera looks from: beside the item (side) or down on its cap "
+        "(top, the last view); a simulated station renders each view from there",
+    )
 
 
 # --------------------------------------------------------------------------- pipeline
@@ -218,6 +159,11 @@ class RecordsConfig(Strict):
     state_dir: Path = Path(os.environ.get("EDGE_STATE_DIR", "var"))
     sample_pass_every: int = Field(50, ge=0, description="keep every Nth PASS image (0: none)")
     keep_reject_images: bool = True
+    keep_view_images: bool = Field(
+        True,
+        description="several views: each view's own image kept besides the side-by-side one "
+        "(a technician labels one camera's image; twice the disk per kept item)",
+    )
     synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
     # A full disk must fail safe (see docs/deployment.md, "When the disk fills"): evidence
     # images are given up step by step, so the database keeps its reserve.

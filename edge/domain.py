@@ -213,6 +213,10 @@ class Frame:
     reason: str | None = None  # reject code when image is None (default IMAGE_ERROR)
     frame_id: int | None = None  # the camera's frame (block) id, for traceability
     device_ts_ns: int | None = None  # the camera's own timestamp of the exposure
+    #: the source's counts are comparable only within one epoch: a camera reopened while
+    #: the encoder pulsed its input missed triggers it cannot know of (edge.line.views
+    #: re-anchors such a view's counts against the other views' before it is trusted again)
+    count_epoch: int = 0
 
 
 @dataclass(slots=True)

@@ -97,9 +97,14 @@ class Pipeline:
             self.view_sources = view_sources or open_view_sources(cfg)
             source = source or next(iter(self.view_sources.values()))
         self.source = source or open_source(cfg.source)
-        for src in self.view_sources.values() or [self.source]:
-            if hasattr(src, "bind"):
+        bound = self.view_sources.items() or [(None, self.source)]
+        for view, src in bound:
+            if not hasattr(src, "bind"):
+                continue
+            if view is None:
                 src.bind(self.alarms)  # a camera source raises its own alarms at once
+            else:
+                src.bind(self.alarms, view)
         self.deadline_s = (self.recipe.deadline_ms or cfg.pipeline.deadline_ms) / 1000.0
         self.batch: BatchState | None = None
         self.recorder = Recorder(
@@ -127,6 +132,7 @@ class Pipeline:
                 on_complete=self._queue_views,
                 on_missing=self._views_missing,
                 on_unmatched=self._view_unmatched,
+                on_resync=self._view_resync,
             )
             self._view_tools = {v.name: v.tools for v in cfg.views}
             self._partial: dict[str, dict[str, Any]] = {}
@@ -510,6 +516,17 @@ class Pipeline:
             False,
         )
 
+    def _view_resync(self, view: str, done: bool, note: str) -> None:
+        """A view's camera came back with a new count: alarmed until its count is re-anchored
+        (its frames are held out meanwhile, so its items reject MISSING_VIEW)."""
+        code = f"VIEW_RESYNC_{view.upper()}"
+        log.warning("view %s: %s", view, note)
+        if done:
+            if self.alarms.is_active(code):
+                self.alarms.clear(code)
+        else:
+            self.alarms.raise_(code, f"view {view!r}: {note}", "major", False)
+
 
 def open_view_sources(cfg: AppConfig) -> dict[str, Source]:
     """Each view's source: its own, or (a simulator station) the station's simulator showing
@@ -518,6 +535,9 @@ def open_view_sources(cfg: AppConfig) -> dict[str, Source]:
     for k, v in enumerate(cfg.views):
         src_cfg = v.source
         if src_cfg is None:
-            src_cfg = cfg.source.model_copy(update={"view": k, "views": len(cfg.views)})
+            top = cfg.views[-1].look == "top"
+            src_cfg = cfg.source.model_copy(
+                update={"view": k, "views": len(cfg.views), "top_view": top}
+            )
         out[v.name] = open_source(src_cfg)
     return out

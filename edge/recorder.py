@@ -34,9 +34,10 @@ from typing import Any
 from edge.alarms import Alarms
 from edge.bus import Bus
 from edge.domain import Item, Reason, Verdict
-from edge.line.views import evidence_image
+from edge.line.views import evidence_image, view_images
 from edge.record import item_row
 from edge.stats import Stats
+from edge.store import items as item_rows
 from edge.store.db import Database
 from edge.store.diskspace import DiskGuard
 from edge.store.images import ImageStore, ImageWriter, image_id
@@ -194,15 +195,25 @@ class Recorder:
 
     def _record(self, items: list[Item]) -> None:
         self.disk.check()
-        imgs: dict[str, tuple[Any, int, int, list[int]]] = {}
+        # sha -> (image, width, height, item seqs it is the image of, (seq, view, pos) it shows)
+        imgs: dict[str, tuple[Any, int, int, list[int], list[tuple[int, str, int]]]] = {}
+
+        def keep(image: Any) -> tuple[str, list[int], list[tuple[int, str, int]]]:
+            sha = image_id(image)
+            h, w = image.shape[:2]
+            entry = imgs.setdefault(sha, (image, w, h, [], []))
+            return sha, entry[3], entry[4]
+
         for it in items:
             if it.image_sha256 is None and self._keep_image(it):
                 image = evidence_image(it)  # several views: side by side in one file
                 if image is None:
                     continue
-                it.image_sha256 = image_id(image)
-                h, w = image.shape[:2]
-                imgs.setdefault(it.image_sha256, (image, w, h, []))[3].append(it.seq)
+                it.image_sha256, seqs, _ = keep(image)
+                seqs.append(it.seq)
+                if it.views and self.records.keep_view_images:  # and each view's own
+                    for pos, (view, shot) in enumerate(view_images(it).items()):
+                        keep(shot)[2].append((it.seq, view, pos))
         rows = [item_row(it, self.station) for it in items]
         for r in rows:
             r["image_sha256"] = None  # linked once the file exists (_link_images)
@@ -227,8 +238,8 @@ class Recorder:
         for it in items:
             self.stats.update(it)
             self.bus.publish("verdict", it)
-        for sha, (image, w, h, seqs) in imgs.items():  # after the verdicts are out: PNG is slow
-            if not self.writer.submit(sha, image, (w, h, seqs)):
+        for sha, (image, w, h, seqs, shows) in imgs.items():  # after the verdicts: PNG is slow
+            if not self.writer.submit(sha, image, (w, h, seqs, shows)):
                 self.images_skipped += 1  # the writer is behind: records go first
                 now = time.monotonic()
                 if now - self._last_skip_log >= LOG_EVERY_S:
@@ -380,11 +391,12 @@ class Recorder:
             if self._link_conn is None:
                 self._link_conn = self.db.connect()
             with self.db.transaction(self._link_conn) as c:
-                for sha, (w, h, seqs), _ in done:
+                for sha, (w, h, seqs, shows), _ in done:
                     self.db.add_image(c, sha, self.images.relpath(sha), w, h)
                     c.executemany(
                         "UPDATE items SET image_sha256 = ? WHERE seq = ?", [(sha, s) for s in seqs]
                     )
+                    item_rows.link_view_images(c, sha, shows)
         except Exception as exc:  # the rows keep no image: remove the files only we wrote
             log.error("linking %d images failed: %s; their rows keep none", len(done), exc)
             self.images_failed += len(done)

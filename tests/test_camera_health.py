@@ -146,3 +146,79 @@ def test_a_warming_camera_alarms_at_its_limit_and_is_trended(tmp_path):
     health.poll()
     assert not app.pipeline.alarms.is_active("CAMERA_TEMPERATURE")
     app.pipeline.bus.close()
+
+
+class _Camera(_WarmCamera):
+    def __init__(self, label: str, temp: float) -> None:
+        self.label, self.temp = label, temp
+
+    def health(self) -> dict:
+        return {"camera": self.label, "connected": True, "fps": 10.0, "received_packets": 0}
+
+
+def test_every_camera_of_a_multi_view_station_is_watched_and_named_in_its_alarm(tmp_path):
+    """Three cameras: the one above the vial overheats. Its alarm names its view, the others
+    stay quiet, and /metrics lists every camera (not only the first view's)."""
+    from edge.alarms import Alarms
+    from edge.bus import Bus
+    from edge.ops.camera_health import CameraHealth
+    from edge.ops.config import CameraHealthConfig
+    from edge.ops.metrics import Metrics
+
+    class App:
+        pass
+
+    app = App()
+    app.pipeline = App()
+    cams = {"front": _Camera("CAM-1", 40.0), "left": _Camera("CAM-2", 41.0)}
+    cams["top"] = _Camera("CAM-3", 42.0)
+    app.pipeline.view_sources = cams
+    app.pipeline.source = cams["front"]
+    app.pipeline.bus = Bus()
+    app.pipeline.alarms = Alarms(app.pipeline.bus)
+    app.components = []
+    health = CameraHealth(app, CameraHealthConfig(max_temperature_c=55))
+    health.poll()
+    cams["top"].temp = 58.0
+    health.poll()
+    active = {a.code for a in app.pipeline.alarms.active()}
+    assert active == {"CAMERA_TEMPERATURE_TOP"}
+    alarm = app.pipeline.alarms.active()[0]
+    assert "CAM-3 (view top)" in alarm.message
+    status = health.status()
+    assert status["up"] and set(status["cameras"]) == {"front", "left", "top"}
+    text = Metrics.of(app).render().decode()
+    for label, temp in (("CAM-1", 40.0), ("CAM-2", 41.0), ("CAM-3", 58.0)):
+        assert f'edge_camera_temperature_celsius{{camera="{label}"}} {temp}' in text
+    cams["top"].temp = 50.0
+    health.poll()
+    assert not app.pipeline.alarms.active()
+    app.pipeline.bus.close()
+
+
+def test_each_view_image_is_trended_for_lamp_and_dirt(tmp_path):
+    """A simulated station with two views: brightness and contrast trended per camera."""
+    from edge.app import Appliance
+    from edge.ops import maintenance
+
+    cfg = parse_config(
+        {
+            "records": {"state_dir": str(tmp_path), "sample_pass_every": 0},
+            "source": {"type": "simulator", "scenario": "vials", "items": 12, "realtime": False},
+            "views": [{"name": "front"}, {"name": "side", "tools": ["glass"]}],
+            "pipeline": {"view_wait_ms": 900, "deadline_ms": 1500},
+            "ops": {"maintenance": {"bucket_s": 0, "min_points": 3, "sample_every": 1}},
+            "challenge": {"at_batch_start": False},
+            "web": {"enabled": False},
+        }
+    )
+    app = Appliance(cfg, components=False)
+    maint = maintenance.build(app)
+    app.components = [maint]
+    app.start()
+    try:
+        assert app.pipeline.wait(60)
+    finally:
+        app.stop()
+    cams = {cam for (measure, cam) in maint.trends if measure == "brightness"}
+    assert cams == {"front", "side"}

@@ -32,9 +32,12 @@ class Source:
         self._stop = threading.Event()
         self.alarms: Any = None  # the line's Alarms, once bound: a camera raises its own
 
-    def bind(self, alarms: Any) -> None:
-        """The pipeline hands its alarms over, so a source can say at once what is wrong."""
+    def bind(self, alarms: Any, view: str | None = None) -> None:
+        """The pipeline hands its alarms over, so a source can say at once what is wrong;
+        on a station with several views, the view this camera is (its alarms name it)."""
         self.alarms = alarms
+        if view is not None and hasattr(self, "alarm_code"):
+            self.alarm_code = f"{self.alarm_code}_{view.upper()}"
 
     @property
     def stopped(self) -> bool:

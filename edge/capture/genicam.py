@@ -109,6 +109,11 @@ class GenICamCapture(Source):
         self._frame_times: deque[float] = deque(maxlen=512)
         self._threads: list[threading.Thread] = []
         self._health_cache: dict[str, Any] = {}
+        #: hardware trigger or free run: a reopened camera missed triggers nobody counted,
+        #: so its counts start a new epoch (`Frame.count_epoch`); the software clock keeps one
+        self._epoch = 0
+        #: one per camera: a station with several views names the view (`bind`)
+        self.alarm_code = ALARM
 
     # ------------------------------------------------------------------ threads
 
@@ -214,11 +219,11 @@ class GenICamCapture(Source):
     def _no_frame(self, message: str) -> None:
         self.last_error = message
         if self.alarms is not None:
-            self.alarms.raise_(ALARM, message, "critical", False)
+            self.alarms.raise_(self.alarm_code, message, "critical", False)
 
     def _frame_ok(self) -> None:
-        if self.alarms is not None and self.alarms.is_active(ALARM):
-            self.alarms.clear(ALARM)
+        if self.alarms is not None and self.alarms.is_active(self.alarm_code):
+            self.alarms.clear(self.alarm_code)
 
     # ------------------------------------------------------------------ frames
 
@@ -242,6 +247,7 @@ class GenICamCapture(Source):
             name=f"{self.label}#t{k}",
             error=why,
             reason=reason,
+            count_epoch=self._epoch,
         )
 
     def _frame(self, g: aravis.Grab, k: int, t: float) -> Frame:
@@ -259,6 +265,7 @@ class GenICamCapture(Source):
             name=f"{self.label}#t{k}/f{g.frame_id}",
             frame_id=g.frame_id,
             device_ts_ns=g.device_ts_ns,
+            count_epoch=self._epoch,
         )
 
     def _check_fatal(self) -> None:
@@ -356,6 +363,7 @@ class GenICamCapture(Source):
         k = 0
         quiet_since = time.monotonic()
         frame_period = 60.0 / c.rate_per_min
+        first_gen: int | None = None
         while not self.stopped and (c.items is None or k < c.items):
             self._check_fatal()
             link = self._adopt()
@@ -376,6 +384,10 @@ class GenICamCapture(Source):
                     link.failed = f"no frame for {now - quiet_since:.1f} s while free-running"
                 continue
             quiet_since = now
+            if first_gen is None:
+                first_gen = link.gen
+            elif link.base is None and link.gen != first_gen:
+                self._epoch += 1  # the first frame of a reopened camera: a new count epoch
             fid = link.unwrap(g.frame_id)
             if link.base is not None:
                 gap = fid - link.base[0] - 1

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 
 from edge import plugins
 from edge.inspect.base import ToolParams
-from edge.inspect.params import anomaly, barcode, defects, exposure, glass, measure, ocv
+from edge.inspect.params import (
+    anomaly,
+    barcode,
+    cap_top,
+    defects,
+    exposure,
+    glass,
+    measure,
+    ocv,
+)
 
 if TYPE_CHECKING:
     from edge.config import Recipe, ToolSpec
@@ -21,6 +30,7 @@ if TYPE_CHECKING:
 TOOLS: dict[str, type[ToolParams]] = {
     "fill_level": measure.FillParams,
     "cap": measure.CapParams,
+    "cap_top": cap_top.CapTopParams,
     "label": measure.LabelParams,
     "pockets": measure.PocketParams,
     "barcode": barcode.BarcodeParams,

@@ -10,6 +10,15 @@ not all in by its view wait is REJECT MISSING_VIEW, naming each view that did no
 A frame that matches no open item (its item was already final, or the view already gave a
 frame for it) is counted and alarmed, and never attached to another item: the wrong item's
 evidence would be worse than none.
+
+A camera reopened on a hardware trigger starts a new count epoch (`Frame.count_epoch`): the
+encoder pulsed its input while it was away and nobody counted those triggers, so its counts
+no longer line up with the other views'. Its frames are then kept out until they are
+re-anchored: a frame taken at the same moment as another view's (within 40 % of the pitch,
+one candidate only) says by how much its count is off, and two frames in a row must say the
+same before the view is trusted again. The frames used to anchor, and every item in flight
+across the gap, are REJECT MISSING_VIEW for that view: never a frame judged for the wrong
+item.
 """
 
 from __future__ import annotations
@@ -33,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: how many final items' encoder counts are remembered to recognise a late frame of one
 CLOSED_MEMORY = 512
+#: a re-anchoring frame must lie this share of the pitch from another view's frame
+ANCHOR_WINDOW = 0.4
+#: frames in a row that must agree on a re-anchored view's count shift
+ANCHOR_CONFIRM = 2
 
 
 @dataclass(slots=True)
@@ -63,6 +76,7 @@ class ViewMatcher:
         on_complete: Callable[[Item], None],
         on_missing: Callable[[Item, list[str]], None],
         on_unmatched: Callable[[str, Frame, str], None],
+        on_resync: Callable[[str, bool, str], None] | None = None,
     ):
         self.views = dict(views)
         self.tolerance = tolerance
@@ -70,6 +84,8 @@ class ViewMatcher:
         self._new_item, self._on_open = new_item, on_open
         self._on_complete, self._on_missing = on_complete, on_missing
         self._on_unmatched = on_unmatched
+        self._on_resync = on_resync
+        self._anchor = _Anchors(list(self.views))
         self._open: list[_Open] = []
         self._closed: deque[int] = deque(maxlen=CLOSED_MEMORY)
         self._cv = threading.Condition()
@@ -77,6 +93,9 @@ class ViewMatcher:
         self.unmatched = 0
         self.unmatched_by_view: dict[str, int] = dict.fromkeys(self.views, 0)
         self.missing_by_view: dict[str, int] = dict.fromkeys(self.views, 0)
+        #: frames held out while their view was re-anchored, and re-anchorings done
+        self.resync_dropped: dict[str, int] = dict.fromkeys(self.views, 0)
+        self.resyncs: dict[str, int] = dict.fromkeys(self.views, 0)
         self._thread = threading.Thread(target=self._watch, name="views", daemon=True)
         self._thread.start()
 
@@ -86,9 +105,20 @@ class ViewMatcher:
     def offer(self, view: str, frame: Frame) -> Item | None:
         """Attach a view's frame to its item (opening it if it is the first); the item, or
         None when the frame matches no item (counted, alarmed, dropped)."""
-        key = frame.encoder - self.views[view]
         done: Item | None = None
         why = ""
+        with self._cv:
+            count, events = self._anchor.align(view, frame, self._last_key(), self.views[view])
+            if count is None:
+                self.resync_dropped[view] += 1
+            for v, anchored, _ in events:
+                self.resyncs[v] += anchored
+        for v, anchored, note in events:
+            if self._on_resync is not None:
+                self._on_resync(v, anchored, note)
+        if count is None:
+            return None
+        key = count - self.views[view]
         with self._cv:
             slot = next((o for o in self._open if self._near(o.key, key)), None)
             if slot is None:
@@ -124,6 +154,10 @@ class ViewMatcher:
             done.frame = done.views[next(iter(self.views))]  # the first view's, for the records
             self._on_complete(done)
         return slot.item if slot is not None else None
+
+    def _last_key(self) -> int | None:
+        keys = [o.key for o in self._open] + list(self._closed)
+        return max(keys) if keys else None
 
     def in_flight(self) -> int:
         with self._cv:
@@ -167,6 +201,113 @@ class ViewMatcher:
                 log.exception("view sweep failed")  # deadline still rejects the item
 
 
+class _Anchors:
+    """Each view's count shift, and the re-anchoring of a view whose count epoch changed.
+
+    A frame of a view being re-anchored is compared with the trusted views' frames taken
+    within `ANCHOR_WINDOW` of a pitch of it: exactly one count there says the shift (none
+    yet: it waits for the next trusted frame; two: no guess). `ANCHOR_CONFIRM` frames in a
+    row must say the same shift. Not thread-safe: the matcher calls it under its lock."""
+
+    def __init__(self, views: list[str]):
+        self.epoch: dict[str, int | None] = dict.fromkeys(views)
+        self.shift: dict[str, int] = dict.fromkeys(views, 0)
+        self.anchoring: dict[str, list[int]] = {}  # view -> shifts its last frames said
+        self.held: dict[str, tuple[float, int]] = {}  # view -> (time, count) awaiting a match
+        self.recent: deque[tuple[float, str, int]] = deque(maxlen=64)  # (t, view, count)
+        self.last: dict[str, tuple[float, int]] = {}
+        #: (seconds, counts) from one frame of a trusted view to its next
+        self.steps: deque[tuple[float, int]] = deque(maxlen=32)
+
+    def pitch(self) -> tuple[float, int] | None:
+        """Seconds and counts from one item to the next, from the trusted views' frames
+        (the median: a lost frame's double step does not move it); None: not known yet."""
+        if len(self.steps) < 3:
+            return None
+        return float(np.median([s for s, _ in self.steps])), int(
+            np.median([c for _, c in self.steps])
+        )
+
+    def align(
+        self, view: str, frame: Frame, last_key: int | None, offset: int
+    ) -> tuple[int | None, list[tuple[str, bool, str]]]:
+        """(the frame's count in the station's counting, or None to hold it out; events
+        (view, anchored, note) when a view's re-anchoring starts or ends)."""
+        events: list[tuple[str, bool, str]] = []
+        seen = self.epoch[view]
+        if seen is None:
+            self.epoch[view] = frame.count_epoch
+        elif frame.count_epoch != seen:
+            self.epoch[view] = frame.count_epoch
+            self.anchoring[view] = []
+            self.held.pop(view, None)
+            self.last.pop(view, None)
+            events.append(
+                (view, False, f"camera reopened (count epoch {frame.count_epoch}): re-anchoring")
+            )
+        if view in self.anchoring:
+            if frame.image is None:  # a lost frame says nothing of the moment it belongs to
+                return None, events
+            self._anchor(view, frame.t_trigger, frame.encoder, last_key, offset)
+            if not self._settled(view, events):
+                return None, events
+        count = frame.encoder + self.shift[view]
+        if frame.image is None:  # a frame the camera lost: its time is not its moment's
+            return count, events
+        prev = self.last.get(view)
+        if prev is not None and count > prev[1] and frame.t_trigger > prev[0]:
+            self.steps.append((frame.t_trigger - prev[0], count - prev[1]))
+        self.last[view] = (frame.t_trigger, count)
+        self.recent.append((frame.t_trigger, view, count))
+        pitch = self.pitch()
+        for v, (t, raw) in list(self.held.items()):  # a frame that came before its moment's
+            if pitch is not None and abs(t - frame.t_trigger) <= ANCHOR_WINDOW * pitch[0]:
+                del self.held[v]
+                self._say(v, t, raw, pitch)
+                self._settled(v, events)
+        return count, events
+
+    def _settled(self, view: str, events: list[tuple[str, bool, str]]) -> bool:
+        """The view's shift is settled once its last `ANCHOR_CONFIRM` frames agree."""
+        said = self.anchoring[view]
+        if len(said) >= ANCHOR_CONFIRM and len(set(said[-ANCHOR_CONFIRM:])) == 1:
+            self.shift[view] = said[-1]
+            del self.anchoring[view]
+            self.held.pop(view, None)
+            events.append((view, True, f"anchored: its count shifted by {self.shift[view]:+d}"))
+            return True
+        if len(said) > 1 and said[-1] != said[-2]:
+            del said[:-1]  # they disagree: start again from this one
+        return False
+
+    def _anchor(self, view: str, t: float, raw: int, last_key: int | None, offset: int) -> None:
+        pitch = self.pitch()
+        if pitch is None:  # no trusted frames to anchor by yet
+            return
+        trusted = [v for v in self.epoch if v not in self.anchoring]
+        if not trusted and last_key is not None:
+            # every view lost its count: continue after the last item, by the time gone
+            t_last = max((u for u, _, _ in self.recent), default=t)
+            ahead = max(1, round((t - t_last) / pitch[0])) * pitch[1]
+            self.anchoring[view].append(last_key + ahead + offset - raw)
+            return
+        if not self._say(view, t, raw, pitch):
+            self.held[view] = (t, raw)  # the other views' frame of this moment may be on its way
+
+    def _say(self, view: str, t: float, raw: int, pitch: tuple[float, int]) -> bool:
+        """What the trusted frames of the same moment say of the view's shift (False: none
+        there yet). Two different counts there: no guess, the view starts over."""
+        window = ANCHOR_WINDOW * pitch[0]
+        near = {c for u, v, c in self.recent if v != view and abs(u - t) <= window}
+        if not near:
+            return False
+        if len(near) == 1:
+            self.anchoring[view].append(near.pop() - raw)
+        else:
+            self.anchoring[view].clear()
+        return True
+
+
 def missing_reasons(missing: list[str]) -> tuple[list[str], list[ToolResult]]:
     """MISSING_VIEW and one finding per view that did not arrive."""
     results = [
@@ -194,6 +335,12 @@ def evidence_image(item: Item) -> np.ndarray | None:
     return np.hstack(padded)
 
 
+def view_images(item: Item) -> dict[str, np.ndarray]:
+    """Each arrived view's own image (BGR), kept beside the side-by-side evidence so that a
+    technician can label one camera's image as that camera saw it."""
+    return {name: _bgr(f.image) for name, f in (item.views or {}).items() if f.image is not None}
+
+
 def view_offsets(item: Item) -> dict[str, int]:
     """Each arrived view's x offset in `evidence_image` (boxes of a view's findings move by it)."""
     out, x = {}, 0
@@ -215,6 +362,11 @@ def check_views(views: list[ViewConfig], recipe: Recipe | None) -> None:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(f"views: two views named {dup[0]!r}")
+    tops = [i for i, v in enumerate(views) if v.look == "top"]
+    if tops and tops != [len(views) - 1]:
+        raise ValueError(
+            "views: one camera may look down on the item (`look: top`), and it is the last view"
+        )
     if recipe is None:
         return
     have = [t.name or t.type for t in recipe.tools]

@@ -43,22 +43,36 @@ _COUNTERS = {
 
 
 class CameraHealth:
-    """The component: polls the camera source, raises and clears camera alarms."""
+    """The component: polls every camera source, raises and clears camera alarms.
+
+    A station with several views watches each view's camera; its alarms carry the view's
+    name (`CAMERA_RESENDS_LEFT`), so one camera clearing never hides another's fault. One
+    camera keeps the plain codes."""
 
     name = "camera"
 
     def __init__(self, app: Any, cfg: CameraHealthConfig):
         self.app = app
         self.pipeline = getattr(app, "pipeline", app)
-        self.source = self.pipeline.source
+        views = getattr(self.pipeline, "view_sources", None) or {}
+        cams = {v: s for v, s in views.items() if hasattr(s, "health")}
+        #: view name (None: the station's one camera) -> its source
+        self.cameras: dict[str | None, Any] = cams or {None: self.pipeline.source}
+        self.source = next(iter(self.cameras.values()))
         self.cfg = cfg
         self.alarms = self.pipeline.alarms
-        self.last: dict[str, Any] = {}
-        self._prev: dict[str, Any] | None = None
+        self.looks: dict[str | None, dict[str, Any]] = {}
+        self._prev: dict[str | None, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         Metrics.of(app).registry.register(_CameraCollector(self))
+
+    @property
+    def last(self) -> dict[str, Any]:
+        """The last look at the first camera (the only one, on most stations)."""
+        with self._lock:
+            return dict(self.looks.get(next(iter(self.cameras)), {}))
 
     def start(self) -> None:
         self._stop.clear()
@@ -72,8 +86,15 @@ class CameraHealth:
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            last = dict(self.last)
-        return {"up": bool(last.get("connected")), **last}
+            looks = {v: dict(h) for v, h in self.looks.items()}
+        if list(self.cameras) == [None]:
+            last = looks.get(None, {})
+            return {"up": bool(last.get("connected")), **last}
+        cams = {
+            v: {"up": bool(looks.get(v, {}).get("connected")), **looks.get(v, {})}
+            for v in self.cameras
+        }
+        return {"up": all(c["up"] for c in cams.values()), "cameras": cams}
 
     # ------------------------------------------------------------------ polling
 
@@ -85,30 +106,52 @@ class CameraHealth:
                 log.exception("camera health poll failed")
 
     def poll(self) -> dict[str, Any]:
-        """One look at the camera: read it, compare with the last look, judge."""
-        device = self.source.poll_device() if hasattr(self.source, "poll_device") else {}
-        h = dict(self.source.health())
+        """One look at every camera: read it, compare with the last look, judge. Returns the
+        look at the first camera (the only one, on most stations)."""
+        out: dict[str, Any] = {}
+        for view, src in self.cameras.items():
+            try:
+                h = self._look(view, src)
+            except Exception:  # one camera's failing read must not blind the others
+                log.exception("camera health of view %s failed", view)
+                continue
+            out = out or h
+        return out
+
+    def _look(self, view: str | None, src: Any) -> dict[str, Any]:
+        device = src.poll_device() if hasattr(src, "poll_device") else {}
+        h = dict(src.health())
         h["device"] = device
         h["t"] = time.monotonic()
+        if view is not None:
+            h["view"] = view
         with self._lock:
-            prev, self._prev, self.last = self._prev, h, h
+            prev = self._prev.get(view)
+            self._prev[view], self.looks[view] = h, h
         if prev is not None:
-            self._judge(prev, h)
+            self._judge(view, src, prev, h)
         return h
 
-    def _alarm(self, code: str, on: bool, message: str, severity: str = "major") -> None:
+    def _alarm(
+        self, view: str | None, code: str, on: bool, message: str, severity: str = "major"
+    ) -> None:
+        if view is not None:
+            code = f"{code}_{view.upper()}"
         if on:
             self.alarms.raise_(code, message, severity, False)
         elif self.alarms.is_active(code):
             self.alarms.clear(code)
 
-    def _judge(self, prev: dict[str, Any], h: dict[str, Any]) -> None:
+    def _judge(self, view: str | None, src: Any, prev: dict[str, Any], h: dict[str, Any]) -> None:
         c, cam = self.cfg, h.get("camera", "camera")
+        if view is not None:
+            cam = f"{cam} (view {view})"
         d = {k: h.get(k, 0) - prev.get(k, 0) for k in _COUNTERS}
         received = max(1, h.get("received_packets", 0) - prev.get("received_packets", 0))
         resend_ratio = d["resent_packets"] / received
         loss_ratio = d["missing_packets"] / received
         self._alarm(
+            view,
             "CAMERA_RESENDS",
             resend_ratio > c.max_resend_ratio or loss_ratio > c.max_packet_loss_ratio,
             f"camera {cam}: {d['resent_packets']} packets resent and {d['missing_packets']} "
@@ -117,6 +160,7 @@ class CameraHealth:
         )
         lost = d["missing"] + d["incomplete"] + d["dropped"] + d["late"]
         self._alarm(
+            view,
             "CAMERA_FRAMES_LOST",
             lost > c.max_lost_frames,
             f"camera {cam}: {lost} frames lost, late or incomplete in {c.poll_s:g} s",
@@ -125,36 +169,40 @@ class CameraHealth:
         temp = dev.get("temperature_c")
         if temp is not None:
             self._alarm(
+                view,
                 "CAMERA_TEMPERATURE",
                 temp >= c.max_temperature_c,
                 f"camera {cam} at {temp:.1f} °C (limit {c.max_temperature_c:g} °C): "
                 "check its cooling before the image noise rises",
                 "maintenance",
             )
-        drift = self._settings_drift(dev)
+        drift = self._settings_drift(src, dev)
         self._alarm(
+            view,
             "CAMERA_SETTINGS_DRIFT",
             bool(drift),
             f"camera {cam} is not at its configured {', '.join(drift)}: images will drift",
         )
-        expected = self._expected_fps()
+        expected = self._expected_fps(src)
         if expected and h.get("connected") and prev.get("connected"):
             fps = float(h.get("fps") or 0.0)
             self._alarm(
+                view,
                 "CAMERA_FPS_LOW",
                 fps < c.min_fps_ratio * expected,
                 f"camera {cam} delivers {fps:.1f} frames/s of {expected:.1f} expected",
             )
-        self._trend(cam, h, resend_ratio, temp)
+        self._trend(str(h.get("camera", "camera")), h, resend_ratio, temp)
 
-    def _expected_fps(self) -> float | None:
-        scfg = getattr(self.source, "cfg", None)
+    @staticmethod
+    def _expected_fps(src: Any) -> float | None:
+        scfg = getattr(src, "cfg", None)
         if getattr(scfg, "trigger", None) in ("software", "free"):
             return float(scfg.rate_per_min) / 60.0
         return None  # a hardware trigger follows the line: no rate to expect
 
-    def _settings_drift(self, dev: dict[str, Any]) -> list[str]:
-        scfg = getattr(self.source, "cfg", None)
+    def _settings_drift(self, src: Any, dev: dict[str, Any]) -> list[str]:
+        scfg = getattr(src, "cfg", None)
         out = []
         for key, label in (("exposure_us", "exposure"), ("gain", "gain")):
             want, have = getattr(scfg, key, None), dev.get(key)
@@ -181,40 +229,51 @@ class _CameraCollector(Collector):
         self.h = health
 
     def collect(self) -> Iterator[Any]:
-        st = self.h.last or dict(self.h.source.health())
-        cam = str(st.get("camera", "camera"))
+        looks = []
+        for view, src in self.h.cameras.items():
+            with self.h._lock:
+                st = dict(self.h.looks.get(view) or {})
+            looks.append(st or dict(src.health()))
+        families: dict[str, Any] = {}
         for key, text in _COUNTERS.items():
-            fam = CounterMetricFamily(f"edge_camera_{key}", text, labels=["camera"])
-            fam.add_metric([cam], float(st.get(key, 0) or 0))
-            yield fam
-        gauges = {
-            "connected": (
-                "1 while the camera is open and streaming",
-                float(bool(st.get("connected"))),
-            ),
-            "frame_rate": ("frames per second the camera delivered (10 s)", st.get("fps")),
+            families[key] = CounterMetricFamily(f"edge_camera_{key}", text, labels=["camera"])
+        gauge_text = {
+            "connected": "1 while the camera is open and streaming",
+            "frame_rate": "frames per second the camera delivered (10 s)",
+            "temperature_celsius": "DeviceTemperature, where exposed",
+            "exposure_microseconds": "exposure read back from the camera",
+            "gain": "gain read back from the camera",
         }
-        dev = st.get("device") or {}
-        gauges["temperature_celsius"] = (
-            "DeviceTemperature, where exposed",
-            dev.get("temperature_c"),
-        )
-        gauges["exposure_microseconds"] = (
-            "exposure read back from the camera",
-            dev.get("exposure_us"),
-        )
-        gauges["gain"] = ("gain read back from the camera", dev.get("gain"))
-        for key, (text, value) in gauges.items():
-            if value is None:
-                continue
-            fam = GaugeMetricFamily(f"edge_camera_{key}", text, labels=["camera"])
-            fam.add_metric([cam], float(value))
-            yield fam
+        gauges = {
+            k: GaugeMetricFamily(f"edge_camera_{k}", text, labels=["camera"])
+            for k, text in gauge_text.items()
+        }
+        used: set[str] = set()
+        for st in looks:
+            cam = str(st.get("camera", "camera"))
+            for key in _COUNTERS:
+                families[key].add_metric([cam], float(st.get(key, 0) or 0))
+            dev = st.get("device") or {}
+            values = {
+                "connected": float(bool(st.get("connected"))),
+                "frame_rate": st.get("fps"),
+                "temperature_celsius": dev.get("temperature_c"),
+                "exposure_microseconds": dev.get("exposure_us"),
+                "gain": dev.get("gain"),
+            }
+            for key, value in values.items():
+                if value is not None:
+                    gauges[key].add_metric([cam], float(value))
+                    used.add(key)
+        yield from families.values()
+        yield from (g for k, g in gauges.items() if k in used)
 
 
 def build(app: Any) -> CameraHealth | None:
-    source = getattr(getattr(app, "pipeline", None), "source", None)
+    p = getattr(app, "pipeline", None)
+    sources = list((getattr(p, "view_sources", None) or {}).values())
+    sources = sources or [getattr(p, "source", None)]
     cfg = app.cfg.ops.camera
-    if not cfg.enabled or source is None or not hasattr(source, "health"):
+    if not cfg.enabled or not any(s is not None and hasattr(s, "health") for s in sources):
         return None
     return CameraHealth(app, cfg)

@@ -35,8 +35,9 @@ def camera(app: Any) -> dict[str, Any]:
     limit = app.cfg.pipeline.stall_timeout_s
     if p.alarms.is_active("CAMERA_FAULT"):
         return _check(False, "camera fault alarm active")
-    if p.alarms.is_active("CAMERA_NO_FRAME"):  # a triggered camera's items reject meanwhile
-        return _check(False, "camera frames missing (CAMERA_NO_FRAME)")
+    missing = [a.code for a in p.alarms.active() if a.code.startswith("CAMERA_NO_FRAME")]
+    if missing:  # a triggered camera's items reject meanwhile (several views: one per camera)
+        return _check(False, f"camera frames missing ({', '.join(sorted(missing))})")
     if age > limit:
         return _check(False, f"no frame for {age:.1f} s", last_frame_age_s=round(age, 3))
     return _check(True, "frames arriving", last_frame_age_s=round(age, 3))

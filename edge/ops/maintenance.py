@@ -222,10 +222,14 @@ class Maintenance:
         if self._n % self.cfg.sample_every:
             return
         frame = item.frame
-        camera = (frame.source if frame and frame.source else None) or "camera"
-        if frame is not None and isinstance(frame.image, np.ndarray) and frame.image.size:
-            for measure, value in image_measures(frame.image).items():
-                self.add(measure, camera, item.t_trigger, value)
+        # several views: each camera's own image, trended under its view's name (the lamp
+        # of one camera ageing must not hide in the average of the others)
+        shots = dict(item.views) if item.views else {None: frame}
+        for view, shot in shots.items():
+            camera = view or (shot.source if shot and shot.source else None) or "camera"
+            if shot is not None and isinstance(shot.image, np.ndarray) and shot.image.size:
+                for measure, value in image_measures(shot.image).items():
+                    self.add(measure, camera, item.t_trigger, value)
         model_ms = [r.ms for r in item.results if r.model]
         if model_ms:
             self.add("inference_ms", None, item.t_trigger, float(sum(model_ms)))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge import taxonomy
-from edge.config import Recipe, SimulatorSource
+from edge.config import Recipe, SimulatorSource, ViewConfig
 from edge.domain import BatchState
 from edge.recipes.products import ChallengeUnit, Product
 from edge.store import recipes as store
@@ -112,31 +112,55 @@ def run_challenge(
     sim_base: SimulatorSource,
     timeout_s: float = 10.0,
     on_unit: Callable[[int, int, dict[str, Any]], None] | None = None,
+    views: list[ViewConfig] | None = None,
 ) -> ChallengeResult:
     """Judge every challenge unit with `recipe` and its `tools`; never raises for a unit.
-    `on_unit(done, total, result)` after each unit (the touchscreen shows the progress)."""
-    from edge.inspect.base import ToolContext
-    from edge.judge import judge
+    `on_unit(done, total, result)` after each unit (the touchscreen shows the progress).
+    A station with several `views` sees each unit as it sees an item: every view rendered
+    and judged with its own tools, then one decision (`judge_views`)."""
+    from edge.judge import judge, judge_views
     from edge.sim.twin import LineSimulator
 
+    views = list(views or [])
+    top = bool(views) and views[-1].look == "top"
     results: list[dict[str, Any]] = []
     total = sum(u.count for u in units)
     for spec in units:
-        sim = LineSimulator(_sim_config(sim_base, spec.defect), batch=batch)
+        cfg = _sim_config(sim_base, spec.defect)
+        sims = [LineSimulator(cfg, batch=batch)]
+        if views:
+            sims = [
+                LineSimulator(
+                    cfg.model_copy(update={"view": k, "views": len(views), "top_view": top}),
+                    batch=batch,
+                )
+                for k in range(len(views))
+            ]
         for k in range(spec.count):
-            image, truth = sim.render(k)
+            shots = [sim.render(k) for sim in sims]
+            image, truth = shots[0]
             got_defect = (truth["defects"] or [{}])[0].get("class") or (
                 spec.defect if truth["code"] and spec.defect in taxonomy.CODE_DEFECTS else None
             )
             name = f"{spec.defect or 'good'}#{k + 1}"
-            ctx = ToolContext(
-                item_id=f"challenge-{name}",
-                seq=0,
-                deadline=time.monotonic() + timeout_s,
-                batch=batch,
-                now=time.time(),
-            )
-            verdict, reasons, _ = judge(recipe, tools, image, ctx, True)
+
+            if views:
+                verdict, reasons, _ = judge_views(
+                    {
+                        v.name: judge(
+                            recipe,
+                            [t for t in tools if v.tools is None or t.name in v.tools],
+                            img,
+                            _ctx(name, batch, timeout_s),
+                            True,
+                        )
+                        for v, (img, _) in zip(views, shots, strict=True)
+                    }
+                )
+            else:
+                verdict, reasons, _ = judge(
+                    recipe, tools, image, _ctx(name, batch, timeout_s), True
+                )
             ok = verdict.value == spec.expect and (
                 spec.expect == "PASS" or spec.reason is None or spec.reason in reasons
             )
@@ -158,6 +182,18 @@ def run_challenge(
                 on_unit(len(results), total, results[-1])
     passed = bool(results) and all(r["ok"] for r in results)
     return ChallengeResult(passed, len(results), results, recipe.name)
+
+
+def _ctx(name: str, batch: BatchState, timeout_s: float) -> Any:
+    from edge.inspect.base import ToolContext
+
+    return ToolContext(
+        item_id=f"challenge-{name}",
+        seq=0,
+        deadline=time.monotonic() + timeout_s,
+        batch=batch,
+        now=time.time(),
+    )
 
 
 def record(db: Any, result: ChallengeResult, batch: BatchState, by: str | None) -> int:

@@ -127,7 +127,9 @@ class Changeover:
                 )
             if tools is not None:
                 on_unit = self._on_unit if self._reporting else None
-                res = challenge.run_challenge(recipe, tools, units, batch, base, on_unit=on_unit)
+                res = challenge.run_challenge(
+                    recipe, tools, units, batch, base, on_unit=on_unit, views=self.p.cfg.views
+                )
         res.recipe_version = stamp.version
         challenge.record(self.p.db, res, batch, by)
         self.last = res

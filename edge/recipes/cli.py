@@ -350,7 +350,7 @@ def challenge_run(
     svc = Services(models_dir=roots, backend=c.cfg.inference.backend)
     tools = build_tools(rec, svc)
     try:
-        res = challenge.run_challenge(rec, tools, units, batch, base)
+        res = challenge.run_challenge(rec, tools, units, batch, base, views=c.cfg.views)
     finally:
         for t in tools:
             t.close()

@@ -76,6 +76,10 @@ class Scene:
         """The label camera's close-up of the code and its printed text (`label_view`)."""
         raise ValueError(f"the {type(self).__name__} has no label camera")
 
+    def draw_top(self, canvas: np.ndarray, defect: str | None, rng: np.random.Generator) -> Drawn:
+        """The item seen from above (a camera over the line looking down on its cap)."""
+        raise ValueError(f"the simulator has no top view of {type(self).__name__}")
+
 
 def scene_class(name: str) -> type[Scene]:
     """The scene of product `name`, or a clear error naming the known ones."""

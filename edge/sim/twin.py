@@ -33,7 +33,11 @@ from edge.sim.scene import scene_class
 from edge.sim.timing import encoder_count, trigger_time
 from edge.taxonomy import CODE_DEFECTS, DETECTOR_CLASSES, NOVEL_DEFECTS, PRINT_DEFECTS
 
-DUPLICATE_MIN_GAP = 10  # a duplicate repeats the serial of an item at least this many earlier
+DUPLICATE_MIN_GAP = 10
+#: defects a camera above the item sees (on the cap), besides the side cameras
+TOP_DEFECTS = frozenset(
+    {"missing_cap", "cap_tilt", "dented_cap"}
+)  # a duplicate repeats the serial of an item at least this many earlier
 
 
 class LineSimulator:
@@ -155,10 +159,17 @@ class LineSimulator:
             return list(range(n))
         if defect in CODE_DEFECTS or defect in PRINT_DEFECTS:  # and the label camera's
             return [0] + ([label] if label is not None else [])
-        around = [k for k in range(n) if k != label]  # the label camera sees only the label
+        # the label camera sees only the label; the top camera (the last view) only the cap
+        top = n - 1 if self.cfg.top_view else None
+        around = [k for k in range(n) if k not in (label, top)]
         if defect in taxonomy.LOCAL_DEFECTS:
             pick = np.random.default_rng([self.cfg.seed, i, 3]).integers(0, len(around))
             return [around[int(pick)]]
+        if top is not None:  # from above only the cap shows; a dent in its top only there
+            if defect == "dented_cap":
+                return [top]
+            if defect in TOP_DEFECTS:
+                return [*around, top]
         return around
 
     # ------------------------------------------------------------------ render
@@ -179,10 +190,13 @@ class LineSimulator:
         drift = drift_at(self.cfg.process_drift, i)
         self.scene.front = view == 0  # the code and text face the first camera
         shown = defect if view in seen_in else None
-        novel = shown if shown in NOVEL_DEFECTS else None
+        top = self.cfg.top_view and view == self.cfg.views - 1
+        novel = shown if shown in NOVEL_DEFECTS and not top else None
         if closeup:  # only what is on the label shows
             on_label = shown if shown in CODE_DEFECTS or shown in PRINT_DEFECTS else None
             drawn = self.scene.draw_label(canvas, on_label, gs1, rng, drift)
+        elif top:
+            drawn = self.scene.draw_top(canvas, shown, rng)
         else:
             drawn = self.scene.draw(canvas, None if novel else shown, gs1, rng, drift)
         if novel:  # over the good item, before light and noise; its own random stream
@@ -232,6 +246,8 @@ class LineSimulator:
             truth["print"] = {k: v for k, v in drawn.print_info.items() if k != "box"}
         if self.cfg.views > 1:
             truth["view"], truth["views"] = view, self.cfg.views
+            if self.cfg.top_view:
+                truth["top_view"] = self.cfg.views - 1
             if defect is not None:
                 truth["seen_in"] = seen_in
         if dup_of is not None:

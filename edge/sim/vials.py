@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.config import SimulatorSource
-from edge.sim import gs1data, printing
+from edge.sim import gs1data, printing, vial_top
 from edge.sim.draw import Stage, box_after, damage_code, fade, module_image, shade_cyl
 from edge.sim.drift import contrast_factor
 from edge.sim.scene import Drawn, Scene
@@ -306,6 +306,9 @@ class VialScene(Scene):
         canvas[:] = out
         placed = {k: box_after(m, b, (0, 0)) for k, b in boxes.items()}
         return Drawn(placed, placed.get("code"), info is not None, info)
+
+    def draw_top(self, canvas, defect, rng) -> Drawn:
+        return vial_top.draw_top(self.stage, canvas, defect, rng)
 
     def _draw_crack(self, p, rng) -> tuple:
         x, y = float(rng.uniform(50, 190)), float(rng.uniform(140, 215))

@@ -237,6 +237,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (product, cls)
     );
     """,
+    # 9: each view's own evidence image of a multi-view item (besides the side-by-side one)
+    """
+    CREATE TABLE item_view_images (
+        seq INTEGER NOT NULL,
+        view TEXT NOT NULL,
+        pos INTEGER NOT NULL,  -- the view's place in the station's `views:`
+        image_sha256 TEXT NOT NULL REFERENCES images(sha256),
+        PRIMARY KEY (seq, view)
+    );
+    CREATE INDEX item_view_images_sha ON item_view_images(image_sha256);
+    """,
 ]
 
 

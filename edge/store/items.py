@@ -175,6 +175,37 @@ def search_images(
         d["labelled"] = d["label_state"] is not None
         d["source"], d["when"], d["name"] = "line", d["trigger_utc"], ""
         out.append(d)
+    views = view_images(db, [d["seq"] for d in out])
+    for d in out:
+        d["views"] = views.get(d["seq"], {})
+    return out
+
+
+def link_view_images(
+    conn: sqlite3.Connection, sha: str, shows: Iterable[tuple[int, str, int]]
+) -> None:
+    """Name a written image as view `view` (the station's `pos`-th) of item `seq`, for each
+    (seq, view, pos) it shows."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO item_view_images (seq, view, pos, image_sha256)"
+        " VALUES (?, ?, ?, ?)",
+        [(seq, view, pos, sha) for seq, view, pos in shows],
+    )
+
+
+def view_images(db: Database, seqs: Sequence[int]) -> dict[int, dict[str, str]]:
+    """Each item's own view images (seq -> view -> sha256): multi-view items kept with
+    `records.keep_view_images`; an item without any is absent."""
+    out: dict[int, dict[str, str]] = {}
+    if not seqs:
+        return out
+    marks = ",".join("?" * len(seqs))
+    for seq, view, sha in db.conn.execute(
+        f"SELECT seq, view, image_sha256 FROM item_view_images WHERE seq IN ({marks})"
+        " ORDER BY seq, pos",
+        list(seqs),
+    ):
+        out.setdefault(int(seq), {})[view] = sha
     return out
 
 
@@ -191,14 +222,24 @@ def reasons_on_images(db: Database, limit: int = 50) -> list[str]:
 
 
 def latest_marks(db: Database, image_sha256: str) -> tuple[list[dict], list[dict]] | None:
-    """The findings and code reads of the newest item recorded with this image, or None."""
+    """The findings and code reads of the newest item recorded with this image, or None.
+    One view's own image: that view's findings (their boxes are in its pixels); no code
+    reads, which do not say the view they were made on."""
     row = db.conn.execute(
         "SELECT findings, codes FROM items WHERE image_sha256 = ? ORDER BY seq DESC LIMIT 1",
         (image_sha256,),
     ).fetchone()
+    if row is not None:
+        return json.loads(row["findings"]), json.loads(row["codes"])
+    row = db.conn.execute(
+        "SELECT i.findings, v.view FROM item_view_images v JOIN items i ON i.seq = v.seq"
+        " WHERE v.image_sha256 = ? ORDER BY v.seq DESC LIMIT 1",
+        (image_sha256,),
+    ).fetchone()
     if row is None:
         return None
-    return json.loads(row["findings"]), json.loads(row["codes"])
+    findings = [f for f in json.loads(row["findings"]) if f.get("view") == row["view"]]
+    return findings, []
 
 
 # ---------------------------------------------------------------------- a batch's items

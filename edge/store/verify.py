@@ -3,8 +3,8 @@
 Checks, each problem reported with the row or file it concerns:
 - SQLite's own integrity check of the databases (`edge.db`, `serials.db`);
 - the audit trail's hash chain (the same walk as `edge audit verify`);
-- every image a row references (items, images, labels) exists and its pixels hash to its
-  name (content-addressed PNGs);
+- every image a row references (items, their views, images, labels) exists and its pixels
+  hash to its name (content-addressed PNGs);
 - the outbox rows still waiting form one gap-free run of sequence numbers (rows leave
   only after the broker's PUBACK, in order);
 - no temporary image files are left (a write that failed or crashed half-way).
@@ -91,6 +91,19 @@ def images(conn: sqlite3.Connection, store: ImageStore) -> list[str]:
             p = "no images row" + (f", {p}" if p else "")
         if p:
             problems.append(f"items seq {r['seq']} ({r['id']}): image {sha}: {p}")
+    try:  # each view's own image of a multi-view item
+        shots = conn.execute(
+            "SELECT seq, view, image_sha256 FROM item_view_images ORDER BY seq, pos"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        shots = []
+    for r in shots:
+        sha = r["image_sha256"]
+        p = check(sha)
+        if sha not in known:
+            p = "no images row" + (f", {p}" if p else "")
+        if p:
+            problems.append(f"items seq {r['seq']} view {r['view']}: image {sha}: {p}")
     try:
         labels = conn.execute("SELECT image_sha256 FROM labels ORDER BY image_sha256").fetchall()
     except sqlite3.OperationalError:
