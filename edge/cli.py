@@ -152,6 +152,12 @@ def sim(
     cfg = _load(config)
     src = cfg.source.model_dump() if cfg.source.type == "simulator" else {}
     src.update(type="simulator", scenario=scenario, seed=seed, items=items, realtime=False)
+    if cfg.views and views is None:  # the station's cameras, each where it looks from
+        from edge.config import SimulatorSource
+        from edge.line.views import simulated_view
+
+        sim_cfg = simulated_view(SimulatorSource.model_validate(src), cfg.views, 0)
+        src.update(sim_cfg.model_dump(include={"views", "top_view", "label_view"}))
     src.update(
         views=views or src.get("views", 1), view=0, top_view=top_view or src.get("top_view", False)
     )

@@ -121,10 +121,11 @@ class ViewConfig(Strict):
     encoder_offset: int = Field(
         0, description="encoder counts from the item's trigger to this camera's trigger"
     )
-    look: Literal["side", "top"] = Field(
+    look: Literal["side", "top", "label"] = Field(
         "side",
-        description="where the camera looks from: beside the item (side) or down on its cap "
-        "(top, the last view); a simulated station renders each view from there",
+        description="where the camera looks from: beside the item (side), down on its cap "
+        "(top, the last view) or close up at its label's code and text (label, not the first "
+        "view); a simulated station, and the challenge units, render each view from there",
     )
 
 

@@ -27,7 +27,7 @@ from edge.inspect.base import Services, Tool, ToolContext
 from edge.inspect.registry import build_tools
 from edge.judge import judge, judge_views
 from edge.line.tracking import Tracker
-from edge.line.views import ViewMatcher, missing_reasons
+from edge.line.views import ViewMatcher, missing_reasons, simulated_view
 from edge.models.registry import model_roots
 from edge.recipes.book import RecipeBook, Stamp
 from edge.recorder import Recorder
@@ -535,9 +535,6 @@ def open_view_sources(cfg: AppConfig) -> dict[str, Source]:
     for k, v in enumerate(cfg.views):
         src_cfg = v.source
         if src_cfg is None:
-            top = cfg.views[-1].look == "top"
-            src_cfg = cfg.source.model_copy(
-                update={"view": k, "views": len(cfg.views), "top_view": top}
-            )
+            src_cfg = simulated_view(cfg.source, cfg.views, k)
         out[v.name] = open_source(src_cfg)
     return out

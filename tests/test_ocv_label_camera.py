@@ -157,3 +157,13 @@ def test_an_inkjet_print_is_measured_by_its_glyphs_not_its_dots(tools):
     for i in range(3):  # joining the dots does not join a broken character back
         findings, _ = judge(broken, i, (reader, as_dots))
         assert findings, broken.render(i)[1]["print"]
+
+
+def test_a_station_has_at_most_one_label_camera_and_not_as_its_first_view():
+    from edge.config import ViewConfig
+    from edge.line.views import check_views
+
+    with pytest.raises(ValueError, match="close up at the label"):
+        check_views([ViewConfig(name="a", look="label"), ViewConfig(name="b")], None)
+    with pytest.raises(ValueError, match="close up at the label"):
+        check_views([ViewConfig(name=n, look="label" if n != "a" else "side") for n in "abc"], None)

@@ -36,7 +36,7 @@ import numpy as np
 from edge.domain import Action, Finding, Frame, Item, Reason, Severity, ToolResult
 
 if TYPE_CHECKING:
-    from edge.config import Recipe, ViewConfig
+    from edge.config import Recipe, SimulatorSource, ViewConfig
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +355,20 @@ def _bgr(img: np.ndarray) -> np.ndarray:
     return img if img.ndim == 3 else np.repeat(img[..., None], 3, 2)
 
 
+def simulated_view(base: SimulatorSource, views: list[ViewConfig], k: int) -> SimulatorSource:
+    """View k of a simulated station with `views`: where each camera looks (`look`) decides
+    what the simulator renders for it, for the line's cameras and the challenge units alike."""
+    update: dict[str, object] = {
+        "view": k,
+        "views": len(views),
+        "top_view": views[-1].look == "top",
+    }
+    labels = [i for i, v in enumerate(views) if v.look == "label"]
+    if labels:
+        update["label_view"] = labels[0]
+    return base.model_copy(update=update)
+
+
 def check_views(views: list[ViewConfig], recipe: Recipe | None) -> None:
     """Unique view names; every tool a view names is the recipe's, and every recipe tool runs
     in some view (a tool no view runs would never vouch for the item)."""
@@ -366,6 +380,11 @@ def check_views(views: list[ViewConfig], recipe: Recipe | None) -> None:
     if tops and tops != [len(views) - 1]:
         raise ValueError(
             "views: one camera may look down on the item (`look: top`), and it is the last view"
+        )
+    labels = [i for i, v in enumerate(views) if v.look == "label"]
+    if len(labels) > 1 or labels[:1] == [0]:
+        raise ValueError(
+            "views: one camera may look close up at the label (`look: label`), not the first"
         )
     if recipe is None:
         return

@@ -119,10 +119,10 @@ def run_challenge(
     A station with several `views` sees each unit as it sees an item: every view rendered
     and judged with its own tools, then one decision (`judge_views`)."""
     from edge.judge import judge, judge_views
+    from edge.line.views import simulated_view
     from edge.sim.twin import LineSimulator
 
     views = list(views or [])
-    top = bool(views) and views[-1].look == "top"
     results: list[dict[str, Any]] = []
     total = sum(u.count for u in units)
     for spec in units:
@@ -130,11 +130,7 @@ def run_challenge(
         sims = [LineSimulator(cfg, batch=batch)]
         if views:
             sims = [
-                LineSimulator(
-                    cfg.model_copy(update={"view": k, "views": len(views), "top_view": top}),
-                    batch=batch,
-                )
-                for k in range(len(views))
+                LineSimulator(simulated_view(cfg, views, k), batch=batch) for k in range(len(views))
             ]
         for k in range(spec.count):
             shots = [sim.render(k) for sim in sims]
