@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from edge.domain import BatchState
 
 if TYPE_CHECKING:
-    from edge.config import Recipe, SimulatorSource
+    from edge.config import Recipe, SimulatorSource, ViewConfig
     from edge.inspect.base import Services, Tool
     from edge.recipes.products import ChallengeUnit
 
@@ -164,16 +164,18 @@ def on_challenge(
     units: list[ChallengeUnit],
     batch: BatchState,
     sim_base: SimulatorSource,
+    views: list[ViewConfig] | None = None,
 ) -> dict[str, Any]:
     """Both versions on the product's challenge units: whether the draft would pass the
-    challenge at batch start, and each unit whose verdict or reasons change."""
+    challenge at batch start, and each unit whose verdict or reasons change (each view of a
+    station with several judged with its own tools, as at batch start)."""
     from edge.recipes.challenge import run_challenge
 
     results = {}
     for role, recipe in (("approved", approved), ("draft", draft)):
         tools = build(recipe, services, role)
         try:
-            results[role] = run_challenge(recipe, tools, units, batch, sim_base)
+            results[role] = run_challenge(recipe, tools, units, batch, sim_base, views=views)
         finally:
             close(tools)
     rows = []

@@ -348,7 +348,7 @@ def run_anomaly_fit(args: dict[str, Any], d: Path, progress: Progress) -> dict[s
 def run_preview(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
     """A recipe draft beside its approved version on recorded images and on the challenge
     units (`edge.recipes.preview`); reads the records, writes nothing but this job's files."""
-    from edge.config import OnnxBackend, Recipe, SimulatorSource
+    from edge.config import OnnxBackend, Recipe, SimulatorSource, ViewConfig
     from edge.inspect.base import Services
     from edge.recipes import preview
     from edge.recipes.products import Product
@@ -373,7 +373,8 @@ def run_preview(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, 
             out["challenge"] = {"units": 0, "why": "no challenge set renders for this recipe"}
         else:
             progress({"stage": "challenge", "units": sum(u.count for u in setup[0])})
-            out["challenge"] = preview.on_challenge(approved, draft, services, *setup)
+            views = [ViewConfig.model_validate(v) for v in c.get("views") or []]
+            out["challenge"] = preview.on_challenge(approved, draft, services, *setup, views=views)
     return out
 
 

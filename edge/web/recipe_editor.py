@@ -232,6 +232,7 @@ def start_preview(
             "source": cfg.source.model_dump(mode="json")
             if cfg.source.type == "simulator"
             else None,
+            "views": [v.model_dump(mode="json") for v in cfg.views],
         }
         if body.challenge
         else None,
