@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 
 from edge.store import signatures
 from edge.store.audit import AuditTrail
@@ -106,6 +107,13 @@ def require(*roles: str):
         return s
 
     return dep
+
+
+class Signed(BaseModel):
+    """The body of every e-signed action: the signer's password again, and a reason."""
+
+    password: str = Field(..., min_length=1, max_length=256)
+    reason: str = Field(..., min_length=3, max_length=500)
 
 
 def esign(

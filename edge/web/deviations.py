@@ -21,6 +21,7 @@ from edge.web.deps import (
     MODELS_VIEW,
     QA,
     REPORTS_VIEW,
+    Signed,
     ctx_of,
     esign,
     page,
@@ -113,14 +114,9 @@ def deviation_investigate(
     )
 
 
-class Close(BaseModel):
-    password: str = Field(..., min_length=1, max_length=256)
-    reason: str = Field(..., min_length=3, max_length=500)
-
-
 @router.post("/api/qa/deviations/{rid}/close")
 def deviation_close(
-    rid: int, body: Close, request: Request, s: Session = Depends(require(*QA))
+    rid: int, body: Signed, request: Request, s: Session = Depends(require(*QA))
 ) -> dict[str, Any]:
     store = _store(request)
     rec = _do(store.get, rid)

@@ -19,7 +19,7 @@ from edge.train.dataset_versions import evaluation_sets
 from edge.train.line_eval import has_item_truth
 from edge.web.auth import Session
 from edge.web.datasets import datasets_dir
-from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, esign, page, require
+from edge.web.deps import MODELS_VIEW, QA, TECH, Signed, WebContext, ctx_of, esign, page, require
 from edge.web.images import label_classes
 from edge.web.jobs import JobError, jobs_of
 
@@ -169,11 +169,6 @@ def models_shadow(
     except JobError as exc:
         raise HTTPException(409, str(exc)) from None
     return {"job": jid}
-
-
-class Signed(BaseModel):
-    password: str = Field(..., min_length=1, max_length=256)
-    reason: str = Field(..., min_length=3, max_length=500)
 
 
 @router.post("/api/models/{name}/{version}/approve")

@@ -11,20 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from edge.recipes.book import RecipeBook
 from edge.recipes.documents import DocumentError, Documents
 from edge.recipes.products import Product, ProductMaster
 from edge.web.auth import Session
-from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, esign, require
+from edge.web.deps import MODELS_VIEW, QA, TECH, Signed, WebContext, ctx_of, esign, require
 
 router = APIRouter()
-
-
-class Signed(BaseModel):
-    password: str = Field(..., min_length=1, max_length=256)
-    reason: str = Field(..., min_length=3, max_length=500)
 
 
 def _book(ctx: WebContext) -> RecipeBook:

@@ -7,13 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from edge.batch_ids import is_safe, lot_slug
 from edge.store import csv_safe
 from edge.web import batch_record
 from edge.web.auth import Session
-from edge.web.deps import QA, REPORTS_VIEW, WebContext, ctx_of, esign, page, require
+from edge.web.deps import QA, REPORTS_VIEW, Signed, WebContext, ctx_of, esign, page, require
 
 router = APIRouter()
 
@@ -163,14 +162,9 @@ def report_json(
     return batch_report(ctx_of(request), batch_id)
 
 
-class Sign(BaseModel):
-    password: str = Field(..., min_length=1, max_length=256)
-    reason: str = Field(..., min_length=3, max_length=500)
-
-
 @router.post("/api/reports/{batch_id}/sign")
 def report_sign(
-    batch_id: str, body: Sign, request: Request, s: Session = Depends(require(*QA))
+    batch_id: str, body: Signed, request: Request, s: Session = Depends(require(*QA))
 ) -> dict[str, Any]:
     ctx = ctx_of(request)
     rep = batch_report(ctx, batch_id)
