@@ -28,18 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from abba import alternate, p99_ratio, phase
 
 from edge.app import Appliance
 from edge.cli import _override
 from edge.config import load_config
 from edge.recipes.book import recipe_content
-
-SETTLE = 1.0  # seconds after a switch before a phase is measured
-
-
-def pct(v: list[float], q: float) -> float | None:
-    return round(float(np.percentile(v, q)), 2) if v else None
 
 
 def record_images(cfg: Any, n: int) -> float:
@@ -155,17 +149,7 @@ def main() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(st["pid"]), signal.SIGSTOP if on else signal.SIGCONT)
 
-    windows: dict[str, list[tuple[float, float]]] = {"base": [], "load": []}
-    for r in range(a.rounds):
-        for cond in ("base", "load") if r % 2 == 0 else ("load", "base"):
-            if cond == "load":
-                ensure_job()
-            freeze(cond == "base")
-            time.sleep(SETTLE)
-            t = time.monotonic()
-            time.sleep(a.seconds)
-            windows[cond].append((t, time.monotonic()))
-    freeze(False)
+    windows = alternate(a.rounds, a.seconds, freeze, before_load=ensure_job)
     runs = [
         {"job": j, "state": jobs.status(j, log_tail=0)["state"], "images": judged(j)}
         for j in started
@@ -176,19 +160,8 @@ def main() -> None:
     finished = [jobs.status(j, log_tail=0).get("result") for j in started]
     appl.stop()
 
-    def phase(spans: list[tuple[float, float]]) -> dict:
-        sel = [(ms, miss) for t, ms, miss in lat if any(a <= t < b for a, b in spans)]
-        per_round = [[ms for t, ms, _ in lat if a <= t < b] for a, b in spans]
-        return {
-            "items": len(sel),
-            "p50_ms": pct([ms for ms, _ in sel], 50),
-            "p99_ms": pct([ms for ms, _ in sel], 99),
-            "p99_per_round": [pct(v, 99) for v in per_round],
-            "deadline_misses": sum(1 for _, miss in sel if miss),
-        }
-
-    base, load = phase(windows["base"]), phase(windows["load"])
-    ratio = round(load["p99_ms"] / base["p99_ms"], 3) if base["p99_ms"] and load["p99_ms"] else None
+    base, load = phase(lat, windows["base"]), phase(lat, windows["load"])
+    ratio = p99_ratio(base, load)
     done = next((f for f in finished if f), None)
     print(
         json.dumps(

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from abba import alternate, p99_ratio, phase
 from argon2 import PasswordHasher
 
 from edge.app import Appliance
@@ -37,7 +37,6 @@ from edge.cli import _override
 from edge.config import load_config
 
 USER, PASSWORD = "bench", "bench-password-1"
-SETTLE = 1.0  # seconds after a switch before a phase is measured
 
 
 def clients_main(url: str, tokens: list[str], stop: Any, out: mp.Queue) -> None:
@@ -98,10 +97,6 @@ def login(url: str) -> str:
         if r.status_code != 303 or "edge_session" not in c.cookies:
             raise RuntimeError(f"login failed: {r.status_code} {r.text[:200]}")
         return c.cookies["edge_session"]
-
-
-def pct(v: list[float], q: float) -> float | None:
-    return round(float(np.percentile(v, q)), 2) if v else None
 
 
 def training_job(appl: Appliance, tmp: Path) -> tuple[object, str] | None:
@@ -196,15 +191,7 @@ def main() -> None:
                 os.killpg(-pid, sig) if pid < 0 else os.kill(pid, sig)
 
     time.sleep(3.0)
-    windows: dict[str, list[tuple[float, float]]] = {"base": [], "load": []}
-    for r in range(a.rounds):
-        for cond in ("base", "load") if r % 2 == 0 else ("load", "base"):
-            freeze(cond == "base")
-            time.sleep(SETTLE)
-            t = time.monotonic()
-            time.sleep(a.seconds)
-            windows[cond].append((t, time.monotonic()))
-    freeze(False)
+    windows = alternate(a.rounds, a.seconds, freeze)
     stop.set()
     client_stats = q.get(timeout=60)
     proc.join(10)
@@ -215,19 +202,8 @@ def main() -> None:
         jobs.cancel(jid)
     appl.stop()
 
-    def phase(spans: list[tuple[float, float]]) -> dict:
-        sel = [(ms, miss) for t, ms, miss in lat if any(a <= t < b for a, b in spans)]
-        per_round = [[ms for t, ms, _ in lat if a <= t < b] for a, b in spans]
-        return {
-            "items": len(sel),
-            "p50_ms": pct([ms for ms, _ in sel], 50),
-            "p99_ms": pct([ms for ms, _ in sel], 99),
-            "p99_per_round": [pct(v, 99) for v in per_round],
-            "deadline_misses": sum(1 for _, miss in sel if miss),
-        }
-
-    base, load = phase(windows["base"]), phase(windows["load"])
-    ratio = round(load["p99_ms"] / base["p99_ms"], 3) if base["p99_ms"] and load["p99_ms"] else None
+    base, load = phase(lat, windows["base"]), phase(lat, windows["load"])
+    ratio = p99_ratio(base, load)
     print(
         json.dumps(
             {
