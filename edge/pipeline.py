@@ -181,6 +181,8 @@ class Pipeline:
             }
         )
         self.batch = BatchState(batch.lot, batch.gtin, batch.expiry, batch_id)
+        for src in self.view_sources.values() or [self.source]:
+            src.print_batch(self.batch)  # a simulated line's printer follows the batch
         self.bus.publish("batch", {"event": "started", "id": batch_id, "lot": batch.lot})
         return batch_id
 

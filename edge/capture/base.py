@@ -56,6 +56,10 @@ class Source:
     def describe(self) -> dict[str, Any]:
         return {"type": getattr(self.cfg, "type", "?")}
 
+    def print_batch(self, batch: Any) -> None:
+        """A batch started: a camera only looks, so nothing changes. The simulator is also
+        the line's printer and prints the new batch's GTIN, lot and expiry from now on."""
+
 
 def open_source(cfg: Any, **kw: Any) -> Source:
     cls = plugins.load("source", SOURCES, cfg.type)

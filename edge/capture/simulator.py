@@ -28,6 +28,7 @@ class SimulatorCapture(Source):
         self.batch = self.sim.batch
         self.paced = cfg.realtime
         self.serials: SerialAllocator | None = None
+        self._next = 0  # the next item to render (a batch switch applies from there)
 
     def continue_serials(self, cursor: SerialCursor) -> None:
         """Print serials the state directory has not issued yet (see `edge.sim.serialisation`)."""
@@ -49,6 +50,7 @@ class SimulatorCapture(Source):
             if self.serials is not None:
                 self.serials.ensure(i)
             img, truth = self.sim.render(i)
+            self._next = i + 1
             yield Frame(
                 image=img,
                 t_trigger=t_trigger,
@@ -58,6 +60,22 @@ class SimulatorCapture(Source):
                 truth=truth,
             )
             i += 1
+
+    def print_batch(self, batch: BatchState) -> None:
+        """The line started a batch: the next items carry its GTIN, lot and expiry (a field
+        the batch leaves empty keeps what was printed), serials of a new GTIN continue from
+        that GTIN's cursor."""
+        b = self.batch
+        new = BatchState(
+            lot=batch.lot or b.lot,
+            gtin=batch.gtin or b.gtin,
+            expiry=batch.expiry or b.expiry,
+            id=batch.id,
+        )
+        if self.serials is not None and new.gtin != b.gtin:
+            self.serials.switch(new.gtin or "", self._next, self.sim.default_serial_base)
+            self.sim.serial_base = self.serials.base
+        self.sim.batch = self.batch = new
 
     def set_exposure(
         self, exposure_us: float | None, gain: float | None = None, *, at_connect: bool = False

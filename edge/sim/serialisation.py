@@ -74,6 +74,11 @@ class SerialAllocator:
         self._reserved = self.base
         self._items = items
 
+    def switch(self, gtin: str, i: int, default_base: int) -> None:
+        """From item i on, serials of another GTIN: the first number not issued for it."""
+        nxt = self.cursor.next(gtin, default_base)
+        self.gtin, self.base, self._reserved = gtin, nxt - i, nxt
+
     def ensure(self, i: int) -> None:
         """Reserve item i's serial (and a block ahead) before the item is rendered."""
         if self.base + i < self._reserved:

@@ -60,7 +60,8 @@ class LineSimulator:
             expiry=b.expiry or gs1data.default_expiry(self.today),
             id=b.id,
         )
-        self.serial_base = gs1data.serial_base(cfg.seed)  # moved on by a SerialAllocator
+        self.default_serial_base = gs1data.serial_base(cfg.seed)
+        self.serial_base = self.default_serial_base  # moved on by a SerialAllocator
         self._weights = self._check_weights(cfg.defect_weights)
         self._pools = self._defect_pools()
         scene = scene_class(cfg.scenario)
