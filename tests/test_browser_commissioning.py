@@ -4,9 +4,10 @@
 The technician clones the vials recipe and tightens its fill-level tolerance; the preview lists,
 image by image, the stored items whose verdict the clone changes. QA approves the clone with an
 e-signature. The technician enters the product that runs it (its challenge set), QA approves
-that too. At the 1024x600 touchscreen the operator changes over to the product: the challenge
-runs and passes and the batch enters EXECUTE on the clone. The operator stops the batch and QA
-downloads its batch record as PDF, whose pages render with the charts drawn.
+that too. At the 1024x600 touchscreen the operator changes over to the product, scanning the
+batch label (product, lot and expiry): the challenge runs and passes and the batch enters
+EXECUTE on the clone, its packs judged against the batch scanned. The operator stops the batch
+and QA downloads its batch record as PDF, whose pages render with the charts drawn.
 """
 
 from __future__ import annotations
