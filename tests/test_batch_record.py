@@ -5,13 +5,9 @@ the challenge test's results, and a real PDF that renders with its charts."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -24,6 +20,7 @@ from edge.store.recipes import challenge_results
 from edge.web.server import create_app
 
 import web_support as ws
+from pdf_support import coloured, render
 
 OUT = Path(__file__).resolve().parent.parent / "test-output"  # the PDF, for a person to look at
 N = 60
@@ -132,24 +129,6 @@ def test_the_report_page_draws_the_pareto_trends_histogram_and_alarm_timeline(ba
     assert "<script" not in "".join(re.findall(r"<svg.*?</svg>", html, re.S))
 
 
-def _render(pdf: bytes, tmp_path) -> tuple[str, list[np.ndarray]]:
-    """The PDF's text and its pages as images, through poppler (not the library that wrote it)."""
-    if shutil.which("pdftoppm") is None:
-        pytest.fail("poppler-utils (pdftoppm, pdftotext) is needed: scripts/test.sh installs it")
-    f = tmp_path / "record.pdf"
-    f.write_bytes(pdf)
-    text = subprocess.run(
-        ["pdftotext", "-layout", str(f), "-"], capture_output=True, text=True, check=True
-    ).stdout
-    subprocess.run(["pdftoppm", "-r", "50", "-png", str(f), str(tmp_path / "page")], check=True)
-    pages = [cv2.imread(str(p)) for p in sorted(tmp_path.glob("page-*.png"))]
-    return text, pages
-
-
-def _coloured(page: np.ndarray, bgr: tuple[int, int, int], tol: int = 40) -> int:
-    return int(np.all(np.abs(page.astype(int) - bgr) <= tol, axis=2).sum())
-
-
 def test_the_pdf_export_renders_pages_with_the_charts_and_names_the_batch(batch, tmp_path):
     _appl, c, bid = batch
     r = c.get(f"/reports/{bid}/report.pdf")
@@ -158,7 +137,7 @@ def test_the_pdf_export_renders_pages_with_the_charts_and_names_the_batch(batch,
     assert "attachment" in r.headers["content-disposition"]
     OUT.mkdir(exist_ok=True)
     (OUT / "batch-record.pdf").write_bytes(r.content)
-    text, pages = _render(r.content, tmp_path)
+    text, pages = render(r.content, tmp_path)
     assert "LOT-CHART7" in text and bid in text
     for title in ("Rejects by reason (Pareto)", "Yield over time", "Scan grade over time"):
         assert title in text
@@ -168,8 +147,8 @@ def test_the_pdf_export_renders_pages_with_the_charts_and_names_the_batch(batch,
     for p in pages:  # no blank page
         assert (p < 200).any(axis=2).mean() > 0.005
     # the Pareto's red bars and the trend lines' blue are drawn on the pages, not just named
-    assert sum(_coloured(p, (51, 51, 221)) for p in pages) > 200
-    assert sum(_coloured(p, (204, 102, 0)) for p in pages) > 200
+    assert sum(coloured(p, (51, 51, 221)) for p in pages) > 200
+    assert sum(coloured(p, (204, 102, 0)) for p in pages) > 200
 
 
 def test_edge_report_writes_the_pdf_from_the_shell(batch, tmp_path):
@@ -183,7 +162,7 @@ def test_edge_report_writes_the_pdf_from_the_shell(batch, tmp_path):
     res = CliRunner().invoke(app, ["report", bid, "--pdf", str(out), "--state-dir", state])
     assert res.exit_code == 0, res.output
     assert out.read_bytes().startswith(b"%PDF-")
-    text, _pages = _render(out.read_bytes(), tmp_path)
+    text, _pages = render(out.read_bytes(), tmp_path)
     assert "LOT-CHART7" in text
     res = CliRunner().invoke(app, ["report", "NO-SUCH", "--pdf", str(out), "--state-dir", state])
     assert res.exit_code == 1 and "no batch NO-SUCH" in res.output
@@ -279,6 +258,6 @@ def test_without_a_unicode_font_the_pdf_still_renders_and_marks_what_it_cannot_p
     rep = c.get(f"/api/reports/{bid}").json()
     rep["batch"]["started_by"] = "Zoë Ørsted → QA ≥ 2"
     monkeypatch.setattr(report_pdf, "FONT_DIRS", ())
-    text, pages = _render(report_pdf.render_pdf(rep), tmp_path)
+    text, pages = render(report_pdf.render_pdf(rep), tmp_path)
     assert "LOT-CHART7" in text and "Zoë Ørsted ? QA ? 2" in text
     assert len(pages) >= 2

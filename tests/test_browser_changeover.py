@@ -6,16 +6,13 @@ The header then names the product and the recipe version the line runs."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-from test_browser_hmi import ARGS, CHROMIUM, OUT, login
 
+import browser_support as bs
 import web_support as ws
+from browser_support import OUT, login
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
 
 GTIN = "09506000134352"
 DRAFT_GTIN = "09506000134369"
@@ -32,44 +29,24 @@ VIALS = {
 }
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    from edge.app import Appliance
-    from edge.cli import _override
-    from edge.config import load_config
+def _products(appl):
     from edge.recipes.products import ProductMaster
 
-    tmp = tmp_path_factory.mktemp("changeover")
-    shutil.copytree(Path(__file__).resolve().parents[1] / "models", tmp / "models")
-    cfg = _override(
-        load_config(None),
-        **{
-            "records.state_dir": str(tmp),
-            "records.sample_pass_every": 5,
-            "source.rate_per_min": 300,
-            "web.port": 0,
-            "web.host": "127.0.0.1",
-            "inference.models_dir": str(tmp / "models"),
-        },
-    )
-    appl = Appliance(cfg)
-    ws.add_users(appl)
     master = ProductMaster(appl.pipeline.db, appl.audit)
     master.docs.seed(GTIN, VIALS)  # approved (QA's approval: test_web_products.py)
     master.docs.add_draft(DRAFT_GTIN, {**VIALS, "gtin": DRAFT_GTIN, "name": "Draft vial"}, "tom")
-    appl.start()
-    web = next(c for c in appl.components if c.name == "web")
-    assert web.status()["up"], web.status()
-    yield appl, web.url
-    appl.stop()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    with bs.live_line(tmp_path_factory.mktemp("changeover"), setup=_products) as line:
+        yield line
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with bs.chromium() as b:
         yield b
-        b.close()
 
 
 NEW_GTIN = "09506000134376"

@@ -9,8 +9,6 @@ picture moves its map with it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +16,11 @@ import pytest
 
 from edge.anomaly.evidence import encode
 
+import browser_support as bs
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("EDGE_CHROMIUM", "/usr/bin/chromium")
 SCRIPT = Path(__file__).resolve().parent.parent / "edge" / "web" / "static" / "hmi_heat.js"
-
-if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).is_file():
-    pytest.skip(f"Chromium not installed at {CHROMIUM}", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def finding(dx: int = 0) -> dict:
@@ -51,17 +46,13 @@ DRAW = """([findings]) => {
 
 
 def test_the_hmi_draws_an_anomaly_heat_map_over_the_frame_where_it_is_hot():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        try:
-            page = b.new_page()
-            page.set_content("<html><body></body></html>")
-            page.add_script_tag(content=SCRIPT.read_text())
-            one = page.evaluate(DRAW, [[finding()]])
-            moved = page.evaluate(DRAW, [[finding(dx=640)]])  # second view, side by side
-            none = page.evaluate(DRAW, [[{"code": "CRACK", "bbox": [1, 1, 5, 5]}]])
-        finally:
-            b.close()
+    with bs.chromium() as b:
+        page = b.new_page()
+        page.set_content("<html><body></body></html>")
+        page.add_script_tag(content=SCRIPT.read_text())
+        one = page.evaluate(DRAW, [[finding()]])
+        moved = page.evaluate(DRAW, [[finding(dx=640)]])  # second view, side by side
+        none = page.evaluate(DRAW, [[{"code": "CRACK", "bbox": [1, 1, 5, 5]}]])
     r, g, bl = one["hot"]
     assert r > 150 and r > g + 50 and r > bl + 50, json.dumps(one)  # red: above threshold
     assert one["cold"] == [200, 200, 200] and one["outside"] == [200, 200, 200]

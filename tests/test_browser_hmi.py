@@ -10,80 +10,29 @@ Screenshots of the HMI at 1024x600 and 1280x800 go to test-output/.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+import browser_support as bs
 import web_support as ws
+from browser_support import OUT, login
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("EDGE_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-OUT = Path(__file__).resolve().parent.parent / "test-output"
-
-if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).is_file():
-    pytest.skip(
-        f"Chromium not installed at {CHROMIUM} (scripts/test.sh installs it)",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """The whole appliance on the simulated vial line, web UI on a free port."""
-    from edge.app import Appliance
-    from edge.cli import _override
-    from edge.config import load_config
-
-    tmp = tmp_path_factory.mktemp("live")
-    # the shipped registry (the default recipe runs its approved detector), in a copy the
-    # technician flows below may add candidates to
-    shutil.copytree(Path(__file__).resolve().parents[1] / "models", tmp / "models")
-    cfg = _override(
-        load_config(None),
-        **{
-            "records.state_dir": str(tmp),
-            "records.sample_pass_every": 5,
-            "source.rate_per_min": 300,
-            "web.port": 0,
-            "web.host": "127.0.0.1",
-            "inference.models_dir": str(tmp / "models"),
-        },
-    )
-    appl = Appliance(cfg)
-    ws.add_users(appl)
-    appl.start()
-    web = next(c for c in appl.components if c.name == "web")
-    assert web.status()["up"], web.status()
-    yield appl, web.url
-    appl.stop()
+    with bs.live_line(tmp_path_factory.mktemp("live")) as line:
+        yield line
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with bs.chromium() as b:
         yield b
-        b.close()
-
-
-def login(page, url, user):
-    page.goto(url + "/login")
-    page.fill("#username", user)
-    page.fill("#password", ws.PASSWORDS[user][2])
-    page.click("#login")
 
 
 def count(page, sel) -> int:

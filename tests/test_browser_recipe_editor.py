@@ -9,17 +9,16 @@ version it ran. A screenshot of the editor goes to test-output/.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from test_browser_hmi import ARGS, CHROMIUM, OUT, login
 
+import browser_support as bs
 import web_support as ws
+from browser_support import OUT, login
 
 pytestmark = pytest.mark.browser
-sync_api = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parents[1]
 STORED = 20  # images the preview judges
@@ -28,38 +27,15 @@ STORED = 20  # images the preview judges
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """The appliance on the simulated vial line, every image kept, web UI on a free port."""
-    from edge.app import Appliance
-    from edge.cli import _override
-    from edge.config import load_config
-
     tmp = tmp_path_factory.mktemp("live-recipes")
-    shutil.copytree(ROOT / "models", tmp / "models")
-    cfg = _override(
-        load_config(None),
-        **{
-            "records.state_dir": str(tmp),
-            "records.sample_pass_every": 1,
-            "source.rate_per_min": 300,
-            "web.port": 0,
-            "web.host": "127.0.0.1",
-            "inference.models_dir": str(tmp / "models"),
-        },
-    )
-    appl = Appliance(cfg)
-    ws.add_users(appl)
-    appl.start()
-    web = next(c for c in appl.components if c.name == "web")
-    assert web.status()["up"], web.status()
-    yield appl, web.url
-    appl.stop()
+    with bs.live_line(tmp, **{"records.sample_pass_every": 1}) as line:
+        yield line
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with bs.chromium() as b:
         yield b
-        b.close()
 
 
 def field(key: str) -> str:

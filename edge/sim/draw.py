@@ -42,8 +42,11 @@ def shade_cyl(width: int, lo: float, hi: float) -> np.ndarray:
 
 
 def module_image(hri: str, scale: int) -> np.ndarray:
-    """The GS1 DataMatrix of `hri`, one module `scale` pixels, no quiet zone (0/255)."""
-    b = zxingcpp.create_barcode(hri, zxingcpp.BarcodeFormat.DataMatrix, gs1=True)
+    """The GS1 DataMatrix of `hri`, one module `scale` pixels, no quiet zone (0/255).
+
+    Always a square symbol, as pharmaceutical packs carry: left to choose, the encoder makes a
+    rectangle for some data (a longer lot, some serials), which the label has no room for."""
+    b = zxingcpp.create_barcode(hri, zxingcpp.BarcodeFormat.DataMatrix, gs1=True, forceSquare=True)
     m = np.asarray(b.to_image(scale=1, add_quiet_zones=False))
     return np.repeat(np.repeat(m, scale, 0), scale, 1)
 
