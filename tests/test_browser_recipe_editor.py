@@ -119,7 +119,12 @@ def test_technician_edits_previews_and_saves_a_draft_and_qa_approves_it(live, br
     assert rows.count() == res["verdict_changes"] >= 1
     first = rows.first.locator("td")
     assert first.nth(1).inner_text() == "PASS" and first.nth(2).inner_text() == "REJECT LOW_FILL"
-    assert rows.first.locator("img").evaluate("i => i.complete && i.naturalWidth > 0")
+    # the thumbnail loads after the row is drawn: wait for it, then it must be an image
+    loaded = (
+        "i => i.complete ? i.naturalWidth : new Promise(r => { i.onload = () => "
+        "r(i.naturalWidth); i.onerror = () => r(0); })"
+    )
+    assert rows.first.locator("img").evaluate(loaded) > 0
 
     page.fill("#save-reason", "tighter fill tolerance")
     page.click("#save-draft")

@@ -139,7 +139,9 @@ def test_installer_into_a_staging_root_is_idempotent_and_keeps_the_site_config(t
         "--source",
         str(wheel),
     ]
-    env = {**os.environ, "PIP_NO_INDEX": "1"}  # nothing is fetched: the wheel is all it needs
+    # nothing is fetched: the wheel is all it needs; and no PYTHONPATH, through which pip
+    # would take a source checkout for the installed package and install nothing
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PIP_NO_INDEX": "1"}
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert first.returncode == 0, first.stderr
     assert "Next steps" in first.stdout
