@@ -317,7 +317,6 @@ class PaddleRecognizer:
             model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
         )
         self.input = self.session.get_inputs()[0].name
-        self._lock = threading.Lock()  # one run at a time per session keeps the thread count
         self._masks: dict[str, np.ndarray] = {}
         self.height, self.stretch = height, stretch
 
@@ -339,8 +338,9 @@ class PaddleRecognizer:
     ) -> list[LineRead]:
         out = []
         for k, line in enumerate(lines):
-            with self._lock:
-                probs = self.session.run(None, {self.input: self._input(line)})[0][0]  # T x C
+            # no lock: with one intra-op thread a run stays on its caller's thread, so the
+            # line's workers read their items' text at once (a lock made them queue)
+            probs = self.session.run(None, {self.input: self._input(line)})[0][0]  # T x C
             if alphabets is not None:  # only what this line's field may contain
                 probs = probs * self._mask(alphabets[k])[None, :]
                 probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
