@@ -107,7 +107,10 @@ class AnomalyTool(Tool):
             self.model.check_image(image)
             regions = self.regions
         for rname, rect in regions.items():
-            score, heat = self.model.scorer.score(crop(image, rect))
+            heat = self.model.scorer.heat(crop(image, rect))
+            if self.params.ignore_codes is not None:
+                heat = cool_codes(heat, rect, ctx.codes, self.params.ignore_codes)
+            score = float(heat.max())
             maps.append(AnomalyMap(self.name, rname, rect, heat, float(score)))
             if score > self.threshold:
                 bx, by, bw, bh = hottest_box(heat, self.threshold, (rect[2], rect[3]))
@@ -132,3 +135,27 @@ class AnomalyTool(Tool):
 
     def close(self) -> None:
         self.model.close()
+
+
+def cool_codes(heat: np.ndarray, rect: Rect, codes: list[Any], grow: float) -> np.ndarray:
+    """The heat map with the patches over each decoded code (grown by `grow` of its size)
+    set to the map's coldest value, as the unscored margin is: kept in shape for the
+    evidence, never the region's maximum."""
+    gh, gw = heat.shape
+    x0, y0, w, h = rect
+    cold = np.zeros(heat.shape, bool)
+    for c in codes:
+        if getattr(c, "bbox", None) is None:
+            continue
+        bx, by, bw, bh = c.bbox
+        px, py = grow * bw, grow * bh
+        c0 = int(np.floor((bx - px - x0) * gw / w))
+        c1 = int(np.ceil((bx + bw + px - x0) * gw / w))
+        r0 = int(np.floor((by - py - y0) * gh / h))
+        r1 = int(np.ceil((by + bh + py - y0) * gh / h))
+        cold[max(0, r0) : max(0, min(gh, r1)), max(0, c0) : max(0, min(gw, c1))] = True
+    if not cold.any() or cold.all():
+        return heat
+    out = heat.copy()
+    out[cold] = float(heat[~cold].min())
+    return out

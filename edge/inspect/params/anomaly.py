@@ -33,6 +33,14 @@ class AnomalyParams(ToolParams):
     min_regions: int = Field(
         0, ge=0, description="with regions_from: fewer located regions than this is an ANOMALY"
     )
+    ignore_codes: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="leave the codes an earlier tool decoded unscored, each box grown by this "
+        "share of its size on every side (its quiet zone): a code differs on every unit by "
+        "its serial, and the code reader judges it (None: every patch scored)",
+    )
 
     @field_validator("regions")
     @classmethod
