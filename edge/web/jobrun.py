@@ -126,15 +126,15 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     )
     model_dir = reg.path(name, version)
     try:  # from here a failure leaves a version that must never be offered for approval
+        progress({"stage": "quantizing", "name": name, "version": version})
+        # 64 photos spread over the set: ranges settle well before that, and each photo
+        # is two passes over every activation of the model at full size
+        quantize(model_dir, data / "images" / "train", limit=CALIBRATION_IMAGES)
         # the threshold the model runs at, chosen on validation photos only (the card
         # holds it; the defect tool and verify read it there)
         progress({"stage": "threshold", "name": name, "version": version})
         chosen = operating_threshold(model_dir, data / "images" / "val")
         progress({"stage": "threshold", "conf": chosen["conf"], "rule": chosen["rule"]})
-        progress({"stage": "quantizing", "name": name, "version": version})
-        # 64 photos spread over the set: ranges settle well before that, and each photo
-        # is two passes over every activation of the model at full size
-        quantize(model_dir, data / "images" / "train", limit=CALIBRATION_IMAGES)
         progress({"stage": "verifying", "name": name, "version": version})
         rep = verify(model_dir, data / "images" / "val")
     except BaseException as exc:
