@@ -7,6 +7,7 @@ weights, proposed input size, INT8 quantisation, verify) and the evaluation job'
 (`run_evaluate`: AP50 on the held-out photos), and counts on the held-out photos:
 
     image_recall     test-bad photos with at least one detection above the model's threshold
+                     (its operating threshold, chosen on validation photos, from its card)
     false_flag_rate  test-good photos with any such detection
     map50            the evaluation job's INT8 mAP50 on the test set (labelled from masks)
     train_minutes    wall time of the training job (train, export, quantise, verify)
@@ -37,8 +38,6 @@ import yaml
 
 from edge.train.dataset import IMAGE_EXT, prepare
 from edge.train.yolo_labels import box_line
-
-THRESHOLD = 0.25  # the defect tool's default score threshold (DefectParams.conf)
 
 
 def photos(d: str | Path) -> list[Path]:
@@ -91,6 +90,7 @@ def flagged(opened: Any, files: list[Path], threshold: float) -> int:
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
+    from edge.models.cards import operating_conf
     from edge.models.registry import ModelRegistry, model_roots
     from edge.web.jobrun import Progress, run_evaluate, run_train
 
@@ -137,7 +137,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     opened = reg.open_model(a.product, res["version"], allow_unapproved=True)
     tb = sorted((test / "images" / "val").glob("bad_*"))
     tg = sorted((test / "images" / "val").glob("good_*"))
-    hits, flags = flagged(opened, tb, THRESHOLD), flagged(opened, tg, THRESHOLD)
+    threshold = operating_conf(card)  # the one the defect tool runs this model at
+    hits, flags = flagged(opened, tb, threshold), flagged(opened, tg, threshold)
     return {
         "image_recall": round(hits / max(len(tb), 1), 4),
         "false_flag_rate": round(flags / max(len(tg), 1), 4),
@@ -146,6 +147,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "int8_ok": bool(card.quantization) and (opened.dir / "model.int8.onnx").is_file(),
         "verify_passed": bool((card.verify or {}).get("passed")),
         "verify": (card.verify or {}).get("summary"),
+        "verify_rule": (card.verify or {}).get("rule"),
+        "threshold": threshold,
+        "threshold_rule": card.operating_threshold.get("rule"),
+        "threshold_validation": card.operating_threshold.get("validation"),
         "imgsz": card.input_size,
         "start_weights": (card.training or {}).get("start_weights"),
         "calibration_fallbacks": (card.quantization.get("calibration_fallbacks") or {}).get(

@@ -537,3 +537,52 @@ def test_shadow_mode_judges_each_version_as_the_line_does(approved_copy, tmp_pat
     (d / INT8).write_bytes(bytes(data))
     with pytest.raises(ToolBuildError, match=r"9\.9\.9: model\.int8\.onnx: SHA-256 .* does not"):
         run_shadow(args, tmp_path, lambda ev: None)
+
+
+def _candidate_at_threshold(models: Path, conf: float, broken: bool) -> Path:
+    """The shipped model as a candidate whose card records an operating threshold."""
+    d = _dir(models)
+    if broken:
+        _break_int8(d)
+    c = load_card(d)
+    c.status, c.verify = "candidate", {}
+    c.operating_threshold = {"conf": conf, "rule": "set by the test", "on": "validation"}
+    c.files[INT8] = dataset.sha256_file(d / INT8)
+    save_card(d, c)
+    return d
+
+
+def test_verify_at_the_operating_threshold_passes_the_int8_file_that_decides_as_fp32(
+    approved_copy,
+):
+    d = _candidate_at_threshold(approved_copy, 0.3, broken=False)
+    r = edge_model(
+        "verify", NAME, load_card(d).version, "--images", CALIB, "--limit", "24",
+        "--models", approved_copy,
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = load_card(d).verify
+    assert report["rule"] == "decisions at the operating threshold" and report["conf"] == 0.3
+    assert report["decisive_flips"] == 0 and report["boxes"] > 0
+    assert "at the operating threshold 0.30" in report["summary"]
+
+
+def test_verify_at_the_operating_threshold_still_fails_a_broken_int8_file(approved_copy):
+    d = _candidate_at_threshold(approved_copy, 0.3, broken=True)
+    r = edge_model(
+        "verify", NAME, load_card(d).version, "--images", CALIB, "--limit", "24",
+        "--models", approved_copy,
+    )  # fmt: skip
+    assert r.exit_code == 1 and "FAILED: " in r.output
+    report = load_card(d).verify
+    assert report["rule"] == "decisions at the operating threshold"
+    assert not report["passed"] and report["failures"]
+    with pytest.raises(ModelError, match="verify` has not passed"):
+        ModelRegistry(approved_copy).approve(NAME, load_card(d).version, by="qa", reason="try")
+
+
+def test_the_score_tolerance_widens_only_for_a_few_boxes():
+    from edge.train.verify import score_tolerance
+
+    assert score_tolerance(200) == score_tolerance(20) == 0.15
+    assert 0.15 < score_tolerance(10) < score_tolerance(5) <= 0.3 == score_tolerance(1)

@@ -197,3 +197,83 @@ def test_the_start_network_keeps_its_function_when_training_normalises_by_batch(
     assert np.abs(class_logits(False) - shipped).max() < 1e-3  # evaluation: unchanged
     # the same images in training mode: their batch statistics are the measured ones
     assert np.abs(class_logits(True) - shipped).max() < 1e-2
+
+
+def test_the_operating_threshold_is_the_lowest_that_keeps_validation_good_photos_clear():
+    """A model made from tens of photos scores its defects between 0.2 and 0.6: it runs
+    at the threshold its validation photos support, not at a fixed 0.25."""
+    from edge.train.threshold import GOOD_FLAG_TARGET, choose
+
+    bad = [0.63, 0.51, 0.45, 0.36, 0.24, 0.22, 0.05]
+    good = [0.17, 0.12] + [0.01 * (i % 9) for i in range(28)]
+    rec = choose(bad, good)
+    conf, v = rec["conf"], rec["validation"]
+    allowed = int(GOOD_FLAG_TARGET * len(good))  # 1 of 30
+    assert sum(s >= conf for s in good) <= allowed == v["good_images_flagged"]
+    # the lowest such threshold: one step lower lets a second good photo through the margin
+    assert conf - 0.01 < 0.12 + 0.02 <= conf
+    assert v["defect_images_found"] == sum(s >= conf for s in bad) == 6
+    assert rec["on"] == "validation" and "validation good photos" in rec["rule"]
+    # good photos that score high hold the threshold up
+    assert choose(bad, [0.7, 0.6] + [0.0] * 28)["conf"] >= 0.62
+    # nothing to choose with: the tool's default, and the record says why
+    none = choose(bad, [])
+    assert none["conf"] == 0.25 and "no good validation photos" in none["rule"]
+
+
+def _labelled_sim_folder(root: Path, n: int = 16) -> Path:
+    """Simulated blister photos, half with a defect: images/ and labels/ (YOLO)."""
+    import cv2
+
+    from edge.config import SimulatorSource
+    from edge.sim.twin import LineSimulator
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir(parents=True)
+    for i in range(n):
+        rate = 1.0 if i % 2 else 0.0
+        sim = LineSimulator(
+            SimulatorSource(scenario="blisters", seed=500 + i, defect_rate=rate, realtime=False)
+        )
+        img, truth = sim.render(0)
+        cv2.imwrite(str(root / "images" / f"{i:03d}.jpg"), img)
+        lines = ["1 0.5 0.5 0.1 0.1\n" for _d in truth["defects"]]
+        (root / "labels" / f"{i:03d}.txt").write_text("".join(lines))
+    return root
+
+
+def test_the_card_holds_the_threshold_and_the_defect_tool_runs_the_model_at_it(tmp_path):
+    import shutil
+
+    from edge.config import OnnxBackend
+    from edge.inspect.base import Services
+    from edge.inspect.defects import DefectParams, DefectTool
+    from edge.models import cards
+    from edge.models.registry import ModelRegistry
+    from edge.train.threshold import operating_threshold
+
+    reg = ModelRegistry(REPO / "models")
+    card = reg.approved("defects")
+    models = tmp_path / "models"
+    d = models / "defects" / card.version
+    shutil.copytree(reg.path("defects", card.version), d)
+    val = _labelled_sim_folder(tmp_path / "val")
+    rec = operating_threshold(d, val / "images")
+    assert cards.load_card(d).operating_threshold == rec  # the card is its one home
+    assert rec["validation"]["good_images"] + rec["validation"]["defect_images"] == 16
+    assert rec["validation"]["good_images_flagged"] <= int(0.05 * 8)
+
+    def thresholds(**params) -> set[float]:
+        p = DefectParams(model="defects", **params)
+        t = DefectTool("d", p, Services(models_dir=models, backend=OnnxBackend(threads=1)))
+        try:
+            return {round(float(x), 4) for x in t.thresholds}
+        finally:
+            t.close()
+
+    assert thresholds() == {round(rec["conf"], 4)}
+    assert thresholds(conf=0.4) == {0.4}  # a recipe that names a threshold keeps it
+    c = cards.load_card(d)
+    c.operating_threshold = {}
+    cards.save_card(d, c)
+    assert thresholds() == {cards.DEFAULT_CONF}  # a card without one: the default

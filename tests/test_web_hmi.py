@@ -267,6 +267,30 @@ def test_an_unverified_candidate_is_not_approved_even_with_a_signature(line):
     assert r.status_code == 409 and "verify" in r.json()["detail"]
 
 
+def test_qa_sees_the_threshold_a_candidate_runs_at_and_what_it_gave_on_validation(line):
+    from edge.models import cards
+
+    appl, app = line
+    models = appl.cfg.inference.models_dir
+    make_candidate(models, version="4")
+    card = cards.load_card(models / "defects" / "4")
+    card.operating_threshold = {
+        "conf": 0.17,
+        "rule": "lowest threshold flagging at most 5% of the validation good photos",
+        "validation": {
+            "defect_images": 6,
+            "defect_images_found": 4,
+            "good_images": 30,
+            "good_images_flagged": 0,
+        },
+    }
+    cards.save_card(models / "defects" / "4", card)
+    html = client_as(app, "quinn").get("/models").text
+    row = html[html.index('data-name="defects" data-version="4"') :].split("</tr>")[0]
+    assert "runs at score &ge; 0.17, chosen on the validation photos" in row
+    assert "4 of 6 defect photos found, 0 of 30 good photos flagged" in row
+
+
 def test_a_job_runs_in_its_own_process_reports_failure_and_can_be_cancelled(line, tmp_path):
     from edge.web.jobs import Jobs
 

@@ -30,7 +30,7 @@ from edge.domain import Detection
 from edge.inference.base import Backend, BackendError
 from edge.inspect.base import Services, Tool, ToolContext, ToolParams
 from edge.inspect.params.defects import DefectParams
-from edge.models.cards import ModelError
+from edge.models.cards import ModelError, operating_conf
 from edge.models.registry import open_model
 
 #: the smallest frame side the detector judges: below it no product can be in view
@@ -85,8 +85,9 @@ class DefectTool(Tool):
         self.report = (
             set(params.classes) if params.classes is not None else (set(card.classes) - {"code"})
         )
+        conf = params.conf if params.conf is not None else operating_conf(card)
         self.thresholds = np.array(
-            [params.class_conf.get(c, params.conf) for c in card.classes], dtype=np.float32
+            [params.class_conf.get(c, conf) for c in card.classes], dtype=np.float32
         )
         try:
             # wait=False: an engine that must first be built (TensorRT, none cached) is

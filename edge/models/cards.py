@@ -30,6 +30,9 @@ CARD = "card.yaml"
 #: never be approved, only discarded
 Status = Literal["candidate", "approved", "retired", "failed"]
 AuditHook = Callable[[str, dict[str, Any]], None]  # (action, details)
+#: the score threshold of a model whose card records none (models made before the
+#: operating threshold was chosen on validation photos, e.g. the shipped ones)
+DEFAULT_CONF = 0.25
 
 
 class ModelError(RuntimeError):
@@ -64,9 +67,22 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     verify: dict[str, Any] = Field(default_factory=dict)
+    operating_threshold: dict[str, Any] = Field(
+        default_factory=dict,
+        description="score threshold chosen on the validation photos (`conf`), the rule "
+        "and what it gave there (edge.train.threshold)",
+    )
     created: str = ""
     created_by: str = ""
     history: list[HistoryEvent] = Field(default_factory=list)
+
+
+def operating_conf(card: ModelCard) -> float:
+    """The score threshold the model runs at: the one chosen on its validation photos when
+    the card records one, else `DEFAULT_CONF`. The defect tool, verify and the benches read
+    it here, so a model is judged at one threshold everywhere."""
+    conf = (card.operating_threshold or {}).get("conf")
+    return float(conf) if conf is not None else DEFAULT_CONF
 
 
 def sha256_file(path: str | Path) -> str:

@@ -36,7 +36,8 @@ class Progress:
 
 
 def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, Any]:
-    """Train on a frozen dataset version, export, register a candidate, quantise, verify."""
+    """Train on a frozen dataset version, export, register a candidate, choose its operating
+    threshold on the validation photos, quantise, verify at that threshold."""
     from edge.models.registry import ModelRegistry
     from edge.train.dataset import (
         MIN_EXAMPLES,
@@ -49,6 +50,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     )
     from edge.train.quantize import quantize
     from edge.train.sizes import proposed_imgsz
+    from edge.train.threshold import operating_threshold
     from edge.train.tiles import TILE, crop_dataset
     from edge.train.train import export_onnx, train
     from edge.train.verify import verify
@@ -128,6 +130,11 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         # 64 photos spread over the set: ranges settle well before that, and each photo
         # is two passes over every activation of the model at full size
         quantize(model_dir, data / "images" / "train", limit=CALIBRATION_IMAGES)
+        # the threshold the model runs at, chosen on validation photos only (the card
+        # holds it; the defect tool and verify read it there)
+        progress({"stage": "threshold", "name": name, "version": version})
+        chosen = operating_threshold(model_dir, data / "images" / "val")
+        progress({"stage": "threshold", "conf": chosen["conf"], "rule": chosen["rule"]})
         progress({"stage": "verifying", "name": name, "version": version})
         rep = verify(model_dir, data / "images" / "val")
     except BaseException as exc:

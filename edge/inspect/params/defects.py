@@ -18,7 +18,13 @@ class DefectParams(ToolParams):
         None, description="pin a version (must be approved); None: the approved one"
     )
     precision: Literal["int8", "fp32"] = "int8"
-    conf: float = Field(0.25, gt=0, le=1, description="default score threshold")
+    conf: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="default score threshold (None: the model's operating threshold from "
+        "its card, chosen on its validation photos; 0.25 when the card has none)",
+    )
     class_conf: dict[str, float] = Field(default_factory=dict, description="threshold per class")
     classes: list[str] | None = Field(
         None, description="classes reported as findings (None: all but `code`)"
