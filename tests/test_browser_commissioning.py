@@ -241,8 +241,16 @@ def test_a_product_is_commissioned_and_run_through_the_pages_without_code(live, 
     assert "Rejects by reason (Pareto)" in text and "Yield over time" in text
     assert "Challenge test: passed" in text
     assert "HIGH_FILL" in text  # the tightened limit's rejects, counted in the record
-    # judged against the batch the operator scanned: its codes match it
-    assert "LOT_MISMATCH" not in text and "GTIN_MISMATCH" not in text
+    # judged against the batch the operator scanned: its codes match it, but for the few
+    # the simulator prints wrong on purpose (code defects, 2 % of items in the demo config)
+    mismatched = _count(
+        db,
+        "SELECT COUNT(*) FROM items WHERE batch_id = ? AND (reasons LIKE '%LOT_MISMATCH%' "
+        "OR reasons LIKE '%GTIN_MISMATCH%')",
+        bid,
+    )
+    passed = _count(db, "SELECT COUNT(*) FROM items WHERE batch_id = ? AND verdict = 'PASS'", bid)
+    assert mismatched <= 3 and passed >= IN_BATCH // 2, (mismatched, passed)
     assert len(pages) >= 2 and all((p < 200).any(axis=2).mean() > 0.005 for p in pages)
     assert sum(coloured(p, BAR_RED) for p in pages) > 200  # the Pareto bars (and worst grade)
     assert sum(coloured(p, LINE_BLUE) for p in pages) > 200  # the trend lines drawn
