@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 
 import browser_support as bs
-import web_support as ws
-from browser_support import OUT, login
+from browser_support import OUT, login, sign
 
 pytestmark = pytest.mark.browser
 
@@ -91,9 +90,7 @@ def test_technician_drafts_a_product_on_its_page_and_qa_approves_it_with_an_e_si
     page.goto(url + f"/products/{NEW_GTIN}")
     assert page.locator("#challenge tr.unit").count() == 2
     page.click("#btn-approve")
-    page.fill("#sign-password", ws.PASSWORDS["quinn"][2])
-    page.fill("#sign-reason", "challenge set and camera reviewed")
-    page.click("#do-sign")
+    sign(page, "quinn", "challenge set and camera reviewed")
     page.wait_for_function("() => document.getElementById('doc-status').textContent === 'approved'")
     assert "Quinn Quality" in page.inner_text("#signatures")
     page.screenshot(path=str(OUT / "product-approved-1280x800.png"), full_page=True)

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 import browser_support as bs
-import web_support as ws
-from browser_support import OUT, login
+from browser_support import OUT, login, sign
 
 pytestmark = pytest.mark.browser
 
@@ -142,9 +141,7 @@ def test_technician_edits_previews_and_saves_a_draft_and_qa_approves_it(live, br
     draft = page.locator('tr[data-name="vials"][data-version="2"]')
     assert "tools.0.min_level_mm" in draft.inner_text()
     draft.locator("[data-act=approve]").click()
-    page.fill("#sign-password", ws.PASSWORDS["quinn"][2])
-    page.fill("#sign-reason", "preview reviewed")
-    page.click("#do-sign")
+    sign(page, "quinn", "preview reviewed")
     page.wait_for_selector('tr[data-name="vials"][data-version="2"][data-status="approved"]')
     assert appl.pipeline.stamp.version == 1
     ctx.close()

@@ -82,6 +82,28 @@ const EI = (() => {
     const c = ev.target.closest("[data-close]");
     if (c) c.closest("dialog").close();
   });
+  // The e-signature dialog (_esign.html), one home for every page that signs: the page says
+  // what is signed and where the signature goes; the password and reason go only there.
+  let signing = null;
+  function esign(req) {
+    const $ = (id) => document.getElementById(id);
+    signing = req;
+    if (req.what !== undefined) $("sign-what").textContent = req.what;
+    if (req.meaning !== undefined) $("sign-meaning").textContent = req.meaning;
+    $("sign-error").textContent = ""; $("sign-password").value = "";
+    const form = $("form-sign");
+    if (!form.dataset.bound) {
+      form.dataset.bound = "1";
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        try {
+          await api("POST", signing.url, { password: $("sign-password").value, reason: $("sign-reason").value });
+          $("dlg-sign").close(); toast(signing.done || "Signed"); setTimeout(() => location.reload(), 600);
+        } catch (e) { $("sign-error").textContent = e.message; }
+      });
+    }
+    $("dlg-sign").showModal();
+  }
   const GRADE = (g) => g === null || g === undefined ? "—" : ["F", "D", "C", "B", "A"][Math.max(0, Math.min(4, Math.round(g)))];
-  return { api, toast, el, csrf, GRADE, explain, table };
+  return { api, toast, el, csrf, GRADE, explain, table, esign };
 })();

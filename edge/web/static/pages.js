@@ -106,7 +106,6 @@
   });
 
   // ---- models: evaluate, shadow, approve, roll back
-  let signing = null;
   const models = $("models");
   if (models) models.addEventListener("click", async (ev) => {
     const b = ev.target.closest("[data-act]"); if (!b) return;
@@ -123,15 +122,12 @@
       catch (e) { EI.toast(e.message, true); }
       return;
     }
-    signing = act === "approve" ? { url: "/api/models/" + name + "/" + version + "/approve", what: "Approve " + name + " " + version + " for production", meaning: "approval: release model for production" }
-                                : { url: "/api/models/" + name + "/rollback", what: "Roll back " + name + " from " + version, meaning: "approval: roll back production model" };
-    $("sign-what").textContent = signing.what; $("sign-meaning").textContent = signing.meaning;
-    $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
+    EI.esign(act === "approve" ? { url: "/api/models/" + name + "/" + version + "/approve", what: "Approve " + name + " " + version + " for production", meaning: "approval: release model for production" }
+                               : { url: "/api/models/" + name + "/rollback", what: "Roll back " + name + " from " + version, meaning: "approval: roll back production model" });
   });
   const rs = $("btn-sign-report");
   if (rs) rs.addEventListener("click", () => {
-    signing = { url: "/api/reports/" + $("report").dataset.batch + "/sign" };
-    $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
+    EI.esign({ url: "/api/reports/" + $("report").dataset.batch + "/sign" });
   });
   const devs = $("deviation-list");
   if (devs) {
@@ -146,19 +142,9 @@
     });
     devs.addEventListener("click", (ev) => {
       const b = ev.target.closest(".close-deviation"); if (!b) return;
-      signing = { url: "/api/qa/deviations/" + b.dataset.id + "/close" };
-      $("sign-what").textContent = "Close deviation #" + b.dataset.id;
-      $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
+      EI.esign({ url: "/api/qa/deviations/" + b.dataset.id + "/close", what: "Close deviation #" + b.dataset.id });
     });
   }
-  const fs = $("form-sign");
-  if (fs) fs.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    try {
-      await EI.api("POST", signing.url, { password: $("sign-password").value, reason: $("sign-reason").value });
-      $("dlg-sign").close(); EI.toast("Signed"); setTimeout(() => location.reload(), 600);
-    } catch (e) { $("sign-error").textContent = e.message; }
-  });
   const pr = $("print");
   if (pr) pr.addEventListener("click", () => window.print());
 

@@ -89,17 +89,9 @@
   });
 
   const approve = $("btn-approve");
-  if (approve) approve.addEventListener("click", () => {
-    $("sign-what").textContent = "Approve product " + approve.dataset.gtin + " v" + approve.dataset.version + " for production";
-    $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
-  });
-  const fs = $("form-sign");
-  if (fs) fs.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    try {
-      await EI.api("POST", "/api/products/" + approve.dataset.gtin + "/" + approve.dataset.version + "/approve",
-        { password: $("sign-password").value, reason: $("sign-reason").value });
-      $("dlg-sign").close(); EI.toast("Approved and signed"); setTimeout(() => location.reload(), 600);
-    } catch (e) { $("sign-error").textContent = e.message; }
-  });
+  if (approve) approve.addEventListener("click", () => EI.esign({
+    url: "/api/products/" + approve.dataset.gtin + "/" + approve.dataset.version + "/approve",
+    what: "Approve product " + approve.dataset.gtin + " v" + approve.dataset.version + " for production",
+    done: "Approved and signed",
+  }));
 })();

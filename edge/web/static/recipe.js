@@ -6,22 +6,15 @@
   const $ = (id) => document.getElementById(id);
 
   // ---- recipes page: approve a draft (QA, e-signature)
-  let signing = null;
   const list = $("recipes");
   if (list) list.addEventListener("click", (ev) => {
     const b = ev.target.closest("[data-act=approve]"); if (!b) return;
     const row = b.closest("tr"), name = row.dataset.name, v = row.dataset.version;
-    signing = { url: "/api/recipes/" + encodeURIComponent(name) + "/" + v + "/approve" };
-    $("sign-what").textContent = "Approve recipe " + name + " v" + v + ": the line runs it from the next changeover.";
-    $("sign-error").textContent = ""; $("sign-password").value = ""; $("dlg-sign").showModal();
-  });
-  const fs = $("form-sign");
-  if (fs) fs.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    try {
-      await EI.api("POST", signing.url, { password: $("sign-password").value, reason: $("sign-reason").value });
-      $("dlg-sign").close(); EI.toast("Signed: approved"); setTimeout(() => location.reload(), 600);
-    } catch (e) { $("sign-error").textContent = e.message; }
+    EI.esign({
+      url: "/api/recipes/" + encodeURIComponent(name) + "/" + v + "/approve",
+      what: "Approve recipe " + name + " v" + v + ": the line runs it from the next changeover.",
+      done: "Signed: approved",
+    });
   });
 
   const ed = $("recipe-editor");
