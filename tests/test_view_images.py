@@ -47,7 +47,7 @@ def test_each_view_is_kept_as_its_own_file_named_in_the_record(tmp_path):
     appl.start()
     assert appl.pipeline.wait(60)
     rows = _linked(appl, 4)
-    views = item_rows.view_images(appl.pipeline.db, [r[0] for r in rows])
+    views = item_rows.view_images(appl.pipeline.db.conn, [r[0] for r in rows])
     store = appl.pipeline.images
     for seq, composite_sha in rows:
         assert list(views[seq]) == ["front", "side"]

@@ -65,11 +65,61 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> str | None:
     return None
 
 
-def _judged(recipe: Recipe, tools: Sequence[Tool], image: Any, ctx: Any) -> dict[str, Any]:
-    from edge.judge import judge
+def _judged(
+    recipe: Recipe,
+    tools: Sequence[Tool],
+    shots: dict[str, Any],
+    ctx: Any,
+    views: Sequence[ViewConfig],
+) -> dict[str, Any]:
+    """One item judged as the line judges it: a one-camera item's image with every tool; a
+    station's item view by view, each with its own tools, then one decision."""
+    from edge.judge import judge, judge_views
 
-    verdict, reasons, _ = judge(recipe, tools, image, ctx, True)
+    if not views:
+        verdict, reasons, _ = judge(recipe, tools, shots[""], ctx, True)
+    else:
+        verdict, reasons, _ = judge_views(
+            {
+                v.name: judge(
+                    recipe,
+                    [t for t in tools if v.tools is None or t.name in v.tools],
+                    shots[v.name],
+                    ctx,
+                    True,
+                )
+                for v in views
+            }
+        )
     return {"verdict": verdict.value, "reasons": list(reasons)}
+
+
+def _shots(
+    store: Any, row: dict[str, Any], views: Sequence[ViewConfig]
+) -> tuple[dict[str, Any], str | None]:
+    """The item's images to judge (view -> image; "" for a one-camera item), or why not.
+
+    A station's item is judged from each view's own image: its composite (the views side by
+    side) judged with every tool would run the top camera's tools on the front camera's
+    pixels. An item kept without its views' images is skipped, saying so."""
+    from edge import untrusted_images
+
+    wanted = (
+        {v.name: row["views"].get(v.name) for v in views} if views else {"": row["image_sha256"]}
+    )
+    missing = [name for name, sha in wanted.items() if not sha]
+    if missing:
+        return {}, f"no image of view {missing[0]!r} was kept for this item"
+    shots = {}
+    for name, sha in wanted.items():
+        data = store.get(sha)
+        if data is None:
+            return {}, "the image file is missing"
+        try:
+            shots[name] = untrusted_images.decode(data, untrusted_images.LARGEST)
+        except untrusted_images.ImageRefused as exc:
+            return {}, str(exc)
+    return shots, None
 
 
 def on_images(
@@ -80,13 +130,14 @@ def on_images(
     limit: int,
     progress: Progress | None = None,
     timeout_s: float = 10.0,
+    views: Sequence[ViewConfig] | None = None,
 ) -> dict[str, Any]:
     """Judge the last `limit` recorded images of the approved recipe with both versions.
 
     Each image is judged with the batch its item ran in (lot, expiry and GTIN are what the
     code checks compare with) and that item's time, so only the recipe differs between the
-    two verdicts. Returns counts over every image and the changed ones, image by image."""
-    from edge import untrusted_images
+    two verdicts; on a station with several `views`, each view's own image with that view's
+    tools. Returns counts over every image and the changed ones, image by image."""
     from edge.inspect.base import ToolContext
     from edge.store import items
     from edge.store.db import read_only
@@ -103,18 +154,13 @@ def on_images(
     try:
         runs["draft"] = build(draft, services, "draft")
         out: list[dict[str, Any]] = []
-        n = verdicts = 0
+        n = verdicts = agree = 0
         skipped: list[dict[str, str]] = []
         for row in rows:
             sha = row["image_sha256"]
-            data = store.get(sha)
-            if data is None:
-                skipped.append({"image": sha, "why": "the image file is missing"})
-                continue
-            try:
-                img = untrusted_images.decode(data, untrusted_images.LARGEST)
-            except untrusted_images.ImageRefused as exc:
-                skipped.append({"image": sha, "why": str(exc)})
+            shots, why = _shots(store, row, views or [])
+            if why:
+                skipped.append({"image": sha, "why": why})
                 continue
             batch = BatchState(row["lot"], row["gtin"], row["expiry"], row["batch_id"])
             judged = {}
@@ -126,8 +172,9 @@ def on_images(
                     batch=batch if row["batch_id"] else None,
                     now=float(row["trigger_utc"]),
                 )
-                judged[role] = _judged(recipe, runs[role], img, ctx)
+                judged[role] = _judged(recipe, runs[role], shots, ctx, views or [])
             n += 1
+            agree += judged["approved"]["verdict"] == row["verdict"]
             kind = _changed(judged["approved"], judged["draft"])
             if kind:
                 verdicts += kind == "verdict"
@@ -152,6 +199,10 @@ def on_images(
         "asked": limit,
         "changed": len(out),
         "verdict_changes": verdicts,
+        # the approved version giving the line's own verdicts says the preview judges the
+        # images as the line did (a model or view set changed since would show here; a
+        # duplicate serial cannot: the preview has no serial registry)
+        "recorded_agree": agree,
         "rows": out,
         "skipped": skipped[:20],
     }

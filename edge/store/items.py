@@ -175,7 +175,7 @@ def search_images(
         d["labelled"] = d["label_state"] is not None
         d["source"], d["when"], d["name"] = "line", d["trigger_utc"], ""
         out.append(d)
-    views = view_images(db, [d["seq"] for d in out])
+    views = view_images(db.conn, [d["seq"] for d in out])
     for d in out:
         d["views"] = views.get(d["seq"], {})
     return out
@@ -193,14 +193,15 @@ def link_view_images(
     )
 
 
-def view_images(db: Database, seqs: Sequence[int]) -> dict[int, dict[str, str]]:
+def view_images(conn: sqlite3.Connection, seqs: Sequence[int]) -> dict[int, dict[str, str]]:
     """Each item's own view images (seq -> view -> sha256): multi-view items kept with
-    `records.keep_view_images`; an item without any is absent."""
+    `records.keep_view_images`; an item without any is absent. A connection, not the
+    line's database: a recipe preview reads them read-only."""
     out: dict[int, dict[str, str]] = {}
     if not seqs:
         return out
     marks = ",".join("?" * len(seqs))
-    for seq, view, sha in db.conn.execute(
+    for seq, view, sha in conn.execute(
         f"SELECT seq, view, image_sha256 FROM item_view_images WHERE seq IN ({marks})"
         " ORDER BY seq, pos",
         list(seqs),
@@ -410,9 +411,11 @@ def recent_trend(db: Database, since: float, bucket_s: float, top: int = 3) -> d
 
 def recorded_images(conn: sqlite3.Connection, recipe: str, limit: int) -> list[dict[str, Any]]:
     """The newest items of `recipe` that kept their image, with what the line decided and
-    the batch they ran in (a recipe preview judges them again with that batch's data)."""
+    the batch they ran in (a recipe preview judges them again with that batch's data), and
+    each view's own image where the station kept them (`views`: view -> sha256)."""
     rows = conn.execute(
-        "SELECT i.id, i.image_sha256, i.verdict, i.reasons, i.trigger_utc, i.recipe_version,"
+        "SELECT i.seq, i.id, i.image_sha256, i.verdict, i.reasons, i.trigger_utc,"
+        " i.recipe_version,"
         " i.batch_id, b.lot, b.gtin, b.expiry FROM items i"
         " LEFT JOIN batches b ON b.id = i.batch_id"
         " WHERE i.image_sha256 IS NOT NULL AND i.recipe = ? ORDER BY i.seq DESC LIMIT ?",
@@ -423,4 +426,7 @@ def recorded_images(conn: sqlite3.Connection, recipe: str, limit: int) -> list[d
         d = dict(r)
         d["reasons"] = json.loads(d["reasons"])
         out.append(d)
+    views = view_images(conn, [d["seq"] for d in out])
+    for d in out:
+        d["views"] = views.get(d["seq"], {})
     return out

@@ -363,12 +363,20 @@ def run_preview(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, 
     approved = Recipe.model_validate(args["approved"])
     draft = Recipe.model_validate(args["draft"])
     services = Services(models_dir=args["models_dir"], backend=OnnxBackend(threads=1))
+    # a station's cameras: each recorded item judged view by view, as the line did
+    views = [ViewConfig.model_validate(v) for v in args.get("views") or []]
     progress({"stage": "preview", "images": 0, "of": int(args.get("limit", 50))})
     out: dict[str, Any] = {
         "recipe": draft.name,
         "against": {"name": approved.name, "version": args.get("approved_version")},
         **preview.on_images(
-            approved, draft, services, args["state_dir"], int(args.get("limit", 50)), progress
+            approved,
+            draft,
+            services,
+            args["state_dir"],
+            int(args.get("limit", 50)),
+            progress,
+            views=views,
         ),
     }
     if args.get("challenge"):
@@ -380,7 +388,6 @@ def run_preview(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, 
             out["challenge"] = {"units": 0, "why": "no challenge set renders for this recipe"}
         else:
             progress({"stage": "challenge", "units": sum(u.count for u in setup[0])})
-            views = [ViewConfig.model_validate(v) for v in c.get("views") or []]
             out["challenge"] = preview.on_challenge(approved, draft, services, *setup, views=views)
     return out
 

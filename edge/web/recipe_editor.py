@@ -227,12 +227,12 @@ def start_preview(
         "limit": body.limit,
         "state_dir": str(ctx.state_dir.resolve()),
         "models_dir": models_dir_arg(ctx),
+        "views": [v.model_dump(mode="json") for v in cfg.views],
         "challenge": {
             "product": product,
             "source": cfg.source.model_dump(mode="json")
             if cfg.source.type == "simulator"
             else None,
-            "views": [v.model_dump(mode="json") for v in cfg.views],
         }
         if body.challenge
         else None,

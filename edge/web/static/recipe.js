@@ -113,7 +113,9 @@
   function render(r) {
     const rows = $("preview-rows"); rows.replaceChildren();
     $("preview-summary").textContent = r.verdict_changes + " of " + r.images + " stored image(s) change verdict against " + r.against.name + " v" + r.against.version +
-      (r.changed > r.verdict_changes ? "; " + (r.changed - r.verdict_changes) + " more keep the verdict with other reasons" : "") + ".";
+      (r.changed > r.verdict_changes ? "; " + (r.changed - r.verdict_changes) + " more keep the verdict with other reasons" : "") + "." +
+      (r.images && r.recorded_agree < r.images ? " The approved version itself gives another verdict than the line recorded on " + (r.images - r.recorded_agree) + " image(s) (a model changed since, or a duplicate serial, which the preview cannot check)." : "") +
+      (r.skipped && r.skipped.length ? " " + r.skipped.length + " image(s) not judged: " + r.skipped[0].why + "." : "");
     if (r.rows.length) rows.append(EI.el("tr", {}, EI.el("th", {}, "Image"), EI.el("th", {}, "Approved v" + r.against.version), EI.el("th", {}, "Draft"), EI.el("th", {}, "Change")));
     for (const x of r.rows) rows.append(EI.el("tr", { "data-image": x.image, "data-change": x.change },
       EI.el("td", {}, EI.el("a", { href: "/images/" + x.image + ".png", target: "_blank" }, EI.el("img", { class: "thumb-sm", src: "/images/" + x.image + ".png", alt: "image " + x.item, loading: "lazy" }))),
