@@ -152,3 +152,46 @@ def appl_job_result(appl, jid: str) -> dict:
     from edge.web.jobs import Jobs
 
     return Jobs(Path(appl.cfg.records.state_dir) / "jobs").status(jid)["result"]
+
+
+def test_technician_adds_a_tool_and_removes_one_and_each_message_lands_beside_its_own_field(
+    live, browser
+):
+    """A tool added in the editor gets its type's form with the defaults; with a tool removed
+    before it, a bad value's message still appears beside the added tool's field (the server
+    counts places in the list it was sent, the page maps them back)."""
+    appl, url = live
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    login(page, url, "tom")
+    page.wait_for_url("**/tech/images")
+    page.goto(url + "/recipes/vials/1")
+    before = [
+        t["type"] for t in appl.pipeline.recipe_book.docs.approved("vials")["content"]["tools"]
+    ]
+    glass = before.index("glass")
+    page.locator(f'fieldset.tool[data-i="{glass}"] .remove-tool').check()
+    page.select_option("#add-tool-type", "exposure")
+    page.click("#add-tool")
+    added = len(before)  # the new form's place among the forms (the removed one still shown)
+    page.wait_for_selector(f'fieldset.tool.new-tool[data-i="{added}"][data-type="exposure"]')
+    key = f"tools.{added}.max_brightness"
+    assert page.input_value(field(key)) == "215.0"  # the parameter model's default
+    page.fill(field(key), "300")
+    page.fill("#name", "vials-exposure")
+    page.fill("#save-reason", "check the lighting on every vial")
+    page.click("#save-draft")
+    page.wait_for_function(
+        f"() => document.querySelector('[data-error-for=\"{key}\"]').textContent.length > 0"
+    )
+    assert page.inner_text(f'[data-error-for="{key}"]') == "must be at most 255"
+    assert page.locator(".field.bad").count() == 1  # nothing beside another tool's field
+    page.fill(field(key), "230")
+    page.click("#save-draft")
+    page.wait_for_function(
+        "() => document.getElementById('save-result').textContent.startsWith('Saved as')"
+    )
+    saved = appl.pipeline.recipe_book.docs.versions("vials-exposure")[-1]["content"]["tools"]
+    assert [t["type"] for t in saved] == [t for t in before if t != "glass"] + ["exposure"]
+    assert saved[-1]["max_brightness"] == 230
+    ctx.close()

@@ -29,7 +29,7 @@ from edge.web.auth import Session
 from edge.web.deps import MODELS_VIEW, QA, TECH, WebContext, ctx_of, page, require
 from edge.web.jobs import JobError, jobs_of
 from edge.web.models import models_dir_arg
-from edge.web.recipe_form import check_tools, tool_forms
+from edge.web.recipe_form import check_tools, new_tool_forms, tool_forms
 
 router = APIRouter()
 
@@ -170,6 +170,7 @@ def editor_page(
         doc=doc,
         content=doc["content"],
         tools=tool_forms(doc["content"].get("tools") or []),
+        new_tools=new_tool_forms() if s.role in TECH else [],
         against=base and {"name": base["name"], "version": base["version"]},
         images=[r["image_sha256"] for r in refs],
         can_edit=s.role in TECH,

@@ -117,6 +117,12 @@ def tool_forms(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def new_tool_forms() -> list[dict[str, Any]]:
+    """A form for each tool type a technician may add to a recipe: its parameters at their
+    defaults (required ones empty, said beside the field when saved or previewed empty)."""
+    return [{"type": k, "fields": fields_of(k, {})} for k in sorted(TOOLS)]
+
+
 def _inside(box: Any, size: tuple[int, int] | None) -> str | None:
     """Why a region (x, y, w, h) is not a rectangle inside the image; None when it is."""
     try:

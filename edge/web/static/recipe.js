@@ -47,10 +47,15 @@
       throw new Invalid(f.dataset.key + "|is not written as a value this field takes, such as " + f.dataset.default);
     }
   }
+  // the server keys a problem by the tool's place in the list sent (`tools.2.x`); a removed
+  // tool is not sent, so the places after it move: this maps each back to its form
+  let sentAt = [];
   function readRecipe() {
     const tools = [];
+    sentAt = [];
     for (const fsl of document.querySelectorAll("fieldset.tool")) {
       if (fsl.querySelector(".remove-tool").checked) continue;
+      sentAt.push(fsl.dataset.i);
       if (fsl.dataset.raw) { tools.push(JSON.parse(fsl.dataset.raw)); continue; }
       const t = { type: fsl.dataset.type };
       if (fsl.dataset.toolName) t.name = fsl.dataset.toolName;
@@ -67,11 +72,12 @@
     }
     return { name: $("name").value.trim(), description: $("description").value, tools, image: currentSha() };
   }
-  function showErrors(fields) {
+  function showErrors(fields, asSent = true) {
     document.querySelectorAll("[data-error-for]").forEach((s) => { s.textContent = ""; });
     document.querySelectorAll(".field.bad").forEach((f) => f.classList.remove("bad"));
     let first = null;
-    for (const [key, msg] of Object.entries(fields || {})) {
+    for (const [sent, msg] of Object.entries(fields || {})) {
+      const key = asSent ? sent.replace(/^tools\.(\d+)\./, (m, i) => "tools." + (sentAt[+i] ?? i) + ".") : sent;
       const span = document.querySelector('[data-error-for="' + key + '"]') || document.querySelector('[data-error-for="recipe"]');
       span.textContent = msg;
       const f = span.closest(".field"); if (f) f.classList.add("bad");
@@ -85,7 +91,7 @@
     try { body = { ...readRecipe(), ...extra }; }
     catch (e) {
       if (!(e instanceof Invalid)) throw e;
-      const [key, msg] = e.message.split("|"); showErrors({ [key]: msg }); throw new Error("Please correct the field marked.");
+      const [key, msg] = e.message.split("|"); showErrors({ [key]: msg }, false); throw new Error("Please correct the field marked.");
     }
     try { const r = await EI.api("POST", url, body); showErrors({}); return r; }
     catch (e) {
@@ -146,6 +152,21 @@
       $("preview").hidden = false; $("preview-rows").replaceChildren(); $("preview-summary").textContent = ""; $("preview-challenge-rows").replaceChildren();
       $("preview").dataset.job = r.job; clearTimeout(timer); poll(r.job);
     } catch (e) { EI.toast(e.message, true); }
+  });
+
+  // ---- a new tool: its type's form (defaults filled in) appended after the recipe's tools;
+  // it runs last, as a recipe's tools run in order
+  const add = $("add-tool");
+  if (add) add.addEventListener("click", () => {
+    const type = $("add-tool-type").value;
+    const tpl = document.querySelector('template[data-tool-template="' + type + '"]');
+    const i = String(document.querySelectorAll("#recipe-form fieldset.tool").length);
+    const box = document.createElement("div");
+    box.innerHTML = tpl.innerHTML.replaceAll("__I__", i);
+    const fsl = box.firstElementChild;
+    $("add-tool-row").before(fsl);
+    fsl.scrollIntoView({ block: "nearest" });
+    const first = fsl.querySelector("input, select"); if (first) first.focus();
   });
 
   // ---- regions on a stored image: Draw, then drag; drag inside a region to move it
