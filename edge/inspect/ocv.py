@@ -100,7 +100,9 @@ class OcvTool(Tool):
         self.p = p
         self.specs = [f.spec() for f in p.fields]
         self.alphabets = [f.alphabet(p.alphabet) for f in p.fields]
-        self.ocr: Recognizer = recognizer(p.engine, p.alphabet, p.threads, p.ocr_height, p.stretch)
+        self.ocr: Recognizer = recognizer(
+            p.engine, p.alphabet, p.threads, p.ocr_height, p.stretch, p.runs
+        )
         self.cache = ExpectedCache()
 
     # ---------------------------------------------------------------- locate
