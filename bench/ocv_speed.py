@@ -65,8 +65,7 @@ def main() -> int:
     )
     modes = ("lines", "batch", "concat")
     tools = {
-        m: OcvTool("ocv", ocv_params(args.scenario, f"paddle:runs={m}"), Services())
-        for m in modes
+        m: OcvTool("ocv", ocv_params(args.scenario, f"paddle:runs={m}"), Services()) for m in modes
     }
     items = []
     for i in range(args.items):

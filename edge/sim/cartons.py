@@ -88,7 +88,7 @@ class CartonScene(Scene):
         """The code and its human-readable lines in the variable-data box, on `p` (a part of
         the face from face pixel `at`, drawn at `z` pixels per pixel of the whole-carton
         view; 1: that view); the print info and the code's box, in `p`'s pixels."""
-        px, py, pw, ph = self._PRINT
+        px, py, _, ph = self._PRINT
         px, py = (px + 12 - at[0]) * z, (py + 12 - at[1]) * z
         sym = module_image(gs1data.hri(gs1), 4 * z)
         if defect == "damaged_code":
