@@ -144,3 +144,19 @@ def test_the_example_carton_station_reads_the_text_with_its_print_camera():
     looks = {v.name: (v.look, v.tools) for v in cfg.views}
     assert looks["print"] == ("label", ["barcode", "ocv"])
     assert cfg.source.scenario == "cartons"
+
+
+def test_a_thin_stub_left_of_a_broken_character_is_measured_as_a_glyph():
+    # in the print camera a broken 7 leaves a thin slanted stub: a sixth of a glyph's ink,
+    # half the line high; it is what is left of a character, not a speck of noise
+    import numpy as np
+
+    line = np.zeros((19, 120), bool)
+    for x in range(0, 100, 18):
+        line[0:19, x : x + 12] = True  # whole glyphs, about 200 px of ink each
+    assert OcvTool._shortest_glyph(line) == 1.0
+    line[10:19, 108:112] = True  # the stub: 36 px, 9 of 19 rows
+    assert OcvTool._shortest_glyph(line) < 0.5
+    line[10:19, 108:112] = False
+    line[17:19, 108:111] = True  # a speck: 6 px, two rows
+    assert OcvTool._shortest_glyph(line) == 1.0
