@@ -1,7 +1,8 @@
 """The OCV tool on simulated vials and cartons with print defects, both OCR engines side by side.
 
     python bench/ocv.py [--items 2000] [--rate 0.3] [--seed 17] [--tess-items 200] [--json]
-                        [--scenarios vials,vials-label,cartons] [--engines paddle,tesseract]
+                        [--scenarios vials,vials-label,cartons,cartons-label]
+                        [--engines paddle,tesseract]
 
 Renders `--items` items per (scenario, font) with the line simulator: vials and cartons,
 the solid and the dot-matrix (inkjet) font, each print defect class at an equal share of
@@ -15,8 +16,9 @@ Reports per engine and set: per-defect recall (rejected by the ocv tool) and rec
 the truth's own reason, the escapes among wrong-text items (`OCV_MISMATCH` cases, which
 must be 0), false rejects of good items, character accuracy on good items (1 - edit
 distance / characters printed), and the tool's p50/p99 ms. The ocv parameters are the
-default recipe's when it has an `ocv` tool, else `examples/ocv-<scenario>.yaml`'s (vials:
-the label camera's recipe; `--scenarios vials` reads the same layout in the whole-vial view).
+default recipe's when it has an `ocv` tool, else `examples/ocv-<scenario>.yaml`'s (the
+label or print camera's recipe; `--scenarios vials` or `cartons` reads the same layout in the
+whole-item view).
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from edge.sim.twin import LineSimulator  # noqa: E402
 from edge.taxonomy import PRINT_DEFECTS, PRINT_REASONS  # noqa: E402
 
 WRONG_TEXT = ("missing_char", "wrong_lot_print", "wrong_expiry_print")
-#: a scenario named with this suffix (`vials-label`) is read by the label camera: the same
-#: items as the whole-vial view, the code and text 3 times larger
+#: a scenario named with this suffix (`vials-label`, `cartons-label`) is read by the label
+#: (print) camera: the same items as the whole-item view, the code and text 3x (2x) larger
 LABEL = "-label"
 
 
@@ -204,7 +206,7 @@ def main() -> int:
     ap.add_argument(
         "--scenarios",
         default="vials,cartons",
-        help="vials, cartons; vials-label: the same vials through a label camera",
+        help="vials, cartons; vials-label, cartons-label: the same items through a label camera",
     )
     ap.add_argument("--fonts", default="solid,dotmatrix")
     ap.add_argument("--engines", default="paddle,tesseract")

@@ -95,11 +95,11 @@ def test_only_what_is_on_the_label_shows_to_the_label_camera():
     assert truth["seen_in"] == [0, 1] and truth["defects"][0]["bbox"][2] > 0
 
 
-def test_a_label_camera_is_one_of_the_views_and_only_vials_have_one():
+def test_a_label_camera_is_one_of_the_views_and_only_vials_and_cartons_have_one():
     with pytest.raises(ValidationError, match="not one of the 2 views of vials"):
         SimulatorSource(scenario="vials", views=2, label_view=2)
     with pytest.raises(ValidationError, match="not one of the 2 views of vials"):
-        SimulatorSource(scenario="cartons", views=2, label_view=1)
+        SimulatorSource(scenario="blisters", views=2, label_view=1)
 
 
 def test_good_vials_pass_through_the_label_camera(tools):

@@ -34,7 +34,9 @@ def edge(*args: str) -> str:
 def test_the_example_recipe_with_ocv_is_valid():
     cfg = load_config(EXAMPLE)
     tools = [t.type for t in cfg.active_recipe().tools]
-    assert tools == ["barcode", "ocv"]  # the code places the printed block: barcode first
+    # the code places the printed block: barcode first (the exposure check is the
+    # whole-carton camera's, the code and text the print camera's)
+    assert tools == ["exposure", "barcode", "ocv"]
     assert cfg.active_recipe().rule("OCV_MISMATCH").severity.value == "critical"
 
 

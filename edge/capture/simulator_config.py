@@ -69,7 +69,11 @@ class SimulatorSource(Strict):
         description="the last of the `views` is a camera above the item looking down on its "
         "cap (vials): missing, tilted and dented caps show there; the others stand around it",
     )
-    label_view: int | None = Field(None, ge=1, description="vials: the label camera's view (3x)")
+    label_view: int | None = Field(
+        None,
+        ge=1,
+        description="the label (print) camera's view: vials 3x, cartons 2x the code and text",
+    )
     exposure_us: float | None = Field(
         None, gt=0, description="camera exposure; brightness follows it (None: nominal 10 ms)"
     )
@@ -92,8 +96,10 @@ class SimulatorSource(Strict):
         if self.top_view and (self.views < 2 or self.scenario != "vials"):
             raise ValueError("top_view: a camera above the cap needs vials and views >= 2")
         lv = self.label_view
-        if lv is not None and (lv >= self.views or self.scenario != "vials"):
-            raise ValueError(f"label_view {lv}: not one of the {self.views} views of vials")
+        if lv is not None and (lv >= self.views or self.scenario not in ("vials", "cartons")):
+            raise ValueError(
+                f"label_view {lv}: not one of the {self.views} views of vials or cartons"
+            )
         if lv is not None and self.top_view and lv == self.views - 1:
             raise ValueError(f"label_view {lv}: that view is the top view")
         return self

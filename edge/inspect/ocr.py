@@ -267,6 +267,12 @@ def _simplify(graph) -> int:
     return removed
 
 
+#: how the lines of one item go through the recognition network (`PaddleRecognizer.runs`)
+RUNS = ("lines", "batch", "concat")
+#: input columns per output step of the PP-OCRv4 recognition network
+_STEP = 8
+
+
 class PaddleRecognizer:
     """PP-OCRv4 line recognition on ONNX Runtime with an alphabet-restricted CTC decode."""
 
@@ -279,6 +285,7 @@ class PaddleRecognizer:
         height: int = 48,
         stretch: float = 1.0,
         simplify: bool = True,
+        runs: str = "lines",
     ):
         import onnx
         import onnxruntime as ort
@@ -319,6 +326,9 @@ class PaddleRecognizer:
         self.input = self.session.get_inputs()[0].name
         self._masks: dict[str, np.ndarray] = {}
         self.height, self.stretch = height, stretch
+        if runs not in RUNS:
+            raise ValueError(f"runs {runs!r}: one of {RUNS}")
+        self.runs = runs
 
     def _input(self, line: np.ndarray) -> np.ndarray:
         """One line as the network takes it: `height` rows, the width in proportion
@@ -333,14 +343,42 @@ class PaddleRecognizer:
         x = g.astype(np.float32) / 127.5 - 1.0
         return np.ascontiguousarray(np.broadcast_to(x[None, None], (1, 3, h, w)))
 
+    def _steps(self, lines: list[np.ndarray]) -> list[np.ndarray]:
+        """Each line's step probabilities (T x C), from one run per line or one run in all.
+
+        `batch`: the lines padded with paper (their last column) to the widest, one run of N;
+        `concat`: the lines side by side, each padded to whole steps (8 columns), one run of
+        one long line, cut back into lines at the step boundaries. The lines carry paper on
+        both sides (the OCV tool's `side_margin`), so a line's steps see little of the next.
+        """
+        # no lock: with one intra-op thread a run stays on its caller's thread, so the
+        # line's workers read their items' text at once (a lock made them queue)
+        xs = [self._input(line) for line in lines]
+        if self.runs == "lines" or len(xs) < 2:
+            return [self.session.run(None, {self.input: x})[0][0] for x in xs]
+        step = _STEP
+        if self.runs == "batch":
+            wide = max(x.shape[3] for x in xs)
+            wide += -wide % step
+            x = np.concatenate(
+                [np.pad(x, ((0, 0), (0, 0), (0, 0), (0, wide - x.shape[3])), "edge") for x in xs]
+            )
+            probs = self.session.run(None, {self.input: x})[0]
+            return [probs[k, : math.ceil(xk.shape[3] / step)] for k, xk in enumerate(xs)]
+        padded = [np.pad(x, ((0, 0), (0, 0), (0, 0), (0, -x.shape[3] % step)), "edge") for x in xs]
+        probs = self.session.run(None, {self.input: np.concatenate(padded, axis=3)})[0][0]
+        out, t = [], 0
+        for x in padded:
+            n = x.shape[3] // step
+            out.append(probs[t : t + n])
+            t += n
+        return out
+
     def read_lines(
         self, lines: list[np.ndarray], alphabets: list[str] | None = None
     ) -> list[LineRead]:
         out = []
-        for k, line in enumerate(lines):
-            # no lock: with one intra-op thread a run stays on its caller's thread, so the
-            # line's workers read their items' text at once (a lock made them queue)
-            probs = self.session.run(None, {self.input: self._input(line)})[0][0]  # T x C
+        for k, probs in enumerate(self._steps(lines)):
             if alphabets is not None:  # only what this line's field may contain
                 probs = probs * self._mask(alphabets[k])[None, :]
                 probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
@@ -455,16 +493,25 @@ def recognizer(
     threads: int = 1,
     height: int = 48,
     stretch: float = 1.0,
+    runs: str = "lines",
 ) -> Recognizer:
-    """One recognizer per (engine, alphabet, threads, height, stretch) in the process (the
-    model loads once); `height` and `stretch` shape the lines the CTC engine is fed (a
-    condensed inkjet font reads better widened; tesseract ignores both)."""
+    """One recognizer per (engine, alphabet, threads, height, stretch, runs) in the process
+    (the model loads once); `height` and `stretch` shape the lines the CTC engine is fed (a
+    condensed inkjet font reads better widened), `runs` how an item's lines go through it
+    (tesseract ignores the three)."""
     if engine not in ENGINES:
         raise OcrUnavailable(f"unknown OCR engine {engine!r} (known: {sorted(ENGINES)})")
     paddle = engine == "paddle"
-    key = (engine, alphabet, threads, height if paddle else 0, stretch if paddle else 1.0)
+    key = (
+        engine,
+        alphabet,
+        threads,
+        height if paddle else 0,
+        stretch if paddle else 1.0,
+        runs if paddle else "lines",
+    )
     with _shared_lock:
         if key not in _shared:
-            kw = {"height": height, "stretch": stretch} if paddle else {}
+            kw = {"height": height, "stretch": stretch, "runs": runs} if paddle else {}
             _shared[key] = ENGINES[engine](alphabet, threads, **kw)
         return _shared[key]

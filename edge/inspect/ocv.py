@@ -100,7 +100,9 @@ class OcvTool(Tool):
         self.p = p
         self.specs = [f.spec() for f in p.fields]
         self.alphabets = [f.alphabet(p.alphabet) for f in p.fields]
-        self.ocr: Recognizer = recognizer(p.engine, p.alphabet, p.threads, p.ocr_height, p.stretch)
+        self.ocr: Recognizer = recognizer(
+            p.engine, p.alphabet, p.threads, p.ocr_height, p.stretch, p.runs
+        )
         self.cache = ExpectedCache()
 
     # ---------------------------------------------------------------- locate
@@ -221,7 +223,11 @@ class OcvTool(Tool):
                 return 0.0
             area = stats[1:, cv2.CC_STAT_AREA]
             heights = stats[1:, cv2.CC_STAT_HEIGHT]
-            real = area >= max(8.0, 0.2 * float(np.median(area)))
+            # a speck of noise is small every way; what is left of a broken character may
+            # be thin (a third of a glyph's ink) but stands a quarter of the line high
+            real = (area >= max(8.0, 0.2 * float(np.median(area)))) | (
+                (heights >= 0.25 * h) & (area >= 8)
+            )
             if not real.any():
                 return 0.0
             if float(np.median(heights[real])) >= 0.6 * h:

@@ -22,6 +22,13 @@ class CartonScene(Scene):
 
     _KW, _KH = 520, 350
     _PRINT = (250, 210, 250, 120)  # x, y, w, h of the variable-data box on the face
+    #: the print camera's pixels per pixel of the whole-carton view (`label_view`): the text
+    #: about 22 px high instead of 11, as a camera over the print box sees it
+    LABEL_ZOOM = 2
+    #: the solid font's scale and stroke per zoom: Hershey glyphs round to whole pixels, so
+    #: 0.8 doubled (1.6) prints lines 2.3x as wide, past the print box; 1.4 with a 2 px stroke
+    #: keeps each line 2.0-2.1x as wide and 1.75x as high, inside the box as on the carton
+    _FONT = {1: (0.8, 1), 2: (1.4, 2)}
 
     def __init__(self, stage: Stage, cfg: SimulatorSource):
         super().__init__(stage, cfg)
@@ -75,6 +82,76 @@ class CartonScene(Scene):
         self._k_mask3 = np.repeat((m > 0)[..., None], 3, 2)
         self._k_patch = (W, H)
 
+    def _print(
+        self, p, at: tuple[int, int], defect, gs1, rng, drift, z: int = 1
+    ) -> tuple[dict, tuple[int, ...]]:
+        """The code and its human-readable lines in the variable-data box, on `p` (a part of
+        the face from face pixel `at`, drawn at `z` pixels per pixel of the whole-carton
+        view; 1: that view); the print info and the code's box, in `p`'s pixels."""
+        px, py, _, ph = self._PRINT
+        px, py = (px + 12 - at[0]) * z, (py + 12 - at[1]) * z
+        sym = module_image(gs1data.hri(gs1), 4 * z)
+        if defect == "damaged_code":
+            sym = damage_code(sym, rng)
+        sym = fade(sym, contrast_factor(drift))
+        sh, sw = sym.shape
+        cx, cy = px + 10 * z, py + (ph * z - sh) // 2
+        p[cy : cy + sh, cx : cx + sw] = (sym[..., None] * 0.9).astype(np.uint8) + 12
+        hri_lines = [("01", "GTIN "), ("17", "EXP "), ("10", "LOT "), ("21", "SN ")]
+        org = (cx + sw + 10 * z, cy + 14 * z)
+        scale, stroke = self._FONT[z]
+        info = printing.print_block(
+            p, gs1, hri_lines, org, 22 * z, scale, (25, 25, 25), self.cfg, defect, rng, stroke
+        )
+        return info, (cx, cy, sw, sh)
+
+    def draw_label(self, canvas, defect, gs1, rng, drift) -> Drawn:
+        """The print camera: the variable-data box `LABEL_ZOOM` times closer than in `draw`.
+
+        A carton line reads its printed code and text with a camera of its own over the
+        print box; the whole-carton view prints the text 11 px high, where J, 0 and U or 8
+        and B are alike. Only code and print defects show here (`defect` is None for the
+        others); the code's data is the front view's, a print defect is of the same class
+        (which character it hit may differ: the defect is drawn in this camera's own order).
+        """
+        z = self.LABEL_ZOOM
+        h, w = canvas.shape[:2]
+        px, py, pw, ph = self._PRINT
+        m0 = 24  # face around the print box, whole-view pixels
+        x0, y0 = 12 + px - m0, 12 + py - m0
+        face = self._k_face[y0 : y0 + ph + 2 * m0, x0 : x0 + pw + 2 * m0]
+        p = cv2.resize(face, None, fx=z, fy=z, interpolation=cv2.INTER_LINEAR)
+        # the box in the middle of the frame, moved as the carton lies on the belt
+        ox = (w - p.shape[1]) // 2 + int(rng.integers(-20, 21))
+        oy = (h - p.shape[0]) // 2 + int(rng.integers(-30, 31))
+        angle = float(rng.uniform(-2.0, 2.0))
+        info, code_box = None, None
+        boxes: dict[str, tuple] = {"missing_label": (ox, oy, p.shape[1], p.shape[0])}
+        if defect != "missing_label":  # no print: the camera sees the empty box
+            info, (cx, cy, sw, sh) = self._print(p, (x0, y0), defect, gs1, rng, drift, z)
+            bx, by, bw, bh = info["box"]
+            for d in PRINT_DEFECTS:
+                boxes[d] = (ox + bx, oy + by, bw, bh)
+            code_box = (ox + cx, oy + cy, sw, sh)
+            for c in CODE_DEFECTS:
+                boxes.setdefault(c, code_box)
+            boxes["code"] = code_box
+        a0, b0 = max(0, ox), max(0, oy)
+        a1, b1 = min(w, ox + p.shape[1]), min(h, oy + p.shape[0])
+        canvas[b0:b1, a0:a1] = p[b0 - oy : b1 - oy, a0 - ox : a1 - ox]
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        out = cv2.warpAffine(
+            canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        blur = rng.random()  # the same optics as the whole-carton view, in this camera's pixels
+        if blur < 0.35:
+            out = cv2.GaussianBlur(out, (0, 0), 0.3 * z)
+        elif blur < 0.5:
+            out = cv2.blur(out, (z + 1, 1))
+        canvas[:] = out
+        placed = {k: box_after(m, b, (0, 0)) for k, b in boxes.items()}
+        return Drawn(placed, placed.get("code"), info is not None, info)
+
     def draw(self, canvas, defect, gs1, rng, drift) -> Drawn:
         W, H = self._k_patch
         x0 = (BASE_W - W) // 2 + int(rng.integers(-25, 26))
@@ -88,29 +165,9 @@ class CartonScene(Scene):
         printed = defect != "missing_label"
         code_box = None
         if printed:
-            sym = module_image(gs1data.hri(gs1), 4)
-            if defect == "damaged_code":
-                sym = damage_code(sym, rng)
-            sym = fade(sym, contrast_factor(drift))
-            sh, sw = sym.shape
-            cx, cy = px + 10, py + (ph - sh) // 2
-            p[cy : cy + sh, cx : cx + sw] = (sym[..., None] * 0.9).astype(np.uint8) + 12
-            hri_lines = [("01", "GTIN "), ("17", "EXP "), ("10", "LOT "), ("21", "SN ")]
-            info = printing.print_block(
-                p,
-                gs1,
-                hri_lines,
-                (cx + sw + 10, cy + 14),
-                22,
-                0.8,
-                (25, 25, 25),
-                self.cfg,
-                defect,
-                rng,
-            )
+            info, code_box = self._print(p, (0, 0), defect, gs1, rng, drift)
             for d in PRINT_DEFECTS:
                 boxes[d] = tuple(info["box"])
-            code_box = (cx, cy, sw, sh)
         for c in CODE_DEFECTS:
             if c != "missing_label":
                 boxes[c] = code_box

@@ -102,6 +102,11 @@ class OcvParams(ToolParams):
         le=2.0,
         description="widen each line before reading: 1.4 for condensed inkjet (dot) fonts",
     )
+    runs: Literal["lines", "batch", "concat"] = Field(
+        "lines",
+        description="the item's lines through the recognition network: one run per line, "
+        "one batch padded to the widest, or side by side in one run (bench/ocv_speed.py)",
+    )
     dots: bool = Field(
         False, description="printed in a dot (inkjet) font: dots joined before glyphs are measured"
     )
