@@ -23,7 +23,7 @@ Training computes the frozen features of every training and validation photo onc
 photo letterboxed at the model's input size, the scale `edge.train.sizes` proposes, so
 training sees exactly what the line will; a horizontally flipped copy per training photo
 as augmentation), then trains the head on the cached cells: every defect cell and a fresh
-quarter of the background cells each epoch, drawn from every cell of every photo, so good
+15 % of the background cells each epoch, drawn from every cell of every photo, so good
 photos and the rest of the defect photos are the negatives (hard ones included); focal
 loss for the imbalance (a few hundred defect cells in a million). Cells whose centre
 lies inside a labelled box are positives (and the cell holding its centre, for a box
@@ -63,12 +63,12 @@ class PatchOptions(BaseModel):
     """What the head is trained with; recorded on the card."""
 
     layers: list[int] = Field(default_factory=lambda: [4, 10])
-    hidden: int = Field(64, ge=8, le=512)
-    epochs: int = Field(60, ge=1, le=1000)
+    hidden: int = Field(128, ge=8, le=512)
+    epochs: int = Field(20, ge=1, le=1000)
     #: cells per optimiser step
     batch: int = Field(8192, ge=64)
     #: share of the background cells drawn afresh each epoch (every defect cell is in each)
-    negatives: float = Field(0.25, gt=0, le=1)
+    negatives: float = Field(0.15, gt=0, le=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     #: focal loss (Lin et al.): down-weights the many easy background cells

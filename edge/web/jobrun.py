@@ -137,11 +137,12 @@ def _train_head_only(
 ) -> tuple[Path, dict[str, Any], str]:
     """A head on a frozen backbone (`edge.train.starts.HEAD_ONLY`), written as the FP32
     ONNX; the epochs asked for bound the head's (its own default when more are asked)."""
+    from edge.train.patch_detector import PatchOptions
     from edge.train.starts import head_only_trainer
 
     options = dict(args.get("head") or {})
-    if args.get("epochs"):
-        options.setdefault("epochs", min(int(args["epochs"]), 60))
+    if args.get("epochs"):  # a bound: the head's schedule is its own default at most
+        options.setdefault("epochs", min(int(args["epochs"]), PatchOptions().epochs))
     progress(
         {
             "stage": "training",
