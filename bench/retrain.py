@@ -118,6 +118,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "threads": a.threads,
         "imgsz": a.imgsz,
         "start": a.start,
+        "head": json.loads(a.head) if a.head else None,
         "by": "bench",
     }
     t0 = time.monotonic()
@@ -187,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         help="where training starts (default: the training job's proposal for the classes)",
     )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument(
+        "--head", help="head-only start's options as JSON (patch_detector.PatchOptions)"
+    )
     ap.add_argument("--work", help="working folder (default: a new temporary one)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
