@@ -117,6 +117,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "batch": a.batch,
         "threads": a.threads,
         "imgsz": a.imgsz,
+        "start": a.start,
+        "head": json.loads(a.head) if a.head else None,
         "by": "bench",
     }
     t0 = time.monotonic()
@@ -152,7 +154,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "threshold_rule": card.operating_threshold.get("rule"),
         "threshold_validation": card.operating_threshold.get("validation"),
         "imgsz": card.input_size,
+        "start": ((card.training or {}).get("start") or {}).get("start"),
+        "arch": card.arch,
         "start_weights": (card.training or {}).get("start_weights"),
+        "head": (card.training or {}).get("head"),
         "calibration_fallbacks": (card.quantization.get("calibration_fallbacks") or {}).get(
             "count"
         ),
@@ -177,7 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--product", default="capsules", help="the model's name")
     ap.add_argument("--imgsz", type=int, default=0, help="0: proposed from the box sizes")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument(
+        "--start",
+        choices=["shipped", "imagenet"],
+        help="where training starts (default: the training job's proposal for the classes)",
+    )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument(
+        "--head", help="head-only start's options as JSON (patch_detector.PatchOptions)"
+    )
     ap.add_argument("--work", help="working folder (default: a new temporary one)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)

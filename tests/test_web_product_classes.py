@@ -74,6 +74,16 @@ def test_a_products_dataset_holds_its_photos_and_classes_and_training_is_named_f
     args = json.loads((app.state.ctx.jobs.root / jid / "job.json").read_text())["args"]
     assert args["product"] == "capsules" and args["model_name"] == "capsules"
     assert "capsules" in t.get("/tech/train").text  # the product picker offers it
+    # a class the shipped detector never learnt: the page proposes the ImageNet backbone
+    # (the job takes the proposal unless the technician chooses a start)
+    assert args["start"] is None
+    page = t.get("/tech/train").text
+    assert 'data-start="imagenet"' in page and 'id="train-start"' in page, page[-3000:]
+    assert 'data-why="classes the shipped detector never learnt: capsule_defect"' in page or (
+        'data-why="no approved shipped detector to start from"' in page  # a bare test line
+    )
+    r = t.post("/api/tech/train", json={"dataset": ds["version"], "start": "resnet"})
+    assert r.status_code == 422
     # a product with no classes cannot build a dataset, in a sentence
     upload(t, "tablets", ("t.png", photo(40)))
     r = t.post("/api/tech/datasets", json={"product": "tablets"})

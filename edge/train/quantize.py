@@ -40,6 +40,9 @@ from edge.inference import yolo
 from edge.train import calibration as per_tensor
 from edge.train.dataset import IMAGE_EXT, build_manifest
 
+#: the scope a head-only detector's float tail is exported under (edge.train.patch_detector)
+FLOAT_SCOPE = "float_tail"
+
 
 def calibration_images(calibration_dir: str | Path) -> list[Path]:
     files = sorted(
@@ -53,9 +56,15 @@ def calibration_images(calibration_dir: str | Path) -> list[Path]:
 def head_nodes_to_exclude(model: onnx.ModelProto) -> list[str]:
     """Nodes of the detect head's decode tail: everything of the last module that is not
     one of its convolution branches (ultralytics names them /model.N/cv2.*, /model.N/cv3.*),
-    plus each branch's final logit convolution (/model.N/cv3.K/cv3.K.2/Conv).
+    plus each branch's final logit convolution (/model.N/cv3.K/cv3.K.2/Conv); for a
+    head-only detector, every node of its float tail (`/float_tail/...`: logit and box
+    convolutions, decode).
     """
     names = [n.name for n in model.graph.node]
+    # a head-only detector (edge.train.patch_detector) puts its float tail under one scope
+    tail = [n for n in names if n.startswith(f"/{FLOAT_SCOPE}/")]
+    if tail:
+        return tail
     mods = [m.group(1) for n in names if (m := re.match(r"^(/model\.\d+)/", n))]
     if not mods:
         return []

@@ -50,9 +50,8 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     )
     from edge.train.quantize import quantize
     from edge.train.sizes import proposed_imgsz
+    from edge.train.starts import HEAD_ONLY
     from edge.train.threshold import operating_threshold
-    from edge.train.tiles import TILE, crop_dataset
-    from edge.train.train import export_onnx, train
     from edge.train.verify import verify
 
     data = Path(args["dataset"])
@@ -66,38 +65,13 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     if few:  # refused before anything is made: no candidate is left behind
         raise ValueError("; ".join(few))
     imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)
-    # small defects on large photos: train on crops at the model's scale (edge.train.tiles)
-    crops = crop_dataset(data, d / "crops", imgsz) if args.get("tiles", True) else None
-    # the starting network's normalisation measured on what training will feed it
-    seen = (d / "crops" if crops else data) / "images" / "train"
-    start = _start_weights(args, d, names, seen, TILE if crops else imgsz)
-    settings = _few_image_settings(args)
-    progress(
-        {
-            "stage": "training",
-            "dataset": data.name,
-            "epochs": int(args.get("epochs", 1)),
-            "imgsz": imgsz,
-            "crops": crops,
-            "validation_defect_images": (man.get("split") or {})
-            .get("val", {})
-            .get("defect_images"),
-        }
-    )
-    best = train(
-        d / "crops" if crops else data,
-        arch=start["arch"],
-        imgsz=TILE if crops else imgsz,
-        epochs=int(args.get("epochs", 1)),
-        seed=int(args.get("seed", 0)),
-        out=d / "run",
-        on_progress=progress,
-        batch=int(args.get("batch", 8)),
-        threads=int(args.get("threads") or 1),
-        extra=settings,
-    )
-    progress({"stage": "exporting"})
-    onnx_path = export_onnx(best, d / "model.onnx", imgsz=imgsz)
+    start = chosen_start(args, names)
+    if start["start"] in HEAD_ONLY:  # a frozen backbone and a trained head
+        onnx_path, training, arch = _train_head_only(args, d, data, imgsz, start, man, progress)
+    else:  # the shipped detector fine-tuned whole (ultralytics)
+        onnx_path, training = _train_shipped(args, d, data, imgsz, names, man, progress)
+        arch = None
+    training["start"] = start
     reg = ModelRegistry(args["models_dir"])
     name = args.get("model_name") or "defects"
     version = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -109,16 +83,8 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         input_size=imgsz,
         by=args.get("by"),
         dataset={"path": str(data), "manifest_sha256": man.get("sha256"), "version": data.name},
-        training={
-            "job": d.name,
-            "epochs": int(args.get("epochs", 1)),
-            "arch": args.get("arch"),
-            "imgsz": imgsz,
-            "crops": {"tile": TILE, **crops} if crops else None,
-            "start_weights": start["record"],
-            "minutes": args.get("minutes"),
-            "settings": settings,
-        },
+        training={"job": d.name, "imgsz": imgsz, "minutes": args.get("minutes"), **training},
+        **({"arch": arch} if arch else {}),
         product=args.get("product"),
         # the class list is the labelled dataset's, set by the technician; QA approves it
         # with the model (shown on the card)
@@ -141,6 +107,121 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         reg.mark_failed(name, version, f"{type(exc).__name__}: {exc}", by=args.get("by"))
         raise
     return {"name": card.name, "version": version, "verify": rep.get("summary")}
+
+
+def chosen_start(args: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The start asked for (`args["start"]`: shipped or imagenet), else the proposal
+    (`edge.train.starts.propose`); an architecture asked for by name is a shipped-style
+    (ultralytics) run. Returns {start, proposed, why}."""
+    from edge.train.starts import STARTS, propose, shipped_classes
+
+    proposal = propose(names, shipped_classes(args["models_dir"]))
+    asked = args.get("start") or ("shipped" if args.get("arch") else None)
+    if asked is not None and asked not in STARTS:
+        raise ValueError(f"unknown training start {asked!r} (known: {', '.join(STARTS)})")
+    return {
+        "start": asked or proposal["start"],
+        "proposed": proposal["start"],
+        "why": proposal["why"],
+    }
+
+
+def _train_head_only(
+    args: dict[str, Any],
+    d: Path,
+    data: Path,
+    imgsz: int,
+    start: dict[str, Any],
+    man: dict[str, Any],
+    progress: Progress,
+) -> tuple[Path, dict[str, Any], str]:
+    """A head on a frozen backbone (`edge.train.starts.HEAD_ONLY`), written as the FP32
+    ONNX; the epochs asked for bound the head's (its own default when more are asked)."""
+    from edge.train.patch_detector import PatchOptions
+    from edge.train.starts import head_only_trainer
+
+    options = dict(args.get("head") or {})
+    if args.get("epochs"):  # a bound: the head's schedule is its own default at most
+        options.setdefault("epochs", min(int(args["epochs"]), PatchOptions().epochs))
+    progress(
+        {
+            "stage": "training",
+            "dataset": data.name,
+            "start": start["start"],
+            "imgsz": imgsz,
+            "validation_defect_images": (man.get("split") or {})
+            .get("val", {})
+            .get("defect_images"),
+        }
+    )
+    rec = head_only_trainer(start["start"])(
+        data,
+        d / "model.onnx",
+        imgsz,
+        minutes=args.get("minutes"),
+        options=options,
+        on_progress=progress,
+        threads=int(args.get("threads") or 1),
+    )
+    progress({"stage": "exporting"})
+    training = {"arch": rec["arch"], "start_weights": rec["start_weights"], "head": rec["head"]}
+    return d / "model.onnx", training, rec["arch"]
+
+
+def _train_shipped(
+    args: dict[str, Any],
+    d: Path,
+    data: Path,
+    imgsz: int,
+    names: list[str],
+    man: dict[str, Any],
+    progress: Progress,
+) -> tuple[Path, dict[str, Any]]:
+    """The shipped detector (or a named architecture) trained on crops at the model's
+    scale with ultralytics, exported to the FP32 ONNX."""
+    from edge.train.tiles import TILE, crop_dataset
+    from edge.train.train import export_onnx, train
+
+    # small defects on large photos: train on crops at the model's scale (edge.train.tiles)
+    crops = crop_dataset(data, d / "crops", imgsz) if args.get("tiles", True) else None
+    # the starting network's normalisation measured on what training will feed it
+    seen = (d / "crops" if crops else data) / "images" / "train"
+    start = _start_weights(args, d, names, seen, TILE if crops else imgsz)
+    settings = _few_image_settings(args)
+    progress(
+        {
+            "stage": "training",
+            "dataset": data.name,
+            "start": "shipped",
+            "epochs": int(args.get("epochs", 1)),
+            "imgsz": imgsz,
+            "crops": crops,
+            "validation_defect_images": (man.get("split") or {})
+            .get("val", {})
+            .get("defect_images"),
+        }
+    )
+    best = train(
+        d / "crops" if crops else data,
+        arch=start["arch"],
+        imgsz=TILE if crops else imgsz,
+        epochs=int(args.get("epochs", 1)),
+        seed=int(args.get("seed", 0)),
+        out=d / "run",
+        on_progress=progress,
+        batch=int(args.get("batch", 8)),
+        threads=int(args.get("threads") or 1),
+        extra=settings,
+    )
+    progress({"stage": "exporting"})
+    training = {
+        "epochs": int(args.get("epochs", 1)),
+        "arch": args.get("arch"),
+        "crops": {"tile": TILE, **crops} if crops else None,
+        "start_weights": start["record"],
+        "settings": settings,
+    }
+    return export_onnx(best, d / "model.onnx", imgsz=imgsz), training
 
 
 def _start_weights(

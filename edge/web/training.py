@@ -7,7 +7,7 @@ until QA approves it on the models page.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from edge.models.registry import NAME_PATTERN, product_model_name
 from edge.store import product_classes
 from edge.train.dataset import MIN_EXAMPLES
+from edge.train.starts import propose, shipped_classes
 from edge.web.auth import Session
 from edge.web.datasets import datasets_dir, list_datasets
 from edge.web.deps import MODELS_VIEW, TECH, WebContext, ctx_of, page, require
@@ -41,15 +42,22 @@ class TrainStart(BaseModel):
     product: str | None = Field(None, max_length=64)
     #: None: the product's model (`product_model_name`)
     model_name: str | None = Field(None, pattern=NAME_PATTERN)
+    #: where training starts (`edge.train.starts`); None: the proposal for the dataset's
+    #: classes (shipped detector for its own classes, ImageNet backbone for new ones)
+    start: Literal["shipped", "imagenet"] | None = None
 
 
 @router.get("/tech/train")
 def train_page(request: Request, _s: Session = Depends(require(*TECH))) -> Response:
     ctx = ctx_of(request)
+    known = shipped_classes(models_dir_arg(ctx))
+    datasets = [
+        {**d, "start": propose(list(d.get("names") or []), known)} for d in list_datasets(ctx)
+    ]
     return page(
         request,
         "tech_train.html",
-        datasets=list_datasets(ctx),
+        datasets=datasets,
         jobs=jobs_of(ctx).list(),
         products=products(ctx),
         line_product=default_product(ctx),

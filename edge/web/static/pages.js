@@ -92,11 +92,18 @@
   }
   document.addEventListener("click", (ev) => { const a = ev.target.closest("[data-job]"); if (a && $("job")) { ev.preventDefault(); showJob(a.dataset.job); } });
   const tr = $("train");
+  const startWhy = () => {  // the proposed start of the chosen dataset, in words
+    const o = $("train-dataset") && $("train-dataset").selectedOptions[0];
+    if (!o || !$("train-start-why")) return;
+    const names = { shipped: "the shipped detector", imagenet: "an ImageNet backbone" };
+    $("train-start-why").textContent = "Proposed start: " + (names[o.dataset.start] || o.dataset.start) + " (" + o.dataset.why + ").";
+  };
+  if (tr) { $("train-dataset").addEventListener("change", startWhy); startWhy(); }
   if (tr) tr.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = form(tr);
     try {
-      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, product: f.product || null, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, min_examples: +f.min_examples });
+      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, product: f.product || null, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, min_examples: +f.min_examples, start: f.start || null });
       EI.toast("Training started"); showJob(r.job);
     } catch (e) { EI.toast(e.message, true); }
   });
