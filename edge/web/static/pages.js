@@ -96,7 +96,7 @@
     ev.preventDefault();
     const f = form(tr);
     try {
-      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, product: f.product || null, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, min_examples: +f.min_examples });
+      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, product: f.product || null, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, minutes: f.minutes ? +f.minutes : null, min_examples: +f.min_examples });
       EI.toast("Training started"); showJob(r.job);
     } catch (e) { EI.toast(e.message, true); }
   });
