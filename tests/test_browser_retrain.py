@@ -241,6 +241,7 @@ def test_technician_trains_a_capsule_model_from_real_photos_and_qa_approves_it(l
     cand_version = cand.get_attribute("data-version")
     # the evaluation picker never offers the photos the candidate learned from
     assert version not in page.locator("#testset option").all_inner_texts()
+    assert page.is_visible("#no-testset")  # and says why it offers none
     cand.locator("[data-act=approve]").click()
     sign(page, "quinn", "capsule model verified on its validation photos")
     page.wait_for_selector(
