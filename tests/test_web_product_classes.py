@@ -67,12 +67,15 @@ def test_a_products_dataset_holds_its_photos_and_classes_and_training_is_named_f
     assert ds["images"] == 3  # its three photos, not the line image
     listed = t.get("/tech/datasets").text
     assert ds["version"] in listed and "capsule_defect" in listed
-    r = t.post("/api/tech/train", json={"dataset": ds["version"], "epochs": 1})
+    r = t.post("/api/tech/train", json={"dataset": ds["version"], "epochs": 1, "minutes": 0})
+    assert r.status_code == 422 and "minutes" in r.json()["detail"]  # a budget of nothing
+    r = t.post("/api/tech/train", json={"dataset": ds["version"], "epochs": 1, "minutes": 2.5})
     assert r.status_code == 200, r.text
     jid = r.json()["job"]
     app.state.ctx.jobs.cancel(jid)
     args = json.loads((app.state.ctx.jobs.root / jid / "job.json").read_text())["args"]
     assert args["product"] == "capsules" and args["model_name"] == "capsules"
+    assert args["minutes"] == 2.5  # the training page's time budget reaches the job
     assert "capsules" in t.get("/tech/train").text  # the product picker offers it
     # a class the shipped detector never learnt: the page proposes the ImageNet backbone
     # (the job takes the proposal unless the technician chooses a start)

@@ -34,6 +34,9 @@ class TrainStart(BaseModel):
     #: 0: proposed from the labelled box sizes (`edge.train.sizes`)
     imgsz: int = Field(0, ge=0, le=1280, multiple_of=32)
     batch: int = Field(8, ge=1, le=64)
+    #: a time budget: training stops after this many minutes even before `epochs` (the
+    #: best epoch so far is kept); None: every epoch is run
+    minutes: float | None = Field(None, gt=0, le=600)
     #: fewer labelled boxes of a class than this refuses the run (a useless model otherwise);
     #: a technician lowers it on purpose for a trial run of the path, and the audit says so
     min_examples: int = Field(MIN_EXAMPLES, ge=1, le=1000)

@@ -70,6 +70,17 @@
     }
     if ($("job-cancel")) $("job-cancel").hidden = s.state !== "running";
     if ($("job-result") && s.result) renderResult(s.result);
+    const out = $("job-outcome");  // training: the candidate it made, and whether it verified
+    if (out) {
+      const r = s.result, ok = r && r.verify && !/^FAILED/.test(r.verify);
+      out.hidden = !r || !r.version;
+      if (r && r.version) {
+        out.className = ok ? "ok" : "notok";
+        out.textContent = "Candidate " + r.name + " " + r.version + (ok
+          ? ": verify passed. QA can approve it on the models page."
+          : ": verify failed (" + String(r.verify || "not run").replace(/^FAILED: /, "") + "). It cannot be approved; label more photos or train longer.");
+      }
+    }
     if (s.state === "running") jobTimer = setTimeout(pollJob, 1000);
   }
   function renderResult(r) {
@@ -103,7 +114,7 @@
     ev.preventDefault();
     const f = form(tr);
     try {
-      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, product: f.product || null, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, min_examples: +f.min_examples, start: f.start || null });
+      const r = await EI.api("POST", "/api/tech/train", { dataset: f.dataset, product: f.product || null, epochs: +f.epochs, imgsz: +f.imgsz, batch: +f.batch, minutes: f.minutes ? +f.minutes : null, min_examples: +f.min_examples, start: f.start || null });
       EI.toast("Training started"); showJob(r.job);
     } catch (e) { EI.toast(e.message, true); }
   });
