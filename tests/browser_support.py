@@ -100,3 +100,11 @@ def sign(page: Any, user: str, reason: str) -> None:
     page.fill("#sign-password", ws.PASSWORDS[user][2])
     page.fill("#sign-reason", reason)
     page.click("#do-sign")
+
+
+def open_upload(page: Any) -> None:
+    """Open the image browser's "Add photos" box (it is open already while the line has kept
+    no image, and a click on its summary would close it)."""
+    box = page.locator("#upload-box")
+    if box.get_attribute("open") is None:
+        box.locator("summary").click()

@@ -178,7 +178,7 @@ def test_technician_uploads_photos_finds_them_labels_one_and_marks_one_good(
     login(page, url, "tom")
     page.wait_for_url("**/tech/images")
     page.goto(url + "/tech/images")
-    page.locator("#upload-box summary").click()
+    bs.open_upload(page)
     page.fill("#upload-product", "capsules")
     fake = tmp_path / "notes.png"
     fake.write_text("meeting notes, not a photo")

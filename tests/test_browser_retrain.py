@@ -125,7 +125,7 @@ def test_technician_trains_a_capsule_model_from_real_photos_and_qa_approves_it(l
     page.wait_for_url("**/tech/images")
 
     # several photos at once, for a product the line has never made
-    page.locator("#upload-box summary").click()
+    bs.open_upload(page)
     page.fill("#upload-product", PRODUCT)
     page.set_input_files("#upload-files", [str(p) for p in [*bad, *good]])
     page.click("#upload button[type=submit]")
@@ -199,14 +199,17 @@ def test_technician_trains_a_capsule_model_from_real_photos_and_qa_approves_it(l
     assert CLASS in row.inner_text()
     version = row.locator("td").first.inner_text()
 
-    # training with a short time budget, through the training page
+    # training through the training page: a new product's class, so the page proposes the
+    # ImageNet start (a head trained on the frozen backbone's features, a minute here)
     page.goto(url + "/tech/train")
     page.select_option("#train-dataset", version)
-    # 14 epochs, not a time budget: a budget sets the epochs by the machine's speed, and on
-    # a busy machine (the job runs at idle priority) two epochs learn nothing
+    assert page.get_attribute(f'#train-dataset option[value="{version}"]', "data-start") == (
+        "imagenet"
+    )
+    assert "ImageNet" in page.inner_text("#train-start-why")
+    # fixed epochs, not a time budget: a budget sets the epochs by the machine's speed, and
+    # the job runs at idle priority (on a busy machine a budget leaves too few to learn)
     page.fill("input[name=epochs]", "14")
-    # 640 px: trained on crops round each defect at that scale (the size proposed from
-    # these large boxes, 320, trains on whole photos and learns little in a minute or two)
     page.fill("input[name=imgsz]", "640")
     page.fill("input[name=batch]", "8")
     page.fill("input[name=min_examples]", "4")  # a short trial: fewer boxes than a real run
