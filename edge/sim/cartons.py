@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge.config import SimulatorSource
-from edge.sim import gs1data, printing
+from edge.sim import closeup, gs1data, printing
 from edge.sim.draw import BASE_H, BASE_W, Stage, box_after, damage_code, fade, module_image
 from edge.sim.drift import contrast_factor
 from edge.sim.scene import Drawn, Scene
@@ -125,32 +125,15 @@ class CartonScene(Scene):
         ox = (w - p.shape[1]) // 2 + int(rng.integers(-20, 21))
         oy = (h - p.shape[0]) // 2 + int(rng.integers(-30, 31))
         angle = float(rng.uniform(-2.0, 2.0))
-        info, code_box = None, None
+        info = None
         boxes: dict[str, tuple] = {"missing_label": (ox, oy, p.shape[1], p.shape[0])}
         if defect != "missing_label":  # no print: the camera sees the empty box
-            info, (cx, cy, sw, sh) = self._print(p, (x0, y0), defect, gs1, rng, drift, z)
-            bx, by, bw, bh = info["box"]
-            for d in PRINT_DEFECTS:
-                boxes[d] = (ox + bx, oy + by, bw, bh)
-            code_box = (ox + cx, oy + cy, sw, sh)
-            for c in CODE_DEFECTS:
-                boxes.setdefault(c, code_box)
-            boxes["code"] = code_box
+            info, code = self._print(p, (x0, y0), defect, gs1, rng, drift, z)
+            closeup.mark_print(boxes, info, code, ox, oy)
         a0, b0 = max(0, ox), max(0, oy)
         a1, b1 = min(w, ox + p.shape[1]), min(h, oy + p.shape[0])
         canvas[b0:b1, a0:a1] = p[b0 - oy : b1 - oy, a0 - ox : a1 - ox]
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-        out = cv2.warpAffine(
-            canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        blur = rng.random()  # the same optics as the whole-carton view, in this camera's pixels
-        if blur < 0.35:
-            out = cv2.GaussianBlur(out, (0, 0), 0.3 * z)
-        elif blur < 0.5:
-            out = cv2.blur(out, (z + 1, 1))
-        canvas[:] = out
-        placed = {k: box_after(m, b, (0, 0)) for k, b in boxes.items()}
-        return Drawn(placed, placed.get("code"), info is not None, info)
+        return closeup.finish(canvas, angle, z, rng, boxes, info)
 
     def draw(self, canvas, defect, gs1, rng, drift) -> Drawn:
         W, H = self._k_patch

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from edge.config import SimulatorSource
-from edge.sim import gs1data, printing, vial_top
+from edge.sim import closeup, gs1data, printing, vial_top
 from edge.sim.draw import Stage, box_after, damage_code, fade, module_image, shade_cyl
 from edge.sim.drift import contrast_factor
 from edge.sim.scene import Drawn, Scene
@@ -280,32 +280,15 @@ class VialScene(Scene):
         ox = w // 2 - 101 * z + int(rng.integers(-12, 13))
         oy = h // 2 - 84 * z + int(rng.integers(-15, 16))
         angle = float(rng.uniform(-1.5, 1.5))
-        info, code_box = None, None
+        info = None
         boxes: dict[str, tuple] = {"missing_label": (ox, oy, lab.shape[1], lab.shape[0])}
         if defect != "missing_label":  # no label: the camera sees the backlit glass
-            info, (cx, cy, sw, sh) = self._print(lab, defect, gs1, rng, drift, z)
-            bx, by, bw, bh = info["box"]
-            for d in PRINT_DEFECTS:
-                boxes[d] = (ox + bx, oy + by, bw, bh)
-            code_box = (ox + cx, oy + cy, sw, sh)
-            for c in CODE_DEFECTS:
-                boxes.setdefault(c, code_box)
-            boxes["code"] = code_box
+            info, code = self._print(lab, defect, gs1, rng, drift, z)
+            closeup.mark_print(boxes, info, code, ox, oy)
             x0, y0 = max(0, ox), max(0, oy)
             x1, y1 = min(w, ox + lab.shape[1]), min(h, oy + lab.shape[0])
             canvas[y0:y1, x0:x1] = lab[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-        out = cv2.warpAffine(
-            canvas, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        blur = rng.random()  # the same optics as the whole-vial view, in this camera's pixels
-        if blur < 0.35:
-            out = cv2.GaussianBlur(out, (0, 0), 0.3 * z)
-        elif blur < 0.5:
-            out = cv2.blur(out, (z + 1, 1))
-        canvas[:] = out
-        placed = {k: box_after(m, b, (0, 0)) for k, b in boxes.items()}
-        return Drawn(placed, placed.get("code"), info is not None, info)
+        return closeup.finish(canvas, angle, z, rng, boxes, info)
 
     def draw_top(self, canvas, defect, rng) -> Drawn:
         return vial_top.draw_top(self.stage, canvas, defect, rng)
