@@ -11,16 +11,16 @@ ONNX Runtime, and the example station (`examples/ocv-cartons.yaml`).
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from test_ocv_label_camera import judge
 
 from edge.config import SimulatorSource, load_config
 from edge.domain import BatchState
 from edge.inspect.barcode import BarcodeTool
-from edge.inspect.base import Services, ToolContext
+from edge.inspect.base import Services
 from edge.inspect.ocv import OcvTool
 from edge.sim.twin import LineSimulator
 from edge.taxonomy import PRINT_DEFECTS
@@ -55,16 +55,6 @@ def tools() -> tuple[BarcodeTool, OcvTool]:
     )
     spec = next(t for t in load_config(EXAMPLE).active_recipe().tools if t.type == "ocv")
     return reader, OcvTool("ocv", OcvTool.Params.model_validate(spec.params), Services())
-
-
-def judge(sim: LineSimulator, i: int, tools) -> tuple[list, dict]:
-    reader, ocv = tools
-    img, truth = sim.render(i)
-    ctx = ToolContext(
-        item_id=truth["id"], seq=i, deadline=time.monotonic() + 5, batch=sim.batch, now=0
-    )
-    reader.inspect(img, ctx)
-    return ocv.run(img, ctx).findings, truth
 
 
 def test_the_print_camera_sees_the_same_code_and_text_twice_as_large():
