@@ -99,7 +99,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     raw, ds, test = work / "raw", work / "dataset" / "ds-bench", work / "test"
     train_boxes = labelled_folder(raw, photos(a.bad), photos(a.good), masks, "all")
     (raw / "data.yaml").write_text(yaml.safe_dump({"names": {0: a.cls}}))
-    prepare([raw], ds, val_fraction=0.2, seed=0)
+    prepare([raw], ds, val_fraction=0.2, seed=0, good_fraction=a.good_val)
     test_bad, test_good = photos(a.test_bad), photos(a.test_good)
     labelled_folder(test, test_bad, test_good, masks, "val")
     (test / "data.yaml").write_text(yaml.safe_dump({"names": {0: a.cls}}))
@@ -190,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument(
         "--head", help="head-only start's options as JSON (patch_detector.PatchOptions)"
+    )
+    ap.add_argument(
+        "--good-val",
+        type=float,
+        default=None,
+        help="share of the good photos put in validation (default: 0.2, as the defect photos)",
     )
     ap.add_argument("--work", help="working folder (default: a new temporary one)")
     ap.add_argument("--json", action="store_true")

@@ -44,6 +44,17 @@ def test_validation_holds_defect_images_even_when_they_are_few(tmp_path, seed):
     assert man["examples"] == {"capsule_defect": 3}
 
 
+def test_the_good_photos_share_of_validation_may_be_set_apart_from_the_defect_photos(tmp_path):
+    """The operating threshold is chosen on the validation good photos: a bench may give
+    them a larger share without taking defect photos from training."""
+    raw = raw_folder(tmp_path / "raw", bad=30, good=150)
+    man = dataset.prepare([raw], tmp_path / "ds", val_fraction=0.2, seed=0, good_fraction=0.5)
+    val = man["split"]["val"]
+    assert val["defect_images"] == 6 and val["images"] - val["defect_images"] == 75
+    same = dataset.prepare([raw], tmp_path / "ds2", val_fraction=0.2, seed=0)
+    assert same["split"]["val"]["images"] == 36  # by default the good photos' share is the same
+
+
 def test_a_class_with_too_few_examples_is_refused_in_plain_words():
     assert dataset.too_few({"capsule_defect": 3, "crack": 0, "scratch": 40}) == [
         "too few examples of class capsule_defect: 3 labelled, at least 8 are needed"

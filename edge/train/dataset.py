@@ -112,18 +112,25 @@ def _boxes_by_class(lbl: Path | None) -> list[int]:
 
 
 def stratified_val(
-    pairs: list[tuple[Path, Path | None, str]], val_fraction: float, seed: int
+    pairs: list[tuple[Path, Path | None, str]],
+    val_fraction: float,
+    seed: int,
+    good_fraction: float | None = None,
 ) -> set[int]:
     """Validation indices drawn separately from defect images and good images, so that
     validation always holds defect images (at least one when there are two or more):
-    a validation set of good photos only scores every model 0 and verifies nothing."""
+    a validation set of good photos only scores every model 0 and verifies nothing.
+    `good_fraction` (default: `val_fraction`) is the good images' share apart: the
+    operating threshold is chosen on the validation good photos, and 30 of them decide a
+    5 % tail badly."""
     rng = random.Random(seed)
     defect = [k for k, (_i, lbl, _s) in enumerate(pairs) if _boxes_by_class(lbl)]
     good = [k for k in range(len(pairs)) if k not in set(defect)]
     val: set[int] = set()
     for group in (defect, good):
         rng.shuffle(group)
-        n = round(len(group) * val_fraction)
+        share = val_fraction if group is defect or good_fraction is None else good_fraction
+        n = round(len(group) * share)
         if group is defect and len(group) >= 2:
             n = max(1, n)
         val.update(group[:n])
@@ -156,6 +163,7 @@ def prepare(
     val_fraction: float = 0.15,
     seed: int = 0,
     class_names: list[str] | None = None,
+    good_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Merge exported YOLO folders (images/, labels/, data.yaml) into one train/val dataset.
 
@@ -180,7 +188,7 @@ def prepare(
         raise ValueError("no class names (no data.yaml in the sources and none given)")
     if not pairs:
         raise ValueError(f"no images found in {[str(s) for s in sources]}")
-    val = stratified_val(pairs, val_fraction, seed)
+    val = stratified_val(pairs, val_fraction, seed, good_fraction)
     for split in ("train", "val"):
         for sub in ("images", "labels"):
             d = out / sub / split
