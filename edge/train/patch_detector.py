@@ -413,7 +413,7 @@ def train_head(
             loss.backward()
             optim.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
         head.eval()
         v = _validate(head, val, opt) if len(val["f"]) else {"loss": total, "found": 0.0}
         key = (v["found"], -v["loss"])
