@@ -32,11 +32,13 @@ EXAMPLE = ROOT / "examples" / "ocv-vials.yaml"
 TODAY = dt.date(2026, 11, 27)
 
 
-def vials(view: int, defect: str | None = None, **kw) -> LineSimulator:
+def station(scenario: str, view: int, defect: str | None, seed: int, **kw) -> LineSimulator:
+    """View `view` of a two-camera station whose second camera is the close-up one; every
+    item carries the print defect `defect` (None: good print)."""
     weights = {d: float(d == defect) for d in PRINT_DEFECTS}
     cfg = SimulatorSource(
-        scenario="vials",
-        seed=kw.pop("seed", 31),
+        scenario=scenario,
+        seed=seed,
         views=2,
         view=view,
         label_view=1,
@@ -47,6 +49,10 @@ def vials(view: int, defect: str | None = None, **kw) -> LineSimulator:
         **kw,
     )
     return LineSimulator(cfg, BatchState(id="B1"), today=TODAY)
+
+
+def vials(view: int, defect: str | None = None, **kw) -> LineSimulator:
+    return station("vials", view, defect, kw.pop("seed", 31), **kw)
 
 
 def example_ocv() -> OcvTool:

@@ -10,42 +10,24 @@ ONNX Runtime, and the example station (`examples/ocv-cartons.yaml`).
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from test_ocv_label_camera import judge
+from test_ocv_label_camera import judge, station
 
 from edge.config import SimulatorSource, load_config
-from edge.domain import BatchState
 from edge.inspect.barcode import BarcodeTool
 from edge.inspect.base import Services
 from edge.inspect.ocv import OcvTool
 from edge.sim.twin import LineSimulator
-from edge.taxonomy import PRINT_DEFECTS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "ocv-cartons.yaml"
-TODAY = dt.date(2026, 11, 27)
 
 
 def cartons(view: int, defect: str | None = None, **kw) -> LineSimulator:
-    weights = {d: float(d == defect) for d in PRINT_DEFECTS}
-    cfg = SimulatorSource(
-        scenario="cartons",
-        seed=kw.pop("seed", 37),
-        views=2,
-        view=view,
-        label_view=1,
-        defect_rate=0.0,
-        code_defect_rate=0.0,
-        print_defect_rate=1.0 if defect else 0.0,
-        defect_weights=weights if defect else {},
-        realtime=False,
-        **kw,
-    )
-    return LineSimulator(cfg, BatchState(id="B1"), today=TODAY)
+    return station("cartons", view, defect, kw.pop("seed", 37), code_defect_rate=0.0, **kw)
 
 
 @pytest.fixture(scope="module")
