@@ -82,13 +82,19 @@ def images(conn: sqlite3.Connection, store: ImageStore) -> list[str]:
         p = check(r["sha256"])
         if p:
             problems.append(f"images row {r['sha256']}: {p}")
+
+    def referenced(sha: str) -> str | None:
+        """What is wrong with an image a record names (its file, or a missing images row)."""
+        p = check(sha)
+        if sha not in known:
+            p = "no images row" + (f", {p}" if p else "")
+        return p
+
     for r in conn.execute(
         "SELECT seq, id, image_sha256 FROM items WHERE image_sha256 IS NOT NULL ORDER BY seq"
     ):
         sha = r["image_sha256"]
-        p = check(sha)
-        if sha not in known:
-            p = "no images row" + (f", {p}" if p else "")
+        p = referenced(sha)
         if p:
             problems.append(f"items seq {r['seq']} ({r['id']}): image {sha}: {p}")
     try:  # each view's own image of a multi-view item
@@ -99,9 +105,7 @@ def images(conn: sqlite3.Connection, store: ImageStore) -> list[str]:
         shots = []
     for r in shots:
         sha = r["image_sha256"]
-        p = check(sha)
-        if sha not in known:
-            p = "no images row" + (f", {p}" if p else "")
+        p = referenced(sha)
         if p:
             problems.append(f"items seq {r['seq']} view {r['view']}: image {sha}: {p}")
     try:
