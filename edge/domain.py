@@ -199,6 +199,25 @@ class ToolResult:
     view: str | None = None
 
 
+#: an encoder count is the PLC's 32-bit counter: it wraps (at 10 counts/mm, after 430 km of
+#: belt, a few days of a fast line) and the gate's registers hold nothing else
+ENCODER_MODULUS = 1 << 32
+
+
+def encoder_count(raw: int) -> int:
+    """A source's count as the PLC counts it: modulo 2**32. A camera counts its triggers from
+    0 upwards without end and a count less a view's offset may fall below 0; written as it
+    is, such a count reached the PLC as another number (the register wraps it) and the gate
+    decision went to no unit."""
+    return int(raw) % ENCODER_MODULUS
+
+
+def count_delta(later: int, earlier: int) -> int:
+    """Counts from `earlier` to `later` on the wrapping counter (negative: `later` is behind)."""
+    d = (int(later) - int(earlier)) % ENCODER_MODULUS
+    return d - ENCODER_MODULUS if d >= ENCODER_MODULUS // 2 else d
+
+
 @dataclass(slots=True)
 class Frame:
     """A captured image with the trigger that produced it."""
@@ -231,7 +250,7 @@ class Item:
     t_trigger: float  # monotonic
     deadline: float  # monotonic
     wall_trigger: float = field(default_factory=time.time)  # UTC epoch seconds
-    encoder: int = 0
+    encoder: int = 0  # the trigger's count as the PLC counts it (`encoder_count`)
     frame: Frame | None = None
     batch: str | None = None
     recipe: str = ""

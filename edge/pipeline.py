@@ -22,7 +22,7 @@ from edge.batch_ids import new_batch_id
 from edge.bus import Bus
 from edge.capture.base import Source, open_source
 from edge.config import AppConfig, Recipe
-from edge.domain import BatchState, Frame, Item, Reason, ToolResult, Verdict
+from edge.domain import BatchState, Frame, Item, Reason, ToolResult, Verdict, encoder_count
 from edge.inspect.base import Services, Tool, ToolContext
 from edge.inspect.registry import build_tools
 from edge.judge import judge, judge_views
@@ -331,7 +331,7 @@ class Pipeline:
             t_trigger=frame.t_trigger,
             deadline=deadline,
             wall_trigger=time.time() - (time.monotonic() - frame.t_trigger),
-            encoder=frame.encoder,
+            encoder=encoder_count(frame.encoder),
             frame=frame,
             batch=batch.id if batch else None,
             recipe=recipe.name,

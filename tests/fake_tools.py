@@ -44,9 +44,10 @@ class BehaviourTool(Tool):
 class ListSource(Source):
     """Frames from a list of images (None = an unreadable frame), optionally paced."""
 
-    def __init__(self, images, period_s: float = 0.0, paced: bool = True):
+    def __init__(self, images, period_s: float = 0.0, paced: bool = True, first_count: int = 0):
         super().__init__(cfg=None)
         self.images = images
+        self.first_count = first_count  # the encoder count of the first frame
         self.period_s = period_s
         self.paced = paced
 
@@ -62,7 +63,7 @@ class ListSource(Source):
             yield Frame(
                 image=img,
                 t_trigger=time.monotonic(),
-                encoder=i * 800,
+                encoder=self.first_count + i * 800,
                 source="list",
                 name=f"img-{i}",
                 error=None if img is not None else "unreadable",

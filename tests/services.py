@@ -307,7 +307,7 @@ def line_config(
 class Line:
     """The appliance with the line components (PLC, MQTT, PackML), on a list of frames."""
 
-    def __init__(self, cfg, images, period_s: float, batch: bool = True):
+    def __init__(self, cfg, images, period_s: float, batch: bool = True, first_count: int = 0):
         from edge.app import Appliance
         from edge.domain import BatchState
         from edge.line import packml
@@ -316,7 +316,7 @@ class Line:
 
         from fake_tools import ListSource
 
-        self.source = ListSource(images, period_s=period_s, paced=True)
+        self.source = ListSource(images, period_s=period_s, paced=True, first_count=first_count)
         b = BatchState("LOT1", "09506000134352", "271231") if batch else None
         self.app = Appliance(cfg, source=self.source, batch=b, components=False)
         self.plc = plc_component.build(self.app)

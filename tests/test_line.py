@@ -8,7 +8,7 @@ import pytest
 
 from edge.config import EncoderConfig
 from edge.domain import Item
-from edge.line.gate import GateTracker
+from edge.line.gate import BeltSpeed, GateTracker
 
 from services import Line, dark_every, line_config
 
@@ -26,8 +26,9 @@ def wait_until(pred, timeout=10.0):
 def run_line(tmp_path):
     lines = []
 
-    def make(images, period_s, **cfg_kw):
-        line = Line(line_config(tmp_path, period_s=period_s, **cfg_kw), images, period_s)
+    def make(images, period_s, first_count=0, **cfg_kw):
+        cfg = line_config(tmp_path, period_s=period_s, **cfg_kw)
+        line = Line(cfg, images, period_s, first_count=first_count)
         lines.append(line)
         return line.start()
 
@@ -65,6 +66,31 @@ def test_every_reject_is_gated_and_every_pass_let_through(run_line):
     assert sum(r["verdict"] == "REJECT" for r in rows) == 30
     assert line.sim.conveyor.counts.confirmed == 30
     assert line.plc.status()["unconfirmed_rejects"] == 0
+
+
+def test_the_belt_speed_is_measured_across_the_counter_wrap():
+    speed = BeltSpeed()
+    speed.observe(10.0, (1 << 32) - 400)
+    speed.observe(10.1, 400)  # 800 counts later, past the wrap
+    assert speed.counts_per_s() == pytest.approx(8000)
+
+
+@pytest.mark.parametrize(
+    "first_count",
+    [-1600, (1 << 32) - 4000],
+    ids=["counts-below-zero", "counter-wraps-at-2^32"],
+)
+def test_every_unit_is_gated_as_reported_when_the_counter_wraps(run_line, first_count):
+    """The PLC counts in 32 bits: a count below 0 (a camera's first trigger less a wobble or a
+    view's offset) or past 2**32 must reach the gate as the count the PLC has for that unit,
+    and the belt speed must be measured across the wrap."""
+    line = run_line(dark_every(20, 4), 0.02, first_count=first_count)
+    assert line.wait(60)
+    assert gated_as_reported(line) == []
+    rows = line.rows().values()
+    assert all(0 <= r["encoder"] < 1 << 32 for r in rows)
+    assert sum(r["verdict"] == "PASS" for r in rows) == 15
+    assert line.sim.conveyor.counts.unmatched_results == 0
 
 
 def test_a_verdict_too_late_for_the_gate_is_rejected_by_the_encoder_deadline(run_line):

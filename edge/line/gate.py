@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from edge.config import AppConfig, EncoderConfig
-from edge.domain import Item
+from edge.domain import Item, count_delta
 
 
 class BeltSpeed:
@@ -30,7 +30,7 @@ class BeltSpeed:
     def observe(self, t: float, encoder: int) -> None:
         with self._lock:
             if self._last is not None:
-                dt, dc = t - self._last[0], encoder - self._last[1]
+                dt, dc = t - self._last[0], count_delta(encoder, self._last[1])
                 if dt > 1e-4 and dc > 0:
                     v = dc / dt
                     self._est = (
