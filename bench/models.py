@@ -114,7 +114,9 @@ def main() -> int:
         opened = reg.open_model(card.name, card.version, allow_unapproved=True, with_files=(FP32,))
         cfg = OnnxBackend(threads=a.threads, providers=["CPUExecutionProvider"])
         bes: dict[str, Backend] = {
-            "fp32": create_backend(cfg).load(opened.file(FP32), card.input_size, card.classes),
+            "fp32": create_backend(cfg).load(
+                opened.file(FP32), card.input_size, card.classes, boxes=card.boxes
+            ),
             "int8": opened.load_detector(cfg),
         }
         if a.tensorrt:

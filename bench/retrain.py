@@ -36,7 +36,7 @@ from typing import Any
 import cv2
 import yaml
 
-from edge.train.dataset import IMAGE_EXT, prepare
+from edge.train.dataset import GOOD_VAL_FRACTION, IMAGE_EXT, prepare
 from edge.train.yolo_labels import box_line
 
 
@@ -99,7 +99,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     raw, ds, test = work / "raw", work / "dataset" / "ds-bench", work / "test"
     train_boxes = labelled_folder(raw, photos(a.bad), photos(a.good), masks, "all")
     (raw / "data.yaml").write_text(yaml.safe_dump({"names": {0: a.cls}}))
-    prepare([raw], ds, val_fraction=0.2, seed=0, good_fraction=a.good_val)
+    prepare([raw], ds, val_fraction=0.2, seed=0, good_fraction=a.good_val)  # as the web job
     test_bad, test_good = photos(a.test_bad), photos(a.test_good)
     labelled_folder(test, test_bad, test_good, masks, "val")
     (test / "data.yaml").write_text(yaml.safe_dump({"names": {0: a.cls}}))
@@ -194,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--good-val",
         type=float,
-        default=None,
-        help="share of the good photos put in validation (default: 0.2, as the defect photos)",
+        default=GOOD_VAL_FRACTION,
+        help="share of the good photos put in validation (default: the web's, "
+        f"{GOOD_VAL_FRACTION})",
     )
     ap.add_argument("--work", help="working folder (default: a new temporary one)")
     ap.add_argument("--json", action="store_true")

@@ -72,6 +72,57 @@ def test_nms_drops_duplicates_of_one_class_but_keeps_overlapping_classes():
     ]
 
 
+def fragments(jitter: float = 0.0) -> np.ndarray:
+    """One defect region scored cell by cell (four overlapping fragment boxes), a second
+    region apart, and a code box over the first region."""
+    j = jitter
+    return raw_output(
+        [
+            (100, 100, 40, 60, 0, 0.62 + j),
+            (90, 110, 50, 30, 0, 0.45 - j),
+            (115, 95, 36, 40, 0, 0.43 + j),
+            (105, 120, 30, 30, 0, 0.30 - j),
+            (250, 250, 20, 20, 0, 0.50),
+            (100, 100, 40, 40, 2, 0.70),
+        ]
+    )
+
+
+def test_a_regions_fragment_boxes_merge_into_one_box_with_its_highest_score():
+    lb = yolo.Letterbox(1.0, 0, 0, 320, 320)
+    dets = yolo.decode(fragments(), lb, NAMES, conf=0.25, boxes="merge")
+    assert [(d["cls"], d["score"]) for d in dets] == [
+        ("code", pytest.approx(0.70)),  # another class is never merged into a crack
+        ("crack", pytest.approx(0.62)),
+        ("crack", pytest.approx(0.50)),  # the region apart stays apart
+    ]
+    # the score-weighted mean of the four fragments' corners
+    assert dets[1]["bbox"] == pytest.approx([82, 83, 40, 43], abs=1)
+    # the image's decision at any threshold is the one NMS gives (the top score is kept)
+    for conf in (0.3, 0.55, 0.65):
+        nms = yolo.decode(fragments(), lb, NAMES, conf=conf)
+        merged = yolo.decode(fragments(), lb, NAMES, conf=conf, boxes="merge")
+        assert max((d["score"] for d in nms), default=0) == max(
+            (d["score"] for d in merged), default=0
+        )
+
+
+def test_merged_boxes_barely_move_when_the_scores_move_a_little():
+    """What INT8 rounding does to a region's scores: NMS may keep another fragment (a box
+    without a counterpart), a merged region stays where it was."""
+    lb = yolo.Letterbox(1.0, 0, 0, 320, 320)
+    a = yolo.decode(fragments(), lb, NAMES, boxes="merge")
+    b = yolo.decode(fragments(0.03), lb, NAMES, boxes="merge")
+    assert len(a) == len(b) == 3
+    assert all(yolo.box_iou(p["bbox"], q["bbox"]) > 0.9 for p, q in zip(a, b, strict=True))
+
+
+def test_an_unknown_box_rule_is_refused(tmp_path):
+    path = fixed_output_model(tmp_path / "m.onnx")
+    with pytest.raises(BackendError, match="unknown box rule 'wbf'"):
+        create_backend(OnnxBackend()).load(path, 320, NAMES, boxes="wbf")
+
+
 def test_thresholds_per_class():
     lb = yolo.Letterbox(1.0, 0, 0, 320, 320)
     out = raw_output([(50, 50, 10, 10, 0, 0.3), (150, 150, 10, 10, 1, 0.3)])

@@ -55,6 +55,31 @@ def test_the_good_photos_share_of_validation_may_be_set_apart_from_the_defect_ph
     assert same["split"]["val"]["images"] == 36  # by default the good photos' share is the same
 
 
+def test_a_technicians_dataset_puts_half_the_good_photos_in_validation(tmp_path):
+    """The web's frozen dataset (what the training job trains on) sets the operating
+    threshold on half the good photos and keeps four in five defect photos to learn from."""
+    import cv2
+
+    from edge.store.labels import LabelledImage
+    from edge.train.dataset_versions import build_version
+
+    _ok, png = cv2.imencode(".png", np.zeros((100, 150, 3), np.uint8))
+    box = {"cls": "capsule_defect", "bbox": [70, 45, 6, 6]}
+    photos = [LabelledImage(f"{i:064x}", [box] if i < 30 else [], 150, 100) for i in range(180)]
+    info = build_version(
+        tmp_path,
+        photos,
+        lambda _sha: png.tobytes(),
+        ["capsule_defect"],
+        by="t",
+        note=None,
+        val_fraction=0.2,
+    )
+    val = dataset.read_manifest(tmp_path / info["version"])["split"]["val"]
+    assert val["defect_images"] == 6 and val["images"] - val["defect_images"] == 75
+    assert dataset.GOOD_VAL_FRACTION == 0.5
+
+
 def test_a_class_with_too_few_examples_is_refused_in_plain_words():
     assert dataset.too_few({"capsule_defect": 3, "crack": 0, "scratch": 40}) == [
         "too few examples of class capsule_defect: 3 labelled, at least 8 are needed"

@@ -39,19 +39,30 @@ class Backend:
         self.class_names: list[str] = []
         self.providers: list[str] = []
         self.wait_on_load = True
+        self.boxes = "nms"  # how raw boxes become detections (yolo.BOX_RULES; the card's)
 
     # -- lifecycle
     def load(
-        self, model_path: str | Path, input_size: int, class_names: list[str], *, wait: bool = True
+        self,
+        model_path: str | Path,
+        input_size: int,
+        class_names: list[str],
+        *,
+        wait: bool = True,
+        boxes: str = "nms",
     ) -> Backend:
         """Load a model. `wait=False` lets a backend that must first prepare the model (a
         TensorRT engine build) return at once and do it in the background: `readiness()`
-        then says what it is doing, and `run` raises until it is ready."""
+        then says what it is doing, and `run` raises until it is ready. `boxes`: the
+        model's rule for its raw boxes (its card's `boxes`)."""
         p = Path(model_path)
         if not p.is_file():
             raise BackendError(f"model file not found: {p}")
         if not class_names:
             raise BackendError("a detector needs at least one class name")
+        if boxes not in yolo.BOX_RULES:
+            raise BackendError(f"unknown box rule {boxes!r} (known: {', '.join(yolo.BOX_RULES)})")
+        self.boxes = boxes
         self.model_path, self.input_size, self.class_names = p, int(input_size), list(class_names)
         self.wait_on_load = wait
         self._load()
@@ -84,7 +95,9 @@ class Backend:
             raise BackendError("infer() before load()")
         tensor, lb = yolo.letterbox(image, self.input_size)
         out = self.run(tensor)
-        return yolo.decode(out, lb, self.class_names, conf=conf, iou=iou, max_det=max_det)
+        return yolo.decode(
+            out, lb, self.class_names, conf=conf, iou=iou, max_det=max_det, boxes=self.boxes
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.type_key, "model": str(self.model_path), "providers": self.providers}

@@ -59,6 +59,11 @@ class ModelCard(BaseModel):
     arch: str = "yolo11n.yaml"
     input_size: int = Field(320, ge=32)
     classes: list[str]
+    boxes: Literal["nms", "merge"] = Field(
+        "nms",
+        description="how the raw boxes become detections: non-maximum suppression, or each "
+        "region's boxes merged into one (a per-cell head, edge.inference.yolo.merge_regions)",
+    )
     severities: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict, description="file name -> SHA-256")
     dataset: dict[str, Any] = Field(default_factory=dict)

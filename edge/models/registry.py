@@ -77,7 +77,7 @@ class OpenedModel:
         from edge.inference.base import create_backend
 
         return create_backend(backend_cfg).load(
-            self.path, self.card.input_size, self.card.classes, wait=wait
+            self.path, self.card.input_size, self.card.classes, wait=wait, boxes=self.card.boxes
         )
 
 

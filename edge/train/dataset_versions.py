@@ -23,7 +23,7 @@ import yaml
 
 from edge.store.labels import LabelledImage
 from edge.store.safe_files import read_regular
-from edge.train.dataset import MANIFEST, prepare, write_manifest
+from edge.train.dataset import GOOD_VAL_FRACTION, MANIFEST, prepare, write_manifest
 from edge.train.yolo_labels import label_lines, write_labels
 
 PREFIX = "ds-"
@@ -107,6 +107,7 @@ def build_version(
     note: str | None,
     val_fraction: float,
     product: str | None = None,
+    good_val_fraction: float = GOOD_VAL_FRACTION,
 ) -> dict[str, Any]:
     """Freeze every labelled image into a new version under `root`; its summary.
 
@@ -141,10 +142,21 @@ def build_version(
         out = root / version
         if out.exists():
             raise DatasetError(f"dataset {version} exists: versions are never overwritten")
-        prepare([staging], out, val_fraction=val_fraction, class_names=classes)
+        prepared = prepare(
+            [staging],
+            out,
+            val_fraction=val_fraction,
+            class_names=classes,
+            good_fraction=good_val_fraction,
+        )
         man = write_manifest(
             out,
             extra={
+                # the split as drawn (the training page says how many defect photos
+                # validation holds) and the examples per class; the staging folder's
+                # path is not kept
+                "split": prepared["split"],
+                "examples": prepared["examples"],
                 "names": classes,
                 "images": len(labelled),
                 "note": note,

@@ -113,7 +113,7 @@ def operating_threshold(
         )
     else:
         be = create_backend(OnnxBackend()).load(
-            model_dir / cards.FP32, card.input_size, card.classes
+            model_dir / cards.FP32, card.input_size, card.classes, boxes=card.boxes
         )
     try:
         bad, good = image_scores(be, val_dir)

@@ -291,7 +291,9 @@ def verify(
             card.verify = report
             cards.save_card(model_dir, card)
         return report
-    ref = create_backend(OnnxBackend()).load(opened.file(cards.FP32), card.input_size, card.classes)
+    ref = create_backend(OnnxBackend()).load(
+        opened.file(cards.FP32), card.input_size, card.classes, boxes=card.boxes
+    )
     try:
         cand = opened.load_detector(backend_config)
     except Exception as exc:

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from edge.store import labels, uploads
+from edge.train.dataset import GOOD_VAL_FRACTION
 from edge.train.dataset_versions import DatasetError, build_version, list_versions
 from edge.web.auth import Session
 from edge.web.classes import label_classes, line_products
@@ -51,7 +52,12 @@ def product_images(ctx: WebContext, product: str | None) -> list[labels.Labelled
 
 
 def build_dataset(
-    ctx: WebContext, by: str, note: str | None, val_fraction: float, product: str | None = None
+    ctx: WebContext,
+    by: str,
+    note: str | None,
+    val_fraction: float,
+    product: str | None = None,
+    good_val_fraction: float = GOOD_VAL_FRACTION,
 ) -> dict:
     """Every labelled image of a product (None: the line's), frozen into a YOLO dataset
     with the product's class list and a manifest of SHA-256s."""
@@ -70,6 +76,7 @@ def build_dataset(
             note=note,
             val_fraction=val_fraction,
             product=product,
+            good_val_fraction=good_val_fraction,
         )
     except DatasetError as exc:
         raise HTTPException(409, str(exc)) from None
@@ -78,6 +85,8 @@ def build_dataset(
 class DatasetBuild(BaseModel):
     note: str | None = Field(None, max_length=200)
     val_fraction: float = Field(0.2, gt=0, lt=0.9)
+    #: the good photos' share of validation (the operating threshold is set on them)
+    good_val_fraction: float = Field(GOOD_VAL_FRACTION, gt=0, lt=0.9)
     #: None: the line's own images with the line's classes
     product: str | None = Field(None, max_length=40)
 
@@ -106,6 +115,8 @@ def datasets_build(
             product = uploads.check_product(body.product)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-    res = build_dataset(ctx, s.username, body.note, body.val_fraction, product)
+    res = build_dataset(
+        ctx, s.username, body.note, body.val_fraction, product, body.good_val_fraction
+    )
     ctx.audit.record(s.username, "dataset.build", target=res["version"], new=res, reason=body.note)
     return res

@@ -67,10 +67,10 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
     imgsz = int(args.get("imgsz") or 0) or proposed_imgsz(data)
     start = chosen_start(args, names)
     if start["start"] in HEAD_ONLY:  # a frozen backbone and a trained head
-        onnx_path, training, arch = _train_head_only(args, d, data, imgsz, start, man, progress)
+        onnx_path, training, shape = _train_head_only(args, d, data, imgsz, start, man, progress)
     else:  # the shipped detector fine-tuned whole (ultralytics)
         onnx_path, training = _train_shipped(args, d, data, imgsz, names, man, progress)
-        arch = None
+        shape = {}
     training["start"] = start
     reg = ModelRegistry(args["models_dir"])
     name = args.get("model_name") or "defects"
@@ -84,7 +84,7 @@ def run_train(args: dict[str, Any], d: Path, progress: Progress) -> dict[str, An
         by=args.get("by"),
         dataset={"path": str(data), "manifest_sha256": man.get("sha256"), "version": data.name},
         training={"job": d.name, "imgsz": imgsz, "minutes": args.get("minutes"), **training},
-        **({"arch": arch} if arch else {}),
+        **shape,
         product=args.get("product"),
         # the class list is the labelled dataset's, set by the technician; QA approves it
         # with the model (shown on the card)
@@ -134,9 +134,10 @@ def _train_head_only(
     start: dict[str, Any],
     man: dict[str, Any],
     progress: Progress,
-) -> tuple[Path, dict[str, Any], str]:
+) -> tuple[Path, dict[str, Any], dict[str, str]]:
     """A head on a frozen backbone (`edge.train.starts.HEAD_ONLY`), written as the FP32
-    ONNX; the epochs asked for bound the head's (its own default when more are asked)."""
+    ONNX; the epochs asked for bound the head's (its own default when more are asked).
+    Returns the file, the training record and the card's `arch` and `boxes`."""
     from edge.train.patch_detector import PatchOptions
     from edge.train.starts import head_only_trainer
 
@@ -165,7 +166,7 @@ def _train_head_only(
     )
     progress({"stage": "exporting"})
     training = {"arch": rec["arch"], "start_weights": rec["start_weights"], "head": rec["head"]}
-    return d / "model.onnx", training, rec["arch"]
+    return d / "model.onnx", training, {"arch": rec["arch"], "boxes": rec["boxes"]}
 
 
 def _train_shipped(
