@@ -64,7 +64,8 @@
     why.textContent = s.explanation || ""; why.hidden = !s.explanation;
     if ($("job-progress") && s.epoch) {
       $("job-progress").max = s.epoch.epochs; $("job-progress").value = s.epoch.epoch;
-      $("job-epoch").textContent = "Epoch " + s.epoch.epoch + " / " + s.epoch.epochs + " · " + s.epoch.elapsed_s + " s";
+      const head = s.epoch.heads > 1 ? "Head " + s.epoch.head + " / " + s.epoch.heads + " · " : "";
+      $("job-epoch").textContent = head + "Epoch " + s.epoch.epoch + " / " + s.epoch.epochs + " · " + s.epoch.elapsed_s + " s";
       const t = $("job-metrics"); t.replaceChildren();
       t.append(...EI.table(s.epoch.metrics || {}).children);
     }
