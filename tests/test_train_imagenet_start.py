@@ -151,6 +151,7 @@ def test_a_new_products_job_trains_a_head_on_imagenet_features_in_seconds(tmp_pa
     sw = card.training["start_weights"]
     assert sw["backbone"] == BACKBONE and sw["licence"] == BACKBONE_LICENCE
     assert card.training["head"]["epochs_run"] >= 1
+    assert card.training["head"]["heads_trained"] == 3  # averaged in the one float tail
     # quantised into the one INT8 file, threshold chosen, verify recorded on the card
     d = reg.path("spots", res["version"])
     assert (d / cards.INT8).is_file() and card.quantization["format"] == "QDQ"
