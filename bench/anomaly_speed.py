@@ -29,23 +29,26 @@ from edge.anomaly.features import preprocess
 from edge.anomaly.fit import FitOptions, fit_arrays, good_files, load_good, quantize_features
 from edge.anomaly.memory import MemoryIndex
 from edge.anomaly.model import Scorer
-from edge.inference.onnx import OnnxRuntimeBackend
+from edge.inference import cpu_graph
 
 
 class Previous:
     """The previous round's scoring path, for timing only (its memory: random good patches)."""
 
     def __init__(self, workdir: Path, good: list[np.ndarray], threads: int):
+        import onnx
         import onnxruntime as ort
 
         fp32, int8 = workdir / "prev.onnx", workdir / "prev.int8.onnx"
         export_features(fp32, 512, 768, [4, 10], pool=3)
         quantize_features(fp32, int8, [preprocess(g, 768, 512, "area") for g in good[:8]])
-        rewriter = OnnxRuntimeBackend()
-        rewriter.model_path = int8
+        model = onnx.load(str(int8))  # the previous round's CPU rewrite: no clip fold
+        cpu_graph.quantize_conv_biases(model)
+        cpu_graph.qdq_activations_to_uint8(model)
+        cpu_graph.fold_relu_into_qdq(model)
         o = ort.SessionOptions()
         o.intra_op_num_threads, o.inter_op_num_threads, o.log_severity_level = threads, 1, 3
-        self.session = ort.InferenceSession(rewriter._cpu_model_bytes(), o)
+        self.session = ort.InferenceSession(model.SerializeToString(), o)
         feats = np.concatenate([self.features(g) for g in good[:4]])
         pick = np.random.default_rng(0).choice(len(feats), 2000, replace=False)
         self.index = MemoryIndex(feats[pick], threads)

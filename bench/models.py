@@ -100,7 +100,9 @@ def main() -> int:
     a = ap.parse_args()
 
     reg = ModelRegistry(a.models)
-    names = a.name or [n for n in reg.names() if reg.approved(n)] or reg.names()
+    # detectors only: an anomaly model (`task: anomaly`) has its own bench, bench/anomaly.py
+    detectors = [n for n in reg.names() if reg.card(n, reg.versions(n)[-1]).task != "anomaly"]
+    names = a.name or [n for n in detectors if reg.approved(n)] or detectors
     if not names:
         print(f"no approved models in {a.models}", file=sys.stderr)
         return 1

@@ -262,7 +262,7 @@ def test_cpu_rewrite_of_int8_activations_keeps_the_numbers():
     """The uint8 view the CPU session runs is the signed Q/DQ file's arithmetic exactly."""
     import onnxruntime as ort
 
-    from edge.inference.onnx import qdq_activations_to_uint8
+    from edge.inference.cpu_graph import qdq_activations_to_uint8
     from edge.inference.yolo import letterbox
 
     card = shipped_card()
@@ -310,7 +310,7 @@ def _run(sess, x):
 
 
 def test_cpu_softmax_rewrite_is_the_same_function():
-    from edge.inference.onnx import decompose_softmax
+    from edge.inference.cpu_graph import decompose_softmax
     from edge.inference.yolo import letterbox
 
     path = MODELS / NAME / shipped_card().version / FP32
@@ -325,7 +325,7 @@ def test_cpu_softmax_rewrite_is_the_same_function():
 def test_cpu_relu_folding_removes_every_float_relu_and_stays_as_close_to_fp32():
     """Each ReLU of the INT8 file runs as a clamp inside QLinearConv's output range. It
     rounds once where the file rounds twice, so it must be at least as close to FP32."""
-    from edge.inference.onnx import fold_relu_into_qdq, qdq_activations_to_uint8
+    from edge.inference.cpu_graph import fold_relu_into_qdq, qdq_activations_to_uint8
     from edge.inference.yolo import letterbox
 
     d = MODELS / NAME / shipped_card().version
@@ -425,7 +425,7 @@ def test_cpu_session_runs_every_int8_convolution_of_the_float_bias_file_as_qline
     the in-memory rewrites (INT32 biases, uint8 activations, ReLU folding) applied."""
     import onnxruntime as ort
 
-    from edge.inference.onnx import OnnxRuntimeBackend
+    from edge.inference.cpu_graph import cpu_model_bytes
 
     card = shipped_card()
     path = MODELS / NAME / card.version / INT8
@@ -437,13 +437,11 @@ def test_cpu_session_runs_every_int8_convolution_of_the_float_bias_file_as_qline
         and any(p.op_type == "DequantizeLinear" and p.output[0] == n.input[1] for p in m.graph.node)
     )
     assert qdq_convs > 50
-    be = OnnxRuntimeBackend()
-    be.model_path = path
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(tmp_path / "cpu.onnx")
-    ort.InferenceSession(be._cpu_model_bytes(), opts, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(cpu_model_bytes(path), opts, providers=["CPUExecutionProvider"])
     fused = onnx.load(str(tmp_path / "cpu.onnx"))
     assert sum(n.op_type == "QLinearConv" for n in fused.graph.node) == qdq_convs
 
@@ -454,7 +452,7 @@ def test_cpu_bias_quantisation_detects_what_the_float_bias_file_detects():
     What must not change is what is detected."""
     import onnxruntime as ort
 
-    from edge.inference.onnx import quantize_conv_biases
+    from edge.inference.cpu_graph import quantize_conv_biases
     from edge.inference.yolo import decode, letterbox
 
     card = shipped_card()
@@ -586,3 +584,25 @@ def test_the_score_tolerance_widens_only_for_a_few_boxes():
 
     assert score_tolerance(200) == score_tolerance(20) == 0.15
     assert 0.15 < score_tolerance(10) < score_tolerance(5) <= 0.3 == score_tolerance(1)
+
+
+def test_the_model_bench_runs_over_the_shipped_registry_and_its_detectors():
+    """`python bench/models.py --json` as the README gives it: every approved detector,
+    FP32 against INT8. The shipped anomaly models (`task: anomaly`, their own bench) once
+    made it stop on the first one's input shape."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "bench/models.py", "--no-ap", "--runs", "3", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(run.stdout)
+    reg = ModelRegistry(MODELS)
+    assert set(res) == {n for n in reg.names() if reg.approved(n).task != "anomaly"}
+    assert NAME in res and res[NAME]["int8"]["median_ms"] > 0

@@ -1,7 +1,7 @@
 """Patch features of a region on ONNX Runtime (deploy side: no torch).
 
-The ONNX file (FP32 reference or INT8 Q/DQ) is loaded through the detector's CPU rewrite
-plus the ReLU6 fold (`cpu_graph`: uint8 activations, clips folded into the convolution's
+The ONNX file (FP32 reference or INT8 Q/DQ) is loaded through the project's CPU rewrite
+(`edge.inference.cpu_graph`: uint8 activations, ReLU6 clips folded into the convolution's
 output range), so the INT8 file runs on ONNX Runtime's integer kernels. The region is resized
 to the model's input size; the caller gets one feature vector per patch of the grid.
 """
@@ -64,7 +64,7 @@ class FeatureExtractor:
         (fitting only; CPU)."""
         import onnxruntime as ort
 
-        from edge.anomaly.cpu_graph import cpu_model_bytes
+        from edge.inference.cpu_graph import cpu_model_bytes
         from edge.inference.onnx import pick_providers
 
         self.path = Path(path)

@@ -16,8 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from edge.anomaly.cpu_graph import cpu_model_bytes, fold_clip_into_qdq
-from edge.inference.onnx import qdq_activations_to_uint8
+from edge.inference.cpu_graph import cpu_model_bytes, fold_clip_into_qdq, qdq_activations_to_uint8
 from edge.train.quantize import quantize_qdq
 
 
@@ -114,3 +113,60 @@ def test_the_fast_input_path_feeds_the_network_the_same_normalised_image():
         want = plain(torch.from_numpy(x)).numpy()
         got = folded(torch.from_numpy(x / ratio[None].astype(np.float32))).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def qdq_convolutions(model: onnx.ModelProto) -> int:
+    """Convolutions whose weights the file quantises (a DequantizeLinear feeds the weight)."""
+    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(n.op_type == "Conv" and n.input[1] in dq for n in model.graph.node)
+
+
+def test_every_int8_convolution_of_a_head_only_detector_runs_on_the_integer_kernels(tmp_path):
+    """The detectors' backend and the anomaly tool load through one CPU rewrite. The
+    detectors' own copy once lacked the ReLU6 fold (and quantised biases before the
+    activations' steps were final): the ImageNet-start detector's convolutions stayed in
+    float between Q/DQ pairs and its INT8 file ran no faster than FP32."""
+    import pytest
+
+    pytest.importorskip("torch")
+    from edge.inference import yolo
+    from edge.train import patch_detector as pd
+    from edge.train.quantize import head_nodes_to_exclude
+
+    size = 96
+    grid = (size // pd.STRIDE, size // pd.STRIDE)
+    fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    pd.export(
+        pd.detector_module(pd.backbone(size, [4, 10]), pd._head(152, 2, 16), grid), fp32, size
+    )
+    rng = np.random.default_rng(4)
+    calib = [yolo.letterbox(rng.integers(0, 256, (80, 96, 3), np.uint8), size)[0] for _ in range(4)]
+    quantize_qdq(fp32, int8, calib, nodes_to_exclude=head_nodes_to_exclude(onnx.load(str(fp32))))
+    want = qdq_convolutions(onnx.load(str(int8)))
+    assert want > 20
+    session(cpu_model_bytes(int8), tmp_path / "opt.onnx")
+    fused = onnx.load(str(tmp_path / "opt.onnx"))
+    ops = Counter(n.op_type for n in fused.graph.node)
+    assert ops["QLinearConv"] == want, ops
+    # the one exception: the bilinear Resize before the concatenation (its input and
+    # output share one step, but ONNX Runtime's CPU has no uint8 linear resize): ~1 ms
+    assert [n for n in float_islands(fused) if not n.endswith("Resize")] == [], ops
+
+
+def float_islands(model: onnx.ModelProto) -> list[str]:
+    """Nodes run in float between a DequantizeLinear and a QuantizeLinear: inside the INT8
+    part of the graph, where each costs two requantisations and a float kernel."""
+    q = {"QuantizeLinear", "DequantizeLinear"}
+    made = {o: n.op_type for n in model.graph.node for o in n.output}
+    read: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            read.setdefault(i, []).append(n.op_type)
+    return [
+        n.name or n.op_type
+        for n in model.graph.node
+        if n.op_type not in q
+        and any(i in made for i in n.input)
+        and all(made.get(i) == "DequantizeLinear" for i in n.input if i in made)
+        and all(r == "QuantizeLinear" for o in n.output for r in read.get(o, ["-"]))
+    ]
