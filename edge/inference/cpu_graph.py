@@ -76,6 +76,14 @@ def graph_links(
     return consumers, producer
 
 
+def _drop_nodes(g: onnx.GraphProto, drop: set[int]) -> None:
+    """Remove the nodes whose `id` is in `drop`, keeping the others' order."""
+    if drop:
+        keep = [n for n in g.node if id(n) not in drop]
+        del g.node[:]
+        g.node.extend(keep)
+
+
 def fold_relu_into_qdq(model: onnx.ModelProto) -> int:
     """Drop each Q -> DQ -> Relu between a convolution and the Relu's own Q, in place.
 
@@ -128,10 +136,7 @@ def fold_relu_into_qdq(model: onnx.ModelProto) -> int:
                 dq.input[2] = zero
             drop |= {id(q1), id(dq1), id(relu)}
             folded += 1
-    if drop:
-        keep = [n for n in g.node if id(n) not in drop]
-        del g.node[:]
-        g.node.extend(keep)
+    _drop_nodes(g, drop)
     return folded
 
 
@@ -305,10 +310,7 @@ def fold_clip_into_qdq(model: onnx.ModelProto) -> int:
             d.input[1], d.input[2] = s_name, z_name
         drop |= {id(q1), id(dq1), id(clip)}
         folded += 1
-    if drop:
-        keep = [n for n in g.node if id(n) not in drop]
-        del g.node[:]
-        g.node.extend(keep)
+    _drop_nodes(g, drop)
     return folded
 
 
