@@ -12,6 +12,10 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: how a detector's raw boxes become detections, named on its card (`boxes`): non-maximum
+#: suppression, or each region's boxes merged into one (`edge.inference.yolo.merge_regions`)
+BoxRule = Literal["nms", "merge"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -9,9 +9,12 @@ Everything here is vectorised numpy/OpenCV: no per-pixel or per-anchor Python lo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import cv2
 import numpy as np
+
+from edge.inference.config import BoxRule
 
 PAD_VALUE = 114
 
@@ -116,7 +119,7 @@ def merge_regions(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
 
 
 #: how a model's boxes are reduced to detections (the card's `boxes`)
-BOX_RULES = ("nms", "merge")
+BOX_RULES: tuple[str, ...] = get_args(BoxRule)
 #: boxes merged at most (the highest scores): a whole-image scan at a near-zero threshold, as
 #: an evaluation makes, must not take seconds
 MERGE_CANDIDATES = 2000

@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.inference.config import BoxRule
+
 FP32 = "model.onnx"
 INT8 = "model.int8.onnx"
 CARD = "card.yaml"
@@ -59,10 +61,8 @@ class ModelCard(BaseModel):
     arch: str = "yolo11n.yaml"
     input_size: int = Field(320, ge=32)
     classes: list[str]
-    boxes: Literal["nms", "merge"] = Field(
-        "nms",
-        description="how the raw boxes become detections: non-maximum suppression, or each "
-        "region's boxes merged into one (a per-cell head, edge.inference.yolo.merge_regions)",
+    boxes: BoxRule = Field(
+        "nms", description="how the raw boxes become detections (edge.inference.config.BoxRule)"
     )
     severities: dict[str, str] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict, description="file name -> SHA-256")

@@ -493,9 +493,9 @@ def train_heads(
         )
         members.append(head)
         runs.append(run)
-    both = ensemble(members)
-    found = _validate(both, val, opt) if len(val["f"]) else {}
-    return both, {
+    averaged = ensemble(members)
+    found = _validate(averaged, val, opt) if len(val["f"]) else {}
+    return averaged, {
         "heads_trained": len(members),
         "epochs_run": sum(r["epochs_run"] for r in runs),
         "members": runs,
