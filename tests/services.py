@@ -46,6 +46,7 @@ class Mosquitto:
     authentication with a password file written by `mosquitto_passwd` (anonymous clients
     refused unless `allow_anonymous`), and `acl` is the text of an `acl_file`.
     `listener_options` follow the listener line (e.g. TLS: `cafile`, `require_certificate`).
+    `log=True` writes every packet the broker sees to `self.log`, in the order it saw them.
     """
 
     def __init__(
@@ -57,8 +58,10 @@ class Mosquitto:
         acl: str | None = None,
         allow_anonymous: bool | None = None,
         listener_options: list[str] | None = None,
+        log: bool = False,
     ):
         self.folder = folder
+        self.log = folder / "mosquitto.log"
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
         if allow_anonymous is None:
@@ -67,7 +70,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             *(listener_options or []),
             f"allow_anonymous {'true' if allow_anonymous else 'false'}",
-            "log_dest none",
+            *([f"log_dest file {self.log}", "log_type all"] if log else ["log_dest none"]),
             "max_queued_messages 0",
             "max_inflight_messages 0",
         ]
@@ -153,7 +156,7 @@ def plant_broker(tmp_path):
     folder = tmp_path / "plant-broker"
     folder.mkdir()
     acl = (EXAMPLES / "mosquitto" / "acl").read_text()
-    broker = Mosquitto(folder, users=PLANT_USERS, acl=acl).start()
+    broker = Mosquitto(folder, users=PLANT_USERS, acl=acl, log=True).start()
     yield broker
     broker.stop()
 

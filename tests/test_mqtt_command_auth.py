@@ -12,6 +12,8 @@ import logging
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import ConfigError, parse_config
 from edge.ops.metrics import Metrics
@@ -319,6 +321,48 @@ def test_commands_allowed_for_anonymous_are_recorded_as_anonymous_not_as_the_cla
     assert json.loads(stop["new"]) == {"claimed_identity": "qa1", "claimed_by": "qa1"}
 
 
+# --------------------------------------------------------------------------- ready for commands
+
+
+def test_the_appliance_says_online_only_once_the_broker_has_its_command_subscription(
+    plant_broker,  # noqa: F811
+    make_line,
+    tmp_path,
+):
+    """An MES sends its first command when it sees "online": the appliance must hear it."""
+    line = make_line(plant_broker.port, mqtt=appliance_login(tmp_path))
+    me = line.mqtt.client._client_id.decode()
+    assert line.mqtt.status()["commands"]["listening"]
+    seen = plant_broker.log.read_text().splitlines()  # in the order the broker handled them
+    suback = next(i for i, s in enumerate(seen) if f"Sending SUBACK to {me}" in s)
+    online = next(
+        i for i, s in enumerate(seen) if f"Received PUBLISH from {me}" in s and "/status'" in s
+    )
+    assert suback < online, "\n".join(seen)
+    mes = Requester(plant_broker.port, "mes1")
+    try:
+        resp = mes.send("stop_batch", {"by": "qa1"}, user="admin1")
+    finally:
+        mes.close()
+    assert resp["ok"], resp
+
+
+def test_a_command_subscription_the_broker_refuses_is_reported_not_silently_deaf(
+    plant_broker,  # noqa: F811
+    make_line,
+    tmp_path,
+):
+    """Brokers that check subscriptions (not Mosquitto's acl_file, which filters at delivery)
+    answer SUBACK with "Not authorized": the broker's answer is handed in here."""
+    line = make_line(plant_broker.port, mqtt=appliance_login(tmp_path))
+    pub = line.mqtt
+    refused = [ReasonCode(PacketTypes.SUBACK, "Not authorized")]
+    pub._on_subscribe(pub.client, None, pub._sub_mid, refused, None)
+    st = pub.status()
+    assert st["up"] is False and st["commands"]["listening"] is False
+    assert "broker refused the command subscription (Not authorized)" in st["detail"]
+
+
 # --------------------------------------------------------------------------- retained, flood
 
 
@@ -370,7 +414,7 @@ def test_a_flood_of_refused_commands_writes_a_bounded_number_of_audit_rows(
             st = line.mqtt.status()["commands"]
             return sum(st["refused"].values()) + st["dropped"] == n
 
-        assert wait_until(all_seen, 60)
+        assert wait_until(all_seen, 60), line.mqtt.status()["commands"]
     finally:
         c.disconnect()
         c.loop_stop()

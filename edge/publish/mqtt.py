@@ -87,6 +87,9 @@ class MqttPublisher:
         self.commands_dropped = 0
         self._quiet_log = _QuietLog()
         self.connected = False
+        self.listening = False  # subscribed to the command topics (the broker said so)
+        self._sub_mid: int | None = None
+        self._sub_error = ""
         self.published = 0
         self.acked = 0
         self.disconnects = 0
@@ -131,6 +134,7 @@ class MqttPublisher:
         c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         return c
 
     def _credentials(self, c: mqtt.Client) -> None:
@@ -198,12 +202,19 @@ class MqttPublisher:
 
     def status(self) -> dict[str, Any]:
         held = self.outbox.count()
+        if not self.connected:
+            detail = (
+                f"broker {self.cfg.host}:{self.cfg.port} unreachable ({self.last_error}); "
+                f"{held} results held in the outbox"
+            )
+        elif self.cfg.commands.enabled and not self.listening:
+            detail = self._sub_error or "connected; subscribing to the command topics"
+        else:
+            detail = ""
         return {
-            "up": self.connected,
-            "detail": ""
-            if self.connected
-            else f"broker {self.cfg.host}:{self.cfg.port} unreachable ({self.last_error}); "
-            f"{held} results held in the outbox",
+            # up: results flow and, where commands are on, the appliance hears them
+            "up": not detail,
+            "detail": detail,
             "broker": f"{self.cfg.host}:{self.cfg.port}",
             "outbox": held,
             "backlog": self.fwd.backlog,
@@ -212,6 +223,7 @@ class MqttPublisher:
             "acked": self.acked,
             "disconnects": self.disconnects,
             "commands": {
+                "listening": self.listening,
                 "authenticated_broker": self.policy.trusted,
                 "broker_check": self.check.status(),
                 "accepted": self.commands.accepted,
@@ -231,18 +243,15 @@ class MqttPublisher:
             log.error("MQTT broker refused the connection: %s", reason_code)
             self._offline_alarm()
             return
-        client.publish(
-            self.enc.topic("status"),
-            self.enc.encode("status", self._status_msg("online")),
-            qos=1,
-            retain=True,
-        )
         if self.cfg.commands.enabled:
             # retainAsPublished: a retained command is seen as retained, and then ignored;
-            # noLocal: never our own answers
+            # noLocal: never our own answers. "online" waits for the broker's answer
+            # (_on_subscribe): a command sent as soon as the MES sees it is heard.
             opts = SubscribeOptions(qos=1, noLocal=True, retainAsPublished=True)
-            client.subscribe([(f, opts) for f in self.enc.command_filters()])
+            _rc, self._sub_mid = client.subscribe([(f, opts) for f in self.enc.command_filters()])
             self.check.on_connect()
+        else:
+            self._announce_online(client)
         self._reconnected.set()
         self._refusal = ""
         self.connected = True
@@ -253,9 +262,30 @@ class MqttPublisher:
         self._publish_counters()
         self._wake.set()
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._sub_mid:
+            return
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        self.listening = not refused
+        self._sub_error = (
+            f"the broker refused the command subscription ({', '.join(refused)})" if refused else ""
+        )
+        if refused:
+            log.error("MQTT: %s: MES commands will not reach this appliance", self._sub_error)
+        self._announce_online(client)
+
+    def _announce_online(self, client: mqtt.Client) -> None:
+        client.publish(
+            self.enc.topic("status"),
+            self.enc.encode("status", self._status_msg("online")),
+            qos=1,
+            retain=True,
+        )
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was = self.connected
         self.connected = False
+        self.listening = False
         self.last_error = self._refusal or f"disconnected: {reason_code}"
         if was:
             self.disconnects += 1
