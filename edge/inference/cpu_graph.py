@@ -84,6 +84,40 @@ def _drop_nodes(g: onnx.GraphProto, drop: set[int]) -> None:
         g.node.extend(keep)
 
 
+def _requantised_activation(
+    act: onnx.NodeProto,
+    consumers: dict[str, list[onnx.NodeProto]],
+    producer: dict[str, onnx.NodeProto],
+    inits: dict[str, onnx.TensorProto],
+) -> tuple[onnx.NodeProto, onnx.NodeProto, onnx.NodeProto, list[onnx.NodeProto]] | None:
+    """`Q1 -> DQ1 -> act -> Q2 -> DQs`, each link the only one, Q2 uint8 with its own
+    scale and zero-point read by every DQ after it: (Q1, DQ1, Q2, DQs), else None.
+
+    The shape the activation folds replace by one Q2 reading Q1's input: the activation
+    ran in float between two requantisations.
+    """
+    dq1 = producer.get(act.input[0])
+    q2s = consumers.get(act.output[0], [])
+    if dq1 is None or dq1.op_type != "DequantizeLinear" or len(q2s) != 1:
+        return None
+    q2, q1 = q2s[0], producer.get(dq1.input[0])
+    if q2.op_type != "QuantizeLinear" or len(q2.input) < 3 or q1 is None:
+        return None
+    if q1.op_type != "QuantizeLinear" or len(consumers.get(q1.output[0], [])) != 1:
+        return None
+    if len(consumers.get(dq1.output[0], [])) != 1:
+        return None
+    zp = inits.get(q2.input[2])
+    if zp is None or zp.data_type != onnx.TensorProto.UINT8:
+        return None
+    dqs = consumers.get(q2.output[0], [])
+    if not dqs or not all(
+        d.op_type == "DequantizeLinear" and list(d.input[1:3]) == list(q2.input[1:3]) for d in dqs
+    ):
+        return None
+    return q1, dq1, q2, dqs
+
+
 def fold_relu_into_qdq(model: onnx.ModelProto) -> int:
     """Drop each Q -> DQ -> Relu between a convolution and the Relu's own Q, in place.
 
@@ -98,44 +132,24 @@ def fold_relu_into_qdq(model: onnx.ModelProto) -> int:
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     consumers, producer = graph_links(g)
-
-    def only(name: str, op: str) -> onnx.NodeProto | None:
-        c = consumers.get(name, [])
-        return c[0] if len(c) == 1 and c[0].op_type == op else None
-
     drop: set[int] = set()
     folded = 0
     for relu in [n for n in g.node if n.op_type == "Relu"]:
-        dq1 = producer.get(relu.input[0])
-        q2 = only(relu.output[0], "QuantizeLinear")
-        if dq1 is None or dq1.op_type != "DequantizeLinear" or q2 is None or len(q2.input) < 3:
+        chain = _requantised_activation(relu, consumers, producer, inits)
+        if chain is None:
             continue
-        q1 = producer.get(dq1.input[0])
-        if (
-            q1 is None
-            or q1.op_type != "QuantizeLinear"
-            or only(q1.output[0], "DequantizeLinear") is None
-        ):
-            continue
-        if only(dq1.output[0], "Relu") is None:
-            continue
-        zp = inits.get(q2.input[2])
-        if zp is None or zp.data_type != onnx.TensorProto.UINT8:
-            continue
+        q1, dq1, q2, dqs = chain
         zero = f"{q2.input[2]}__relu"
         if zero not in inits:
-            inits[zero] = numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(zp)), zero)
+            zp = numpy_helper.to_array(inits[q2.input[2]])
+            inits[zero] = numpy_helper.from_array(np.zeros_like(zp), zero)
             g.initializer.append(inits[zero])
-        for dq in consumers.get(q2.output[0], []):
-            if dq.op_type != "DequantizeLinear" or dq.input[2:3] != q2.input[2:3]:
-                break
-        else:
-            q2.input[0] = q1.input[0]
-            q2.input[2] = zero
-            for dq in consumers.get(q2.output[0], []):
-                dq.input[2] = zero
-            drop |= {id(q1), id(dq1), id(relu)}
-            folded += 1
+        q2.input[0] = q1.input[0]
+        q2.input[2] = zero
+        for dq in dqs:
+            dq.input[2] = zero
+        drop |= {id(q1), id(dq1), id(relu)}
+        folded += 1
     _drop_nodes(g, drop)
     return folded
 
@@ -273,28 +287,12 @@ def fold_clip_into_qdq(model: onnx.ModelProto) -> int:
         hi = _const(inits, clip.input[2]) if len(clip.input) > 2 and clip.input[2] else None
         if lo is None or hi is None or float(lo) != 0.0 or float(hi) <= 0:
             continue
-        dq1 = producer.get(clip.input[0])
-        q2s = consumers.get(clip.output[0], [])
-        if dq1 is None or dq1.op_type != "DequantizeLinear" or len(q2s) != 1:
+        chain = _requantised_activation(clip, consumers, producer, inits)
+        if chain is None:
             continue
-        q2 = q2s[0]
-        q1 = producer.get(dq1.input[0])
-        if q2.op_type != "QuantizeLinear" or len(q2.input) < 3 or q1 is None:
-            continue
-        if q1.op_type != "QuantizeLinear" or len(consumers.get(q1.output[0], [])) != 1:
-            continue
-        if len(consumers.get(dq1.output[0], [])) != 1:
-            continue
-        zp, scale = inits.get(q2.input[2]), _const(inits, q2.input[1])
-        if zp is None or zp.data_type != onnx.TensorProto.UINT8 or scale is None:
-            continue
-        if scale.size != 1 or int(numpy_helper.to_array(zp).ravel()[0]) != 128:
-            continue
-        dqs = consumers.get(q2.output[0], [])
-        if not dqs or not all(
-            d.op_type == "DequantizeLinear" and list(d.input[1:3]) == list(q2.input[1:3])
-            for d in dqs
-        ):
+        q1, dq1, q2, dqs = chain
+        zp, scale = inits[q2.input[2]], _const(inits, q2.input[1])
+        if scale is None or scale.size != 1 or int(numpy_helper.to_array(zp).ravel()[0]) != 128:
             continue
         top = min(float(hi), 127.0 * float(scale))  # the int8 Q saturated there already
         key = clip.name or clip.output[0]
